@@ -1,0 +1,51 @@
+# zshield: build, install, demo and tests.
+# `make demo` and `make test` install their own prerequisites (scripts/install-deps.sh).
+
+TARGET      := x86_64-unknown-linux-musl
+BIN         := target/$(TARGET)/release/zshield
+DESTDIR     ?=
+SBINDIR     := /usr/sbin
+DRACUTDIR   := /usr/lib/dracut/modules.d/90zshield
+CONFDIR     := /etc/zshield
+
+.PHONY: all build deps install test test-unit test-host test-qemu lint demo clean
+
+all: build
+
+deps:
+	scripts/install-deps.sh
+
+build:
+	cargo build --release --locked --target $(TARGET)
+
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)$(SBINDIR)/zshield
+	ln -sf zshield $(DESTDIR)$(SBINDIR)/zshield_backup
+	install -d $(DESTDIR)$(DRACUTDIR)
+	install -m 0755 initramfs/90zshield/module-setup.sh initramfs/90zshield/zshield-recovery.sh $(DESTDIR)$(DRACUTDIR)/
+	install -m 0644 initramfs/90zshield/zshield-recovery.service $(DESTDIR)$(DRACUTDIR)/
+	install -d $(DESTDIR)$(CONFDIR)
+	# Never overwrite an operator's or vendor's configuration.
+	[ -e $(DESTDIR)$(CONFDIR)/zshield.conf ] || install -m 0644 etc/zshield.conf $(DESTDIR)$(CONFDIR)/zshield.conf
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --locked --all-targets -- -D warnings
+
+test-unit:
+	cargo test --locked
+
+test-host: build
+	tests/host/run.sh
+
+test-qemu: build
+	tests/qemu/run.sh
+
+test: deps lint test-unit test-host test-qemu
+
+demo: deps build
+	qemu/demo.sh
+
+clean:
+	cargo clean
+	rm -rf build

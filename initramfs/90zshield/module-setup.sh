@@ -1,0 +1,31 @@
+#!/bin/bash
+# dracut module "zshield": ships the zshield binary, its configuration and the
+# tools it drives into the initramfs. Every decision is taken by the binary.
+
+check() {
+    require_binaries zshield lvm mkfs.ext4 rsync udevadm || return 1
+    return 0
+}
+
+depends() {
+    echo lvm dm rootfs-block
+    return 0
+}
+
+installkernel() {
+    hostonly='' instmods dm-mod dm-snapshot ext4
+}
+
+install() {
+    inst_simple /usr/sbin/zshield
+    [ -e /etc/zshield/zshield.conf ] && inst_simple /etc/zshield/zshield.conf
+    inst_multiple lvm mkfs.ext4 mke2fs rsync udevadm
+    [ -e /etc/mke2fs.conf ] && inst_simple /etc/mke2fs.conf
+
+    if dracut_module_included "systemd"; then
+        inst_simple "$moddir/zshield-recovery.service" "$systemdsystemunitdir/zshield-recovery.service"
+        $SYSTEMCTL -q --root "$initdir" add-wants initrd.target zshield-recovery.service
+    else
+        inst_hook pre-mount 50 "$moddir/zshield-recovery.sh"
+    fi
+}

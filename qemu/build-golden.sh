@@ -1,0 +1,309 @@
+#!/bin/bash
+# Builds the QEMU test golden: a Debian root with zshield installed, its
+# dracut initramfs, and cf.img, the CompactFlash disk of a virtual appliance
+# (msdos label: p1 golden /boot, p2 golden root, p3 reserved).
+#
+# usage: qemu/build-golden.sh [OUTDIR]      (default: <repo>/build/golden)
+#
+# Phases, in the manner of diskimage-builder:
+#   root          mmdebstrap a root tarball, cached by its package list
+#   product       `make install` into a scratch tree, only to know whether it changed
+#   install       staging root = root tarball + `make install` + test overlay + fixtures
+#   initramfs     dracut inside the staging root
+#   block-device  ext4 images filled with mkfs.ext4 -d (no loop mounts), cf.img
+#   finalise      kernel, initrd, checksums and facts for vm.sh and the tests
+# Everything after `root` is skipped when its inputs did not change.
+#
+# Outputs in OUTDIR: cf.img, cf.img.sha256, vmlinuz, initrd.img, golden.env.
+# Needs root (chroot, file capabilities, ownership), mmdebstrap, e2fsprogs, fdisk.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+outdir=$(realpath -m "${1:-$repo/build/golden}")
+cache=${ZSHIELD_CACHE:-$HOME/.cache/zshield}
+work=$outdir/work
+staging=$work/root
+overlay=$repo/qemu/golden-overlay
+
+suite=bookworm
+variant=minbase
+packages=linux-image-cloud-amd64,lvm2,grub-pc,dracut,systemd,systemd-sysv,udev,rsync,e2fsprogs,kmod,procps,acl,attr,libcap2-bin,util-linux
+
+# Where the fixtures that prove a faithful copy of the golden live (the tests'
+# check scripts use the same paths).
+fixtures=/usr/local/share/zshield-fixtures
+cap_fixture=/usr/local/bin/zshield-cap-fixture
+
+log() { printf 'build-golden: %s\n' "$*"; }
+die() { log "error: $*" >&2; exit 1; }
+
+phase() {
+    local name=$1 t0=$SECONDS
+    shift
+    log "phase $name"
+    "$@"
+    log "phase $name: done in $((SECONDS - t0)) s"
+}
+
+[ "$(id -u)" = 0 ] || die "must run as root (chroot, setcap, chown)"
+
+# ---------------------------------------------------------------- root
+# The package list names the tarball: a changed list builds a new one, an
+# unchanged one reuses the cache (mmdebstrap takes over a minute).
+root_key=$(printf '%s\n' "$suite" "$variant" "$packages" | sha256sum | cut -c1-16)
+root_tar=$cache/root-$suite-$root_key.tar
+
+# The machine's own apt sources, never a mirror's name written here.
+apt_sources() {
+    local f
+    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
+        [ -f "$f" ] && grep -qv '^[[:space:]]*\(#\|$\)' "$f" && printf '%s\n' "$f"
+    done
+    return 0
+}
+
+phase_root() {
+    if [ -s "$root_tar" ]; then
+        log "reusing $root_tar"
+        return
+    fi
+    local sources
+    mapfile -t sources < <(apt_sources)
+    [ ${#sources[@]} -gt 0 ] || die "no apt sources found in /etc/apt"
+    mkdir -p "$cache"
+    log "mmdebstrap $suite ($packages) from ${sources[*]}"
+    # Written under a temporary name so that an interrupted run is never reused.
+    mmdebstrap --quiet --variant="$variant" --include="$packages" \
+        "$suite" "$root_tar.tmp" "${sources[@]}"
+    mv "$root_tar.tmp" "$root_tar"
+}
+
+# ---------------------------------------------------------------- product
+# What `make install` produces is hashed together with the overlay and this
+# script: equal hashes mean the previous golden is still the right one.
+phase_product() {
+    rm -rf "$work/product"
+    mkdir -p "$work/product"
+    make -s -C "$repo" install DESTDIR="$work/product"
+    inputs_hash=$(
+        {
+            echo "$root_key"
+            tar_hash "$work/product"
+            tar_hash "$overlay"
+            sha256sum <"${BASH_SOURCE[0]}"
+        } | sha256sum | cut -d' ' -f1
+    )
+}
+
+tar_hash() {
+    tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf - -C "$1" . | sha256sum
+}
+
+up_to_date() {
+    local f
+    for f in cf.img cf.img.sha256 vmlinuz initrd.img golden.env stamp; do
+        [ -e "$outdir/$f" ] || return 1
+    done
+    [ "$(cat "$outdir/stamp")" = "$inputs_hash" ]
+}
+
+# ---------------------------------------------------------------- install
+phase_install() {
+    rm -rf "$staging"
+    mkdir -p "$staging"
+    tar -C "$staging" --xattrs --xattrs-include='*' --numeric-owner -xpf "$root_tar"
+
+    make -s -C "$repo" install DESTDIR="$staging"
+
+    # The test overlay comes last: its zshield.conf replaces the default one.
+    rsync -rlpt --chown=0:0 "$overlay/" "$staging/"
+    # Test only: the probe reports each boot; no serial getty, whose vhangup of
+    # ttyS0 would cut the probe's output (and there is no password anyway).
+    mkdir -p "$staging/etc/systemd/system/multi-user.target.wants"
+    ln -sf /etc/systemd/system/zshield-test-probe.service \
+        "$staging/etc/systemd/system/multi-user.target.wants/zshield-test-probe.service"
+    ln -sf /dev/null "$staging/etc/systemd/system/serial-getty@ttyS0.service"
+
+    # Fixtures: what a careless copy loses (capabilities, ACLs, hard links,
+    # holes, owners without a passwd entry).
+    local fx=$staging$fixtures
+    mkdir -p "$fx"
+    cp "$staging/bin/true" "$staging$cap_fixture"
+    setcap cap_net_raw+ep "$staging$cap_fixture"
+    echo "one file, two names" >"$fx/hardlink-a"
+    ln -f "$fx/hardlink-a" "$fx/hardlink-b"
+    echo "readable by uid 1234 through an ACL" >"$fx/acl-file"
+    setfacl -m u:1234:r "$fx/acl-file"
+    rm -f "$fx/sparse-64M"
+    truncate -s 64M "$fx/sparse-64M"
+    printf 'head' | dd of="$fx/sparse-64M" conv=notrunc status=none
+    printf 'tail' | dd of="$fx/sparse-64M" bs=1 seek=$((64 * 1024 * 1024 - 4)) conv=notrunc status=none
+    echo "owned by a uid that has no passwd entry" >"$fx/orphan-uid"
+    chown 4321:4321 "$fx/orphan-uid"
+}
+
+# ---------------------------------------------------------------- initramfs
+chroot_mounts=()
+
+umount_chroot() {
+    local i
+    for ((i = ${#chroot_mounts[@]} - 1; i >= 0; i--)); do
+        umount "${chroot_mounts[i]}" 2>/dev/null || umount -l "${chroot_mounts[i]}" || :
+    done
+    chroot_mounts=()
+}
+# Never leave the host's /proc, /sys or /dev bound into the staging tree.
+trap umount_chroot EXIT
+
+mount_chroot() {
+    mount -t proc proc "$staging/proc"
+    chroot_mounts+=("$staging/proc")
+    mount -t sysfs sysfs "$staging/sys"
+    chroot_mounts+=("$staging/sys")
+    mount --bind /dev "$staging/dev"
+    chroot_mounts+=("$staging/dev")
+}
+
+phase_initramfs() {
+    local kvers
+    mapfile -t kvers < <(ls "$staging/lib/modules")
+    [ ${#kvers[@]} -eq 1 ] || die "expected one kernel in the golden, found: ${kvers[*]}"
+    kver=${kvers[0]}
+    log "kernel $kver"
+
+    mount_chroot
+    if ! chroot "$staging" dracut --force --no-hostonly --kver "$kver" "/boot/initrd.img-$kver" \
+        >"$work/dracut.log" 2>&1; then
+        tail -n 40 "$work/dracut.log" >&2
+        die "dracut failed (log: $work/dracut.log)"
+    fi
+    chroot "$staging" lsinitrd "/boot/initrd.img-$kver" >"$work/initrd.list"
+    umount_chroot
+
+    # lsinitrd lists like ls -l: the path is the last field.
+    grep -qE ' usr/sbin/zshield$' "$work/initrd.list" ||
+        die "usr/sbin/zshield is not in the initrd (listing: $work/initrd.list)"
+    if grep -qE ' usr/lib/systemd/systemd$' "$work/initrd.list"; then
+        initrd_systemd=yes
+    else
+        initrd_systemd=no
+    fi
+    log "initrd: $(du -h "$staging/boot/initrd.img-$kver" | cut -f1), zshield included, systemd-based: $initrd_systemd"
+    if grep -qE ' etc/systemd/system/initrd.target.wants/zshield-recovery.service$' "$work/initrd.list"; then
+        log "initrd: zshield-recovery.service is wanted by initrd.target"
+    fi
+}
+
+# ---------------------------------------------------------------- block-device
+# Size of an image for a tree: its disk usage + 40 %, in whole MiB, at least $2.
+image_mib() {
+    local used
+    used=$(du -s --block-size=1M "$1" | cut -f1)
+    local mib=$(((used * 14 + 9) / 10))
+    [ "$mib" -ge "$2" ] || mib=$2
+    echo "$mib"
+}
+
+mkfs_image() { # mkfs_image IMAGE LABEL UUID TREE MIB
+    local inodes
+    # Enough inodes for the tree and some more whatever the size heuristic says.
+    inodes=$(($(find "$4" | wc -l) * 3 / 2 + 1024))
+    rm -f "$1"
+    truncate -s "${5}M" "$1"
+    mkfs.ext4 -q -F -L "$2" -U "$3" -N "$inodes" -d "$4" "$1"
+}
+
+# mkfs.ext4 -d copies extended attributes; prove it did for each fixture.
+check_fixtures() { # check_fixtures ROOT_IMAGE
+    local out
+    out=$(debugfs -R "ea_list $cap_fixture" "$1" 2>/dev/null)
+    grep -q 'security.capability' <<<"$out" ||
+        die "root.img lost the file capability of $cap_fixture (debugfs ea_list: $out)"
+    out=$(debugfs -R "ea_list $fixtures/acl-file" "$1" 2>/dev/null)
+    grep -q 'system.posix_acl_access' <<<"$out" ||
+        die "root.img lost the ACL of $fixtures/acl-file (debugfs ea_list: $out)"
+    out=$(debugfs -R "stat $fixtures/hardlink-a" "$1" 2>/dev/null)
+    grep -q 'Links: 2' <<<"$out" || die "root.img lost the hard link $fixtures/hardlink-a"
+    out=$(debugfs -R "stat $fixtures/orphan-uid" "$1" 2>/dev/null)
+    grep -qE 'User: +4321 ' <<<"$out" || die "root.img lost the owner of $fixtures/orphan-uid"
+    out=$(debugfs -R "stat $fixtures/sparse-64M" "$1" 2>/dev/null)
+    local blocks
+    blocks=$(sed -n 's/.*Blockcount: \([0-9]*\).*/\1/p' <<<"$out")
+    [ -n "$blocks" ] && [ "$blocks" -lt 2048 ] ||
+        die "root.img filled the holes of $fixtures/sparse-64M (Blockcount: ${blocks:-?})"
+    log "root.img keeps the capability, ACL, hard link, owner and holes of the fixtures"
+}
+
+phase_block_device() {
+    # /boot is a file system of its own on the CF, as on the target.
+    rm -rf "$work/boot"
+    mv "$staging/boot" "$work/boot"
+    mkdir -m 0755 "$staging/boot"
+
+    local boot_mib root_mib reserved_mib=16
+    boot_mib=$(image_mib "$work/boot" 64)
+    root_mib=$(image_mib "$staging" 256)
+    root_uuid=$(cat /proc/sys/kernel/random/uuid)
+    boot_uuid=$(cat /proc/sys/kernel/random/uuid)
+    mkfs_image "$work/boot.img" golden-boot "$boot_uuid" "$work/boot" "$boot_mib"
+    mkfs_image "$work/root.img" golden-root "$root_uuid" "$staging" "$root_mib"
+    log "boot.img ${boot_mib} MiB, root.img ${root_mib} MiB"
+    check_fixtures "$work/root.img"
+
+    # Partitions on MiB boundaries, so that dd can place the images with bs=1M.
+    local cf=$work/cf.img
+    local boot_start=1 root_start=$((1 + boot_mib)) reserved_start=$((1 + boot_mib + root_mib))
+    rm -f "$cf"
+    truncate -s "$((reserved_start + reserved_mib))M" "$cf"
+    sfdisk --quiet "$cf" <<EOF
+label: dos
+unit: sectors
+start=$((boot_start * 2048)), size=$((boot_mib * 2048)), type=83, bootable
+start=$((root_start * 2048)), size=$((root_mib * 2048)), type=83
+start=$((reserved_start * 2048)), size=$((reserved_mib * 2048)), type=da
+EOF
+    dd if="$work/boot.img" of="$cf" bs=1M seek="$boot_start" conv=notrunc,sparse status=none
+    dd if="$work/root.img" of="$cf" bs=1M seek="$root_start" conv=notrunc,sparse status=none
+
+    # Read the labels back through the partition offsets, as the guest will.
+    local label
+    label=$(blkid -p -o value -s LABEL -O $((root_start * 1024 * 1024)) "$cf")
+    [ "$label" = golden-root ] || die "cf.img p2 has label '$label', not golden-root"
+    label=$(blkid -p -o value -s LABEL -O $((boot_start * 1024 * 1024)) "$cf")
+    [ "$label" = golden-boot ] || die "cf.img p1 has label '$label', not golden-boot"
+    log "cf.img: $((reserved_start + reserved_mib)) MiB, p1 golden-boot, p2 golden-root, p3 reserved"
+}
+
+# ---------------------------------------------------------------- finalise
+phase_finalise() {
+    mkdir -p "$outdir"
+    rm -f "$outdir/stamp"
+    cp "$work/boot/vmlinuz-$kver" "$outdir/vmlinuz"
+    cp "$work/boot/initrd.img-$kver" "$outdir/initrd.img"
+    cp --sparse=always "$work/cf.img" "$outdir/cf.img"
+    (cd "$outdir" && sha256sum cf.img >cf.img.sha256)
+    cat >"$outdir/golden.env" <<EOF
+# Facts of this golden, for qemu/vm.sh, qemu/demo.sh and tests/qemu (sourced by bash).
+GOLDEN_KVER=$kver
+GOLDEN_ROOT_UUID=$root_uuid
+GOLDEN_BOOT_UUID=$boot_uuid
+GOLDEN_INITRD_SYSTEMD=$initrd_systemd
+GOLDEN_CF_SHA256=$(cut -d' ' -f1 "$outdir/cf.img.sha256")
+EOF
+    # The stamp is written last: a build stopped half-way is never taken as done.
+    echo "$inputs_hash" >"$outdir/stamp"
+    log "golden ready in $outdir"
+}
+
+t_start=$SECONDS
+phase root phase_root
+phase product phase_product
+if up_to_date; then
+    log "golden in $outdir is up to date (inputs $inputs_hash)"
+else
+    phase install phase_install
+    phase initramfs phase_initramfs
+    phase block-device phase_block_device
+    phase finalise phase_finalise
+fi
+log "total $((SECONDS - t_start)) s"

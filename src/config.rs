@@ -1,0 +1,280 @@
+//! `/etc/zshield/zshield.conf`: the layout zshield gives the target disk.
+
+use std::fmt;
+use std::path::Path;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::units::{Size, GIB};
+
+pub const DEFAULT_PATH: &str = "/etc/zshield/zshield.conf";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Label {
+    Gpt,
+    Msdos,
+}
+
+impl fmt::Display for Label {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Label::Gpt => "gpt",
+            Label::Msdos => "msdos",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Volume {
+    pub name: String,
+    #[serde(deserialize_with = "size")]
+    pub size: Size,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataVolume {
+    pub name: String,
+    #[serde(deserialize_with = "size")]
+    pub size: Size,
+    /// Where the running system mounts it (an absolute path).
+    pub mount: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub target: String,
+    /// None: the `root=` device of this boot.
+    pub golden: Option<String>,
+    pub label: Label,
+    #[serde(deserialize_with = "bytes")]
+    pub boot_size: u64,
+    pub vg: String,
+    pub root: Volume,
+    pub snapshot: Volume,
+    pub data: Vec<DataVolume>,
+}
+
+impl Default for Config {
+    /// The product's layout for its 500 GB disk: room is left in the VG for the
+    /// backup to create a new snapshot before it drops the old one.
+    fn default() -> Self {
+        Config {
+            target: "/dev/sdb".into(),
+            golden: None,
+            label: Label::Gpt,
+            boot_size: GIB,
+            vg: "vgroup".into(),
+            root: Volume { name: "lv-root".into(), size: Size::Bytes(100 * GIB) },
+            snapshot: Volume { name: "snap0".into(), size: Size::Bytes(100 * GIB) },
+            data: vec![
+                DataVolume {
+                    name: "lv-user".into(),
+                    size: Size::Bytes(120 * GIB),
+                    mount: "/home".into(),
+                },
+                DataVolume {
+                    name: "lv-audit".into(),
+                    size: Size::Bytes(40 * GIB),
+                    mount: "/var/log/audit".into(),
+                },
+            ],
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the configuration {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("configuration {path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+impl Config {
+    /// Reads the file; a missing file means the built-in defaults.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Config::parse(&text, &path.display().to_string()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+            Err(source) => Err(ConfigError::Read { path: path.display().to_string(), source }),
+        }
+    }
+
+    pub fn parse(text: &str, path: &str) -> Result<Config, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid { path: path.to_string(), message };
+        let config: Config = toml::from_str(text).map_err(|e| invalid(one_line_toml_error(&e, text)))?;
+        config.validate().map_err(invalid)?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let mut names = vec![&self.root.name, &self.snapshot.name];
+        names.extend(self.data.iter().map(|d| &d.name));
+        for name in std::iter::once(&self.vg).chain(names.iter().copied()) {
+            if !valid_lvm_name(name) {
+                return Err(format!(
+                    "invalid LVM name {name:?}: use letters, digits, '.', '_', '-', '+', not starting with '-'"
+                ));
+            }
+        }
+        for (i, name) in names.iter().enumerate() {
+            if names[..i].contains(name) {
+                return Err(format!("the volume name {name:?} is used twice"));
+            }
+        }
+        let mut mounts: Vec<&str> = vec!["/", "/boot"];
+        for d in &self.data {
+            let m = d.mount.as_str();
+            if !m.starts_with('/') || m.contains(char::is_whitespace) || m.split('/').any(|c| c == "..") {
+                return Err(format!("data volume {:?}: mount {m:?} must be an absolute path without spaces", d.name));
+            }
+            if mounts.contains(&m.trim_end_matches('/')) || mounts.contains(&m) {
+                return Err(format!("data volume {:?}: mount point {m} is already used", d.name));
+            }
+            mounts.push(m);
+        }
+        if self.boot_size < 64 * 1024 * 1024 {
+            return Err("boot_size must be at least 64M (it holds kernels and initramfs images)".into());
+        }
+        if !self.target.starts_with("/dev/") {
+            return Err(format!("target {:?} must be a device path under /dev", self.target));
+        }
+        Ok(())
+    }
+}
+
+/// LVM's own rules for VG and LV names (lvm(8), "VALID NAMES").
+fn valid_lvm_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 127
+        && !name.starts_with('-')
+        && name != "."
+        && name != ".."
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-+".contains(c))
+}
+
+/// toml's messages span several lines with a caret; a failure line must be one.
+fn one_line_toml_error(e: &toml::de::Error, text: &str) -> String {
+    let message = e.message().trim().replace('\n', " ");
+    match e.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            let source_line = text.lines().nth(line - 1).unwrap_or("").trim();
+            format!("line {line} ({source_line}): {message}")
+        }
+        None => message,
+    }
+}
+
+fn size<'de, D: Deserializer<'de>>(d: D) -> Result<Size, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Number(u64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Number(0) => Err(serde::de::Error::custom("a size must not be 0")),
+        Raw::Number(n) => Ok(Size::Bytes(n)),
+        Raw::Text(t) => t.parse().map_err(serde::de::Error::custom),
+    }
+}
+
+fn bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    match size(d)? {
+        Size::Bytes(b) => Ok(b),
+        Size::PercentOfVg(_) => Err(serde::de::Error::custom("this size cannot be a share of the VG")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::units::MIB;
+
+    const SMALL: &str = r#"
+target = "/dev/disk/by-id/scsi-0QEMU_QEMU_HARDDISK_ZTARGET"
+label = "msdos"
+boot_size = "256M"
+vg = "vgroup"
+[root]
+name = "lv-root"
+size = "1280M"
+[snapshot]
+name = "snap0"
+size = "25%VG"
+[[data]]
+name = "lv-user"
+size = 268435456
+mount = "/home"
+"#;
+
+    #[test]
+    fn defaults_follow_the_product() {
+        let c = Config::default();
+        assert_eq!(c.target, "/dev/sdb");
+        assert_eq!(c.vg, "vgroup");
+        assert_eq!(c.root.size, Size::Bytes(100 * GIB));
+        assert_eq!(c.snapshot.name, "snap0");
+        assert_eq!(c.data.len(), 2);
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn the_shipped_config_is_the_default() {
+        let shipped = include_str!("../etc/zshield.conf");
+        assert_eq!(Config::parse(shipped, "etc/zshield.conf").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn parses_a_small_config() {
+        let c = Config::parse(SMALL, "test").unwrap();
+        assert_eq!(c.label, Label::Msdos);
+        assert_eq!(c.boot_size, 256 * MIB);
+        assert_eq!(c.root.size, Size::Bytes(1280 * MIB));
+        assert_eq!(c.snapshot.size, Size::PercentOfVg(25));
+        assert_eq!(c.data[0].size, Size::Bytes(256 * MIB));
+        assert_eq!(c.golden, None);
+    }
+
+    #[test]
+    fn missing_keys_take_defaults() {
+        let c = Config::parse("target = \"/dev/vdb\"\n", "t").unwrap();
+        assert_eq!(c.target, "/dev/vdb");
+        assert_eq!(c.snapshot, Config::default().snapshot);
+    }
+
+    fn error_of(text: &str) -> String {
+        Config::parse(text, "/etc/zshield/zshield.conf").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn malformed_config_names_key_and_line() {
+        let e = error_of("vg = \"vgroup\"\nboot_size = \"lots\"\n");
+        assert!(e.contains("line 2"), "{e}");
+        assert!(e.contains("boot_size"), "{e}");
+        assert!(e.contains("/etc/zshield/zshield.conf"), "{e}");
+        assert!(!e.contains('\n'), "one line: {e}");
+
+        let e = error_of("vg = \"vgroup\"\n\ntarrget = \"/dev/sdb\"\n");
+        assert!(e.contains("line 3") && e.contains("tarrget"), "{e}");
+
+        let e = error_of("label = \"dos\"\n");
+        assert!(e.contains("line 1") && e.contains("dos"), "{e}");
+    }
+
+    #[test]
+    fn rejects_bad_names_and_mounts() {
+        assert!(error_of("vg = \"my vg\"\n").contains("invalid LVM name"));
+        assert!(error_of("[snapshot]\nname = \"lv-root\"\nsize = \"1G\"\n").contains("used twice"));
+        assert!(error_of("[[data]]\nname = \"d\"\nsize = \"1G\"\nmount = \"data\"\n").contains("absolute"));
+        assert!(error_of("[[data]]\nname = \"d\"\nsize = \"1G\"\nmount = \"/boot\"\n").contains("already used"));
+        assert!(error_of("boot_size = \"10%VG\"\n").contains("share of the VG"));
+        assert!(error_of("boot_size = \"1M\"\n").contains("at least 64M"));
+        assert!(error_of("target = \"sdb\"\n").contains("under /dev"));
+    }
+}

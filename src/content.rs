@@ -1,0 +1,280 @@
+//! What a disk holds, judged from its first and last MiB and its partition
+//! table: blank, a zshield layout (complete or half-made), or something foreign.
+
+use crate::config::Label;
+use crate::units::MIB;
+
+/// GPT partition names of a zshield layout.
+pub const GPT_BIOS_NAME: &str = "zshield-bios";
+pub const GPT_BOOT_NAME: &str = "zshield-boot";
+pub const GPT_LVM_NAME: &str = "zshield-lvm";
+pub const GPT_BIOS_TYPE: &str = "21686148-6449-6E6F-744E-656564454649";
+pub const GPT_LINUX_FS_TYPE: &str = "0FC63DAF-8483-4772-8E79-3D69D8477DE4";
+pub const GPT_LVM_TYPE: &str = "E6D6D379-F507-44C2-A23C-238F2A3DF928";
+
+/// msdos labels carry no names: zshield marks its tables by the upper half of
+/// the disk signature ("zs"); the lower half is random.
+pub const MSDOS_SIGNATURE_MAGIC: u32 = 0x7A73_0000;
+pub const MSDOS_LINUX: u8 = 0x83;
+pub const MSDOS_LVM: u8 = 0x8E;
+
+/// One partition of a table read from a disk, in bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TablePartition {
+    pub number: u32,
+    pub start: u64,
+    pub size: u64,
+    /// GPT: the type GUID in upper case; msdos: the type byte as `0x83`.
+    pub kind: String,
+    /// GPT partition name; empty on msdos.
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Table {
+    Gpt { partitions: Vec<TablePartition> },
+    Msdos { signature: u32, partitions: Vec<TablePartition> },
+}
+
+impl Table {
+    pub fn partitions(&self) -> &[TablePartition] {
+        match self {
+            Table::Gpt { partitions } | Table::Msdos { partitions, .. } => partitions,
+        }
+    }
+}
+
+/// The partitions of a zshield layout found on a disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExistingLayout {
+    pub label: Label,
+    pub boot: TablePartition,
+    pub pv: TablePartition,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Content {
+    /// No partition table, no signature, nothing but zeros where they live.
+    Blank,
+    Zshield(ExistingLayout),
+    /// What was found, in words, for the refusal line.
+    Foreign(Vec<String>),
+}
+
+/// The raw evidence read from a disk.
+#[derive(Debug, Clone, Default)]
+pub struct Evidence {
+    /// The first MiB (or the whole disk if smaller).
+    pub head: Vec<u8>,
+    /// The last MiB.
+    pub tail: Vec<u8>,
+    /// The partition table, when one could be parsed.
+    pub table: Option<Table>,
+    /// What could not be parsed (a damaged GPT, say).
+    pub table_error: Option<String>,
+}
+
+pub fn classify(e: &Evidence) -> Content {
+    if let Some(table) = &e.table {
+        if let Some(layout) = zshield_layout(table) {
+            return Content::Zshield(layout);
+        }
+        return Content::Foreign(vec![describe_table(table)]);
+    }
+    let mut found = Vec::new();
+    if let Some(err) = &e.table_error {
+        found.push(format!("a damaged partition table ({err})"));
+    }
+    found.extend(signatures(&e.head, &e.tail));
+    if found.is_empty() && is_zero(&e.head) && is_zero(&e.tail) {
+        return Content::Blank;
+    }
+    if found.is_empty() {
+        found.push("unrecognised data in its first or last MiB".into());
+    }
+    Content::Foreign(found)
+}
+
+fn zshield_layout(table: &Table) -> Option<ExistingLayout> {
+    match table {
+        Table::Gpt { partitions } => {
+            let [bios, boot, pv] = partitions.as_slice() else { return None };
+            let ok = bios.name == GPT_BIOS_NAME
+                && bios.kind == GPT_BIOS_TYPE
+                && boot.name == GPT_BOOT_NAME
+                && boot.kind == GPT_LINUX_FS_TYPE
+                && pv.name == GPT_LVM_NAME
+                && pv.kind == GPT_LVM_TYPE;
+            ok.then(|| ExistingLayout { label: Label::Gpt, boot: boot.clone(), pv: pv.clone() })
+        }
+        Table::Msdos { signature, partitions } => {
+            let [boot, pv] = partitions.as_slice() else { return None };
+            let ok = signature & 0xFFFF_0000 == MSDOS_SIGNATURE_MAGIC
+                && boot.kind == format!("{MSDOS_LINUX:#04x}")
+                && pv.kind == format!("{MSDOS_LVM:#04x}");
+            ok.then(|| ExistingLayout { label: Label::Msdos, boot: boot.clone(), pv: pv.clone() })
+        }
+    }
+}
+
+fn describe_table(table: &Table) -> String {
+    let (kind, parts) = match table {
+        Table::Gpt { partitions } => ("GPT", partitions),
+        Table::Msdos { partitions, .. } => ("msdos", partitions),
+    };
+    let list: Vec<String> = parts
+        .iter()
+        .map(|p| {
+            if p.name.is_empty() {
+                format!("{} type {}", p.number, p.kind)
+            } else {
+                format!("{} {:?}", p.number, p.name)
+            }
+        })
+        .collect();
+    if list.is_empty() {
+        format!("a foreign {kind} partition table with no partitions")
+    } else {
+        format!("a foreign {kind} partition table (partitions {})", list.join(", "))
+    }
+}
+
+/// Well-known signatures in the first and last MiB of a disk without a table.
+fn signatures(head: &[u8], tail: &[u8]) -> Vec<String> {
+    let at = |buf: &[u8], offset: usize, magic: &[u8]| buf.get(offset..offset + magic.len()) == Some(magic);
+    let mut found: Vec<String> = Vec::new();
+    if (0..4).any(|sector| at(head, sector * 512, b"LABELONE")) {
+        found.push("an LVM physical volume on the whole disk".into());
+    }
+    if at(head, 1024 + 56, &[0x53, 0xEF]) {
+        found.push("an ext2/3/4 filesystem on the whole disk".into());
+    }
+    if at(head, 0, b"XFSB") {
+        found.push("an XFS filesystem on the whole disk".into());
+    }
+    if at(head, 0x10040, b"_BHRfS_M") {
+        found.push("a btrfs filesystem on the whole disk".into());
+    }
+    if at(head, 4096 - 10, b"SWAPSPACE2") {
+        found.push("a swap area on the whole disk".into());
+    }
+    if at(head, 0x8001, b"CD001") {
+        found.push("an ISO 9660 image".into());
+    }
+    if at(head, 4096, &[0xFC, 0x4E, 0x2B, 0xA9]) {
+        found.push("a Linux RAID (md) member".into());
+    }
+    if at(head, 510, &[0x55, 0xAA]) && !found.iter().any(|f| f.contains("ISO")) {
+        found.push("a boot sector or unreadable partition table".into());
+    }
+    if at(head, 512, b"EFI PART") {
+        found.push("a GPT header".into());
+    }
+    if tail.len() >= 512 && at(tail, tail.len() - 512, b"EFI PART") {
+        found.push("a backup GPT header at the end of the disk".into());
+    }
+    found
+}
+
+fn is_zero(buf: &[u8]) -> bool {
+    buf.iter().all(|&b| b == 0)
+}
+
+/// How much zshield reads at each end of a disk to judge it.
+pub const EVIDENCE_BYTES: u64 = MIB;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(number: u32, kind: &str, name: &str) -> TablePartition {
+        TablePartition { number, start: u64::from(number) * MIB, size: MIB, kind: kind.into(), name: name.into() }
+    }
+
+    fn zeros() -> Evidence {
+        Evidence { head: vec![0; MIB as usize], tail: vec![0; MIB as usize], ..Default::default() }
+    }
+
+    fn zshield_gpt() -> Table {
+        Table::Gpt {
+            partitions: vec![
+                part(1, GPT_BIOS_TYPE, GPT_BIOS_NAME),
+                part(2, GPT_LINUX_FS_TYPE, GPT_BOOT_NAME),
+                part(3, GPT_LVM_TYPE, GPT_LVM_NAME),
+            ],
+        }
+    }
+
+    #[test]
+    fn zeros_are_blank() {
+        assert_eq!(classify(&zeros()), Content::Blank);
+    }
+
+    #[test]
+    fn recognises_a_zshield_gpt() {
+        let e = Evidence { table: Some(zshield_gpt()), ..zeros() };
+        match classify(&e) {
+            Content::Zshield(l) => {
+                assert_eq!(l.label, Label::Gpt);
+                assert_eq!(l.boot.number, 2);
+                assert_eq!(l.pv.number, 3);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_gpt_with_other_names_is_foreign() {
+        let mut t = zshield_gpt();
+        if let Table::Gpt { partitions } = &mut t {
+            partitions[2].name = "data".into();
+        }
+        let e = Evidence { table: Some(t), ..zeros() };
+        let Content::Foreign(found) = classify(&e) else { panic!() };
+        assert!(found[0].contains("foreign GPT") && found[0].contains("\"data\""), "{found:?}");
+    }
+
+    #[test]
+    fn msdos_needs_the_zshield_signature() {
+        let parts = vec![part(1, "0x83", ""), part(2, "0x8e", "")];
+        let ours = Table::Msdos { signature: 0x7A73_1234, partitions: parts.clone() };
+        assert!(matches!(classify(&Evidence { table: Some(ours), ..zeros() }), Content::Zshield(_)));
+        let theirs = Table::Msdos { signature: 0x1234_5678, partitions: parts };
+        let Content::Foreign(found) = classify(&Evidence { table: Some(theirs), ..zeros() }) else { panic!() };
+        assert!(found[0].contains("msdos") && found[0].contains("type 0x8e"), "{found:?}");
+    }
+
+    #[test]
+    fn names_whole_disk_signatures() {
+        let mut e = zeros();
+        e.head[512..520].copy_from_slice(b"LABELONE");
+        e.head[1080..1082].copy_from_slice(&[0x53, 0xEF]);
+        let Content::Foreign(found) = classify(&e) else { panic!() };
+        assert!(found.iter().any(|f| f.contains("LVM")), "{found:?}");
+        assert!(found.iter().any(|f| f.contains("ext2/3/4")), "{found:?}");
+    }
+
+    #[test]
+    fn a_lone_backup_gpt_is_not_blank() {
+        let mut e = zeros();
+        let n = e.tail.len();
+        e.tail[n - 512..n - 504].copy_from_slice(b"EFI PART");
+        let Content::Foreign(found) = classify(&e) else { panic!() };
+        assert!(found[0].contains("backup GPT"), "{found:?}");
+    }
+
+    #[test]
+    fn unknown_bytes_are_not_blank() {
+        let mut e = zeros();
+        e.head[300_000] = 7;
+        let Content::Foreign(found) = classify(&e) else { panic!() };
+        assert!(found[0].contains("unrecognised"), "{found:?}");
+    }
+
+    #[test]
+    fn a_damaged_table_is_foreign() {
+        let e = Evidence { table_error: Some("bad CRC".into()), ..zeros() };
+        let Content::Foreign(found) = classify(&e) else { panic!() };
+        assert!(found[0].contains("bad CRC"));
+    }
+}
