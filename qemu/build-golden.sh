@@ -73,9 +73,10 @@ phase_root() {
     mkdir -p "$cache"
     log "mmdebstrap $suite ($packages) from ${sources[*]}"
     # Written under a temporary name so that an interrupted run is never reused.
-    mmdebstrap --quiet --variant="$variant" --include="$packages" \
-        "$suite" "$root_tar.tmp" "${sources[@]}"
-    mv "$root_tar.tmp" "$root_tar"
+    local partial=${root_tar%.tar}.partial.tar
+    mmdebstrap --quiet --format=tar --variant="$variant" --include="$packages" \
+        "$suite" "$partial" "${sources[@]}"
+    mv "$partial" "$root_tar"
 }
 
 # ---------------------------------------------------------------- product
@@ -189,7 +190,7 @@ phase_initramfs() {
         initrd_systemd=no
     fi
     log "initrd: $(du -h "$staging/boot/initrd.img-$kver" | cut -f1), zshield included, systemd-based: $initrd_systemd"
-    if grep -qE ' etc/systemd/system/initrd.target.wants/zshield-recovery.service$' "$work/initrd.list"; then
+    if grep -qE ' etc/systemd/system/initrd.target.wants/zshield-recovery.service( ->|$)' "$work/initrd.list"; then
         log "initrd: zshield-recovery.service is wanted by initrd.target"
     fi
 }
@@ -229,14 +230,15 @@ check_fixtures() { # check_fixtures ROOT_IMAGE
     out=$(debugfs -R "stat $fixtures/sparse-64M" "$1" 2>/dev/null)
     local blocks
     blocks=$(sed -n 's/.*Blockcount: \([0-9]*\).*/\1/p' <<<"$out")
-    [ -n "$blocks" ] && [ "$blocks" -lt 2048 ] ||
+    if [ -z "$blocks" ] || [ "$blocks" -ge 2048 ]; then
         die "root.img filled the holes of $fixtures/sparse-64M (Blockcount: ${blocks:-?})"
+    fi
     log "root.img keeps the capability, ACL, hard link, owner and holes of the fixtures"
 }
 
 phase_block_device() {
     # /boot is a file system of its own on the CF, as on the target.
-    rm -rf "$work/boot"
+    rm -rf "${work:?}/boot"
     mv "$staging/boot" "$work/boot"
     mkdir -m 0755 "$staging/boot"
 

@@ -1,1 +1,154 @@
-fn main() {}
+//! The zshield command line. Invoked as `zshield_backup` it takes a backup.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use zshield::cmdline::{After, BootArgs, Mode};
+use zshield::config::DEFAULT_PATH;
+use zshield::recover::{self, Outcome, Request};
+use zshield::report::{self, RUN_DIR};
+
+#[derive(Parser)]
+#[command(name = "zshield", version, about = "Factory reset, rollback and backup of the appliance's disk")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ModeArg {
+    Default,
+    Latest,
+}
+
+#[derive(clap::Args)]
+struct Where {
+    /// Configuration file.
+    #[arg(long, default_value = DEFAULT_PATH)]
+    config: PathBuf,
+    /// Target disk (overrides the configuration and zshield.target=).
+    #[arg(long)]
+    target: Option<String>,
+    /// Golden root (overrides the configuration, zshield.golden= and root=).
+    #[arg(long)]
+    golden: Option<String>,
+    /// Allow erasing a disk that holds something zshield did not make.
+    #[arg(long)]
+    wipe: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the recovery the kernel command line asks for (zshield_recovery=),
+    /// or the one given by --mode. Without either, do nothing.
+    Recover {
+        #[arg(long, value_enum)]
+        mode: Option<ModeArg>,
+        /// Print the plan and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        place: Where,
+    },
+    /// Print what `recover --mode default` would do here, touching nothing.
+    Plan {
+        #[command(flatten)]
+        place: Where,
+    },
+}
+
+fn main() -> ExitCode {
+    let invoked_as = std::env::args().next().unwrap_or_default();
+    if invoked_as.rsplit('/').next() == Some("zshield_backup") {
+        eprintln!("zshield: error: zshield_backup: the backup is not supported by this version yet; no snapshot was taken");
+        return ExitCode::FAILURE;
+    }
+    let cli = Cli::parse();
+    let boot = BootArgs::read(std::path::Path::new("/")).unwrap_or_default();
+    match cli.command {
+        Command::Recover { mode, dry_run, place } => recover_command(mode, dry_run, place, &boot),
+        Command::Plan { place } => {
+            report::init_logging(None, false);
+            let req = request(Mode::Default, place, &boot, true, After::Continue);
+            match recover::print_plan(&req) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    log::error!("{e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn request(mode: Mode, place: Where, boot: &BootArgs, dry_run: bool, after: After) -> Request {
+    Request {
+        mode,
+        config: place.config,
+        target: place.target.or_else(|| boot.target.clone()),
+        golden: place.golden.or_else(|| boot.golden.clone()),
+        root: boot.root.clone(),
+        wipe: place.wipe || boot.wipe,
+        dry_run,
+        after,
+    }
+}
+
+fn recover_command(mode: Option<ModeArg>, dry_run: bool, place: Where, boot: &BootArgs) -> ExitCode {
+    let in_initramfs = std::path::Path::new("/etc/initrd-release").exists();
+    let continues = if in_initramfs { "; the normal boot continues" } else { "" };
+    let mode = match mode {
+        Some(ModeArg::Default) => Mode::Default,
+        Some(ModeArg::Latest) => Mode::Latest,
+        None => match boot.mode() {
+            // Every normal boot: nothing asked, nothing done, nothing printed.
+            Ok(None) => return ExitCode::SUCCESS,
+            Ok(Some(mode)) => mode,
+            Err(e) => {
+                eprintln!("zshield: error: zshield_recovery: {e}; no disk was changed{continues}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    report::init_logging(Some(&PathBuf::from(RUN_DIR).join("zshield.log")), false);
+    let dry_run = dry_run || boot.dry_run;
+    let after = match boot.after() {
+        Ok(after) => after,
+        Err(e) => {
+            log::error!("{e}; no disk was changed{continues}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // A dry run only shows the plan: go on booting unless told otherwise.
+    let after = if dry_run && boot.after.is_none() { After::Continue } else { after };
+    if !in_initramfs && !dry_run {
+        log::error!("zshield recover changes disks and runs only in the initramfs; use `zshield plan` or --dry-run to see what it would do");
+        return ExitCode::FAILURE;
+    }
+    let req = request(mode, place, boot, dry_run, after);
+    match recover::recover(&req) {
+        Ok(outcome) => {
+            if let Outcome::Done = outcome {
+                log::info!("done: {mode} recovery finished; {}", after_words(after));
+            }
+            if in_initramfs {
+                recover::after(after);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            log::error!("{e:#}{continues}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn after_words(after: After) -> &'static str {
+    match after {
+        After::Reboot => "rebooting",
+        After::Poweroff => "powering off",
+        After::Continue => "the boot continues",
+    }
+}

@@ -1,0 +1,136 @@
+#!/bin/bash
+# Runs one virtual appliance under QEMU/TCG and returns when the guest powers
+# off or reboots (-no-reboot turns a reboot into QEMU's exit) or the timeout hits.
+#
+# usage: qemu/vm.sh --log FILE [--timeout SECS] [--golden DIR]
+#                   [--cf IMG [--cf-bus ide|scsi]] [--disk IMG [--disk-bus scsi|ide]]
+#                   [--cmd FILE] [--append "ARGS"]
+#
+#   --cf IMG      the CompactFlash disk; IDE by default, as a real CF card is
+#   --disk IMG    the target hard disk; virtio-scsi by default, serial ZTARGET
+#   --cmd FILE    a bash script for the golden's test probe, on a 1 MiB
+#                 virtio-blk disk with serial "ztestcmd" (padded with NULs)
+#   --append ARGS boot the golden's kernel and initrd directly with
+#                 "root=LABEL=golden-root ro console=ttyS0,115200 ... ARGS";
+#                 without it SeaBIOS boots from the first disk given
+#   --golden DIR  where vmlinuz and initrd.img are (default <repo>/build/golden)
+#
+# Exit status: QEMU's (0 after a guest poweroff or reboot), 124 on timeout.
+# Judge a boot by the markers in its log, never by this status or its duration.
+set -euo pipefail
+# QEMU's own syntax puts commas inside single arguments.
+# shellcheck disable=SC2054
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+usage() { sed -n '4,18s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 2; }
+die() { echo "vm: error: $*" >&2; exit 2; }
+
+log="" timeout=900 golden=${ZSHIELD_GOLDEN:-$repo/build/golden}
+cf="" cf_bus=ide disk="" disk_bus=scsi cmd="" append="" direct=no
+while [ $# -gt 0 ]; do
+    [ $# -ge 2 ] || usage
+    case "$1" in
+        --log) log=$2 ;;
+        --timeout) timeout=$2 ;;
+        --golden) golden=$2 ;;
+        --cf) cf=$2 ;;
+        --cf-bus) cf_bus=$2 ;;
+        --disk) disk=$2 ;;
+        --disk-bus) disk_bus=$2 ;;
+        --cmd) cmd=$2 ;;
+        --append) append=$2 direct=yes ;;
+        *) usage ;;
+    esac
+    shift 2
+done
+[ -n "$log" ] || usage
+[ -n "$cf$disk" ] || die "give --cf and/or --disk"
+for f in "$cf" "$disk" "$cmd"; do
+    [ -z "$f" ] || [ -f "$f" ] || die "no such file: $f"
+done
+
+args=(
+    -accel tcg -cpu max -smp 2 -m 2048
+    -no-reboot -display none -monitor none -nic none
+    # No default CD-ROM, floppy or VGA: nothing but the disks given here.
+    -nodefaults
+    -serial "file:$log"
+)
+
+# The first disk given (the CF when there is one) is the firmware's boot disk;
+# a direct kernel boot holds boot index 0 itself.
+bootindex=0
+[ "$direct" = no ] || bootindex=1
+scsi=no ide_unit=0
+add_disk() { # add_disk IMAGE BUS ID SERIAL
+    # cache=unsafe: QEMU exits cleanly or the run is void, and TCG boots
+    # should not wait for the host to flush.
+    args+=(-drive "file=$1,format=raw,if=none,id=$3,cache=unsafe")
+    local boot=""
+    if [ "$bootindex" = 0 ]; then
+        boot=",bootindex=0"
+        bootindex=1
+    fi
+    case "$2" in
+        ide)
+            # Both IDE disks on the first channel, master then slave: one port
+            # probes its devices in order, so the names follow the order here.
+            [ "$ide_unit" -le 1 ] || die "at most two IDE disks"
+            args+=(-device "ide-hd,drive=$3,bus=ide.0,unit=$ide_unit,serial=$4$boot")
+            ide_unit=$((ide_unit + 1))
+            ;;
+        scsi)
+            if [ "$scsi" = no ]; then
+                args+=(-device virtio-scsi-pci,id=scsi0)
+                scsi=yes
+            fi
+            args+=(-device "scsi-hd,drive=$3,bus=scsi0.0,serial=$4$boot")
+            ;;
+        *) die "unknown bus: $2 (ide or scsi)" ;;
+    esac
+}
+[ -z "$cf" ] || add_disk "$cf" "$cf_bus" cf ZGOLDEN
+[ -z "$disk" ] || add_disk "$disk" "$disk_bus" target ZTARGET
+
+cmd_img=""
+# shellcheck disable=SC2317  # called by the trap
+cleanup() { [ -z "$cmd_img" ] || rm -f "$cmd_img"; }
+trap cleanup EXIT
+if [ -n "$cmd" ]; then
+    [ "$(stat -c %s "$cmd")" -lt $((1024 * 1024)) ] || die "--cmd script must be under 1 MiB"
+    cmd_img=$(mktemp "${log}.cmd.XXXXXX")
+    truncate -s 1M "$cmd_img"
+    dd if="$cmd" of="$cmd_img" conv=notrunc status=none
+    args+=(-drive "file=$cmd_img,format=raw,if=none,id=cmd"
+        -device virtio-blk-pci,drive=cmd,serial=ztestcmd)
+fi
+
+if [ "$direct" = yes ]; then
+    for f in vmlinuz initrd.img; do
+        [ -f "$golden/$f" ] || die "no $golden/$f (run qemu/build-golden.sh)"
+    done
+    args+=(-kernel "$golden/vmlinuz" -initrd "$golden/initrd.img"
+        -append "root=LABEL=golden-root ro console=ttyS0,115200 rd.driver.pre=ata_piix panic=-1${append:+ $append}")
+fi
+
+mkdir -p "$(dirname "$log")"
+: >"$log"
+echo "vm: start: ${cf:+cf=$cf($cf_bus) }${disk:+disk=$disk($disk_bus) }${cmd:+cmd=$cmd }$([ "$direct" = yes ] && echo "kernel args: $append" || echo "firmware boot")"
+t0=$SECONDS
+rc=0
+timeout -k 10 "$timeout" qemu-system-x86_64 "${args[@]}" || rc=$?
+
+# How the guest ended, as far as its console tells.
+how="qemu exit $rc"
+if [ "$rc" = 124 ]; then
+    how="timed out after $timeout s"
+elif grep -q 'Kernel panic' "$log"; then
+    how="kernel panic"
+elif grep -q 'reboot: Power down' "$log"; then
+    how="guest powered off"
+elif grep -q 'reboot: Restarting system' "$log"; then
+    how="guest rebooted"
+fi
+echo "vm: end: $how, $((SECONDS - t0)) s, log $log"
+exit "$rc"

@@ -1,0 +1,424 @@
+//! Block devices: what sysfs says of a disk, what its ends hold, writing its
+//! partition table natively, and making the kernel see the new partitions.
+
+use std::collections::BTreeSet;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::config::Label;
+use crate::content::{
+    Evidence, Table, TablePartition, EVIDENCE_BYTES, MSDOS_LINUX, MSDOS_LVM, MSDOS_SIGNATURE_MAGIC,
+};
+use crate::plan::{partition_dev, Holder, NewPartition, PartKind};
+use crate::runner::Cmd;
+
+mod ioctl {
+    nix::ioctl_none!(blkrrpart, 0x12, 95);
+    nix::ioctl_write_ptr_bad!(blkroset, nix::request_code_none!(0x12, 93), nix::libc::c_int);
+    nix::ioctl_read_bad!(blkroget, nix::request_code_none!(0x12, 94), nix::libc::c_int);
+    nix::ioctl_none!(blkflsbuf, 0x12, 97);
+}
+
+/// A block device as sysfs describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockDev {
+    /// `/dev/sdb`
+    pub dev: String,
+    /// `/sys/class/block/sdb`
+    pub sys: PathBuf,
+    pub name: String,
+    pub devno: u64,
+}
+
+impl BlockDev {
+    /// Resolves a path (following `/dev/disk/by-*` links) to its kernel device.
+    pub fn open(path: &str) -> Result<BlockDev> {
+        let meta = std::fs::metadata(path).with_context(|| format!("{path} does not exist"))?;
+        if !meta.file_type().is_block_device() {
+            bail!("{path} is not a block device");
+        }
+        let devno = meta.rdev();
+        let (major, minor) = (nix::sys::stat::major(devno), nix::sys::stat::minor(devno));
+        let sys = std::fs::canonicalize(format!("/sys/dev/block/{major}:{minor}"))
+            .with_context(|| format!("no sysfs entry for {path} ({major}:{minor})"))?;
+        let name = sys.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        Ok(BlockDev { dev: format!("/dev/{name}"), sys, name, devno })
+    }
+
+    fn read_attr(&self, attr: &str) -> Option<String> {
+        std::fs::read_to_string(self.sys.join(attr)).ok().map(|s| s.trim().to_string())
+    }
+
+    pub fn is_partition(&self) -> bool {
+        self.sys.join("partition").exists()
+    }
+
+    /// Bytes (sysfs counts 512-byte sectors whatever the disk's own size).
+    pub fn size(&self) -> u64 {
+        self.read_attr("size").and_then(|s| s.parse::<u64>().ok()).unwrap_or(0) * 512
+    }
+
+    pub fn start(&self) -> u64 {
+        self.read_attr("start").and_then(|s| s.parse::<u64>().ok()).unwrap_or(0) * 512
+    }
+
+    pub fn read_only(&self) -> bool {
+        self.read_attr("ro").as_deref() == Some("1")
+    }
+
+    pub fn logical_sector_size(&self) -> u64 {
+        let disk = if self.is_partition() { self.sys.parent().map(Path::to_path_buf) } else { Some(self.sys.clone()) };
+        disk.and_then(|d| std::fs::read_to_string(d.join("queue/logical_block_size")).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(512)
+    }
+
+    /// The partitions the kernel knows on this disk, by number.
+    pub fn partitions(&self) -> Vec<(u32, BlockDev)> {
+        let mut parts = Vec::new();
+        let Ok(entries) = std::fs::read_dir(&self.sys) else { return parts };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(number) = std::fs::read_to_string(path.join("partition")) else { continue };
+            let Ok(number) = number.trim().parse::<u32>() else { continue };
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let devno = std::fs::read_to_string(path.join("dev")).ok().and_then(|s| parse_devno(&s)).unwrap_or(0);
+            parts.push((number, BlockDev { dev: format!("/dev/{name}"), sys: path, name, devno }));
+        }
+        parts.sort_by_key(|p| p.0);
+        parts
+    }
+
+    /// Devices stacked on this one (device-mapper, md), with their dm names.
+    pub fn holders(&self) -> Vec<Holder> {
+        let mut out = Vec::new();
+        let Ok(entries) = std::fs::read_dir(self.sys.join("holders")) else { return out };
+        for entry in entries.flatten() {
+            let holder = entry.file_name().to_string_lossy().into_owned();
+            let dm_name = std::fs::read_to_string(format!("/sys/class/block/{holder}/dm/name"))
+                .ok()
+                .map(|s| s.trim().to_string());
+            out.push(Holder { held: self.name.clone(), holder, dm_name });
+        }
+        out
+    }
+
+    /// The whole disks under this device: itself, its parent disk if it is a
+    /// partition, and for a device-mapper device the disks under its slaves.
+    pub fn underlying_disks(&self) -> BTreeSet<String> {
+        let mut disks = BTreeSet::new();
+        let mut todo = vec![self.sys.clone()];
+        let mut seen = BTreeSet::new();
+        while let Some(sys) = todo.pop() {
+            if !seen.insert(sys.clone()) {
+                continue;
+            }
+            if sys.join("partition").exists() {
+                if let Some(parent) = sys.parent() {
+                    todo.push(parent.to_path_buf());
+                }
+                continue;
+            }
+            let slaves: Vec<PathBuf> = std::fs::read_dir(sys.join("slaves"))
+                .map(|rd| rd.flatten().filter_map(|e| std::fs::canonicalize(e.path()).ok()).collect())
+                .unwrap_or_default();
+            if slaves.is_empty() {
+                if let Some(name) = sys.file_name() {
+                    disks.insert(format!("/dev/{}", name.to_string_lossy()));
+                }
+            }
+            todo.extend(slaves);
+        }
+        disks
+    }
+}
+
+fn parse_devno(text: &str) -> Option<u64> {
+    let (major, minor) = text.trim().split_once(':')?;
+    Some(nix::sys::stat::makedev(major.parse().ok()?, minor.parse().ok()?))
+}
+
+/// Mounts (from /proc/self/mountinfo) of any of `devnos`, as "SOURCE on DIR".
+pub fn mounts_of(devnos: &BTreeSet<u64>) -> Vec<String> {
+    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else { return Vec::new() };
+    text.lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let devno = parse_devno(fields.get(2)?)?;
+            if !devnos.contains(&devno) {
+                return None;
+            }
+            let source = line.split(" - ").nth(1)?.split_whitespace().nth(1)?;
+            Some(format!("{source} on {}", fields.get(4)?))
+        })
+        .collect()
+}
+
+/// Reads the first and last MiB of a disk and its partition table.
+pub fn read_evidence(disk: &BlockDev) -> Result<Evidence> {
+    let file = File::open(&disk.dev).with_context(|| format!("cannot open {} to read it", disk.dev))?;
+    let size = disk.size();
+    let len = EVIDENCE_BYTES.min(size) as usize;
+    let mut head = vec![0; len];
+    file.read_exact_at(&mut head, 0).with_context(|| format!("cannot read the start of {}", disk.dev))?;
+    let mut tail = vec![0; len];
+    file.read_exact_at(&mut tail, size - len as u64)
+        .with_context(|| format!("cannot read the end of {}", disk.dev))?;
+    let sector = disk.logical_sector_size();
+    let mut evidence = Evidence { head, tail, table: None, table_error: None };
+    let gpt_magic_at = sector as usize;
+    if evidence.head.get(gpt_magic_at..gpt_magic_at + 8) == Some(b"EFI PART") {
+        match read_gpt(&disk.dev, sector) {
+            Ok(t) => evidence.table = Some(t),
+            Err(e) => evidence.table_error = Some(format!("GPT: {e}")),
+        }
+    } else if evidence.head.get(510..512) == Some(&[0x55, 0xAA]) {
+        evidence.table = read_msdos(&evidence.head, sector);
+    }
+    Ok(evidence)
+}
+
+fn lb_size(sector: u64) -> Result<gpt::disk::LogicalBlockSize> {
+    match sector {
+        512 => Ok(gpt::disk::LogicalBlockSize::Lb512),
+        4096 => Ok(gpt::disk::LogicalBlockSize::Lb4096),
+        other => bail!("unsupported logical sector size {other}"),
+    }
+}
+
+fn read_gpt(dev: &str, sector: u64) -> Result<Table> {
+    let disk = gpt::GptConfig::new().writable(false).logical_block_size(lb_size(sector)?).open(dev)?;
+    let partitions = disk
+        .partitions()
+        .iter()
+        .filter(|(_, p)| p.is_used())
+        .map(|(number, p)| TablePartition {
+            number: *number,
+            start: p.first_lba * sector,
+            size: (p.last_lba + 1 - p.first_lba) * sector,
+            kind: p.part_type_guid.guid.to_string().to_uppercase(),
+            name: p.name.clone(),
+        })
+        .collect();
+    Ok(Table::Gpt { partitions })
+}
+
+/// An msdos table with at least one partition; a protective MBR alone (0xEE)
+/// or a boot sector without partitions is left to the signature check.
+fn read_msdos(head: &[u8], sector: u64) -> Option<Table> {
+    let mbr = mbrman::MBR::read_from(&mut std::io::Cursor::new(head), sector as u32).ok()?;
+    let partitions: Vec<TablePartition> = mbr
+        .iter()
+        .filter(|(_, p)| p.is_used())
+        .map(|(number, p)| TablePartition {
+            number: number as u32,
+            start: u64::from(p.starting_lba) * sector,
+            size: u64::from(p.sectors) * sector,
+            kind: format!("{:#04x}", p.sys),
+            name: String::new(),
+        })
+        .collect();
+    if partitions.is_empty() || partitions.iter().any(|p| p.kind == "0xee") {
+        return None;
+    }
+    let signature = u32::from_le_bytes(mbr.header.disk_signature);
+    Some(Table::Msdos { signature, partitions })
+}
+
+fn open_for_writing(dev: &str) -> Result<File> {
+    // O_EXCL on a block device fails while anything (a mount, a dm table) holds it.
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(nix::libc::O_EXCL)
+        .open(dev)
+        .with_context(|| format!("cannot open {dev} for writing (is it in use?)"))
+}
+
+/// Zeroes `(offset, length)` ranges: old tables, labels and superblocks.
+pub fn wipe(disk: &BlockDev, ranges: &[(u64, u64)]) -> Result<()> {
+    let file = open_for_writing(&disk.dev)?;
+    for &(offset, len) in ranges {
+        let zeros = vec![0u8; len as usize];
+        file.write_all_at(&zeros, offset)
+            .with_context(|| format!("cannot zero {len} bytes at {offset} of {}", disk.dev))?;
+    }
+    file.sync_all()?;
+    Ok(())
+}
+
+/// Writes a new partition table (protective MBR + both GPT headers, or an
+/// msdos table with zshield's signature) and syncs it.
+pub fn write_table(disk: &BlockDev, label: Label, partitions: &[NewPartition], msdos_id: u16) -> Result<()> {
+    let sector = disk.logical_sector_size();
+    let mut file = open_for_writing(&disk.dev)?;
+    match label {
+        Label::Gpt => {
+            let sectors = disk.size() / sector;
+            let mbr = gpt::mbr::ProtectiveMBR::with_lb_size(u32::try_from(sectors - 1).unwrap_or(u32::MAX));
+            mbr.overwrite_lba0(&mut file).context("cannot write the protective MBR")?;
+            let mut table = gpt::GptConfig::new()
+                .writable(true)
+                .logical_block_size(lb_size(sector)?)
+                .create_from_device(file, None)
+                .context("cannot prepare the GPT")?;
+            for p in partitions {
+                let kind = match p.kind {
+                    PartKind::BiosBoot => gpt::partition_types::BIOS,
+                    PartKind::Boot => gpt::partition_types::LINUX_FS,
+                    PartKind::Lvm => gpt::partition_types::LINUX_LVM,
+                };
+                table
+                    .add_partition_at(p.name, p.number, p.start / sector, p.size / sector, kind, 0)
+                    .with_context(|| format!("cannot add partition {} ({})", p.number, p.name))?;
+            }
+            let file = table.write().context("cannot write the GPT")?;
+            file.sync_all()?;
+        }
+        Label::Msdos => {
+            let signature = (MSDOS_SIGNATURE_MAGIC | u32::from(msdos_id)).to_le_bytes();
+            let mut mbr = mbrman::MBR::new_from(&mut file, sector as u32, signature)
+                .context("cannot prepare the msdos table")?;
+            for (i, p) in partitions.iter().enumerate() {
+                mbr[i + 1] = mbrman::MBRPartitionEntry {
+                    boot: if p.kind == PartKind::Boot { mbrman::BOOT_ACTIVE } else { mbrman::BOOT_INACTIVE },
+                    first_chs: mbrman::CHS::empty(),
+                    sys: if p.kind == PartKind::Lvm { MSDOS_LVM } else { MSDOS_LINUX },
+                    last_chs: mbrman::CHS::empty(),
+                    starting_lba: u32::try_from(p.start / sector)?,
+                    sectors: u32::try_from(p.size / sector)?,
+                };
+            }
+            mbr.write_into(&mut file).context("cannot write the msdos table")?;
+            file.sync_all()?;
+        }
+    }
+    Ok(())
+}
+
+/// Makes the kernel read the new table (BLKRRPART, retried while the disk is
+/// busy for a moment, e.g. udev still probing it), then waits until every
+/// partition has its device node.
+pub fn reread_partitions(disk: &BlockDev, expected: &[u32]) -> Result<()> {
+    let file = File::open(&disk.dev)?;
+    let _ = unsafe { ioctl::blkflsbuf(file.as_raw_fd()) };
+    let mut delay = Duration::from_millis(100);
+    let mut attempt = 1;
+    loop {
+        // SAFETY: BLKRRPART takes no argument; the fd is an open block device.
+        match unsafe { ioctl::blkrrpart(file.as_raw_fd()) } {
+            Ok(_) => break,
+            Err(nix::errno::Errno::EBUSY) if attempt < 20 => {
+                log::debug!("{} busy re-reading its partition table (attempt {attempt}), retrying", disk.dev);
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_secs(1));
+                attempt += 1;
+            }
+            Err(e) => bail!("the kernel cannot re-read the partition table of {}: {e}", disk.dev),
+        }
+    }
+    drop(file);
+    settle_udev();
+    let nodes: Vec<String> = expected.iter().map(|n| partition_dev(&disk.dev, *n)).collect();
+    wait_for_nodes(&nodes, Duration::from_secs(30))
+}
+
+/// `udevadm settle`, when there is a udev to wait for.
+pub fn settle_udev() {
+    if Path::new("/run/udev/control").exists() {
+        if let Err(e) = Cmd::new("udevadm").args(["settle", "--timeout=30"]).run() {
+            log::warn!("{e:#}");
+        }
+    }
+}
+
+/// Waits until every path exists as a block device, or fails naming the missing.
+pub fn wait_for_nodes(paths: &[String], timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let missing: Vec<&String> = paths
+            .iter()
+            .filter(|p| !std::fs::metadata(p).is_ok_and(|m| m.file_type().is_block_device()))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            let list: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
+            bail!("{} did not appear within {}s", list.join(", "), timeout.as_secs());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Keeps a block device read-only at the kernel's level while it lives:
+/// whatever zshield or a tool it runs might do, the golden disk is not written.
+pub struct ReadOnlyGuard {
+    file: File,
+    dev: String,
+    was_read_only: bool,
+}
+
+impl ReadOnlyGuard {
+    pub fn new(dev: &str) -> Result<ReadOnlyGuard> {
+        let file = File::open(dev).with_context(|| format!("cannot open {dev}"))?;
+        let mut was: nix::libc::c_int = 0;
+        // SAFETY: BLKROGET writes one int; BLKROSET reads one.
+        unsafe { ioctl::blkroget(file.as_raw_fd(), &mut was) }?;
+        let on: nix::libc::c_int = 1;
+        unsafe { ioctl::blkroset(file.as_raw_fd(), &on) }.with_context(|| format!("cannot set {dev} read-only"))?;
+        log::debug!("{dev} set read-only for the recovery");
+        Ok(ReadOnlyGuard { file, dev: dev.to_string(), was_read_only: was != 0 })
+    }
+}
+
+impl Drop for ReadOnlyGuard {
+    fn drop(&mut self) {
+        if !self.was_read_only {
+            let off: nix::libc::c_int = 0;
+            // SAFETY: as above.
+            if let Err(e) = unsafe { ioctl::blkroset(self.file.as_raw_fd(), &off) } {
+                log::warn!("cannot make {} writable again: {e}", self.dev);
+            }
+        }
+    }
+}
+
+/// The UUID and label of an ext2/3/4 filesystem, read from its superblock.
+pub fn ext_superblock(dev: &str) -> Option<(String, String)> {
+    let file = File::open(dev).ok()?;
+    let mut sb = [0u8; 1024];
+    file.read_exact_at(&mut sb, 1024).ok()?;
+    if sb[56..58] != [0x53, 0xEF] {
+        return None;
+    }
+    let u = &sb[104..120];
+    let uuid = format!(
+        "{}-{}-{}-{}-{}",
+        hex(&u[0..4]),
+        hex(&u[4..6]),
+        hex(&u[6..8]),
+        hex(&u[8..10]),
+        hex(&u[10..16])
+    );
+    let label = String::from_utf8_lossy(&sb[120..136]).trim_end_matches('\0').to_string();
+    Some((uuid, label))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Every block device the kernel knows, as `/dev/NAME`.
+pub fn all_devices() -> Vec<String> {
+    let mut devs: Vec<String> = std::fs::read_dir("/sys/class/block")
+        .map(|rd| rd.flatten().map(|e| format!("/dev/{}", e.file_name().to_string_lossy())).collect())
+        .unwrap_or_default();
+    devs.sort();
+    devs
+}

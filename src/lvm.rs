@@ -1,0 +1,98 @@
+//! LVM through its own command line tool, with JSON reports.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use crate::blockdev::{settle_udev, wait_for_nodes};
+use crate::lvm_report::{self, Lv, Pv, Vg, LV_FIELDS, PV_FIELDS, VG_FIELDS};
+use crate::plan::{mapper_path, EXTENT, PE_START};
+use crate::runner::Cmd;
+
+/// Ignore a devices file naming the build machine's disks (DESIGN: golden images
+/// may carry one); no dmeventd or lvmpolld is running in an initramfs.
+const CONFIG: &str = "devices { use_devicesfile = 0 } global { use_lvmpolld = 0 } activation { monitoring = 0 }";
+
+#[derive(Debug, Default)]
+pub struct Lvm;
+
+impl Lvm {
+    fn cmd(&self, sub: &str) -> Cmd {
+        Cmd::new("lvm").arg(sub).args(["--config", CONFIG]).env("LVM_SUPPRESS_FD_WARNINGS", "1")
+    }
+
+    fn report(&self, sub: &str, fields: &str) -> Result<String> {
+        self.cmd(sub)
+            .args(["--reportformat", "json", "--units", "b", "--nosuffix", "-o", fields])
+            .run()
+    }
+
+    pub fn pvs(&self) -> Result<Vec<Pv>> {
+        Ok(lvm_report::parse_pvs(&self.report("pvs", PV_FIELDS)?)?)
+    }
+
+    pub fn vgs(&self) -> Result<Vec<Vg>> {
+        Ok(lvm_report::parse_vgs(&self.report("vgs", VG_FIELDS)?)?)
+    }
+
+    pub fn lvs(&self) -> Result<Vec<Lv>> {
+        Ok(lvm_report::parse_lvs(&self.report("lvs", LV_FIELDS)?)?)
+    }
+
+    pub fn pvcreate(&self, dev: &str) -> Result<()> {
+        let align = format!("{}b", PE_START);
+        self.cmd("pvcreate").args(["--yes", "--dataalignment", &align, dev]).run()?;
+        Ok(())
+    }
+
+    pub fn vgcreate(&self, vg: &str, pv: &str, tag: &str) -> Result<()> {
+        let extent = format!("{}b", EXTENT);
+        self.cmd("vgcreate").args(["--yes", "--physicalextentsize", &extent, "--addtag", tag, vg, pv]).run()?;
+        Ok(())
+    }
+
+    pub fn vg_tag(&self, vg: &str, tag: &str, add: bool) -> Result<()> {
+        self.cmd("vgchange").args([if add { "--addtag" } else { "--deltag" }, tag, vg]).run()?;
+        Ok(())
+    }
+
+    pub fn lv_add_tag(&self, vg: &str, lv: &str, tag: &str) -> Result<()> {
+        self.cmd("lvchange").args(["--addtag", tag, &format!("{vg}/{lv}")]).run()?;
+        Ok(())
+    }
+
+    pub fn deactivate(&self, vg: &str) -> Result<()> {
+        self.cmd("vgchange").args(["--activate", "n", vg]).run()?;
+        Ok(())
+    }
+
+    pub fn lvremove(&self, vg: &str, lv: &str) -> Result<()> {
+        self.cmd("lvremove").args(["--yes", &format!("{vg}/{lv}")]).run()?;
+        Ok(())
+    }
+
+    /// Creates an active LV, wiping old signatures in it, and waits for its node.
+    pub fn lvcreate(&self, vg: &str, lv: &str, extents: u64) -> Result<String> {
+        self.cmd("lvcreate")
+            .args(["--yes", "--wipesignatures", "y", "--zero", "y", "--activate", "y"])
+            .args(["--extents", &extents.to_string(), "--name", lv, vg])
+            .run()?;
+        self.wait_for(vg, lv)
+    }
+
+    pub fn snapshot(&self, vg: &str, origin: &str, snapshot: &str, extents: u64) -> Result<String> {
+        self.cmd("lvcreate")
+            .args(["--yes", "--snapshot", "--extents", &extents.to_string(), "--name", snapshot])
+            .arg(format!("{vg}/{origin}"))
+            .run()?;
+        self.wait_for(vg, snapshot)
+    }
+
+    fn wait_for(&self, vg: &str, lv: &str) -> Result<String> {
+        settle_udev();
+        let path = mapper_path(vg, lv);
+        wait_for_nodes(&[path.clone()], Duration::from_secs(30))
+            .with_context(|| format!("LVM created {vg}/{lv} but its device node"))?;
+        Ok(path)
+    }
+}
