@@ -33,10 +33,11 @@ lint:
 	cargo clippy --locked --all-targets -- -D warnings
 
 test-unit:
-	cargo test --locked
+	cargo test --locked --lib --bins
 
-test-host: build
-	tests/host/run.sh
+# Loop devices, as root; one thread, since the tests share the loop driver.
+test-host:
+	cargo test --locked --test host_loop -- --test-threads=1
 
 test-qemu: build
 	tests/qemu/run.sh

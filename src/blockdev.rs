@@ -18,9 +18,40 @@ use crate::plan::{partition_dev, Holder, NewPartition, PartKind};
 use crate::runner::Cmd;
 
 mod ioctl {
+    use nix::libc::{c_char, c_int, c_void};
+
+    #[repr(C)]
+    pub struct BlkpgPartition {
+        pub start: i64,
+        pub length: i64,
+        pub pno: c_int,
+        pub devname: [c_char; 64],
+        pub volname: [c_char; 64],
+    }
+
+    #[repr(C)]
+    pub struct BlkpgIoctlArg {
+        pub op: c_int,
+        pub flags: c_int,
+        pub datalen: c_int,
+        pub data: *mut c_void,
+    }
+
+    pub const BLKPG_ADD_PARTITION: c_int = 1;
+    pub const BLKPG_DEL_PARTITION: c_int = 2;
+
     nix::ioctl_none!(blkrrpart, 0x12, 95);
-    nix::ioctl_write_ptr_bad!(blkroset, nix::request_code_none!(0x12, 93), nix::libc::c_int);
-    nix::ioctl_read_bad!(blkroget, nix::request_code_none!(0x12, 94), nix::libc::c_int);
+    nix::ioctl_write_ptr_bad!(blkpg, nix::request_code_none!(0x12, 105), BlkpgIoctlArg);
+    nix::ioctl_write_ptr_bad!(
+        blkroset,
+        nix::request_code_none!(0x12, 93),
+        nix::libc::c_int
+    );
+    nix::ioctl_read_bad!(
+        blkroget,
+        nix::request_code_none!(0x12, 94),
+        nix::libc::c_int
+    );
     nix::ioctl_none!(blkflsbuf, 0x12, 97);
 }
 
@@ -46,12 +77,23 @@ impl BlockDev {
         let (major, minor) = (nix::sys::stat::major(devno), nix::sys::stat::minor(devno));
         let sys = std::fs::canonicalize(format!("/sys/dev/block/{major}:{minor}"))
             .with_context(|| format!("no sysfs entry for {path} ({major}:{minor})"))?;
-        let name = sys.file_name().unwrap_or_default().to_string_lossy().into_owned();
-        Ok(BlockDev { dev: format!("/dev/{name}"), sys, name, devno })
+        let name = sys
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        Ok(BlockDev {
+            dev: format!("/dev/{name}"),
+            sys,
+            name,
+            devno,
+        })
     }
 
     fn read_attr(&self, attr: &str) -> Option<String> {
-        std::fs::read_to_string(self.sys.join(attr)).ok().map(|s| s.trim().to_string())
+        std::fs::read_to_string(self.sys.join(attr))
+            .ok()
+            .map(|s| s.trim().to_string())
     }
 
     pub fn is_partition(&self) -> bool {
@@ -60,11 +102,17 @@ impl BlockDev {
 
     /// Bytes (sysfs counts 512-byte sectors whatever the disk's own size).
     pub fn size(&self) -> u64 {
-        self.read_attr("size").and_then(|s| s.parse::<u64>().ok()).unwrap_or(0) * 512
+        self.read_attr("size")
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(0)
+            * 512
     }
 
     pub fn start(&self) -> u64 {
-        self.read_attr("start").and_then(|s| s.parse::<u64>().ok()).unwrap_or(0) * 512
+        self.read_attr("start")
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(0)
+            * 512
     }
 
     pub fn read_only(&self) -> bool {
@@ -72,7 +120,11 @@ impl BlockDev {
     }
 
     pub fn logical_sector_size(&self) -> u64 {
-        let disk = if self.is_partition() { self.sys.parent().map(Path::to_path_buf) } else { Some(self.sys.clone()) };
+        let disk = if self.is_partition() {
+            self.sys.parent().map(Path::to_path_buf)
+        } else {
+            Some(self.sys.clone())
+        };
         disk.and_then(|d| std::fs::read_to_string(d.join("queue/logical_block_size")).ok())
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(512)
@@ -81,14 +133,31 @@ impl BlockDev {
     /// The partitions the kernel knows on this disk, by number.
     pub fn partitions(&self) -> Vec<(u32, BlockDev)> {
         let mut parts = Vec::new();
-        let Ok(entries) = std::fs::read_dir(&self.sys) else { return parts };
+        let Ok(entries) = std::fs::read_dir(&self.sys) else {
+            return parts;
+        };
         for entry in entries.flatten() {
             let path = entry.path();
-            let Ok(number) = std::fs::read_to_string(path.join("partition")) else { continue };
-            let Ok(number) = number.trim().parse::<u32>() else { continue };
+            let Ok(number) = std::fs::read_to_string(path.join("partition")) else {
+                continue;
+            };
+            let Ok(number) = number.trim().parse::<u32>() else {
+                continue;
+            };
             let name = entry.file_name().to_string_lossy().into_owned();
-            let devno = std::fs::read_to_string(path.join("dev")).ok().and_then(|s| parse_devno(&s)).unwrap_or(0);
-            parts.push((number, BlockDev { dev: format!("/dev/{name}"), sys: path, name, devno }));
+            let devno = std::fs::read_to_string(path.join("dev"))
+                .ok()
+                .and_then(|s| parse_devno(&s))
+                .unwrap_or(0);
+            parts.push((
+                number,
+                BlockDev {
+                    dev: format!("/dev/{name}"),
+                    sys: path,
+                    name,
+                    devno,
+                },
+            ));
         }
         parts.sort_by_key(|p| p.0);
         parts
@@ -97,13 +166,19 @@ impl BlockDev {
     /// Devices stacked on this one (device-mapper, md), with their dm names.
     pub fn holders(&self) -> Vec<Holder> {
         let mut out = Vec::new();
-        let Ok(entries) = std::fs::read_dir(self.sys.join("holders")) else { return out };
+        let Ok(entries) = std::fs::read_dir(self.sys.join("holders")) else {
+            return out;
+        };
         for entry in entries.flatten() {
             let holder = entry.file_name().to_string_lossy().into_owned();
             let dm_name = std::fs::read_to_string(format!("/sys/class/block/{holder}/dm/name"))
                 .ok()
                 .map(|s| s.trim().to_string());
-            out.push(Holder { held: self.name.clone(), holder, dm_name });
+            out.push(Holder {
+                held: self.name.clone(),
+                holder,
+                dm_name,
+            });
         }
         out
     }
@@ -125,7 +200,11 @@ impl BlockDev {
                 continue;
             }
             let slaves: Vec<PathBuf> = std::fs::read_dir(sys.join("slaves"))
-                .map(|rd| rd.flatten().filter_map(|e| std::fs::canonicalize(e.path()).ok()).collect())
+                .map(|rd| {
+                    rd.flatten()
+                        .filter_map(|e| std::fs::canonicalize(e.path()).ok())
+                        .collect()
+                })
                 .unwrap_or_default();
             if slaves.is_empty() {
                 if let Some(name) = sys.file_name() {
@@ -140,12 +219,17 @@ impl BlockDev {
 
 fn parse_devno(text: &str) -> Option<u64> {
     let (major, minor) = text.trim().split_once(':')?;
-    Some(nix::sys::stat::makedev(major.parse().ok()?, minor.parse().ok()?))
+    Some(nix::sys::stat::makedev(
+        major.parse().ok()?,
+        minor.parse().ok()?,
+    ))
 }
 
 /// Mounts (from /proc/self/mountinfo) of any of `devnos`, as "SOURCE on DIR".
 pub fn mounts_of(devnos: &BTreeSet<u64>) -> Vec<String> {
-    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else { return Vec::new() };
+    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
     text.lines()
         .filter_map(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
@@ -161,16 +245,23 @@ pub fn mounts_of(devnos: &BTreeSet<u64>) -> Vec<String> {
 
 /// Reads the first and last MiB of a disk and its partition table.
 pub fn read_evidence(disk: &BlockDev) -> Result<Evidence> {
-    let file = File::open(&disk.dev).with_context(|| format!("cannot open {} to read it", disk.dev))?;
+    let file =
+        File::open(&disk.dev).with_context(|| format!("cannot open {} to read it", disk.dev))?;
     let size = disk.size();
     let len = EVIDENCE_BYTES.min(size) as usize;
     let mut head = vec![0; len];
-    file.read_exact_at(&mut head, 0).with_context(|| format!("cannot read the start of {}", disk.dev))?;
+    file.read_exact_at(&mut head, 0)
+        .with_context(|| format!("cannot read the start of {}", disk.dev))?;
     let mut tail = vec![0; len];
     file.read_exact_at(&mut tail, size - len as u64)
         .with_context(|| format!("cannot read the end of {}", disk.dev))?;
     let sector = disk.logical_sector_size();
-    let mut evidence = Evidence { head, tail, table: None, table_error: None };
+    let mut evidence = Evidence {
+        head,
+        tail,
+        table: None,
+        table_error: None,
+    };
     let gpt_magic_at = sector as usize;
     if evidence.head.get(gpt_magic_at..gpt_magic_at + 8) == Some(b"EFI PART") {
         match read_gpt(&disk.dev, sector) {
@@ -192,7 +283,10 @@ fn lb_size(sector: u64) -> Result<gpt::disk::LogicalBlockSize> {
 }
 
 fn read_gpt(dev: &str, sector: u64) -> Result<Table> {
-    let disk = gpt::GptConfig::new().writable(false).logical_block_size(lb_size(sector)?).open(dev)?;
+    let disk = gpt::GptConfig::new()
+        .writable(false)
+        .logical_block_size(lb_size(sector)?)
+        .open(dev)?;
     let partitions = disk
         .partitions()
         .iter()
@@ -227,7 +321,10 @@ fn read_msdos(head: &[u8], sector: u64) -> Option<Table> {
         return None;
     }
     let signature = u32::from_le_bytes(mbr.header.disk_signature);
-    Some(Table::Msdos { signature, partitions })
+    Some(Table::Msdos {
+        signature,
+        partitions,
+    })
 }
 
 fn open_for_writing(dev: &str) -> Result<File> {
@@ -254,14 +351,22 @@ pub fn wipe(disk: &BlockDev, ranges: &[(u64, u64)]) -> Result<()> {
 
 /// Writes a new partition table (protective MBR + both GPT headers, or an
 /// msdos table with zshield's signature) and syncs it.
-pub fn write_table(disk: &BlockDev, label: Label, partitions: &[NewPartition], msdos_id: u16) -> Result<()> {
+pub fn write_table(
+    disk: &BlockDev,
+    label: Label,
+    partitions: &[NewPartition],
+    msdos_id: u16,
+) -> Result<()> {
     let sector = disk.logical_sector_size();
     let mut file = open_for_writing(&disk.dev)?;
     match label {
         Label::Gpt => {
             let sectors = disk.size() / sector;
-            let mbr = gpt::mbr::ProtectiveMBR::with_lb_size(u32::try_from(sectors - 1).unwrap_or(u32::MAX));
-            mbr.overwrite_lba0(&mut file).context("cannot write the protective MBR")?;
+            let mbr = gpt::mbr::ProtectiveMBR::with_lb_size(
+                u32::try_from(sectors - 1).unwrap_or(u32::MAX),
+            );
+            mbr.overwrite_lba0(&mut file)
+                .context("cannot write the protective MBR")?;
             let mut table = gpt::GptConfig::new()
                 .writable(true)
                 .logical_block_size(lb_size(sector)?)
@@ -286,15 +391,24 @@ pub fn write_table(disk: &BlockDev, label: Label, partitions: &[NewPartition], m
                 .context("cannot prepare the msdos table")?;
             for (i, p) in partitions.iter().enumerate() {
                 mbr[i + 1] = mbrman::MBRPartitionEntry {
-                    boot: if p.kind == PartKind::Boot { mbrman::BOOT_ACTIVE } else { mbrman::BOOT_INACTIVE },
+                    boot: if p.kind == PartKind::Boot {
+                        mbrman::BOOT_ACTIVE
+                    } else {
+                        mbrman::BOOT_INACTIVE
+                    },
                     first_chs: mbrman::CHS::empty(),
-                    sys: if p.kind == PartKind::Lvm { MSDOS_LVM } else { MSDOS_LINUX },
+                    sys: if p.kind == PartKind::Lvm {
+                        MSDOS_LVM
+                    } else {
+                        MSDOS_LINUX
+                    },
                     last_chs: mbrman::CHS::empty(),
                     starting_lba: u32::try_from(p.start / sector)?,
                     sectors: u32::try_from(p.size / sector)?,
                 };
             }
-            mbr.write_into(&mut file).context("cannot write the msdos table")?;
+            mbr.write_into(&mut file)
+                .context("cannot write the msdos table")?;
             file.sync_all()?;
         }
     }
@@ -302,30 +416,80 @@ pub fn write_table(disk: &BlockDev, label: Label, partitions: &[NewPartition], m
 }
 
 /// Makes the kernel read the new table (BLKRRPART, retried while the disk is
-/// busy for a moment, e.g. udev still probing it), then waits until every
-/// partition has its device node.
-pub fn reread_partitions(disk: &BlockDev, expected: &[u32]) -> Result<()> {
+/// busy for a moment, e.g. udev still probing it). A kernel built without a
+/// parser for the label reads nothing: it is then told the partitions one by
+/// one (BLKPG), as `partx` does. Then waits until every partition has its
+/// device node. `expected` holds `(number, start, size)` in bytes.
+pub fn reread_partitions(disk: &BlockDev, expected: &[(u32, u64, u64)]) -> Result<()> {
     let file = File::open(&disk.dev)?;
+    // SAFETY: BLKFLSBUF and BLKRRPART take no argument; the fd is a block device.
     let _ = unsafe { ioctl::blkflsbuf(file.as_raw_fd()) };
     let mut delay = Duration::from_millis(100);
     let mut attempt = 1;
     loop {
-        // SAFETY: BLKRRPART takes no argument; the fd is an open block device.
         match unsafe { ioctl::blkrrpart(file.as_raw_fd()) } {
             Ok(_) => break,
             Err(nix::errno::Errno::EBUSY) if attempt < 20 => {
-                log::debug!("{} busy re-reading its partition table (attempt {attempt}), retrying", disk.dev);
+                log::debug!(
+                    "{} busy re-reading its partition table (attempt {attempt}), retrying",
+                    disk.dev
+                );
                 std::thread::sleep(delay);
                 delay = (delay * 2).min(Duration::from_secs(1));
                 attempt += 1;
             }
-            Err(e) => bail!("the kernel cannot re-read the partition table of {}: {e}", disk.dev),
+            Err(e) => bail!(
+                "the kernel cannot re-read the partition table of {}: {e}",
+                disk.dev
+            ),
         }
     }
-    drop(file);
     settle_udev();
-    let nodes: Vec<String> = expected.iter().map(|n| partition_dev(&disk.dev, *n)).collect();
+    let seen: Vec<(u32, u64, u64)> = disk
+        .partitions()
+        .iter()
+        .map(|(n, p)| (*n, p.start(), p.size()))
+        .collect();
+    if seen != expected {
+        log::info!(
+            "the kernel did not read the new table of {} (no parser for it?): adding its partitions one by one",
+            disk.dev
+        );
+        for (number, _, _) in &seen {
+            blkpg(&file, ioctl::BLKPG_DEL_PARTITION, *number, 0, 0).with_context(|| {
+                format!("cannot remove the old partition {number} of {}", disk.dev)
+            })?;
+        }
+        for &(number, start, size) in expected {
+            blkpg(&file, ioctl::BLKPG_ADD_PARTITION, number, start, size)
+                .with_context(|| format!("cannot add partition {number} of {}", disk.dev))?;
+        }
+        settle_udev();
+    }
+    let nodes: Vec<String> = expected
+        .iter()
+        .map(|p| partition_dev(&disk.dev, p.0))
+        .collect();
     wait_for_nodes(&nodes, Duration::from_secs(30))
+}
+
+fn blkpg(file: &File, op: nix::libc::c_int, number: u32, start: u64, size: u64) -> Result<()> {
+    let mut part = ioctl::BlkpgPartition {
+        start: i64::try_from(start)?,
+        length: i64::try_from(size)?,
+        pno: nix::libc::c_int::try_from(number)?,
+        devname: [0; 64],
+        volname: [0; 64],
+    };
+    let arg = ioctl::BlkpgIoctlArg {
+        op,
+        flags: 0,
+        datalen: std::mem::size_of::<ioctl::BlkpgPartition>() as nix::libc::c_int,
+        data: (&mut part as *mut ioctl::BlkpgPartition).cast(),
+    };
+    // SAFETY: `arg` points at a live, correctly laid out blkpg_partition.
+    unsafe { ioctl::blkpg(file.as_raw_fd(), &arg) }?;
+    Ok(())
 }
 
 /// `udevadm settle`, when there is a udev to wait for.
@@ -350,7 +514,11 @@ pub fn wait_for_nodes(paths: &[String], timeout: Duration) -> Result<()> {
         }
         if Instant::now() >= deadline {
             let list: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
-            bail!("{} did not appear within {}s", list.join(", "), timeout.as_secs());
+            bail!(
+                "{} did not appear within {}s",
+                list.join(", "),
+                timeout.as_secs()
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -371,9 +539,14 @@ impl ReadOnlyGuard {
         // SAFETY: BLKROGET writes one int; BLKROSET reads one.
         unsafe { ioctl::blkroget(file.as_raw_fd(), &mut was) }?;
         let on: nix::libc::c_int = 1;
-        unsafe { ioctl::blkroset(file.as_raw_fd(), &on) }.with_context(|| format!("cannot set {dev} read-only"))?;
+        unsafe { ioctl::blkroset(file.as_raw_fd(), &on) }
+            .with_context(|| format!("cannot set {dev} read-only"))?;
         log::debug!("{dev} set read-only for the recovery");
-        Ok(ReadOnlyGuard { file, dev: dev.to_string(), was_read_only: was != 0 })
+        Ok(ReadOnlyGuard {
+            file,
+            dev: dev.to_string(),
+            was_read_only: was != 0,
+        })
     }
 }
 
@@ -406,7 +579,9 @@ pub fn ext_superblock(dev: &str) -> Option<(String, String)> {
         hex(&u[8..10]),
         hex(&u[10..16])
     );
-    let label = String::from_utf8_lossy(&sb[120..136]).trim_end_matches('\0').to_string();
+    let label = String::from_utf8_lossy(&sb[120..136])
+        .trim_end_matches('\0')
+        .to_string();
     Some((uuid, label))
 }
 
@@ -417,7 +592,11 @@ fn hex(bytes: &[u8]) -> String {
 /// Every block device the kernel knows, as `/dev/NAME`.
 pub fn all_devices() -> Vec<String> {
     let mut devs: Vec<String> = std::fs::read_dir("/sys/class/block")
-        .map(|rd| rd.flatten().map(|e| format!("/dev/{}", e.file_name().to_string_lossy())).collect())
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| format!("/dev/{}", e.file_name().to_string_lossy()))
+                .collect()
+        })
         .unwrap_or_default();
     devs.sort();
     devs

@@ -15,7 +15,10 @@ pub fn set_shell_var(text: &str, key: &str, value: &str) -> String {
     let mut done = false;
     for line in text.lines() {
         let bare = line.trim_start().trim_start_matches('#').trim_start();
-        if bare.strip_prefix(key).is_some_and(|rest| rest.starts_with('=')) {
+        if bare
+            .strip_prefix(key)
+            .is_some_and(|rest| rest.starts_with('='))
+        {
             if !done {
                 out.push(assignment.clone());
                 done = true;
@@ -38,11 +41,23 @@ struct Tools {
 }
 
 fn tools(root: &Path) -> Result<Tools> {
-    let has = |name: &str| ["usr/sbin", "usr/bin", "sbin", "bin"].iter().any(|d| root.join(d).join(name).exists());
+    let has = |name: &str| {
+        ["usr/sbin", "usr/bin", "sbin", "bin"]
+            .iter()
+            .any(|d| root.join(d).join(name).exists())
+    };
     if has("grub-install") {
-        Ok(Tools { install: "grub-install", mkconfig: "grub-mkconfig", config: "/boot/grub/grub.cfg" })
+        Ok(Tools {
+            install: "grub-install",
+            mkconfig: "grub-mkconfig",
+            config: "/boot/grub/grub.cfg",
+        })
     } else if has("grub2-install") {
-        Ok(Tools { install: "grub2-install", mkconfig: "grub2-mkconfig", config: "/boot/grub2/grub.cfg" })
+        Ok(Tools {
+            install: "grub2-install",
+            mkconfig: "grub2-mkconfig",
+            config: "/boot/grub2/grub.cfg",
+        })
     } else {
         bail!("the golden system has no grub-install or grub2-install: install grub-pc (or grub2-pc) in the golden image");
     }
@@ -66,23 +81,37 @@ pub fn install(root: &Path, disk: &str, root_dev: &str) -> Result<()> {
     for dir in ["proc", "sys", "dev", "run"] {
         binds.bind(&Path::new("/").join(dir), &root.join(dir))?;
     }
-    Cmd::new(tools.install).args(["--target=i386-pc", "--recheck", disk]).chroot(root).run()?;
-    Cmd::new(tools.mkconfig).args(["-o", tools.config]).chroot(root).run()?;
+    Cmd::new(tools.install)
+        .args(["--target=i386-pc", "--recheck", disk])
+        .chroot(root)
+        .run()?;
+    Cmd::new(tools.mkconfig)
+        .args(["-o", tools.config])
+        .chroot(root)
+        .run()?;
     binds.unmount_all()?;
 
     let cfg_path = root.join(tools.config.trim_start_matches('/'));
-    let cfg = std::fs::read_to_string(&cfg_path).with_context(|| format!("cannot read {}", cfg_path.display()))?;
+    let cfg = std::fs::read_to_string(&cfg_path)
+        .with_context(|| format!("cannot read {}", cfg_path.display()))?;
     check_menu(&cfg, root_dev)
 }
 
 /// Every kernel line of the generated menu must boot `root=root_dev`.
 fn check_menu(cfg: &str, root_dev: &str) -> Result<()> {
-    let kernels: Vec<&str> = cfg.lines().map(str::trim).filter(|l| l.starts_with("linux")).collect();
+    let kernels: Vec<&str> = cfg
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("linux"))
+        .collect();
     if kernels.is_empty() {
         bail!("the generated GRUB menu has no kernel: is there a kernel in the golden /boot?");
     }
     let wanted = format!("root={root_dev}");
-    if let Some(bad) = kernels.iter().find(|l| !l.split_whitespace().any(|w| w == wanted)) {
+    if let Some(bad) = kernels
+        .iter()
+        .find(|l| !l.split_whitespace().any(|w| w == wanted))
+    {
         bail!("the generated GRUB menu does not boot {wanted}: {bad}");
     }
     Ok(())
@@ -94,16 +123,27 @@ mod tests {
 
     #[test]
     fn sets_replaces_and_uncomments_variables() {
-        let text = "GRUB_TIMEOUT=5\n#GRUB_DISABLE_LINUX_UUID=true\nGRUB_CMDLINE_LINUX=\"console=ttyS0\"\n";
+        let text =
+            "GRUB_TIMEOUT=5\n#GRUB_DISABLE_LINUX_UUID=true\nGRUB_CMDLINE_LINUX=\"console=ttyS0\"\n";
         let out = set_shell_var(text, "GRUB_DISABLE_LINUX_UUID", "true");
-        assert_eq!(out, "GRUB_TIMEOUT=5\nGRUB_DISABLE_LINUX_UUID=true\nGRUB_CMDLINE_LINUX=\"console=ttyS0\"\n");
+        assert_eq!(
+            out,
+            "GRUB_TIMEOUT=5\nGRUB_DISABLE_LINUX_UUID=true\nGRUB_CMDLINE_LINUX=\"console=ttyS0\"\n"
+        );
         let out = set_shell_var(&out, "GRUB_TIMEOUT", "1");
         assert!(out.starts_with("GRUB_TIMEOUT=1\n"));
         let out = set_shell_var("", "GRUB_DISABLE_OS_PROBER", "true");
         assert_eq!(out, "GRUB_DISABLE_OS_PROBER=true\n");
         // A longer name with the same prefix is another variable.
-        let out = set_shell_var("GRUB_DISABLE_LINUX_UUID_X=1\n", "GRUB_DISABLE_LINUX_UUID", "true");
-        assert_eq!(out, "GRUB_DISABLE_LINUX_UUID_X=1\nGRUB_DISABLE_LINUX_UUID=true\n");
+        let out = set_shell_var(
+            "GRUB_DISABLE_LINUX_UUID_X=1\n",
+            "GRUB_DISABLE_LINUX_UUID",
+            "true",
+        );
+        assert_eq!(
+            out,
+            "GRUB_DISABLE_LINUX_UUID_X=1\nGRUB_DISABLE_LINUX_UUID=true\n"
+        );
     }
 
     #[test]
@@ -111,8 +151,13 @@ mod tests {
         let good = "menuentry 'Debian' {\n\tlinux /vmlinuz-6.1 root=/dev/mapper/vgroup-lv--root ro console=ttyS0\n}\n";
         check_menu(good, "/dev/mapper/vgroup-lv--root").unwrap();
         let by_uuid = good.replace("root=/dev/mapper/vgroup-lv--root", "root=UUID=1234");
-        let err = check_menu(&by_uuid, "/dev/mapper/vgroup-lv--root").unwrap_err().to_string();
-        assert!(err.contains("does not boot root=/dev/mapper/vgroup-lv--root"), "{err}");
+        let err = check_menu(&by_uuid, "/dev/mapper/vgroup-lv--root")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("does not boot root=/dev/mapper/vgroup-lv--root"),
+            "{err}"
+        );
         assert!(check_menu("set timeout=5\n", "/dev/x").is_err());
     }
 }

@@ -190,7 +190,9 @@ mod tests {
 
     #[test]
     fn unknown_mode_is_an_error_naming_the_value() {
-        let err = BootArgs::parse("zshield_recovery=bogus").mode().unwrap_err();
+        let err = BootArgs::parse("zshield_recovery=bogus")
+            .mode()
+            .unwrap_err();
         assert!(err.contains("bogus"), "{err}");
     }
 
@@ -219,7 +221,11 @@ mod tests {
         std::fs::create_dir_all(dir.join("proc")).unwrap();
         std::fs::create_dir_all(dir.join("etc/cmdline.d")).unwrap();
         std::fs::write(dir.join("proc/cmdline"), "root=/dev/sda2 ro\n").unwrap();
-        std::fs::write(dir.join("etc/cmdline.d/50-zshield.conf"), "zshield_recovery=latest\n").unwrap();
+        std::fs::write(
+            dir.join("etc/cmdline.d/50-zshield.conf"),
+            "zshield_recovery=latest\n",
+        )
+        .unwrap();
         std::fs::write(dir.join("etc/cmdline.d/ignored.txt"), "zshield.wipe\n").unwrap();
         let a = BootArgs::read(&dir).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();

@@ -68,8 +68,14 @@ impl Default for Config {
             label: Label::Gpt,
             boot_size: GIB,
             vg: "vgroup".into(),
-            root: Volume { name: "lv-root".into(), size: Size::Bytes(100 * GIB) },
-            snapshot: Volume { name: "snap0".into(), size: Size::Bytes(100 * GIB) },
+            root: Volume {
+                name: "lv-root".into(),
+                size: Size::Bytes(100 * GIB),
+            },
+            snapshot: Volume {
+                name: "snap0".into(),
+                size: Size::Bytes(100 * GIB),
+            },
             data: vec![
                 DataVolume {
                     name: "lv-user".into(),
@@ -89,7 +95,10 @@ impl Default for Config {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read the configuration {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("configuration {path}: {message}")]
     Invalid { path: String, message: String },
 }
@@ -100,13 +109,20 @@ impl Config {
         match std::fs::read_to_string(path) {
             Ok(text) => Config::parse(&text, &path.display().to_string()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
-            Err(source) => Err(ConfigError::Read { path: path.display().to_string(), source }),
+            Err(source) => Err(ConfigError::Read {
+                path: path.display().to_string(),
+                source,
+            }),
         }
     }
 
     pub fn parse(text: &str, path: &str) -> Result<Config, ConfigError> {
-        let invalid = |message: String| ConfigError::Invalid { path: path.to_string(), message };
-        let config: Config = toml::from_str(text).map_err(|e| invalid(one_line_toml_error(&e, text)))?;
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_string(),
+            message,
+        };
+        let config: Config =
+            toml::from_str(text).map_err(|e| invalid(one_line_toml_error(&e, text)))?;
         config.validate().map_err(invalid)?;
         Ok(config)
     }
@@ -129,19 +145,33 @@ impl Config {
         let mut mounts: Vec<&str> = vec!["/", "/boot"];
         for d in &self.data {
             let m = d.mount.as_str();
-            if !m.starts_with('/') || m.contains(char::is_whitespace) || m.split('/').any(|c| c == "..") {
-                return Err(format!("data volume {:?}: mount {m:?} must be an absolute path without spaces", d.name));
+            if !m.starts_with('/')
+                || m.contains(char::is_whitespace)
+                || m.split('/').any(|c| c == "..")
+            {
+                return Err(format!(
+                    "data volume {:?}: mount {m:?} must be an absolute path without spaces",
+                    d.name
+                ));
             }
             if mounts.contains(&m.trim_end_matches('/')) || mounts.contains(&m) {
-                return Err(format!("data volume {:?}: mount point {m} is already used", d.name));
+                return Err(format!(
+                    "data volume {:?}: mount point {m} is already used",
+                    d.name
+                ));
             }
             mounts.push(m);
         }
         if self.boot_size < 64 * 1024 * 1024 {
-            return Err("boot_size must be at least 64M (it holds kernels and initramfs images)".into());
+            return Err(
+                "boot_size must be at least 64M (it holds kernels and initramfs images)".into(),
+            );
         }
         if !self.target.starts_with("/dev/") {
-            return Err(format!("target {:?} must be a device path under /dev", self.target));
+            return Err(format!(
+                "target {:?} must be a device path under /dev",
+                self.target
+            ));
         }
         Ok(())
     }
@@ -154,7 +184,9 @@ fn valid_lvm_name(name: &str) -> bool {
         && !name.starts_with('-')
         && name != "."
         && name != ".."
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-+".contains(c))
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-+".contains(c))
 }
 
 /// toml's messages span several lines with a caret; a failure line must be one.
@@ -187,7 +219,9 @@ fn size<'de, D: Deserializer<'de>>(d: D) -> Result<Size, D::Error> {
 fn bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     match size(d)? {
         Size::Bytes(b) => Ok(b),
-        Size::PercentOfVg(_) => Err(serde::de::Error::custom("this size cannot be a share of the VG")),
+        Size::PercentOfVg(_) => Err(serde::de::Error::custom(
+            "this size cannot be a share of the VG",
+        )),
     }
 }
 
@@ -227,7 +261,10 @@ mount = "/home"
     #[test]
     fn the_shipped_config_is_the_default() {
         let shipped = include_str!("../etc/zshield.conf");
-        assert_eq!(Config::parse(shipped, "etc/zshield.conf").unwrap(), Config::default());
+        assert_eq!(
+            Config::parse(shipped, "etc/zshield.conf").unwrap(),
+            Config::default()
+        );
     }
 
     #[test]
@@ -249,7 +286,9 @@ mount = "/home"
     }
 
     fn error_of(text: &str) -> String {
-        Config::parse(text, "/etc/zshield/zshield.conf").unwrap_err().to_string()
+        Config::parse(text, "/etc/zshield/zshield.conf")
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
@@ -271,8 +310,14 @@ mount = "/home"
     fn rejects_bad_names_and_mounts() {
         assert!(error_of("vg = \"my vg\"\n").contains("invalid LVM name"));
         assert!(error_of("[snapshot]\nname = \"lv-root\"\nsize = \"1G\"\n").contains("used twice"));
-        assert!(error_of("[[data]]\nname = \"d\"\nsize = \"1G\"\nmount = \"data\"\n").contains("absolute"));
-        assert!(error_of("[[data]]\nname = \"d\"\nsize = \"1G\"\nmount = \"/boot\"\n").contains("already used"));
+        assert!(
+            error_of("[[data]]\nname = \"d\"\nsize = \"1G\"\nmount = \"data\"\n")
+                .contains("absolute")
+        );
+        assert!(
+            error_of("[[data]]\nname = \"d\"\nsize = \"1G\"\nmount = \"/boot\"\n")
+                .contains("already used")
+        );
         assert!(error_of("boot_size = \"10%VG\"\n").contains("share of the VG"));
         assert!(error_of("boot_size = \"1M\"\n").contains("at least 64M"));
         assert!(error_of("target = \"sdb\"\n").contains("under /dev"));

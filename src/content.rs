@@ -32,8 +32,13 @@ pub struct TablePartition {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Table {
-    Gpt { partitions: Vec<TablePartition> },
-    Msdos { signature: u32, partitions: Vec<TablePartition> },
+    Gpt {
+        partitions: Vec<TablePartition>,
+    },
+    Msdos {
+        signature: u32,
+        partitions: Vec<TablePartition>,
+    },
 }
 
 impl Table {
@@ -98,21 +103,36 @@ pub fn classify(e: &Evidence) -> Content {
 fn zshield_layout(table: &Table) -> Option<ExistingLayout> {
     match table {
         Table::Gpt { partitions } => {
-            let [bios, boot, pv] = partitions.as_slice() else { return None };
+            let [bios, boot, pv] = partitions.as_slice() else {
+                return None;
+            };
             let ok = bios.name == GPT_BIOS_NAME
                 && bios.kind == GPT_BIOS_TYPE
                 && boot.name == GPT_BOOT_NAME
                 && boot.kind == GPT_LINUX_FS_TYPE
                 && pv.name == GPT_LVM_NAME
                 && pv.kind == GPT_LVM_TYPE;
-            ok.then(|| ExistingLayout { label: Label::Gpt, boot: boot.clone(), pv: pv.clone() })
+            ok.then(|| ExistingLayout {
+                label: Label::Gpt,
+                boot: boot.clone(),
+                pv: pv.clone(),
+            })
         }
-        Table::Msdos { signature, partitions } => {
-            let [boot, pv] = partitions.as_slice() else { return None };
+        Table::Msdos {
+            signature,
+            partitions,
+        } => {
+            let [boot, pv] = partitions.as_slice() else {
+                return None;
+            };
             let ok = signature & 0xFFFF_0000 == MSDOS_SIGNATURE_MAGIC
                 && boot.kind == format!("{MSDOS_LINUX:#04x}")
                 && pv.kind == format!("{MSDOS_LVM:#04x}");
-            ok.then(|| ExistingLayout { label: Label::Msdos, boot: boot.clone(), pv: pv.clone() })
+            ok.then(|| ExistingLayout {
+                label: Label::Msdos,
+                boot: boot.clone(),
+                pv: pv.clone(),
+            })
         }
     }
 }
@@ -135,13 +155,18 @@ fn describe_table(table: &Table) -> String {
     if list.is_empty() {
         format!("a foreign {kind} partition table with no partitions")
     } else {
-        format!("a foreign {kind} partition table (partitions {})", list.join(", "))
+        format!(
+            "a foreign {kind} partition table (partitions {})",
+            list.join(", ")
+        )
     }
 }
 
 /// Well-known signatures in the first and last MiB of a disk without a table.
 fn signatures(head: &[u8], tail: &[u8]) -> Vec<String> {
-    let at = |buf: &[u8], offset: usize, magic: &[u8]| buf.get(offset..offset + magic.len()) == Some(magic);
+    let at = |buf: &[u8], offset: usize, magic: &[u8]| {
+        buf.get(offset..offset + magic.len()) == Some(magic)
+    };
     let mut found: Vec<String> = Vec::new();
     if (0..4).any(|sector| at(head, sector * 512, b"LABELONE")) {
         found.push("an LVM physical volume on the whole disk".into());
@@ -188,11 +213,21 @@ mod tests {
     use super::*;
 
     fn part(number: u32, kind: &str, name: &str) -> TablePartition {
-        TablePartition { number, start: u64::from(number) * MIB, size: MIB, kind: kind.into(), name: name.into() }
+        TablePartition {
+            number,
+            start: u64::from(number) * MIB,
+            size: MIB,
+            kind: kind.into(),
+            name: name.into(),
+        }
     }
 
     fn zeros() -> Evidence {
-        Evidence { head: vec![0; MIB as usize], tail: vec![0; MIB as usize], ..Default::default() }
+        Evidence {
+            head: vec![0; MIB as usize],
+            tail: vec![0; MIB as usize],
+            ..Default::default()
+        }
     }
 
     fn zshield_gpt() -> Table {
@@ -212,7 +247,10 @@ mod tests {
 
     #[test]
     fn recognises_a_zshield_gpt() {
-        let e = Evidence { table: Some(zshield_gpt()), ..zeros() };
+        let e = Evidence {
+            table: Some(zshield_gpt()),
+            ..zeros()
+        };
         match classify(&e) {
             Content::Zshield(l) => {
                 assert_eq!(l.label, Label::Gpt);
@@ -229,19 +267,47 @@ mod tests {
         if let Table::Gpt { partitions } = &mut t {
             partitions[2].name = "data".into();
         }
-        let e = Evidence { table: Some(t), ..zeros() };
-        let Content::Foreign(found) = classify(&e) else { panic!() };
-        assert!(found[0].contains("foreign GPT") && found[0].contains("\"data\""), "{found:?}");
+        let e = Evidence {
+            table: Some(t),
+            ..zeros()
+        };
+        let Content::Foreign(found) = classify(&e) else {
+            panic!()
+        };
+        assert!(
+            found[0].contains("foreign GPT") && found[0].contains("\"data\""),
+            "{found:?}"
+        );
     }
 
     #[test]
     fn msdos_needs_the_zshield_signature() {
         let parts = vec![part(1, "0x83", ""), part(2, "0x8e", "")];
-        let ours = Table::Msdos { signature: 0x7A73_1234, partitions: parts.clone() };
-        assert!(matches!(classify(&Evidence { table: Some(ours), ..zeros() }), Content::Zshield(_)));
-        let theirs = Table::Msdos { signature: 0x1234_5678, partitions: parts };
-        let Content::Foreign(found) = classify(&Evidence { table: Some(theirs), ..zeros() }) else { panic!() };
-        assert!(found[0].contains("msdos") && found[0].contains("type 0x8e"), "{found:?}");
+        let ours = Table::Msdos {
+            signature: 0x7A73_1234,
+            partitions: parts.clone(),
+        };
+        assert!(matches!(
+            classify(&Evidence {
+                table: Some(ours),
+                ..zeros()
+            }),
+            Content::Zshield(_)
+        ));
+        let theirs = Table::Msdos {
+            signature: 0x1234_5678,
+            partitions: parts,
+        };
+        let Content::Foreign(found) = classify(&Evidence {
+            table: Some(theirs),
+            ..zeros()
+        }) else {
+            panic!()
+        };
+        assert!(
+            found[0].contains("msdos") && found[0].contains("type 0x8e"),
+            "{found:?}"
+        );
     }
 
     #[test]
@@ -249,7 +315,9 @@ mod tests {
         let mut e = zeros();
         e.head[512..520].copy_from_slice(b"LABELONE");
         e.head[1080..1082].copy_from_slice(&[0x53, 0xEF]);
-        let Content::Foreign(found) = classify(&e) else { panic!() };
+        let Content::Foreign(found) = classify(&e) else {
+            panic!()
+        };
         assert!(found.iter().any(|f| f.contains("LVM")), "{found:?}");
         assert!(found.iter().any(|f| f.contains("ext2/3/4")), "{found:?}");
     }
@@ -259,7 +327,9 @@ mod tests {
         let mut e = zeros();
         let n = e.tail.len();
         e.tail[n - 512..n - 504].copy_from_slice(b"EFI PART");
-        let Content::Foreign(found) = classify(&e) else { panic!() };
+        let Content::Foreign(found) = classify(&e) else {
+            panic!()
+        };
         assert!(found[0].contains("backup GPT"), "{found:?}");
     }
 
@@ -267,14 +337,21 @@ mod tests {
     fn unknown_bytes_are_not_blank() {
         let mut e = zeros();
         e.head[300_000] = 7;
-        let Content::Foreign(found) = classify(&e) else { panic!() };
+        let Content::Foreign(found) = classify(&e) else {
+            panic!()
+        };
         assert!(found[0].contains("unrecognised"), "{found:?}");
     }
 
     #[test]
     fn a_damaged_table_is_foreign() {
-        let e = Evidence { table_error: Some("bad CRC".into()), ..zeros() };
-        let Content::Foreign(found) = classify(&e) else { panic!() };
+        let e = Evidence {
+            table_error: Some("bad CRC".into()),
+            ..zeros()
+        };
+        let Content::Foreign(found) = classify(&e) else {
+            panic!()
+        };
         assert!(found[0].contains("bad CRC"));
     }
 }

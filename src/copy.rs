@@ -18,12 +18,20 @@ pub struct CopyStats {
 /// (file capabilities), sparse files, numeric owners and times. `exclude`
 /// holds rsync patterns anchored at `from`.
 pub fn copy_tree(from: &Path, to: &Path, exclude: &[&str], what: &str) -> Result<CopyStats> {
-    let mut cmd = Cmd::new("rsync")
-        .args(["-aHAXS", "--numeric-ids", "--one-file-system", "--info=progress2", "--no-inc-recursive", "--stats"]);
+    let mut cmd = Cmd::new("rsync").args([
+        "-aHAXS",
+        "--numeric-ids",
+        "--one-file-system",
+        "--info=progress2",
+        "--no-inc-recursive",
+        "--stats",
+    ]);
     for pattern in exclude {
         cmd = cmd.arg(format!("--exclude={pattern}"));
     }
-    cmd = cmd.arg(format!("{}/", from.display())).arg(format!("{}/", to.display()));
+    cmd = cmd
+        .arg(format!("{}/", from.display()))
+        .arg(format!("{}/", to.display()));
 
     let mut stats = CopyStats::default();
     let mut meter = Meter::new(what);
@@ -36,7 +44,11 @@ pub fn copy_tree(from: &Path, to: &Path, exclude: &[&str], what: &str) -> Result
             meter.update(percent, line);
         }
     })?;
-    log::info!("{what}: 100%, {} files, {}", stats.files, crate::units::human(stats.bytes));
+    log::info!(
+        "{what}: 100%, {} files, {}",
+        stats.files,
+        crate::units::human(stats.bytes)
+    );
     Ok(stats)
 }
 
@@ -49,11 +61,17 @@ struct Meter<'a> {
 
 impl<'a> Meter<'a> {
     fn new(what: &'a str) -> Meter<'a> {
-        Meter { what, last_percent: 0, last_time: Instant::now() }
+        Meter {
+            what,
+            last_percent: 0,
+            last_time: Instant::now(),
+        }
     }
 
     fn update(&mut self, percent: u32, line: &str) {
-        if percent >= self.last_percent + 10 || (percent > self.last_percent && self.last_time.elapsed() > Duration::from_secs(10)) {
+        if percent >= self.last_percent + 10
+            || (percent > self.last_percent && self.last_time.elapsed() > Duration::from_secs(10))
+        {
             if percent < 100 {
                 let speed = line.split_whitespace().nth(2).unwrap_or("");
                 log::info!("{}: {percent}% ({speed})", self.what);
@@ -66,13 +84,21 @@ impl<'a> Meter<'a> {
 
 /// `  1,234,567  45%   12.34MB/s    0:00:05 (xfr#12, to-chk=3/40)` → 45
 fn progress_percent(line: &str) -> Option<u32> {
-    line.split_whitespace().nth(1)?.strip_suffix('%')?.parse().ok()
+    line.split_whitespace()
+        .nth(1)?
+        .strip_suffix('%')?
+        .parse()
+        .ok()
 }
 
 /// `Total transferred file size: 1,234 bytes` → 1234
 fn stat(line: &str, key: &str) -> Option<u64> {
     let rest = line.strip_prefix(key)?;
-    rest.split_whitespace().next()?.replace(',', "").parse().ok()
+    rest.split_whitespace()
+        .next()?
+        .replace(',', "")
+        .parse()
+        .ok()
 }
 
 #[cfg(test)]
@@ -81,9 +107,24 @@ mod tests {
 
     #[test]
     fn reads_rsync_progress_and_stats() {
-        assert_eq!(progress_percent("    401,408,000  45%   12.34MB/s    0:00:05 (xfr#12, to-chk=3/40)"), Some(45));
+        assert_eq!(
+            progress_percent("    401,408,000  45%   12.34MB/s    0:00:05 (xfr#12, to-chk=3/40)"),
+            Some(45)
+        );
         assert_eq!(progress_percent("sending incremental file list"), None);
-        assert_eq!(stat("Total transferred file size: 401,408,000 bytes", "Total transferred file size:"), Some(401_408_000));
-        assert_eq!(stat("Number of regular files transferred: 12,345", "Number of regular files transferred:"), Some(12_345));
+        assert_eq!(
+            stat(
+                "Total transferred file size: 401,408,000 bytes",
+                "Total transferred file size:"
+            ),
+            Some(401_408_000)
+        );
+        assert_eq!(
+            stat(
+                "Number of regular files transferred: 12,345",
+                "Number of regular files transferred:"
+            ),
+            Some(12_345)
+        );
     }
 }

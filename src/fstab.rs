@@ -72,13 +72,18 @@ pub fn rewrite(golden_fstab: &str, entries: &[Entry], golden: &GoldenNames) -> R
                 out.push(entry.line());
             }
         } else if golden.names(spec) {
-            out.push(format!("# zshield: disabled, names the golden disk: {line}"));
+            out.push(format!(
+                "# zshield: disabled, names the golden disk: {line}"
+            ));
             disabled.push(line.to_string());
         } else {
             out.push(line.to_string());
         }
     }
-    let missing: Vec<&Entry> = entries.iter().filter(|e| !placed.contains(&e.mount_point)).collect();
+    let missing: Vec<&Entry> = entries
+        .iter()
+        .filter(|e| !placed.contains(&e.mount_point))
+        .collect();
     if !missing.is_empty() {
         out.push("# zshield: volumes of this disk".to_string());
         out.extend(missing.iter().map(|e| e.line()));
@@ -124,7 +129,13 @@ proc /proc proc defaults 0 0
 
     fn golden() -> GoldenNames {
         GoldenNames::new(
-            ["LABEL=golden-root", "UUID=0a1b-2c3d", "/dev/sda3", "/dev/sda2"].map(String::from),
+            [
+                "LABEL=golden-root",
+                "UUID=0a1b-2c3d",
+                "/dev/sda3",
+                "/dev/sda2",
+            ]
+            .map(String::from),
         )
     }
 
@@ -134,7 +145,10 @@ proc /proc proc defaults 0 0
         let lines: Vec<&str> = r.text.lines().collect();
         assert_eq!(lines[0], "# /etc/fstab of the golden image");
         assert_eq!(lines[1], "/dev/mapper/vgroup-lv--root / ext4 defaults 0 1");
-        assert_eq!(lines[2], "UUID=11111111-2222-3333-4444-555555555555 /boot ext4 defaults 0 2");
+        assert_eq!(
+            lines[2],
+            "UUID=11111111-2222-3333-4444-555555555555 /boot ext4 defaults 0 2"
+        );
         assert_eq!(lines[3], "tmpfs /tmp tmpfs defaults 0 0");
         assert_eq!(lines[4], "");
         assert!(lines.contains(&"proc /proc proc defaults 0 0"));
@@ -149,7 +163,10 @@ proc /proc proc defaults 0 0
                 assert!(!line.contains(name), "{line}");
             }
         }
-        assert_eq!(r.disabled, vec!["/dev/sda3 /reserved ext4 noauto 0 0".to_string()]);
+        assert_eq!(
+            r.disabled,
+            vec!["/dev/sda3 /reserved ext4 noauto 0 0".to_string()]
+        );
     }
 
     #[test]
@@ -174,7 +191,11 @@ proc /proc proc defaults 0 0
 
     #[test]
     fn a_duplicated_mount_point_is_written_once() {
-        let r = rewrite("LABEL=a / ext4 ro 0 0\nLABEL=b / ext4 ro 0 0\n", &entries()[..1], &golden());
+        let r = rewrite(
+            "LABEL=a / ext4 ro 0 0\nLABEL=b / ext4 ro 0 0\n",
+            &entries()[..1],
+            &golden(),
+        );
         assert_eq!(r.text.matches(" / ").count(), 1);
     }
 }

@@ -36,18 +36,26 @@ fn resolve_now(spec: &str) -> Option<String> {
         return Some(dev.dev);
     }
     let (key, value) = spec.split_once('=')?;
-    all_devices().into_iter().find(|dev| match (key, ext_superblock(dev)) {
-        ("LABEL", Some((_, label))) => label == value,
-        ("UUID", Some((uuid, _))) => uuid.eq_ignore_ascii_case(value),
-        _ => false,
-    })
+    all_devices()
+        .into_iter()
+        .find(|dev| match (key, ext_superblock(dev)) {
+            ("LABEL", Some((_, label))) => label == value,
+            ("UUID", Some((uuid, _))) => uuid.eq_ignore_ascii_case(value),
+            _ => false,
+        })
 }
 
 /// udev writes unsafe characters of labels as `\xNN` in link names.
 fn udev_escape(value: &str) -> String {
     value
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "#+-.:=@_".contains(c) { c.to_string() } else { format!("\\x{:02x}", c as u32) })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "#+-.:=@_".contains(c) {
+                c.to_string()
+            } else {
+                format!("\\x{:02x}", c as u32)
+            }
+        })
         .collect()
 }
 
@@ -55,8 +63,14 @@ fn udev_escape(value: &str) -> String {
 pub fn confirm_root(dir: &Path, dev: &str) -> Result<()> {
     let has = |p: &str| dir.join(p).exists() || dir.join(p).is_symlink();
     let missing: Vec<&str> = [
-        ("etc/os-release", has("etc/os-release") || has("usr/lib/os-release")),
-        ("sbin/init", has("sbin/init") || has("usr/sbin/init") || has("usr/lib/systemd/systemd")),
+        (
+            "etc/os-release",
+            has("etc/os-release") || has("usr/lib/os-release"),
+        ),
+        (
+            "sbin/init",
+            has("sbin/init") || has("usr/sbin/init") || has("usr/lib/systemd/systemd"),
+        ),
         ("etc/fstab", has("etc/fstab")),
     ]
     .into_iter()
@@ -76,7 +90,8 @@ pub fn confirm_root(dir: &Path, dev: &str) -> Result<()> {
 /// udev's links, their `KEY=value` forms, superblock UUIDs and labels, nodes.
 pub fn names_on(disks: &[String]) -> Vec<String> {
     let on_golden = |dev: &str| {
-        BlockDev::open(dev).is_ok_and(|d| d.underlying_disks().iter().any(|disk| disks.contains(disk)))
+        BlockDev::open(dev)
+            .is_ok_and(|d| d.underlying_disks().iter().any(|disk| disks.contains(disk)))
     };
     let mut names = Vec::new();
     for (dir, key) in [
@@ -87,7 +102,9 @@ pub fn names_on(disks: &[String]) -> Vec<String> {
         ("/dev/disk/by-id", None),
         ("/dev/disk/by-path", None),
     ] {
-        let Ok(entries) = std::fs::read_dir(dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let path = entry.path().display().to_string();
             if !on_golden(&path) {
@@ -117,14 +134,16 @@ pub fn names_on(disks: &[String]) -> Vec<String> {
 pub fn fstab_device(fstab: &str, mount_point: &str) -> Option<String> {
     fstab.lines().find_map(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();
-        (fields.len() >= 2 && !fields[0].starts_with('#') && fields[1] == mount_point).then(|| fields[0].to_string())
+        (fields.len() >= 2 && !fields[0].starts_with('#') && fields[1] == mount_point)
+            .then(|| fields[0].to_string())
     })
 }
 
 /// Reads the golden's fstab (for /boot) with a clear error.
 pub fn read_fstab(dir: &Path) -> Result<String> {
     let path = dir.join("etc/fstab");
-    std::fs::read_to_string(&path).with_context(|| format!("cannot read the golden {}", path.display()))
+    std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read the golden {}", path.display()))
 }
 
 #[cfg(test)]
@@ -134,7 +153,10 @@ mod tests {
     #[test]
     fn finds_the_boot_line_of_an_fstab() {
         let fstab = "# comment /boot\nLABEL=golden-root / ext4 ro 0 0\nLABEL=golden-boot /boot ext4 ro 0 0\n";
-        assert_eq!(fstab_device(fstab, "/boot").as_deref(), Some("LABEL=golden-boot"));
+        assert_eq!(
+            fstab_device(fstab, "/boot").as_deref(),
+            Some("LABEL=golden-boot")
+        );
         assert_eq!(fstab_device(fstab, "/home"), None);
     }
 

@@ -11,19 +11,31 @@ use crate::runner::Cmd;
 
 /// Ignore a devices file naming the build machine's disks (DESIGN: golden images
 /// may carry one); no dmeventd or lvmpolld is running in an initramfs.
-const CONFIG: &str = "devices { use_devicesfile = 0 } global { use_lvmpolld = 0 } activation { monitoring = 0 }";
+const CONFIG: &str =
+    "devices { use_devicesfile = 0 } global { use_lvmpolld = 0 } activation { monitoring = 0 }";
 
 #[derive(Debug, Default)]
 pub struct Lvm;
 
 impl Lvm {
     fn cmd(&self, sub: &str) -> Cmd {
-        Cmd::new("lvm").arg(sub).args(["--config", CONFIG]).env("LVM_SUPPRESS_FD_WARNINGS", "1")
+        Cmd::new("lvm")
+            .arg(sub)
+            .args(["--config", CONFIG])
+            .env("LVM_SUPPRESS_FD_WARNINGS", "1")
     }
 
     fn report(&self, sub: &str, fields: &str) -> Result<String> {
         self.cmd(sub)
-            .args(["--reportformat", "json", "--units", "b", "--nosuffix", "-o", fields])
+            .args([
+                "--reportformat",
+                "json",
+                "--units",
+                "b",
+                "--nosuffix",
+                "-o",
+                fields,
+            ])
             .run()
     }
 
@@ -41,23 +53,39 @@ impl Lvm {
 
     pub fn pvcreate(&self, dev: &str) -> Result<()> {
         let align = format!("{}b", PE_START);
-        self.cmd("pvcreate").args(["--yes", "--dataalignment", &align, dev]).run()?;
+        self.cmd("pvcreate")
+            .args(["--yes", "--dataalignment", &align, dev])
+            .run()?;
         Ok(())
     }
 
     pub fn vgcreate(&self, vg: &str, pv: &str, tag: &str) -> Result<()> {
         let extent = format!("{}b", EXTENT);
-        self.cmd("vgcreate").args(["--yes", "--physicalextentsize", &extent, "--addtag", tag, vg, pv]).run()?;
+        self.cmd("vgcreate")
+            .args([
+                "--yes",
+                "--physicalextentsize",
+                &extent,
+                "--addtag",
+                tag,
+                vg,
+                pv,
+            ])
+            .run()?;
         Ok(())
     }
 
     pub fn vg_tag(&self, vg: &str, tag: &str, add: bool) -> Result<()> {
-        self.cmd("vgchange").args([if add { "--addtag" } else { "--deltag" }, tag, vg]).run()?;
+        self.cmd("vgchange")
+            .args([if add { "--addtag" } else { "--deltag" }, tag, vg])
+            .run()?;
         Ok(())
     }
 
     pub fn lv_add_tag(&self, vg: &str, lv: &str, tag: &str) -> Result<()> {
-        self.cmd("lvchange").args(["--addtag", tag, &format!("{vg}/{lv}")]).run()?;
+        self.cmd("lvchange")
+            .args(["--addtag", tag, &format!("{vg}/{lv}")])
+            .run()?;
         Ok(())
     }
 
@@ -67,14 +95,24 @@ impl Lvm {
     }
 
     pub fn lvremove(&self, vg: &str, lv: &str) -> Result<()> {
-        self.cmd("lvremove").args(["--yes", &format!("{vg}/{lv}")]).run()?;
+        self.cmd("lvremove")
+            .args(["--yes", &format!("{vg}/{lv}")])
+            .run()?;
         Ok(())
     }
 
     /// Creates an active LV, wiping old signatures in it, and waits for its node.
     pub fn lvcreate(&self, vg: &str, lv: &str, extents: u64) -> Result<String> {
         self.cmd("lvcreate")
-            .args(["--yes", "--wipesignatures", "y", "--zero", "y", "--activate", "y"])
+            .args([
+                "--yes",
+                "--wipesignatures",
+                "y",
+                "--zero",
+                "y",
+                "--activate",
+                "y",
+            ])
             .args(["--extents", &extents.to_string(), "--name", lv, vg])
             .run()?;
         self.wait_for(vg, lv)
@@ -82,7 +120,14 @@ impl Lvm {
 
     pub fn snapshot(&self, vg: &str, origin: &str, snapshot: &str, extents: u64) -> Result<String> {
         self.cmd("lvcreate")
-            .args(["--yes", "--snapshot", "--extents", &extents.to_string(), "--name", snapshot])
+            .args([
+                "--yes",
+                "--snapshot",
+                "--extents",
+                &extents.to_string(),
+                "--name",
+                snapshot,
+            ])
             .arg(format!("{vg}/{origin}"))
             .run()?;
         self.wait_for(vg, snapshot)
@@ -91,7 +136,7 @@ impl Lvm {
     fn wait_for(&self, vg: &str, lv: &str) -> Result<String> {
         settle_udev();
         let path = mapper_path(vg, lv);
-        wait_for_nodes(&[path.clone()], Duration::from_secs(30))
+        wait_for_nodes(std::slice::from_ref(&path), Duration::from_secs(30))
             .with_context(|| format!("LVM created {vg}/{lv} but its device node"))?;
         Ok(path)
     }

@@ -82,7 +82,11 @@ fn text(row: &serde_json::Map<String, Value>, key: &str) -> Result<String, Repor
     match row.get(key) {
         Some(Value::String(s)) => Ok(s.clone()),
         Some(Value::Number(n)) => Ok(n.to_string()),
-        Some(Value::Array(a)) => Ok(a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(",")),
+        Some(Value::Array(a)) => Ok(a
+            .iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join(",")),
         Some(Value::Null) | None => Err(ReportError(format!("field {key} missing"))),
         Some(other) => Err(ReportError(format!("field {key} is {other}"))),
     }
@@ -115,7 +119,12 @@ pub const LV_FIELDS: &str = "lv_name,vg_name,lv_attr,lv_size,origin,lv_tags";
 pub fn parse_pvs(json: &str) -> Result<Vec<Pv>, ReportError> {
     rows(json, "pv")?
         .iter()
-        .map(|r| Ok(Pv { name: text(r, "pv_name")?, vg: text(r, "vg_name")? }))
+        .map(|r| {
+            Ok(Pv {
+                name: text(r, "pv_name")?,
+                vg: text(r, "vg_name")?,
+            })
+        })
         .collect()
 }
 
@@ -213,7 +222,13 @@ mod tests {
             r#"{"report":[{"pv":[{"pv_name":"/dev/sdb3","vg_name":"vgroup"},{"pv_name":"/dev/sdc","vg_name":""}]}]}"#,
         )
         .unwrap();
-        assert_eq!(pvs[1], Pv { name: "/dev/sdc".into(), vg: "".into() });
+        assert_eq!(
+            pvs[1],
+            Pv {
+                name: "/dev/sdc".into(),
+                vg: "".into()
+            }
+        );
     }
 
     #[test]

@@ -11,7 +11,11 @@ use zshield::recover::{self, Outcome, Request};
 use zshield::report::{self, RUN_DIR};
 
 #[derive(Parser)]
-#[command(name = "zshield", version, about = "Factory reset, rollback and backup of the appliance's disk")]
+#[command(
+    name = "zshield",
+    version,
+    about = "Factory reset, rollback and backup of the appliance's disk"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -68,7 +72,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let boot = BootArgs::read(std::path::Path::new("/")).unwrap_or_default();
     match cli.command {
-        Command::Recover { mode, dry_run, place } => recover_command(mode, dry_run, place, &boot),
+        Command::Recover {
+            mode,
+            dry_run,
+            place,
+        } => recover_command(mode, dry_run, place, &boot),
         Command::Plan { place } => {
             report::init_logging(None, false);
             let req = request(Mode::Default, place, &boot, true, After::Continue);
@@ -96,9 +104,18 @@ fn request(mode: Mode, place: Where, boot: &BootArgs, dry_run: bool, after: Afte
     }
 }
 
-fn recover_command(mode: Option<ModeArg>, dry_run: bool, place: Where, boot: &BootArgs) -> ExitCode {
+fn recover_command(
+    mode: Option<ModeArg>,
+    dry_run: bool,
+    place: Where,
+    boot: &BootArgs,
+) -> ExitCode {
     let in_initramfs = std::path::Path::new("/etc/initrd-release").exists();
-    let continues = if in_initramfs { "; the normal boot continues" } else { "" };
+    let continues = if in_initramfs {
+        "; the normal boot continues"
+    } else {
+        ""
+    };
     let mode = match mode {
         Some(ModeArg::Default) => Mode::Default,
         Some(ModeArg::Latest) => Mode::Latest,
@@ -122,7 +139,11 @@ fn recover_command(mode: Option<ModeArg>, dry_run: bool, place: Where, boot: &Bo
         }
     };
     // A dry run only shows the plan: go on booting unless told otherwise.
-    let after = if dry_run && boot.after.is_none() { After::Continue } else { after };
+    let after = if dry_run && boot.after.is_none() {
+        After::Continue
+    } else {
+        after
+    };
     if !in_initramfs && !dry_run {
         log::error!("zshield recover changes disks and runs only in the initramfs; use `zshield plan` or --dry-run to see what it would do");
         return ExitCode::FAILURE;

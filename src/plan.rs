@@ -105,25 +105,85 @@ pub struct NewPartition {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "step", rename_all = "kebab-case")]
 pub enum Step {
-    DeactivateVg { vg: String },
-    Wipe { disk: String, ranges: Vec<(u64, u64)> },
-    Partition { disk: String, label: Label, partitions: Vec<NewPartition> },
-    MkfsBoot { dev: String, uuid: String },
-    CreatePv { dev: String },
-    CreateVg { vg: String, pv: String },
-    UnmarkComplete { vg: String },
-    RemoveLv { vg: String, lv: String },
-    CreateLv { vg: String, lv: String, extents: u64, bytes: u64 },
-    MkfsLv { vg: String, lv: String, uuid: String },
-    MarkFsReady { vg: String, lv: String },
-    KeepLv { vg: String, lv: String },
-    MountTarget { root: String, boot: String },
-    CopyRoot { from: String, to: String },
-    CopyBoot { from: String, to: String },
-    ConfigureTarget { fstab: Vec<FstabEntry>, mount_points: Vec<String> },
-    InstallBootloader { disk: String, root: String },
-    CreateSnapshot { vg: String, origin: String, snapshot: String, extents: u64, bytes: u64 },
-    MarkComplete { vg: String },
+    DeactivateVg {
+        vg: String,
+    },
+    Wipe {
+        disk: String,
+        ranges: Vec<(u64, u64)>,
+    },
+    Partition {
+        disk: String,
+        label: Label,
+        partitions: Vec<NewPartition>,
+    },
+    MkfsBoot {
+        dev: String,
+        uuid: String,
+    },
+    CreatePv {
+        dev: String,
+    },
+    CreateVg {
+        vg: String,
+        pv: String,
+    },
+    UnmarkComplete {
+        vg: String,
+    },
+    RemoveLv {
+        vg: String,
+        lv: String,
+    },
+    CreateLv {
+        vg: String,
+        lv: String,
+        extents: u64,
+        bytes: u64,
+    },
+    MkfsLv {
+        vg: String,
+        lv: String,
+        uuid: String,
+    },
+    MarkFsReady {
+        vg: String,
+        lv: String,
+    },
+    KeepLv {
+        vg: String,
+        lv: String,
+    },
+    MountTarget {
+        root: String,
+        boot: String,
+    },
+    CopyRoot {
+        from: String,
+        to: String,
+    },
+    CopyBoot {
+        from: String,
+        to: String,
+    },
+    ConfigureTarget {
+        fstab: Vec<FstabEntry>,
+        mount_points: Vec<String>,
+    },
+    InstallBootloader {
+        disk: String,
+        root: String,
+    },
+    CreateSnapshot {
+        vg: String,
+        origin: String,
+        snapshot: String,
+        extents: u64,
+        bytes: u64,
+    },
+    MarkComplete {
+        vg: String,
+    },
 }
 
 /// `fstab::Entry` in a form the JSON report can carry.
@@ -150,7 +210,10 @@ impl FstabEntry {
 impl Step {
     /// Whether the step changes a disk (the report says where a failure left them).
     pub fn writes_disk(&self) -> bool {
-        !matches!(self, Step::KeepLv { .. } | Step::DeactivateVg { .. } | Step::MountTarget { .. })
+        !matches!(
+            self,
+            Step::KeepLv { .. } | Step::DeactivateVg { .. } | Step::MountTarget { .. }
+        )
     }
 }
 
@@ -160,21 +223,36 @@ impl fmt::Display for Step {
             Step::DeactivateVg { vg } => write!(f, "deactivate volume group {vg}"),
             Step::Wipe { disk, ranges } => {
                 let total: u64 = ranges.iter().map(|r| r.1).sum();
-                write!(f, "wipe old signatures on {disk} ({} ranges, {})", ranges.len(), human(total))
+                write!(
+                    f,
+                    "wipe old signatures on {disk} ({} ranges, {})",
+                    ranges.len(),
+                    human(total)
+                )
             }
-            Step::Partition { disk, label, partitions } => {
+            Step::Partition {
+                disk,
+                label,
+                partitions,
+            } => {
                 let parts: Vec<String> = partitions
                     .iter()
                     .map(|p| format!("{} {} {}", p.number, p.name, human(p.size)))
                     .collect();
-                write!(f, "write a {label} partition table on {disk}: {}", parts.join(", "))
+                write!(
+                    f,
+                    "write a {label} partition table on {disk}: {}",
+                    parts.join(", ")
+                )
             }
             Step::MkfsBoot { dev, uuid } => write!(f, "make ext4 for /boot on {dev} (UUID {uuid})"),
             Step::CreatePv { dev } => write!(f, "create LVM physical volume {dev}"),
             Step::CreateVg { vg, pv } => write!(f, "create volume group {vg} on {pv}"),
             Step::UnmarkComplete { vg } => write!(f, "mark {vg} as being provisioned"),
             Step::RemoveLv { vg, lv } => write!(f, "remove {vg}/{lv}"),
-            Step::CreateLv { vg, lv, bytes, .. } => write!(f, "create {vg}/{lv} ({})", human(*bytes)),
+            Step::CreateLv { vg, lv, bytes, .. } => {
+                write!(f, "create {vg}/{lv} ({})", human(*bytes))
+            }
             Step::MkfsLv { vg, lv, uuid } => write!(f, "make ext4 on {vg}/{lv} (UUID {uuid})"),
             Step::MarkFsReady { vg, lv } => write!(f, "mark {vg}/{lv} as holding data"),
             Step::KeepLv { vg, lv } => write!(f, "keep {vg}/{lv} with its data"),
@@ -183,13 +261,30 @@ impl fmt::Display for Step {
             Step::CopyBoot { from, to } => write!(f, "copy the golden /boot {from} onto {to}"),
             Step::ConfigureTarget { fstab, .. } => {
                 let mps: Vec<&str> = fstab.iter().map(|e| e.mount_point.as_str()).collect();
-                write!(f, "rewrite /etc/fstab ({}), drop the LVM devices file, set GRUB defaults", mps.join(" "))
+                write!(
+                    f,
+                    "rewrite /etc/fstab ({}), drop the LVM devices file, set GRUB defaults",
+                    mps.join(" ")
+                )
             }
             Step::InstallBootloader { disk, root } => {
-                write!(f, "install GRUB on {disk} and generate its menu with root={root}")
+                write!(
+                    f,
+                    "install GRUB on {disk} and generate its menu with root={root}"
+                )
             }
-            Step::CreateSnapshot { vg, origin, snapshot, bytes, .. } => {
-                write!(f, "take snapshot {vg}/{snapshot} of {origin} ({})", human(*bytes))
+            Step::CreateSnapshot {
+                vg,
+                origin,
+                snapshot,
+                bytes,
+                ..
+            } => {
+                write!(
+                    f,
+                    "take snapshot {vg}/{snapshot} of {origin} ({})",
+                    human(*bytes)
+                )
             }
             Step::MarkComplete { vg } => write!(f, "mark the layout on {vg} as complete"),
         }
@@ -235,7 +330,11 @@ pub fn partition_dev(disk: &str, number: u32) -> String {
 
 /// The device-mapper path of an LV: dashes in either name are doubled.
 pub fn mapper_path(vg: &str, lv: &str) -> String {
-    format!("/dev/mapper/{}-{}", vg.replace('-', "--"), lv.replace('-', "--"))
+    format!(
+        "/dev/mapper/{}-{}",
+        vg.replace('-', "--"),
+        lv.replace('-', "--")
+    )
 }
 
 fn align_up(n: u64, a: u64) -> u64 {
@@ -255,11 +354,23 @@ pub fn fresh_partitions(label: Label, size: u64, boot_size: u64) -> Vec<NewParti
     let mut start = ALIGN;
     let mut number = 1;
     if label == Label::Gpt {
-        parts.push(NewPartition { number, name: GPT_BIOS_NAME, kind: PartKind::BiosBoot, start, size: BIOS_BOOT_SIZE });
+        parts.push(NewPartition {
+            number,
+            name: GPT_BIOS_NAME,
+            kind: PartKind::BiosBoot,
+            start,
+            size: BIOS_BOOT_SIZE,
+        });
         start += BIOS_BOOT_SIZE;
         number += 1;
     }
-    parts.push(NewPartition { number, name: GPT_BOOT_NAME, kind: PartKind::Boot, start, size: boot_size });
+    parts.push(NewPartition {
+        number,
+        name: GPT_BOOT_NAME,
+        kind: PartKind::Boot,
+        start,
+        size: boot_size,
+    });
     start += boot_size;
     parts.push(NewPartition {
         number: number + 1,
@@ -322,29 +433,46 @@ pub fn plan(
         ));
     }
     if t.read_only {
-        return refuse(format!("target {dev} is read-only: check the disk and its write-protect switch"));
+        return refuse(format!(
+            "target {dev} is read-only: check the disk and its write-protect switch"
+        ));
     }
     let golden_parts = std::iter::once(&probe.golden.dev).chain(&probe.golden.boot_dev);
     if let Some(g) = golden_parts.clone().find(|g| on_disk(dev, g)).or_else(|| {
-        probe.golden.disks.contains(dev).then_some(&probe.golden.dev)
+        probe
+            .golden
+            .disks
+            .contains(dev)
+            .then_some(&probe.golden.dev)
     }) {
         return refuse(format!(
             "target {dev} holds the golden {g}: refusing to write the golden disk; disk names can change order between boots, name the target by /dev/disk/by-id/ or /dev/disk/by-path/"
         ));
     }
     if !t.mounts.is_empty() {
-        return refuse(format!("target {dev} is in use ({}): unmount it first", t.mounts.join(", ")));
+        return refuse(format!(
+            "target {dev} is in use ({}): unmount it first",
+            t.mounts.join(", ")
+        ));
     }
 
     // VGs with a PV on the target; each must live on the target alone.
     let mut target_vgs: Vec<String> = Vec::new();
-    for pv in probe.pvs.iter().filter(|p| on_disk(dev, &p.name) && !p.vg.is_empty()) {
+    for pv in probe
+        .pvs
+        .iter()
+        .filter(|p| on_disk(dev, &p.name) && !p.vg.is_empty())
+    {
         if !target_vgs.contains(&pv.vg) {
             target_vgs.push(pv.vg.clone());
         }
     }
     for vg in &target_vgs {
-        if let Some(other) = probe.pvs.iter().find(|p| p.vg == *vg && !on_disk(dev, &p.name)) {
+        if let Some(other) = probe
+            .pvs
+            .iter()
+            .find(|p| p.vg == *vg && !on_disk(dev, &p.name))
+        {
             return refuse(format!(
                 "volume group {vg} spans the target {dev} and {}: refusing to break it; remove it by hand first",
                 other.name
@@ -353,25 +481,39 @@ pub fn plan(
     }
     for h in &t.holders {
         let ours = h.dm_name.as_deref().is_some_and(|name| {
-            target_vgs.iter().any(|vg| name.starts_with(&format!("{}-", vg.replace('-', "--"))))
+            target_vgs
+                .iter()
+                .any(|vg| name.starts_with(&format!("{}-", vg.replace('-', "--"))))
         });
         if !ours {
             return refuse(format!(
                 "target {dev} is in use: {} is held by {}{}; stop what uses it first",
                 h.held,
                 h.holder,
-                h.dm_name.as_deref().map(|n| format!(" ({n})")).unwrap_or_default()
+                h.dm_name
+                    .as_deref()
+                    .map(|n| format!(" ({n})"))
+                    .unwrap_or_default()
             ));
         }
     }
-    if let Some(pv) = probe.pvs.iter().find(|p| p.vg == config.vg && !on_disk(dev, &p.name)) {
+    if let Some(pv) = probe
+        .pvs
+        .iter()
+        .find(|p| p.vg == config.vg && !on_disk(dev, &p.name))
+    {
         return refuse(format!(
             "a volume group named {} already exists on {}, not on the target {dev}: two VGs of one name cannot coexist; rename or remove it",
             config.vg, pv.name
         ));
     }
 
-    let mut planner = Planner { probe, config, steps: Vec::new(), new_uuid };
+    let mut planner = Planner {
+        probe,
+        config,
+        steps: Vec::new(),
+        new_uuid,
+    };
     let wipe_hint = "boot with zshield.wipe to erase the whole disk, or check the target";
     let found = match &probe.content {
         Content::Blank => {
@@ -381,7 +523,9 @@ pub fn plan(
         Content::Foreign(found) => {
             let found = found.join("; ");
             if !options.wipe {
-                return refuse(format!("target {dev} holds {found}: refusing to overwrite it; {wipe_hint}"));
+                return refuse(format!(
+                    "target {dev} holds {found}: refusing to overwrite it; {wipe_hint}"
+                ));
             }
             planner.fresh(Some(&probe.partitions), &target_vgs)?;
             format!("{found} (wiped: zshield.wipe)")
@@ -390,10 +534,12 @@ pub fn plan(
             let vg = probe.vgs.iter().find(|v| v.name == config.vg);
             let foreign_lvm = match target_vgs.iter().find(|v| **v != config.vg) {
                 Some(other) => Some(format!("a volume group {other} that zshield did not make")),
-                None if vg.is_some_and(|v| !v.tags.iter().any(|t| t == TAG_LAYOUT)) => Some(format!(
-                    "a volume group {} that zshield did not make (no tag {TAG_LAYOUT})",
-                    config.vg
-                )),
+                None if vg.is_some_and(|v| !v.tags.iter().any(|t| t == TAG_LAYOUT)) => {
+                    Some(format!(
+                        "a volume group {} that zshield did not make (no tag {TAG_LAYOUT})",
+                        config.vg
+                    ))
+                }
                 None => None,
             };
             match foreign_lvm {
@@ -437,13 +583,21 @@ impl Planner<'_> {
     /// or those a fresh table will have.
     fn devices(&self) -> (String, String) {
         let dev = &self.probe.target.dev;
-        let wiped = self.steps.iter().any(|s| matches!(s, Step::Partition { .. }));
+        let wiped = self
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::Partition { .. }));
         match &self.probe.content {
-            Content::Zshield(l) if !wiped => {
-                (partition_dev(dev, l.boot.number), partition_dev(dev, l.pv.number))
-            }
+            Content::Zshield(l) if !wiped => (
+                partition_dev(dev, l.boot.number),
+                partition_dev(dev, l.pv.number),
+            ),
             _ => {
-                let boot = if self.config.label == Label::Gpt { 2 } else { 1 };
+                let boot = if self.config.label == Label::Gpt {
+                    2
+                } else {
+                    1
+                };
                 (partition_dev(dev, boot), partition_dev(dev, boot + 1))
             }
         }
@@ -455,7 +609,11 @@ impl Planner<'_> {
 
     /// A new layout on a blank disk, or on one wiped first (`wipe` holds the
     /// old partitions, `vgs_to_drop` the old VGs to deactivate).
-    fn fresh(&mut self, wipe: Option<&[(u64, u64)]>, vgs_to_drop: &[String]) -> Result<(), Refusal> {
+    fn fresh(
+        &mut self,
+        wipe: Option<&[(u64, u64)]>,
+        vgs_to_drop: &[String],
+    ) -> Result<(), Refusal> {
         let t = &self.probe.target;
         let c = self.config;
         if c.label == Label::Msdos && t.size > (u64::from(u32::MAX) + 1) * 512 {
@@ -485,13 +643,28 @@ impl Planner<'_> {
             self.steps.push(Step::DeactivateVg { vg: vg.clone() });
         }
         if let Some(old_partitions) = wipe {
-            self.steps.push(Step::Wipe { disk: t.dev.clone(), ranges: wipe_ranges(t.size, old_partitions) });
+            self.steps.push(Step::Wipe {
+                disk: t.dev.clone(),
+                ranges: wipe_ranges(t.size, old_partitions),
+            });
         }
-        self.steps.push(Step::Partition { disk: t.dev.clone(), label: c.label, partitions: parts });
+        self.steps.push(Step::Partition {
+            disk: t.dev.clone(),
+            label: c.label,
+            partitions: parts,
+        });
         let (boot_dev, pv_dev) = self.devices();
-        self.steps.push(Step::MkfsBoot { dev: boot_dev, uuid: (self.new_uuid)() });
-        self.steps.push(Step::CreatePv { dev: pv_dev.clone() });
-        self.steps.push(Step::CreateVg { vg: self.vg(), pv: pv_dev });
+        self.steps.push(Step::MkfsBoot {
+            dev: boot_dev,
+            uuid: (self.new_uuid)(),
+        });
+        self.steps.push(Step::CreatePv {
+            dev: pv_dev.clone(),
+        });
+        self.steps.push(Step::CreateVg {
+            vg: self.vg(),
+            pv: pv_dev,
+        });
         self.create_lvs(&d, &[], EXTENT);
         Ok(())
     }
@@ -524,7 +697,11 @@ impl Planner<'_> {
         let d = demand(c, total, extent_size);
 
         // Snapshots of the root first: LVM will not remove an origin that has one.
-        let mut removals: Vec<&Lv> = lvs.iter().copied().filter(|l| l.is_snapshot() && l.origin == c.root.name).collect();
+        let mut removals: Vec<&Lv> = lvs
+            .iter()
+            .copied()
+            .filter(|l| l.is_snapshot() && l.origin == c.root.name)
+            .collect();
         for name in [&c.snapshot.name, &c.root.name] {
             if let Some(lv) = find(name).filter(|lv| !removals.contains(lv)) {
                 removals.push(lv);
@@ -540,7 +717,13 @@ impl Planner<'_> {
             }
         }
         free += removals.iter().map(|l| l.size / extent_size).sum::<u64>();
-        let kept_extents: u64 = c.data.iter().zip(&d.data).filter(|(dv, _)| kept.contains(&dv.name)).map(|(_, e)| e).sum();
+        let kept_extents: u64 = c
+            .data
+            .iter()
+            .zip(&d.data)
+            .filter(|(dv, _)| kept.contains(&dv.name))
+            .map(|(_, e)| e)
+            .sum();
         let needed = d.root + d.snapshot + d.data.iter().sum::<u64>() - kept_extents;
         if needed > free {
             return refuse(format!(
@@ -556,20 +739,38 @@ impl Planner<'_> {
             self.steps.push(Step::UnmarkComplete { vg: self.vg() });
         }
         for lv in removals {
-            self.steps.push(Step::RemoveLv { vg: self.vg(), lv: lv.name.clone() });
+            self.steps.push(Step::RemoveLv {
+                vg: self.vg(),
+                lv: lv.name.clone(),
+            });
         }
-        self.steps.push(Step::MkfsBoot { dev: boot_dev, uuid: (self.new_uuid)() });
+        self.steps.push(Step::MkfsBoot {
+            dev: boot_dev,
+            uuid: (self.new_uuid)(),
+        });
         match (pv, vg) {
             (None, _) => {
-                self.steps.push(Step::CreatePv { dev: pv_dev.clone() });
-                self.steps.push(Step::CreateVg { vg: self.vg(), pv: pv_dev });
+                self.steps.push(Step::CreatePv {
+                    dev: pv_dev.clone(),
+                });
+                self.steps.push(Step::CreateVg {
+                    vg: self.vg(),
+                    pv: pv_dev,
+                });
             }
-            (Some(_), None) => self.steps.push(Step::CreateVg { vg: self.vg(), pv: pv_dev }),
+            (Some(_), None) => self.steps.push(Step::CreateVg {
+                vg: self.vg(),
+                pv: pv_dev,
+            }),
             (Some(_), Some(_)) => {}
         }
         self.create_lvs(&d, &kept, extent_size);
         let complete = vg.is_some_and(|v| v.tags.iter().any(|t| t == TAG_COMPLETE));
-        let kept = if kept.is_empty() { "nothing".to_string() } else { kept.join(", ") };
+        let kept = if kept.is_empty() {
+            "nothing".to_string()
+        } else {
+            kept.join(", ")
+        };
         Ok(if complete {
             format!("a complete zshield layout (kept with their data: {kept})")
         } else {
@@ -581,17 +782,35 @@ impl Planner<'_> {
     fn create_lvs(&mut self, d: &Demand, kept: &[String], extent_size: u64) {
         let c = self.config;
         let vg = self.vg();
-        let create = |steps: &mut Vec<Step>, new_uuid: &mut dyn FnMut() -> String, lv: &str, extents: u64| {
-            steps.push(Step::CreateLv { vg: vg.clone(), lv: lv.into(), extents, bytes: extents * extent_size });
-            steps.push(Step::MkfsLv { vg: vg.clone(), lv: lv.into(), uuid: new_uuid() });
+        let create = |steps: &mut Vec<Step>,
+                      new_uuid: &mut dyn FnMut() -> String,
+                      lv: &str,
+                      extents: u64| {
+            steps.push(Step::CreateLv {
+                vg: vg.clone(),
+                lv: lv.into(),
+                extents,
+                bytes: extents * extent_size,
+            });
+            steps.push(Step::MkfsLv {
+                vg: vg.clone(),
+                lv: lv.into(),
+                uuid: new_uuid(),
+            });
         };
         create(&mut self.steps, self.new_uuid, &c.root.name, d.root);
         for (data, extents) in c.data.iter().zip(&d.data) {
             if kept.contains(&data.name) {
-                self.steps.push(Step::KeepLv { vg: vg.clone(), lv: data.name.clone() });
+                self.steps.push(Step::KeepLv {
+                    vg: vg.clone(),
+                    lv: data.name.clone(),
+                });
             } else {
                 create(&mut self.steps, self.new_uuid, &data.name, *extents);
-                self.steps.push(Step::MarkFsReady { vg: vg.clone(), lv: data.name.clone() });
+                self.steps.push(Step::MarkFsReady {
+                    vg: vg.clone(),
+                    lv: data.name.clone(),
+                });
             }
         }
         self.steps.push(Step::CreateSnapshot {
@@ -608,16 +827,29 @@ impl Planner<'_> {
 /// The snapshot planned by `fresh`/`existing` is moved after GRUB so that it
 /// captures the finished root.
 fn finish(plan: &mut Plan, probe: &Probe, config: &Config) {
-    let snapshot_at = plan.steps.iter().position(|s| matches!(s, Step::CreateSnapshot { .. }));
+    let snapshot_at = plan
+        .steps
+        .iter()
+        .position(|s| matches!(s, Step::CreateSnapshot { .. }));
     let snapshot = snapshot_at.map(|i| plan.steps.remove(i));
     let root = mapper_path(&config.vg, &config.root.name);
     let boot_uuid = plan.steps.iter().find_map(|s| match s {
         Step::MkfsBoot { uuid, .. } => Some(uuid.clone()),
         _ => None,
     });
-    let mut fstab = vec![FstabEntry { spec: root.clone(), mount_point: "/".into(), options: "errors=remount-ro".into(), passno: 1 }];
+    let mut fstab = vec![FstabEntry {
+        spec: root.clone(),
+        mount_point: "/".into(),
+        options: "errors=remount-ro".into(),
+        passno: 1,
+    }];
     if let Some(uuid) = boot_uuid {
-        fstab.push(FstabEntry { spec: format!("UUID={uuid}"), mount_point: "/boot".into(), options: "defaults".into(), passno: 2 });
+        fstab.push(FstabEntry {
+            spec: format!("UUID={uuid}"),
+            mount_point: "/boot".into(),
+            options: "defaults".into(),
+            passno: 2,
+        });
     }
     for d in &config.data {
         fstab.push(FstabEntry {
@@ -627,16 +859,37 @@ fn finish(plan: &mut Plan, probe: &Probe, config: &Config) {
             passno: 2,
         });
     }
-    let golden_boot = probe.golden.boot_dev.clone().unwrap_or_else(|| format!("{}:/boot", probe.golden.dev));
+    let golden_boot = probe
+        .golden
+        .boot_dev
+        .clone()
+        .unwrap_or_else(|| format!("{}:/boot", probe.golden.dev));
     plan.steps.extend([
-        Step::MountTarget { root: root.clone(), boot: plan.boot_dev.clone() },
-        Step::CopyRoot { from: probe.golden.dev.clone(), to: root.clone() },
-        Step::CopyBoot { from: golden_boot, to: plan.boot_dev.clone() },
-        Step::ConfigureTarget { fstab, mount_points: config.data.iter().map(|d| d.mount.clone()).collect() },
-        Step::InstallBootloader { disk: plan.target.clone(), root },
+        Step::MountTarget {
+            root: root.clone(),
+            boot: plan.boot_dev.clone(),
+        },
+        Step::CopyRoot {
+            from: probe.golden.dev.clone(),
+            to: root.clone(),
+        },
+        Step::CopyBoot {
+            from: golden_boot,
+            to: plan.boot_dev.clone(),
+        },
+        Step::ConfigureTarget {
+            fstab,
+            mount_points: config.data.iter().map(|d| d.mount.clone()).collect(),
+        },
+        Step::InstallBootloader {
+            disk: plan.target.clone(),
+            root,
+        },
     ]);
     plan.steps.extend(snapshot);
-    plan.steps.push(Step::MarkComplete { vg: config.vg.clone() });
+    plan.steps.push(Step::MarkComplete {
+        vg: config.vg.clone(),
+    });
 }
 
 /// The first and last MiB of the disk and of every old partition: where
@@ -729,7 +982,12 @@ mount = "/var/log/audit"
     fn names(plan: &Plan) -> Vec<String> {
         plan.steps
             .iter()
-            .map(|s| serde_json::to_value(s).unwrap()["step"].as_str().unwrap().to_string())
+            .map(|s| {
+                serde_json::to_value(s).unwrap()["step"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
             .collect()
     }
 
@@ -743,21 +1001,46 @@ mount = "/var/log/audit"
         assert_eq!(
             names(&p),
             [
-                "partition", "mkfs-boot", "create-pv", "create-vg", "create-lv", "mkfs-lv",
-                "create-lv", "mkfs-lv", "mark-fs-ready", "create-lv", "mkfs-lv", "mark-fs-ready",
-                "mount-target", "copy-root", "copy-boot", "configure-target", "install-bootloader",
-                "create-snapshot", "mark-complete",
+                "partition",
+                "mkfs-boot",
+                "create-pv",
+                "create-vg",
+                "create-lv",
+                "mkfs-lv",
+                "create-lv",
+                "mkfs-lv",
+                "mark-fs-ready",
+                "create-lv",
+                "mkfs-lv",
+                "mark-fs-ready",
+                "mount-target",
+                "copy-root",
+                "copy-boot",
+                "configure-target",
+                "install-bootloader",
+                "create-snapshot",
+                "mark-complete",
             ]
         );
         assert_eq!(p.boot_dev, "/dev/sdb2");
         assert_eq!(p.pv_dev, "/dev/sdb3");
         assert_eq!(p.found, "a blank disk");
-        let Step::Partition { partitions, .. } = &p.steps[0] else { panic!() };
+        let Step::Partition { partitions, .. } = &p.steps[0] else {
+            panic!()
+        };
         assert_eq!((partitions[0].start, partitions[0].size), (MIB, MIB));
-        assert_eq!((partitions[1].start, partitions[1].size), (2 * MIB, 256 * MIB));
+        assert_eq!(
+            (partitions[1].start, partitions[1].size),
+            (2 * MIB, 256 * MIB)
+        );
         assert_eq!(partitions[2].start, 258 * MIB);
         assert_eq!(partitions[2].start + partitions[2].size, 4 * GIB - MIB);
-        assert!(p.steps.contains(&Step::CreateLv { vg: "vgroup".into(), lv: "lv-root".into(), extents: 320, bytes: 1280 * MIB }));
+        assert!(p.steps.contains(&Step::CreateLv {
+            vg: "vgroup".into(),
+            lv: "lv-root".into(),
+            extents: 320,
+            bytes: 1280 * MIB
+        }));
     }
 
     #[test]
@@ -767,7 +1050,11 @@ mount = "/var/log/audit"
             Step::ConfigureTarget { fstab, .. } => Some(fstab.clone()),
             _ => None,
         });
-        let specs: Vec<String> = fstab.unwrap().iter().map(|e| format!("{} {}", e.spec, e.mount_point)).collect();
+        let specs: Vec<String> = fstab
+            .unwrap()
+            .iter()
+            .map(|e| format!("{} {}", e.spec, e.mount_point))
+            .collect();
         assert_eq!(
             specs,
             [
@@ -784,10 +1071,15 @@ mount = "/var/log/audit"
         let mut c = config();
         c.label = Label::Msdos;
         let p = plan(&blank_probe(), &c, &Options::default(), &mut uuids()).unwrap();
-        let Step::Partition { partitions, .. } = &p.steps[0] else { panic!() };
+        let Step::Partition { partitions, .. } = &p.steps[0] else {
+            panic!()
+        };
         assert_eq!(partitions.len(), 2);
         assert_eq!(partitions[0].start, MIB);
-        assert_eq!((p.boot_dev.as_str(), p.pv_dev.as_str()), ("/dev/sdb1", "/dev/sdb2"));
+        assert_eq!(
+            (p.boot_dev.as_str(), p.pv_dev.as_str()),
+            ("/dev/sdb1", "/dev/sdb2")
+        );
     }
 
     #[test]
@@ -809,7 +1101,10 @@ mount = "/var/log/audit"
         probe.golden.dev = "/dev/sdb2".into();
         probe.golden.disks = vec!["/dev/sdb".into()];
         let r = refusal(&probe);
-        assert!(r.contains("holds the golden /dev/sdb2") && r.contains("by-id"), "{r}");
+        assert!(
+            r.contains("holds the golden /dev/sdb2") && r.contains("by-id"),
+            "{r}"
+        );
         // A golden on an LV whose PV is on the target is refused by the disk list.
         let mut probe = blank_probe();
         probe.golden.dev = "/dev/dm-3".into();
@@ -820,7 +1115,11 @@ mount = "/var/log/audit"
     #[test]
     fn refuses_a_foreign_holder() {
         let mut probe = blank_probe();
-        probe.target.holders = vec![Holder { held: "sdb1".into(), holder: "md0".into(), dm_name: None }];
+        probe.target.holders = vec![Holder {
+            held: "sdb1".into(),
+            holder: "md0".into(),
+            dm_name: None,
+        }];
         assert!(refusal(&probe).contains("sdb1 is held by md0"));
     }
 
@@ -829,28 +1128,44 @@ mount = "/var/log/audit"
         let mut probe = blank_probe();
         probe.target.size = 2 * GIB;
         let r = refusal(&probe);
-        assert!(r.contains("too small") && r.contains("(2 GiB)") && r.contains("LVs 2.2 GiB"), "{r}");
+        assert!(
+            r.contains("too small") && r.contains("(2 GiB)") && r.contains("LVs 2.2 GiB"),
+            "{r}"
+        );
     }
 
     #[test]
     fn foreign_content_is_refused_then_wiped_when_asked() {
         let mut probe = blank_probe();
-        probe.content = Content::Foreign(vec!["a foreign GPT partition table (partitions 1 \"data\")".into()]);
+        probe.content = Content::Foreign(vec![
+            "a foreign GPT partition table (partitions 1 \"data\")".into(),
+        ]);
         probe.partitions = vec![(MIB, 3 * GIB)];
         let r = refusal(&probe);
-        assert!(r.contains("holds a foreign GPT") && r.contains("zshield.wipe"), "{r}");
+        assert!(
+            r.contains("holds a foreign GPT") && r.contains("zshield.wipe"),
+            "{r}"
+        );
 
         let p = plan_of(&probe, Options { wipe: true }).unwrap();
         assert_eq!(names(&p)[..2], ["wipe", "partition"]);
-        let Step::Wipe { ranges, .. } = &p.steps[0] else { panic!() };
-        assert_eq!(ranges, &[(0, MIB), (MIB, MIB), (3 * GIB, MIB), (4 * GIB - MIB, MIB)]);
+        let Step::Wipe { ranges, .. } = &p.steps[0] else {
+            panic!()
+        };
+        assert_eq!(
+            ranges,
+            &[(0, MIB), (MIB, MIB), (3 * GIB, MIB), (4 * GIB - MIB, MIB)]
+        );
         assert!(p.found.contains("wiped"));
     }
 
     #[test]
     fn a_vg_of_the_same_name_elsewhere_is_refused() {
         let mut probe = blank_probe();
-        probe.pvs = vec![Pv { name: "/dev/sdc1".into(), vg: "vgroup".into() }];
+        probe.pvs = vec![Pv {
+            name: "/dev/sdc1".into(),
+            vg: "vgroup".into(),
+        }];
         assert!(refusal(&probe).contains("already exists on /dev/sdc1"));
     }
 
@@ -865,7 +1180,13 @@ mount = "/var/log/audit"
         Content::Zshield(ExistingLayout {
             label: Label::Gpt,
             boot: part(2, GPT_LINUX_FS_TYPE, GPT_BOOT_NAME, 2 * MIB, 256 * MIB),
-            pv: part(3, GPT_LVM_TYPE, GPT_LVM_NAME, 258 * MIB, 4 * GIB - 259 * MIB),
+            pv: part(
+                3,
+                GPT_LVM_TYPE,
+                GPT_LVM_NAME,
+                258 * MIB,
+                4 * GIB - 259 * MIB,
+            ),
         })
     }
 
@@ -883,7 +1204,10 @@ mount = "/var/log/audit"
     fn complete_probe() -> Probe {
         let mut probe = blank_probe();
         probe.content = gpt_layout();
-        probe.pvs = vec![Pv { name: "/dev/sdb3".into(), vg: "vgroup".into() }];
+        probe.pvs = vec![Pv {
+            name: "/dev/sdb3".into(),
+            vg: "vgroup".into(),
+        }];
         probe.vgs = vec![Vg {
             name: "vgroup".into(),
             size: 947 * EXTENT,
@@ -898,7 +1222,11 @@ mount = "/var/log/audit"
             lv("lv-user", "-wi-a-----", 256, "", &[TAG_FS_READY]),
             lv("lv-audit", "-wi-a-----", 256, "", &[TAG_FS_READY]),
         ];
-        probe.target.holders = vec![Holder { held: "sdb3".into(), holder: "dm-0".into(), dm_name: Some("vgroup-lv--root".into()) }];
+        probe.target.holders = vec![Holder {
+            held: "sdb3".into(),
+            holder: "dm-0".into(),
+            dm_name: Some("vgroup-lv--root".into()),
+        }];
         probe
     }
 
@@ -907,10 +1235,29 @@ mount = "/var/log/audit"
         let p = plan_of(&complete_probe(), Options::default()).unwrap();
         assert_eq!(
             names(&p)[..6],
-            ["unmark-complete", "remove-lv", "remove-lv", "mkfs-boot", "create-lv", "mkfs-lv"]
+            [
+                "unmark-complete",
+                "remove-lv",
+                "remove-lv",
+                "mkfs-boot",
+                "create-lv",
+                "mkfs-lv"
+            ]
         );
-        assert_eq!(p.steps[1], Step::RemoveLv { vg: "vgroup".into(), lv: "snap0".into() });
-        assert_eq!(p.steps[2], Step::RemoveLv { vg: "vgroup".into(), lv: "lv-root".into() });
+        assert_eq!(
+            p.steps[1],
+            Step::RemoveLv {
+                vg: "vgroup".into(),
+                lv: "snap0".into()
+            }
+        );
+        assert_eq!(
+            p.steps[2],
+            Step::RemoveLv {
+                vg: "vgroup".into(),
+                lv: "lv-root".into()
+            }
+        );
         for step in &p.steps {
             let text = serde_json::to_string(step).unwrap();
             if text.contains("lv-user") || text.contains("lv-audit") {
@@ -920,8 +1267,15 @@ mount = "/var/log/audit"
                 );
             }
         }
-        assert!(p.found.contains("complete zshield layout") && p.found.contains("lv-user, lv-audit"));
-        assert_eq!(p.steps.last(), Some(&Step::MarkComplete { vg: "vgroup".into() }));
+        assert!(
+            p.found.contains("complete zshield layout") && p.found.contains("lv-user, lv-audit")
+        );
+        assert_eq!(
+            p.steps.last(),
+            Some(&Step::MarkComplete {
+                vg: "vgroup".into()
+            })
+        );
     }
 
     #[test]
@@ -929,7 +1283,10 @@ mount = "/var/log/audit"
         // Cut off after the partition table and the PV: no VG yet.
         let mut probe = blank_probe();
         probe.content = gpt_layout();
-        probe.pvs = vec![Pv { name: "/dev/sdb3".into(), vg: "".into() }];
+        probe.pvs = vec![Pv {
+            name: "/dev/sdb3".into(),
+            vg: "".into(),
+        }];
         let p = plan_of(&probe, Options::default()).unwrap();
         assert_eq!(names(&p)[..3], ["mkfs-boot", "create-vg", "create-lv"]);
         assert!(p.found.contains("cut off"));
@@ -940,9 +1297,18 @@ mount = "/var/log/audit"
         probe.lvs.retain(|l| l.name != "snap0");
         probe.lvs[2].tags.clear();
         let p = plan_of(&probe, Options::default()).unwrap();
-        assert!(p.steps.contains(&Step::RemoveLv { vg: "vgroup".into(), lv: "lv-audit".into() }));
-        assert!(p.steps.contains(&Step::KeepLv { vg: "vgroup".into(), lv: "lv-user".into() }));
-        assert!(p.steps.contains(&Step::MarkFsReady { vg: "vgroup".into(), lv: "lv-audit".into() }));
+        assert!(p.steps.contains(&Step::RemoveLv {
+            vg: "vgroup".into(),
+            lv: "lv-audit".into()
+        }));
+        assert!(p.steps.contains(&Step::KeepLv {
+            vg: "vgroup".into(),
+            lv: "lv-user".into()
+        }));
+        assert!(p.steps.contains(&Step::MarkFsReady {
+            vg: "vgroup".into(),
+            lv: "lv-audit".into()
+        }));
     }
 
     #[test]
@@ -960,7 +1326,13 @@ mount = "/var/log/audit"
         c.snapshot.size = Size::PercentOfVg(10);
         let p = plan(&blank_probe(), &c, &Options::default(), &mut uuids()).unwrap();
         // PV = 4 GiB - 259 MiB; (PV - 1 MiB) / 4 MiB = 959 extents; 10% = 95.9 → 96.
-        assert!(p.steps.iter().any(|s| matches!(s, Step::CreateSnapshot { extents: 96, .. })), "{:?}", p.steps);
+        assert!(
+            p.steps
+                .iter()
+                .any(|s| matches!(s, Step::CreateSnapshot { extents: 96, .. })),
+            "{:?}",
+            p.steps
+        );
     }
 
     #[test]
@@ -972,8 +1344,13 @@ mount = "/var/log/audit"
         // …but not for a larger root.
         let mut c = config();
         c.root.size = Size::Bytes(2 * GIB);
-        let r = plan(&probe, &c, &Options::default(), &mut uuids()).unwrap_err().0;
-        assert!(r.contains("has 1.7 GiB free for the recovery but needs 2.5 GiB"), "{r}");
+        let r = plan(&probe, &c, &Options::default(), &mut uuids())
+            .unwrap_err()
+            .0;
+        assert!(
+            r.contains("has 1.7 GiB free for the recovery but needs 2.5 GiB"),
+            "{r}"
+        );
     }
 
     #[test]
@@ -981,7 +1358,10 @@ mount = "/var/log/audit"
         assert_eq!(partition_dev("/dev/sdb", 3), "/dev/sdb3");
         assert_eq!(partition_dev("/dev/nvme0n1", 3), "/dev/nvme0n1p3");
         assert_eq!(partition_dev("/dev/loop7", 1), "/dev/loop7p1");
-        assert_eq!(mapper_path("vgroup", "lv-root"), "/dev/mapper/vgroup-lv--root");
+        assert_eq!(
+            mapper_path("vgroup", "lv-root"),
+            "/dev/mapper/vgroup-lv--root"
+        );
         assert_eq!(mapper_path("my-vg", "snap0"), "/dev/mapper/my--vg-snap0");
         assert!(on_disk("/dev/sdb", "/dev/sdb3") && on_disk("/dev/nvme0n1", "/dev/nvme0n1p2"));
         assert!(!on_disk("/dev/sdb", "/dev/sdba1") && !on_disk("/dev/sd", "/dev/sdb"));

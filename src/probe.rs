@@ -53,18 +53,28 @@ pub fn probe(golden_spec: &str, target_spec: &str, lvm: Option<&Lvm>) -> Result<
     settle_udev();
     let mut golden_mounts = MountStack::new();
 
-    let golden_dev = golden::resolve(golden_spec, DEVICE_TIMEOUT)
-        .with_context(|| format!("cannot find the golden root {golden_spec}: check root= or zshield.golden="))?;
+    let golden_dev = golden::resolve(golden_spec, DEVICE_TIMEOUT).with_context(|| {
+        format!("cannot find the golden root {golden_spec}: check root= or zshield.golden=")
+    })?;
     let golden_dev = BlockDev::open(&golden_dev)?;
-    let golden_root = mount_golden(&golden_dev, &Path::new(crate::report::RUN_DIR).join("golden"), &mut golden_mounts)?;
+    let golden_root = mount_golden(
+        &golden_dev,
+        &Path::new(crate::report::RUN_DIR).join("golden"),
+        &mut golden_mounts,
+    )?;
     golden::confirm_root(&golden_root, &golden_dev.dev)?;
     let fstab = golden::read_fstab(&golden_root)?;
     let (golden_boot, boot_dev) = match golden::fstab_device(&fstab, "/boot") {
         Some(spec) => {
-            let dev = golden::resolve(&spec, DEVICE_TIMEOUT)
-                .with_context(|| format!("cannot find the golden /boot {spec} named in its fstab"))?;
+            let dev = golden::resolve(&spec, DEVICE_TIMEOUT).with_context(|| {
+                format!("cannot find the golden /boot {spec} named in its fstab")
+            })?;
             let dev = BlockDev::open(&dev)?;
-            let dir = mount_golden(&dev, &Path::new(crate::report::RUN_DIR).join("golden-boot"), &mut golden_mounts)?;
+            let dir = mount_golden(
+                &dev,
+                &Path::new(crate::report::RUN_DIR).join("golden-boot"),
+                &mut golden_mounts,
+            )?;
             (dir, Some(dev.dev))
         }
         None => (golden_root.join("boot"), None),
@@ -100,7 +110,10 @@ pub fn probe(golden_spec: &str, target_spec: &str, lvm: Option<&Lvm>) -> Result<
     let evidence = read_evidence(&target)?;
     let old_partitions: Vec<(u64, u64)> = match &evidence.table {
         Some(t) => t.partitions().iter().map(|p| (p.start, p.size)).collect(),
-        None => partitions.iter().map(|(_, p)| (p.start(), p.size())).collect(),
+        None => partitions
+            .iter()
+            .map(|(_, p)| (p.start(), p.size()))
+            .collect(),
     };
     let (pvs, vgs, lvs) = match lvm {
         Some(lvm) => (lvm.pvs()?, lvm.vgs()?, lvm.lvs()?),
@@ -123,5 +136,11 @@ pub fn probe(golden_spec: &str, target_spec: &str, lvm: Option<&Lvm>) -> Result<
         vgs,
         lvs,
     };
-    Ok(Probed { probe, target, golden_root, golden_boot, golden_mounts })
+    Ok(Probed {
+        probe,
+        target,
+        golden_root,
+        golden_boot,
+        golden_mounts,
+    })
 }

@@ -54,7 +54,8 @@ fn load(req: &Request) -> Result<(Config, String, String)> {
 }
 
 fn in_path(tool: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).exists()))
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).exists()))
 }
 
 fn lvm_if_present() -> Option<Lvm> {
@@ -74,13 +75,23 @@ pub fn print_plan(req: &Request) -> Result<()> {
     let (config, target, golden) = load(req)?;
     let lvm = lvm_if_present();
     let probed = probe(&golden, &target, lvm.as_ref())?;
-    let plan = plan::plan(&probed.probe, &config, &Options { wipe: req.wipe }, &mut new_uuid)?;
+    let plan = plan::plan(
+        &probed.probe,
+        &config,
+        &Options { wipe: req.wipe },
+        &mut new_uuid,
+    )?;
     show(&plan);
     Ok(())
 }
 
 fn show(plan: &Plan) {
-    log::info!("plan: target {} holds {}; golden root {}", plan.target, plan.found, plan.golden);
+    log::info!(
+        "plan: target {} holds {}; golden root {}",
+        plan.target,
+        plan.found,
+        plan.golden
+    );
     for (i, step) in plan.steps.iter().enumerate() {
         log::info!("plan: {:2}. {step}", i + 1);
     }
@@ -98,7 +109,11 @@ pub fn recover(req: &Request) -> Result<Outcome> {
 fn factory_reset(req: &Request) -> Result<Outcome> {
     let start = Instant::now();
     let mut report = Report::new("default", req.dry_run);
-    log::info!("factory reset {} (zshield {})", if req.dry_run { "dry run" } else { "starting" }, env!("CARGO_PKG_VERSION"));
+    log::info!(
+        "factory reset {} (zshield {})",
+        if req.dry_run { "dry run" } else { "starting" },
+        env!("CARGO_PKG_VERSION")
+    );
     let result = run_factory_reset(req, &mut report);
     report.seconds = start.elapsed().as_secs_f64();
     let touched = report.steps.iter().any(|s| s.step.writes_disk());
@@ -128,12 +143,22 @@ fn factory_reset(req: &Request) -> Result<Outcome> {
 
 fn run_factory_reset(req: &Request, report: &mut Report) -> Result<Outcome> {
     let (config, target, golden) = load(req)?;
-    log::info!("target {target}, golden {golden}, layout {} on VG {}", config.label, config.vg);
+    log::info!(
+        "target {target}, golden {golden}, layout {} on VG {}",
+        config.label,
+        config.vg
+    );
     let lvm = Lvm;
-    let Probed { probe, target, golden_root, golden_boot, mut golden_mounts } =
-        report.phase("probe", |_| probe(&golden, &target, Some(&lvm)))?;
+    let Probed {
+        probe,
+        target,
+        golden_root,
+        golden_boot,
+        mut golden_mounts,
+    } = report.phase("probe", |_| probe(&golden, &target, Some(&lvm)))?;
     let plan = report.phase("plan", |_| {
-        plan::plan(&probe, &config, &Options { wipe: req.wipe }, &mut new_uuid).map_err(anyhow::Error::from)
+        plan::plan(&probe, &config, &Options { wipe: req.wipe }, &mut new_uuid)
+            .map_err(anyhow::Error::from)
     })?;
     show(&plan);
     report.plan = Some(plan.clone());
@@ -162,7 +187,12 @@ fn run_factory_reset(req: &Request, report: &mut Report) -> Result<Outcome> {
             report.status = "ok".into();
         }
         match report.write(&dir) {
-            Ok(path) => log::info!("report on the target: /{}", path.strip_prefix(&exec.target_root).unwrap_or(&path).display()),
+            Ok(path) => log::info!(
+                "report on the target: /{}",
+                path.strip_prefix(&exec.target_root)
+                    .unwrap_or(&path)
+                    .display()
+            ),
             Err(e) => log::warn!("cannot write the report on the target: {e:#}"),
         }
     }
@@ -177,18 +207,30 @@ fn run_factory_reset(req: &Request, report: &mut Report) -> Result<Outcome> {
 /// Last checks before the first write; returns guards that keep the golden's
 /// disks read-only at the kernel's level for the rest of the run.
 fn validate(probe: &plan::Probe, golden_root: &Path) -> Result<Vec<ReadOnlyGuard>> {
-    if let Some(tool) = ["lvm", "mkfs.ext4", "rsync"].into_iter().find(|t| !in_path(t)) {
+    if let Some(tool) = ["lvm", "mkfs.ext4", "rsync"]
+        .into_iter()
+        .find(|t| !in_path(t))
+    {
         bail!("the tool {tool} is missing from this initramfs: rebuild it with the zshield dracut module");
     }
-    let has_grub = ["usr/sbin/grub-install", "usr/sbin/grub2-install", "sbin/grub-install"]
-        .iter()
-        .any(|p| golden_root.join(p).exists());
+    let has_grub = [
+        "usr/sbin/grub-install",
+        "usr/sbin/grub2-install",
+        "sbin/grub-install",
+    ]
+    .iter()
+    .any(|p| golden_root.join(p).exists());
     if !has_grub {
         bail!("the golden root has no grub-install: install grub-pc in the golden image");
     }
     let mut guards = Vec::new();
     let golden = &probe.golden;
-    for dev in golden.disks.iter().chain(std::iter::once(&golden.dev)).chain(&golden.boot_dev) {
+    for dev in golden
+        .disks
+        .iter()
+        .chain(std::iter::once(&golden.dev))
+        .chain(&golden.boot_dev)
+    {
         guards.push(ReadOnlyGuard::new(dev)?);
     }
     Ok(guards)
@@ -207,7 +249,11 @@ struct Executor<'a> {
 
 impl Executor<'_> {
     fn target_mounts_has_root(&self) -> bool {
-        self.plan.steps.iter().any(|s| matches!(s, Step::MountTarget { .. })) && self.target_root.join("etc").exists()
+        self.plan
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::MountTarget { .. }))
+            && self.target_root.join("etc").exists()
     }
 
     fn run_all(&mut self, report: &mut Report) -> Result<()> {
@@ -238,17 +284,24 @@ impl Executor<'_> {
                 blockdev::wipe(self.target, ranges)?;
                 blockdev::reread_partitions(self.target, &[])
             }
-            Step::Partition { label, partitions, .. } => {
+            Step::Partition {
+                label, partitions, ..
+            } => {
                 blockdev::write_table(self.target, *label, partitions, rand_u16())?;
-                let numbers: Vec<u32> = partitions.iter().map(|p| p.number).collect();
-                blockdev::reread_partitions(self.target, &numbers)
+                let expected: Vec<(u32, u64, u64)> = partitions
+                    .iter()
+                    .map(|p| (p.number, p.start, p.size))
+                    .collect();
+                blockdev::reread_partitions(self.target, &expected)
             }
             Step::MkfsBoot { dev, uuid } => mkfs(dev, uuid, "boot"),
             Step::CreatePv { dev } => lvm.pvcreate(dev),
             Step::CreateVg { vg, pv } => lvm.vgcreate(vg, pv, TAG_LAYOUT),
             Step::UnmarkComplete { vg } => lvm.vg_tag(vg, TAG_COMPLETE, false),
             Step::RemoveLv { vg, lv } => lvm.lvremove(vg, lv),
-            Step::CreateLv { vg, lv, extents, .. } => lvm.lvcreate(vg, lv, *extents).map(drop),
+            Step::CreateLv {
+                vg, lv, extents, ..
+            } => lvm.lvcreate(vg, lv, *extents).map(drop),
             Step::MkfsLv { vg, lv, uuid } => mkfs(&mapper_path(vg, lv), uuid, lv),
             Step::MarkFsReady { vg, lv } => lvm.lv_add_tag(vg, lv, TAG_FS_READY),
             Step::KeepLv { vg, lv } => {
@@ -257,21 +310,41 @@ impl Executor<'_> {
             }
             Step::MountTarget { root, boot } => {
                 self.target_mounts.ext4(root, &self.target_root, false)?;
-                self.target_mounts.ext4(boot, &self.target_root.join("boot"), false)
+                self.target_mounts
+                    .ext4(boot, &self.target_root.join("boot"), false)
             }
             Step::CopyRoot { .. } => {
-                report.copied_root =
-                    Some(copy_tree(self.golden_root, &self.target_root, &["/boot/*"], "copying the golden root")?);
+                report.copied_root = Some(copy_tree(
+                    self.golden_root,
+                    &self.target_root,
+                    &["/boot/*"],
+                    "copying the golden root",
+                )?);
                 Ok(())
             }
             Step::CopyBoot { .. } => {
-                report.copied_boot =
-                    Some(copy_tree(self.golden_boot, &self.target_root.join("boot"), &[], "copying the golden /boot")?);
+                report.copied_boot = Some(copy_tree(
+                    self.golden_boot,
+                    &self.target_root.join("boot"),
+                    &[],
+                    "copying the golden /boot",
+                )?);
                 Ok(())
             }
-            Step::ConfigureTarget { fstab, mount_points } => self.configure(fstab, mount_points),
-            Step::InstallBootloader { disk, root } => bootloader::install(&self.target_root, disk, root),
-            Step::CreateSnapshot { vg, origin, snapshot, extents, .. } => {
+            Step::ConfigureTarget {
+                fstab,
+                mount_points,
+            } => self.configure(fstab, mount_points),
+            Step::InstallBootloader { disk, root } => {
+                bootloader::install(&self.target_root, disk, root)
+            }
+            Step::CreateSnapshot {
+                vg,
+                origin,
+                snapshot,
+                extents,
+                ..
+            } => {
                 nix::unistd::sync();
                 lvm.snapshot(vg, origin, snapshot, *extents).map(drop)
             }
@@ -289,15 +362,20 @@ impl Executor<'_> {
         for line in &rewritten.disabled {
             log::warn!("fstab line disabled, it names the golden disk: {line}");
         }
-        std::fs::write(&path, rewritten.text).with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::write(&path, rewritten.text)
+            .with_context(|| format!("cannot write {}", path.display()))?;
         for mp in mount_points {
             let dir = root.join(mp.trim_start_matches('/'));
-            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create the mount point {mp}"))?;
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create the mount point {mp}"))?;
         }
         let devices_file = root.join("etc/lvm/devices/system.devices");
         if devices_file.exists() {
-            std::fs::remove_file(&devices_file).context("cannot remove /etc/lvm/devices/system.devices")?;
-            log::info!("removed /etc/lvm/devices/system.devices (it named the build machine's disks)");
+            std::fs::remove_file(&devices_file)
+                .context("cannot remove /etc/lvm/devices/system.devices")?;
+            log::info!(
+                "removed /etc/lvm/devices/system.devices (it named the build machine's disks)"
+            );
         }
         bootloader::configure_defaults(root)
     }
@@ -306,7 +384,9 @@ impl Executor<'_> {
 fn mkfs(dev: &str, uuid: &str, label: &str) -> Result<()> {
     // ext4 labels hold 16 bytes.
     let label: String = label.chars().take(16).collect();
-    Cmd::new("mkfs.ext4").args(["-q", "-F", "-U", uuid, "-L", &label, dev]).run()?;
+    Cmd::new("mkfs.ext4")
+        .args(["-q", "-F", "-U", uuid, "-L", &label, dev])
+        .run()?;
     Ok(())
 }
 
@@ -327,7 +407,10 @@ pub fn after(after: After) {
     };
     log::logger().flush();
     let Err(e) = reboot(mode);
-    log::error!("cannot {}: {e}; turn the machine off by hand", after_name(after));
+    log::error!(
+        "cannot {}: {e}; turn the machine off by hand",
+        after_name(after)
+    );
 }
 
 fn after_name(after: After) -> &'static str {

@@ -65,9 +65,17 @@ pub fn init_logging(log_file: Option<&Path>, verbose: bool) {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).ok()?;
         }
-        std::fs::OpenOptions::new().create(true).append(true).open(path).ok()
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .ok()
     });
-    let logger = LOGGER.get_or_init(|| Logger { start: Instant::now(), file: Mutex::new(file), verbose });
+    let logger = LOGGER.get_or_init(|| Logger {
+        start: Instant::now(),
+        file: Mutex::new(file),
+        verbose,
+    });
     if log::set_logger(logger).is_ok() {
         log::set_max_level(log::LevelFilter::Debug);
     }
@@ -87,11 +95,20 @@ pub fn utc_timestamp(secs: u64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 pub fn now_utc() -> String {
-    utc_timestamp(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()))
+    utc_timestamp(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    )
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -150,8 +167,15 @@ impl Report {
         let start = Instant::now();
         let result = f(self);
         let seconds = start.elapsed().as_secs_f64();
-        log::info!("phase {name}: {:.1} s{}", seconds, if result.is_err() { " (failed)" } else { "" });
-        self.phases.push(Timed { name: name.into(), seconds });
+        log::info!(
+            "phase {name}: {:.1} s{}",
+            seconds,
+            if result.is_err() { " (failed)" } else { "" }
+        );
+        self.phases.push(Timed {
+            name: name.into(),
+            seconds,
+        });
         result
     }
 
@@ -170,7 +194,8 @@ impl Report {
         let log_copy = dir.join(format!("{}.log", self.stem()));
         if log.exists() && log != log_copy {
             log::logger().flush();
-            std::fs::copy(&log, &log_copy).with_context(|| format!("cannot write {}", log_copy.display()))?;
+            std::fs::copy(&log, &log_copy)
+                .with_context(|| format!("cannot write {}", log_copy.display()))?;
         }
         Ok(json)
     }
@@ -194,7 +219,8 @@ mod tests {
         assert_eq!(r.stem(), "20261122T030405Z-default");
         let dir = std::env::temp_dir().join(format!("zshield-report-{}", std::process::id()));
         let json = r.write(&dir).unwrap();
-        let value: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        let value: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
         assert_eq!(value["mode"], "default");
         assert_eq!(value["status"], "running");
         std::fs::remove_dir_all(&dir).unwrap();

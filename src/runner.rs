@@ -19,7 +19,12 @@ pub struct Cmd {
 
 impl Cmd {
     pub fn new(program: &str) -> Cmd {
-        Cmd { program: program.to_string(), args: Vec::new(), root: None, env: Vec::new() }
+        Cmd {
+            program: program.to_string(),
+            args: Vec::new(),
+            root: None,
+            env: Vec::new(),
+        }
     }
 
     pub fn arg(mut self, arg: impl Into<OsString>) -> Cmd {
@@ -72,7 +77,10 @@ impl Cmd {
             c.env(k, v);
         }
         if let Some(root) = self.root.clone() {
-            c.env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+            c.env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            );
             // SAFETY: between fork and exec only async-signal-safe calls are made
             // (chroot and chdir are system calls).
             unsafe {
@@ -142,10 +150,20 @@ impl Cmd {
     }
 
     fn failure(&self, status: std::process::ExitStatus, stderr: &str, stdout: &str) -> String {
-        let words = if stderr.trim().is_empty() { stdout } else { stderr };
-        let last: Vec<&str> = words.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        let words = if stderr.trim().is_empty() {
+            stdout
+        } else {
+            stderr
+        };
+        let last: Vec<&str> = words
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
         let tail = last[last.len().saturating_sub(3)..].join(" | ");
-        let code = status.code().map_or_else(|| "a signal".to_string(), |c| format!("exit code {c}"));
+        let code = status
+            .code()
+            .map_or_else(|| "a signal".to_string(), |c| format!("exit code {c}"));
         if tail.is_empty() {
             format!("`{}` failed with {code}", self.line())
         } else {
@@ -195,14 +213,24 @@ mod tests {
 
     #[test]
     fn failure_names_the_command_the_exit_and_the_words() {
-        let err = Cmd::new("sh").args(["-c", "echo one >&2; echo two >&2; exit 3"]).run().unwrap_err();
-        assert_eq!(err.to_string(), "`sh -c 'echo one >&2; echo two >&2; exit 3'` failed with exit code 3: one | two");
+        let err = Cmd::new("sh")
+            .args(["-c", "echo one >&2; echo two >&2; exit 3"])
+            .run()
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`sh -c 'echo one >&2; echo two >&2; exit 3'` failed with exit code 3: one | two"
+        );
     }
 
     #[test]
     fn a_missing_program_is_a_clear_error() {
         let err = Cmd::new("zshield-no-such-program").run().unwrap_err();
-        assert!(err.to_string().starts_with("cannot start `zshield-no-such-program`"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("cannot start `zshield-no-such-program`"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -217,7 +245,10 @@ mod tests {
 
     #[test]
     fn streaming_failure_is_an_error() {
-        let err = Cmd::new("sh").args(["-c", "echo out; echo bad >&2; exit 1"]).run_streaming(|_| {}).unwrap_err();
+        let err = Cmd::new("sh")
+            .args(["-c", "echo out; echo bad >&2; exit 1"])
+            .run_streaming(|_| {})
+            .unwrap_err();
         assert!(err.to_string().ends_with("exit code 1: bad"), "{err}");
     }
 }

@@ -77,7 +77,12 @@ impl fmt::Display for Size {
 
 /// `1.5 GiB`, `512 MiB`, `4096 B`: for logs and plans.
 pub fn human(bytes: u64) -> String {
-    const UNITS: [(&str, u64); 4] = [("TiB", 1024 * GIB), ("GiB", GIB), ("MiB", MIB), ("KiB", KIB)];
+    const UNITS: [(&str, u64); 4] = [
+        ("TiB", 1024 * GIB),
+        ("GiB", GIB),
+        ("MiB", MIB),
+        ("KiB", KIB),
+    ];
     for (name, factor) in UNITS {
         if bytes >= factor {
             let whole = bytes / factor;
@@ -109,7 +114,17 @@ mod tests {
 
     #[test]
     fn rejects_nonsense() {
-        for bad in ["", "G", "12X", "-5M", "0", "0%VG", "101%VG", "1.5G", "99999999999999T"] {
+        for bad in [
+            "",
+            "G",
+            "12X",
+            "-5M",
+            "0",
+            "0%VG",
+            "101%VG",
+            "1.5G",
+            "99999999999999T",
+        ] {
             assert!(bad.parse::<Size>().is_err(), "{bad} should be rejected");
         }
     }

@@ -1,0 +1,411 @@
+//! Host integration tests on loop devices: partitioning, reading disks back,
+//! wiping, the read-only guard and the golden copy. They need root and loop
+//! devices (not device-mapper: LVM is covered by the QEMU scenarios).
+//! Run with `make test-host` (one thread: they share the loop driver).
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use zshield::blockdev::{self, BlockDev, ReadOnlyGuard};
+use zshield::config::Label;
+use zshield::content::{classify, Content};
+use zshield::copy::copy_tree;
+use zshield::mounts::MountStack;
+use zshield::plan::{fresh_partitions, wipe_ranges};
+use zshield::units::{GIB, MIB};
+
+fn sh(cmd: &str) -> String {
+    let out = Command::new("sh")
+        .args(["-c", cmd])
+        .output()
+        .expect("sh runs");
+    assert!(
+        out.status.success(),
+        "`{cmd}` failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A sparse image attached to a loop device with partition scanning; both go
+/// away on drop.
+struct Loop {
+    dev: String,
+    image: PathBuf,
+}
+
+impl Loop {
+    fn new(name: &str, size: u64) -> Loop {
+        assert!(
+            sh("id -u") == "0",
+            "the host tests need root (loop devices)"
+        );
+        let dir = std::env::temp_dir().join("zshield-host-tests");
+        std::fs::create_dir_all(&dir).unwrap();
+        let image = dir.join(format!("{name}-{}.img", std::process::id()));
+        let _ = std::fs::remove_file(&image);
+        sh(&format!("truncate -s {size} {}", image.display()));
+        let dev = sh(&format!(
+            "losetup --find --show --partscan {}",
+            image.display()
+        ));
+        Loop { dev, image }
+    }
+
+    fn block(&self) -> BlockDev {
+        BlockDev::open(&self.dev).unwrap()
+    }
+
+    fn sha256(&self) -> String {
+        sh(&format!("sha256sum {}", self.image.display()))
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").args(["-d", &self.dev]).status();
+        let _ = std::fs::remove_file(&self.image);
+    }
+}
+
+fn expected(parts: &[zshield::plan::NewPartition]) -> Vec<(u32, u64, u64)> {
+    parts.iter().map(|p| (p.number, p.start, p.size)).collect()
+}
+
+/// Partitions a loop device with sfdisk and makes sure the kernel sees them
+/// (this host's kernel has no partition table parser: `partx` tells it).
+fn sfdisk(dev: &str, script: &str) {
+    sh(&format!("printf '{script}' | sfdisk --quiet --no-reread {dev} && partx --add {dev} 2>/dev/null || partx --update {dev}"));
+}
+
+fn content_of(disk: &BlockDev) -> Content {
+    classify(&blockdev::read_evidence(disk).unwrap())
+}
+
+#[test]
+fn gpt_layout_is_written_seen_by_the_kernel_and_recognised() {
+    let l = Loop::new("gpt", 4 * GIB);
+    let disk = l.block();
+    assert_eq!(content_of(&disk), Content::Blank);
+    let parts = fresh_partitions(Label::Gpt, disk.size(), 256 * MIB);
+    blockdev::write_table(&disk, Label::Gpt, &parts, 0).unwrap();
+    blockdev::reread_partitions(&disk, &expected(&parts)).unwrap();
+
+    let kernel = disk.partitions();
+    assert_eq!(kernel.len(), 3);
+    for ((number, dev), planned) in kernel.iter().zip(&parts) {
+        assert_eq!(*number, planned.number);
+        assert_eq!(
+            (dev.start(), dev.size()),
+            (planned.start, planned.size),
+            "{}",
+            dev.dev
+        );
+    }
+    // An independent reader agrees on names and types, and the GPT is valid.
+    let json = sh(&format!("sfdisk --json {}", l.dev));
+    assert!(json.contains("\"label\": \"gpt\""), "{json}");
+    for needle in [
+        "zshield-bios",
+        "zshield-boot",
+        "zshield-lvm",
+        "21686148-6449-6E6F-744E-656564454649",
+        "E6D6D379-F507-44C2-A23C-238F2A3DF928",
+    ] {
+        assert!(json.contains(needle), "{needle} not in {json}");
+    }
+    let verify = sh(&format!("sfdisk --verify {} 2>&1 || true", l.dev));
+    assert!(verify.contains("No errors detected"), "{verify}");
+
+    match content_of(&disk) {
+        Content::Zshield(layout) => {
+            assert_eq!(layout.label, Label::Gpt);
+            assert_eq!(
+                (layout.pv.number, layout.pv.start, layout.pv.size),
+                (3, parts[2].start, parts[2].size)
+            );
+        }
+        other => panic!("a zshield GPT read back as {other:?}"),
+    }
+}
+
+#[test]
+fn msdos_layout_carries_the_zshield_signature() {
+    let l = Loop::new("msdos", GIB);
+    let disk = l.block();
+    let parts = fresh_partitions(Label::Msdos, disk.size(), 128 * MIB);
+    blockdev::write_table(&disk, Label::Msdos, &parts, 0x1234).unwrap();
+    blockdev::reread_partitions(&disk, &expected(&parts)).unwrap();
+    let json = sh(&format!("sfdisk --json {}", l.dev));
+    assert!(
+        json.contains("\"label\": \"dos\"") && json.contains("\"id\": \"0x7a731234\""),
+        "{json}"
+    );
+    assert!(json.contains("\"type\": \"8e\""), "{json}");
+    assert!(
+        matches!(content_of(&disk), Content::Zshield(l) if l.label == Label::Msdos && l.pv.number == 2)
+    );
+}
+
+#[test]
+fn foreign_table_is_named_and_a_wipe_leaves_nothing_behind() {
+    let l = Loop::new("foreign", GIB);
+    sfdisk(&l.dev, "label: gpt\\n,200M,L,\\n,,L,\\n");
+    sh(&format!("mkfs.ext4 -q {}p1", l.dev));
+    let disk = l.block();
+    let Content::Foreign(found) = content_of(&disk) else {
+        panic!("a foreign GPT was not seen as foreign")
+    };
+    assert!(
+        found[0].contains("foreign GPT partition table"),
+        "{found:?}"
+    );
+
+    let old: Vec<(u64, u64)> = disk
+        .partitions()
+        .iter()
+        .map(|(_, p)| (p.start(), p.size()))
+        .collect();
+    blockdev::wipe(&disk, &wipe_ranges(disk.size(), &old)).unwrap();
+    blockdev::reread_partitions(&disk, &[]).unwrap();
+    assert_eq!(content_of(&disk), Content::Blank);
+    assert!(
+        disk.partitions().is_empty(),
+        "the kernel still sees old partitions"
+    );
+    // The old filesystem's superblock at the start of partition 1 is gone too.
+    let at = old[0].0;
+    let sb = sh(&format!(
+        "dd if={} bs=1 skip={} count=2 status=none | od -An -tx1",
+        l.dev,
+        at + 1080
+    ));
+    assert_eq!(sb.trim(), "00 00");
+}
+
+#[test]
+fn a_disk_in_use_cannot_be_repartitioned() {
+    let l = Loop::new("busy", GIB);
+    sfdisk(&l.dev, "label: gpt\\n,,L,\\n");
+    sh(&format!("mkfs.ext4 -q {}p1", l.dev));
+    let disk = l.block();
+    let dir = std::env::temp_dir().join(format!("zshield-busy-{}", std::process::id()));
+    let mut mounts = MountStack::new();
+    // Read-only, so that only a write of zshield's could change the image.
+    mounts.ext4(&format!("{}p1", l.dev), &dir, true).unwrap();
+
+    let devnos = disk.partitions().iter().map(|(_, p)| p.devno).collect();
+    let seen = blockdev::mounts_of(&devnos);
+    assert_eq!(seen, vec![format!("{}p1 on {}", l.dev, dir.display())]);
+    let before = l.sha256();
+    let parts = fresh_partitions(Label::Gpt, disk.size(), 128 * MIB);
+    let err = blockdev::write_table(&disk, Label::Gpt, &parts, 0).unwrap_err();
+    assert!(format!("{err:#}").contains("in use"), "{err:#}");
+    mounts.unmount_all().unwrap();
+    assert_eq!(l.sha256(), before, "a refused write changed the disk");
+}
+
+#[test]
+fn read_only_guard_blocks_writes_and_is_undone() {
+    let l = Loop::new("ro", 64 * MIB);
+    let disk = l.block();
+    {
+        let _guard = ReadOnlyGuard::new(&l.dev).unwrap();
+        assert!(disk.read_only());
+        let err = blockdev::wipe(&disk, &[(0, 4096)]).unwrap_err();
+        assert!(format!("{err:#}").contains(&l.dev), "{err:#}");
+    }
+    assert!(!disk.read_only());
+    blockdev::wipe(&disk, &[(0, 4096)]).unwrap();
+}
+
+#[test]
+fn ext_superblock_gives_the_uuid_and_label_zshield_chose() {
+    let l = Loop::new("sb", 64 * MIB);
+    sh(&format!(
+        "mkfs.ext4 -q -U 0b5e8c41-6f0a-4f3e-9d7a-0123456789ab -L lv-root {}",
+        l.dev
+    ));
+    assert_eq!(
+        blockdev::ext_superblock(&l.dev),
+        Some((
+            "0b5e8c41-6f0a-4f3e-9d7a-0123456789ab".to_string(),
+            "lv-root".to_string()
+        ))
+    );
+    let resolved = zshield::golden::resolve(
+        "UUID=0B5E8C41-6F0A-4F3E-9D7A-0123456789AB",
+        std::time::Duration::from_secs(2),
+    )
+    .unwrap();
+    assert_eq!(resolved, l.dev);
+}
+
+/// Everything a golden root holds that a careless copy loses.
+fn make_fixtures(root: &Path) {
+    let r = root.display();
+    sh(&format!(
+        "set -e; cd {r}
+         mkdir -p usr/bin etc home/user boot
+         printf 'hello' > usr/bin/one && ln usr/bin/one usr/bin/two
+         cp /bin/true usr/bin/capable && setcap cap_net_raw+ep usr/bin/capable
+         echo data > etc/acl && setfacl -m u:1234:r etc/acl
+         echo x > etc/xattr && setfattr -n user.zshield -v yes etc/xattr
+         truncate -s 64M sparse && printf end >> sparse
+         echo mine > home/user/file && chown -R 4321:4321 home/user
+         ln -s ../etc/acl usr/link
+         mknod dev-null c 1 3
+         chmod 4755 usr/bin/one
+         touch -d '2001-02-03 04:05:06' etc/acl
+         echo kernel > boot/vmlinuz"
+    ));
+}
+
+#[test]
+fn golden_copy_keeps_links_acls_capabilities_sparse_owners_and_times() {
+    let src = Loop::new("copy-src", 256 * MIB);
+    let dst = Loop::new("copy-dst", 256 * MIB);
+    sh(&format!(
+        "mkfs.ext4 -q {} && mkfs.ext4 -q {}",
+        src.dev, dst.dev
+    ));
+    let base = std::env::temp_dir().join(format!("zshield-copy-{}", std::process::id()));
+    let (from, to) = (base.join("from"), base.join("to"));
+    let mut mounts = MountStack::new();
+    mounts.ext4(&src.dev, &from, false).unwrap();
+    make_fixtures(&from);
+    mounts.ext4(&dst.dev, &to, false).unwrap();
+
+    let stats = copy_tree(&from, &to, &["/boot/*"], "copying the test tree").unwrap();
+    // Regular files sent: the hard link travels with its first name, /boot/* is excluded.
+    assert_eq!(stats.files, 6, "{stats:?}");
+    let t = to.display();
+    let ino = |p: &str| std::fs::metadata(to.join(p)).unwrap().ino();
+    assert_eq!(ino("usr/bin/one"), ino("usr/bin/two"), "hard link lost");
+    assert_eq!(
+        sh(&format!("getcap {t}/usr/bin/capable")),
+        format!("{t}/usr/bin/capable cap_net_raw=ep")
+    );
+    assert!(sh(&format!("getfacl -cn {t}/etc/acl")).contains("user:1234:r--"));
+    assert_eq!(
+        sh(&format!(
+            "getfattr --only-values -n user.zshield {t}/etc/xattr"
+        )),
+        "yes"
+    );
+    let sparse = std::fs::metadata(to.join("sparse")).unwrap();
+    assert!(
+        sparse.blocks() * 512 < MIB,
+        "sparse file filled in: {} blocks",
+        sparse.blocks()
+    );
+    assert_eq!(sparse.len(), 64 * MIB + 3);
+    let owned = std::fs::metadata(to.join("home/user/file")).unwrap();
+    assert_eq!((owned.uid(), owned.gid()), (4321, 4321));
+    assert_eq!(
+        std::fs::read_link(to.join("usr/link")).unwrap(),
+        Path::new("../etc/acl")
+    );
+    assert_eq!(
+        std::fs::metadata(to.join("usr/bin/one")).unwrap().mode() & 0o7777,
+        0o4755
+    );
+    assert_eq!(
+        std::fs::metadata(to.join("etc/acl")).unwrap().mtime(),
+        std::fs::metadata(from.join("etc/acl")).unwrap().mtime()
+    );
+    assert!(
+        std::fs::metadata(to.join("dev-null")).unwrap().rdev() != 0,
+        "device node lost"
+    );
+    assert!(
+        to.join("boot").is_dir() && !to.join("boot/vmlinuz").exists(),
+        "/boot/* must be left to the /boot copy"
+    );
+    mounts.unmount_all().unwrap();
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+/// `zshield plan` end to end: a golden on one loop disk, a blank target on
+/// another; then the same with the names swapped, which must be refused.
+#[test]
+fn plan_command_prints_the_steps_and_refuses_the_golden_disk() {
+    let golden = Loop::new("plan-golden", 256 * MIB);
+    let target = Loop::new("plan-target", 4 * GIB);
+    sfdisk(&golden.dev, "label: dos\\n,,L,\\n");
+    let golden_part = format!("{}p1", golden.dev);
+    blockdev::wait_for_nodes(
+        std::slice::from_ref(&golden_part),
+        std::time::Duration::from_secs(10),
+    )
+    .unwrap();
+    let tree = std::env::temp_dir().join(format!("zshield-plan-tree-{}", std::process::id()));
+    sh(&format!(
+        "mkdir -p {t}/etc {t}/sbin {t}/boot && echo 'ID=debian' > {t}/etc/os-release && touch {t}/sbin/init \
+         && echo 'LABEL=golden-root / ext4 ro 0 0' > {t}/etc/fstab \
+         && mkfs.ext4 -q -L golden-root -d {t} {golden_part}",
+        t = tree.display()
+    ));
+    let config = tree.with_extension("conf");
+    std::fs::write(
+        &config,
+        "boot_size = \"256M\"\n[root]\nname = \"lv-root\"\nsize = \"1280M\"\n[snapshot]\nname = \"snap0\"\nsize = \"512M\"\n\
+         [[data]]\nname = \"lv-user\"\nsize = \"256M\"\nmount = \"/home\"\n",
+    )
+    .unwrap();
+    let zshield = env!("CARGO_BIN_EXE_zshield");
+    let run = |target: &str| {
+        let out = Command::new(zshield)
+            .args([
+                "plan",
+                "--config",
+                &config.display().to_string(),
+                "--golden",
+                &golden_part,
+                "--target",
+                target,
+            ])
+            .env("PATH", "/nonexistent") // no lvm here: LVM state is the QEMU tests' business
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let target_before = target.sha256();
+    let golden_before = golden.sha256();
+
+    let (ok, text) = run(&target.dev);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains(&format!("plan: target {} holds a blank disk", target.dev)),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("write a gpt partition table on {}", target.dev)),
+        "{text}"
+    );
+    assert!(text.contains("copy the golden root"), "{text}");
+    assert!(
+        text.contains("take snapshot vgroup/snap0 of lv-root (512 MiB)"),
+        "{text}"
+    );
+
+    let (ok, text) = run(&golden.dev);
+    assert!(!ok);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("zshield: error: "))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        line.contains("holds the golden") && line.contains("by-id"),
+        "{line}"
+    );
+
+    assert_eq!(target.sha256(), target_before, "plan wrote the target");
+    assert_eq!(golden.sha256(), golden_before, "plan wrote the golden");
+    let _ = std::fs::remove_dir_all(&tree);
+    let _ = std::fs::remove_file(&config);
+}

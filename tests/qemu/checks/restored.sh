@@ -1,0 +1,67 @@
+# ---- tests/qemu/checks/restored.sh: a disk provisioned by zshield_recovery=default ----
+# Runs on the provisioned disk booted alone through its own GRUB. GOLDEN_* come
+# from the golden's golden.env.
+
+fstab_is_not_golden() {
+    local hits
+    hits=$(grep -v '^[[:space:]]*#' /etc/fstab | grep -E "LABEL=golden|$GOLDEN_ROOT_UUID|$GOLDEN_BOOT_UUID") || return 0
+    echo "fstab still names the golden: $hits"
+    return 1
+}
+
+lv_exists() { lvs --noheadings -o lv_name "vgroup/$1"; }
+
+snap0_of_lv_root() {
+    expect_eq "origin of vgroup/snap0" "$(lvs --noheadings -o origin vgroup/snap0 | tr -d ' ')" lv-root
+}
+
+boot_is_mounted() {
+    expect_eq "/boot file system" "$(findmnt -no FSTYPE /boot)" ext4 &&
+        test -e "/boot/vmlinuz-$(uname -r)"
+}
+
+json_report() {
+    local f
+    for f in /var/log/zshield/*.json; do
+        [ -s "$f" ] && [ "$(head -c1 "$f")" = "{" ] && return 0
+    done
+    echo "no JSON report in /var/log/zshield: $(ls -la /var/log/zshield 2>&1)"
+    return 1
+}
+
+cmdline_root() {
+    tr ' ' '\n' </proc/cmdline | grep -qx 'root=/dev/mapper/vgroup-lv--root' ||
+        { echo "cmdline: $(cat /proc/cmdline)"; return 1; }
+}
+
+capability_kept() { getcap "$CAP_FIXTURE" | grep -q 'cap_net_raw[=+]ep'; }
+acl_kept() { getfacl -np "$FIXTURES/acl-file" | grep -qx 'user:1234:r--'; }
+hardlink_kept() {
+    expect_eq "inode of hardlink-b" "$(stat -c %i "$FIXTURES/hardlink-b")" "$(stat -c %i "$FIXTURES/hardlink-a")" &&
+        expect_eq "links of hardlink-a" "$(stat -c %h "$FIXTURES/hardlink-a")" 2
+}
+sparse_kept() {
+    expect_eq "size of sparse-64M" "$(stat -c %s "$FIXTURES/sparse-64M")" 67108864 || return 1
+    local kib
+    kib=$(du -k "$FIXTURES/sparse-64M" | cut -f1)
+    [ "$kib" -lt 1024 ] || { echo "sparse-64M uses $kib KiB: its holes were filled"; return 1; }
+}
+owner_kept() { expect_eq "owner of orphan-uid" "$(stat -c %u:%g "$FIXTURES/orphan-uid")" 4321:4321; }
+
+check root-is-lv-root expect_eq "root source" "$(findmnt -no SOURCE /)" /dev/mapper/vgroup-lv--root
+check cmdline-root cmdline_root
+check fstab-not-golden fstab_is_not_golden
+check fstab-keeps-tmpfs grep -qE '^tmpfs[[:space:]]+/tmp[[:space:]]+tmpfs' /etc/fstab
+check lv-root lv_exists lv-root
+check snap0-of-lv-root snap0_of_lv_root
+check lv-user lv_exists lv-user
+check lv-audit lv_exists lv-audit
+check home-on-lv-user expect_eq "/home source" "$(findmnt -no SOURCE /home)" /dev/mapper/vgroup-lv--user
+check audit-on-lv-audit expect_eq "/var/log/audit source" "$(findmnt -no SOURCE /var/log/audit)" /dev/mapper/vgroup-lv--audit
+check boot-mounted boot_is_mounted
+check json-report json_report
+check fixture-capability capability_kept
+check fixture-acl acl_kept
+check fixture-hardlink hardlink_kept
+check fixture-sparse sparse_kept
+check fixture-uid-4321 owner_kept

@@ -1,0 +1,20 @@
+# foreign: a target that already holds a GPT with one Linux partition is not
+# zshield's: refused (naming what it found) and left byte-identical, unless
+# zshield.wipe allows it; then the provisioned disk boots on its own.
+target=$ZT_DIR/target.img
+zt_new_disk "$target"
+printf 'label: gpt\n,,L\n' | sfdisk --quiet "$target"
+target_sha=$(zt_sha "$target")
+
+zt_vm refused --cf "$ZT_CF" --disk "$target" \
+    --append "zshield_recovery=default zshield.after=poweroff"
+zt_assert_line "zshield: error:"
+zt_assert_line_re 'zshield: error: .*(gpt|partition)'
+zt_assert_no_line "zshield: done:"
+zt_assert_line ZTEST-END
+zt_assert_same_sha "$target" "$target_sha" "foreign target disk"
+
+zt_recover wiped "$target" zshield.wipe
+
+zt_cmd "$ZT_DIR/restored.cmd" "$ZT_CHECKS/restored.sh"
+zt_boot_restored restored "$target" "$ZT_DIR/restored.cmd"

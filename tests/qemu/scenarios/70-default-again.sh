@@ -1,0 +1,25 @@
+# default-again: a second factory reset of a provisioned disk restores the
+# system root and keeps the data volumes (/home, /var/log/audit).
+target=$ZT_DIR/target.img
+zt_new_disk "$target"
+
+zt_recover recover1 "$target"
+
+zt_cmd "$ZT_DIR/markers.cmd" - <<'SCRIPT'
+write_marker() { echo kept >"$1/ztest-marker" && sync; }
+check home-marker-written write_marker /home
+check audit-marker-written write_marker /var/log/audit
+check root-marker-written write_marker /root
+SCRIPT
+zt_vm markers --disk "$target" --cmd "$ZT_DIR/markers.cmd"
+zt_assert_value root-source /dev/mapper/vgroup-lv--root
+zt_assert_checks "$ZT_DIR/markers.cmd"
+
+zt_recover recover2 "$target"
+
+zt_cmd "$ZT_DIR/again.cmd" "$ZT_CHECKS/restored.sh" - <<'SCRIPT'
+check home-marker-kept grep -qx kept /home/ztest-marker
+check audit-marker-kept grep -qx kept /var/log/audit/ztest-marker
+check root-marker-gone test ! -e /root/ztest-marker
+SCRIPT
+zt_boot_restored again "$target" "$ZT_DIR/again.cmd"
