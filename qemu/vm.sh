@@ -12,18 +12,21 @@
 #                 virtio-blk disk with serial "ztestcmd" (padded with NULs)
 #   --append ARGS boot the golden's kernel and initrd directly with
 #                 "root=LABEL=golden-root ro console=ttyS0,115200 ... ARGS";
-#                 without it SeaBIOS boots from the first disk given
+#                 without it SeaBIOS boots from the first disk given.
+#                 fsck.mode=skip is part of it: e2fsck -a rewrites the
+#                 superblock of even a clean file system (s_wtime), and the
+#                 golden on the CF must stay byte-identical across boots
 #   --golden DIR  where vmlinuz and initrd.img are (default <repo>/build/golden)
 #
 # Exit status: QEMU's (0 after a guest poweroff or reboot), 124 on timeout.
 # Judge a boot by the markers in its log, never by this status or its duration.
-set -euo pipefail
 # QEMU's own syntax puts commas inside single arguments.
 # shellcheck disable=SC2054
+set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-usage() { sed -n '4,18s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 2; }
+usage() { sed -n '4,22s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 2; }
 die() { echo "vm: error: $*" >&2; exit 2; }
 
 log="" timeout=900 golden=${ZSHIELD_GOLDEN:-$repo/build/golden}
@@ -111,7 +114,7 @@ if [ "$direct" = yes ]; then
         [ -f "$golden/$f" ] || die "no $golden/$f (run qemu/build-golden.sh)"
     done
     args+=(-kernel "$golden/vmlinuz" -initrd "$golden/initrd.img"
-        -append "root=LABEL=golden-root ro console=ttyS0,115200 rd.driver.pre=ata_piix panic=-1${append:+ $append}")
+        -append "root=LABEL=golden-root ro console=ttyS0,115200 rd.driver.pre=ata_piix panic=-1 fsck.mode=skip${append:+ $append}")
 fi
 
 mkdir -p "$(dirname "$log")"

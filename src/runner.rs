@@ -237,7 +237,7 @@ mod tests {
     fn streams_lines_split_at_carriage_returns() {
         let mut lines = Vec::new();
         Cmd::new("printf")
-            .arg("  10%\r  50%\r 100%\ndone\n")
+            .args(["%s", "  10%\r  50%\r 100%\ndone\n"])
             .run_streaming(|l| lines.push(l.to_string()))
             .unwrap();
         assert_eq!(lines, ["10%", "50%", "100%", "done"]);
