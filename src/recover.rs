@@ -107,7 +107,6 @@ pub fn recover(req: &Request) -> Result<Outcome> {
 }
 
 fn factory_reset(req: &Request) -> Result<Outcome> {
-    let start = Instant::now();
     let mut report = Report::new("default", req.dry_run);
     log::info!(
         "factory reset {} (zshield {})",
@@ -115,7 +114,6 @@ fn factory_reset(req: &Request) -> Result<Outcome> {
         env!("CARGO_PKG_VERSION")
     );
     let result = run_factory_reset(req, &mut report);
-    report.seconds = start.elapsed().as_secs_f64();
     let touched = report.steps.iter().any(|s| s.step.writes_disk());
     match &result {
         Ok(_) => report.status = "ok".into(),
@@ -181,11 +179,7 @@ fn run_factory_reset(req: &Request, report: &mut Report) -> Result<Outcome> {
     let result = report.phase("execute", |report| exec.run_all(report));
     if exec.target_mounts_has_root() {
         let dir = exec.target_root.join(TARGET_LOG_DIR);
-        if result.is_err() {
-            report.status = "failed".into();
-        } else {
-            report.status = "ok".into();
-        }
+        report.status = if result.is_ok() { "ok" } else { "failed" }.into();
         match report.write(&dir) {
             Ok(path) => log::info!(
                 "report on the target: /{}",

@@ -142,6 +142,8 @@ pub struct Report {
     pub steps: Vec<StepRecord>,
     pub copied_root: Option<CopyStats>,
     pub copied_boot: Option<CopyStats>,
+    #[serde(skip)]
+    start: Instant,
 }
 
 impl Report {
@@ -159,6 +161,7 @@ impl Report {
             steps: Vec::new(),
             copied_root: None,
             copied_boot: None,
+            start: Instant::now(),
         }
     }
 
@@ -185,7 +188,8 @@ impl Report {
     }
 
     /// Writes `<stem>.json` and a copy of the human log into `dir`.
-    pub fn write(&self, dir: &Path) -> Result<PathBuf> {
+    pub fn write(&mut self, dir: &Path) -> Result<PathBuf> {
+        self.seconds = self.start.elapsed().as_secs_f64();
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let json = dir.join(format!("{}.json", self.stem()));
         let text = serde_json::to_string_pretty(self)? + "\n";
