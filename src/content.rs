@@ -137,6 +137,22 @@ fn zshield_layout(table: &Table) -> Option<ExistingLayout> {
     }
 }
 
+/// Names of common partition types, for the refusal line.
+fn type_name(kind: &str) -> &str {
+    match kind {
+        GPT_LINUX_FS_TYPE | "0x83" => "Linux filesystem",
+        GPT_LVM_TYPE | "0x8e" => "Linux LVM",
+        GPT_BIOS_TYPE => "BIOS boot",
+        "C12A7328-F81F-11D2-BA4B-00A0C93EC93B" | "0xef" => "EFI system",
+        "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F" | "0x82" => "Linux swap",
+        "A19D880F-05FC-4D3B-A006-743F0F84911E" | "0xfd" => "Linux RAID",
+        "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7" | "0x07" => "Microsoft basic data",
+        "0x0c" | "0x0b" => "FAT32",
+        "0x05" | "0x0f" => "extended",
+        other => other,
+    }
+}
+
 fn describe_table(table: &Table) -> String {
     let (kind, parts) = match table {
         Table::Gpt { partitions } => ("GPT", partitions),
@@ -146,9 +162,9 @@ fn describe_table(table: &Table) -> String {
         .iter()
         .map(|p| {
             if p.name.is_empty() {
-                format!("{} type {}", p.number, p.kind)
+                format!("{} {}", p.number, type_name(&p.kind))
             } else {
-                format!("{} {:?}", p.number, p.name)
+                format!("{} {:?} ({})", p.number, p.name, type_name(&p.kind))
             }
         })
         .collect();
@@ -304,9 +320,9 @@ mod tests {
         }) else {
             panic!()
         };
-        assert!(
-            found[0].contains("msdos") && found[0].contains("type 0x8e"),
-            "{found:?}"
+        assert_eq!(
+            found[0],
+            "a foreign msdos partition table (partitions 1 Linux filesystem, 2 Linux LVM)"
         );
     }
 

@@ -37,7 +37,15 @@ zt_new_disk() {
     truncate -s "${2:-4G}" "$1"
 }
 
-zt_sha() { sha256sum "$1" | cut -d' ' -f1; }
+# sha256 of a file. openssl's uses the CPU's SHA instructions: 4 GiB in ~3 s
+# instead of ~16 s with sha256sum, and there are a dozen such sums per run.
+zt_sha() {
+    if command -v openssl >/dev/null; then
+        openssl dgst -sha256 -r "$1" | cut -d' ' -f1
+    else
+        sha256sum "$1" | cut -d' ' -f1
+    fi
+}
 
 # zt_assert_same_sha FILE SHA WHAT: FILE still has the content it had.
 zt_assert_same_sha() {
