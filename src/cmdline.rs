@@ -74,6 +74,9 @@ pub struct BootArgs {
     pub wipe: bool,
     /// `root=` of this boot: the golden root unless configured otherwise.
     pub root: Option<String>,
+    /// Test only: `zshield.test.cut_after=STEP` cuts the power (no sync, no
+    /// unmount) right after the first step of that kind, as a power loss would.
+    pub cut_after: Option<String>,
 }
 
 impl BootArgs {
@@ -94,6 +97,7 @@ impl BootArgs {
                 "zshield.dry_run" => args.dry_run = flag(value.as_deref()),
                 "zshield.wipe" => args.wipe = flag(value.as_deref()),
                 "root" => args.root = non_empty(),
+                "zshield.test.cut_after" => args.cut_after = non_empty(),
                 _ => {}
             }
         }
@@ -179,13 +183,15 @@ mod tests {
     fn reads_every_zshield_argument() {
         let a = BootArgs::parse(
             "root=/dev/sda2 zshield_recovery=default zshield.target=/dev/disk/by-id/x \
-             zshield.golden=UUID=abc zshield.after=poweroff zshield.dry_run zshield.wipe",
+             zshield.golden=UUID=abc zshield.after=poweroff zshield.dry_run zshield.wipe \
+             zshield.test.cut_after=copy-root",
         );
         assert_eq!(a.mode(), Ok(Some(Mode::Default)));
         assert_eq!(a.target.as_deref(), Some("/dev/disk/by-id/x"));
         assert_eq!(a.golden.as_deref(), Some("UUID=abc"));
         assert_eq!(a.after(), Ok(After::Poweroff));
         assert!(a.dry_run && a.wipe);
+        assert_eq!(a.cut_after.as_deref(), Some("copy-root"));
     }
 
     #[test]

@@ -101,6 +101,7 @@ fn request(mode: Mode, place: Where, boot: &BootArgs, dry_run: bool, after: Afte
         wipe: place.wipe || boot.wipe,
         dry_run,
         after,
+        cut_after: boot.cut_after.clone(),
     }
 }
 

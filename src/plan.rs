@@ -208,6 +208,15 @@ impl FstabEntry {
 }
 
 impl Step {
+    /// The step's kind in kebab case, as the JSON report and the test
+    /// failpoint name it: `partition`, `copy-root`…
+    pub fn name(&self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v["step"].as_str().map(String::from))
+            .unwrap_or_default()
+    }
+
     /// Whether the step changes a disk (the report says where a failure left them).
     pub fn writes_disk(&self) -> bool {
         !matches!(
@@ -735,7 +744,8 @@ impl Planner<'_> {
             ));
         }
 
-        if vg.is_some() {
+        let complete = vg.is_some_and(|v| v.tags.iter().any(|t| t == TAG_COMPLETE));
+        if complete {
             self.steps.push(Step::UnmarkComplete { vg: self.vg() });
         }
         for lv in removals {
@@ -765,7 +775,6 @@ impl Planner<'_> {
             (Some(_), Some(_)) => {}
         }
         self.create_lvs(&d, &kept, extent_size);
-        let complete = vg.is_some_and(|v| v.tags.iter().any(|t| t == TAG_COMPLETE));
         let kept = if kept.is_empty() {
             "nothing".to_string()
         } else {

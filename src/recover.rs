@@ -31,6 +31,8 @@ pub struct Request {
     pub wipe: bool,
     pub dry_run: bool,
     pub after: After,
+    /// Test only: simulate a power loss after the first step of this kind.
+    pub cut_after: Option<String>,
 }
 
 /// How a recovery ended, for the caller's exit code and after-action.
@@ -175,6 +177,7 @@ fn run_factory_reset(req: &Request, report: &mut Report) -> Result<Outcome> {
         golden_names: GoldenNames::new(probe.golden.names.clone()),
         target_root: Path::new(RUN_DIR).join("target"),
         target_mounts: MountStack::new(),
+        cut_after: req.cut_after.clone(),
     };
     let result = report.phase("execute", |report| exec.run_all(report));
     if exec.target_mounts_has_root() {
@@ -239,6 +242,7 @@ struct Executor<'a> {
     golden_names: GoldenNames,
     target_root: PathBuf,
     target_mounts: MountStack,
+    cut_after: Option<String>,
 }
 
 impl Executor<'_> {
@@ -266,6 +270,9 @@ impl Executor<'_> {
             });
             log::debug!("step {} took {seconds:.2} s", i + 1);
             result.with_context(|| format!("step {}/{total} ({step}) failed", i + 1))?;
+            if self.cut_after.as_deref() == Some(step.name().as_str()) {
+                power_loss(i + 1);
+            }
         }
         Ok(())
     }
@@ -387,6 +394,17 @@ fn mkfs(dev: &str, uuid: &str, label: &str) -> Result<()> {
 fn rand_u16() -> u16 {
     let bytes = *uuid::Uuid::new_v4().as_bytes();
     u16::from_le_bytes([bytes[0], bytes[1]])
+}
+
+/// The test failpoint: off at once, with what is not yet on the disks lost.
+fn power_loss(step: usize) {
+    let line =
+        format!("test failpoint zshield.test.cut_after: cutting the power after step {step}");
+    log::warn!("{line}");
+    // The kernel log reaches the console at once; the journal may not.
+    let _ = std::fs::write("/dev/kmsg", format!("zshield: warning: {line}\n"));
+    let Err(e) = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_POWER_OFF);
+    log::error!("cannot cut the power: {e}");
 }
 
 /// Reboots or powers off straight away (everything is synced and unmounted);
