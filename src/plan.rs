@@ -1306,6 +1306,10 @@ mount = "/var/log/audit"
         probe.lvs.retain(|l| l.name != "snap0");
         probe.lvs[2].tags.clear();
         let p = plan_of(&probe, Options::default()).unwrap();
+        assert!(
+            !names(&p).contains(&"unmark-complete".to_string()),
+            "the VG was never complete"
+        );
         assert!(p.steps.contains(&Step::RemoveLv {
             vg: "vgroup".into(),
             lv: "lv-audit".into()
