@@ -109,7 +109,13 @@ if [ -n "$cmd" ]; then
         -device virtio-blk-pci,drive=cmd,serial=ztestcmd)
 fi
 
-if [ "$direct" = yes ]; then
+if [ "$direct" = no ]; then
+    # A disk SeaBIOS cannot boot makes it retry forever; let it reboot after
+    # 5 s instead, which -no-reboot turns into QEMU's exit. SeaBIOS writes
+    # nothing to the serial port: its own log (debug port 0x402) goes beside ours.
+    args+=(-boot reboot-timeout=5000
+        -chardev "file,id=firmware,path=$log.firmware" -device isa-debugcon,iobase=0x402,chardev=firmware)
+else
     for f in vmlinuz initrd.img; do
         [ -f "$golden/$f" ] || die "no $golden/$f (run qemu/build-golden.sh)"
     done
@@ -128,6 +134,8 @@ timeout -k 10 "$timeout" qemu-system-x86_64 "${args[@]}" || rc=$?
 how="qemu exit $rc"
 if [ "$rc" = 124 ]; then
     how="timed out after $timeout s"
+elif ! grep -q 'Linux version' "$log"; then
+    how="no kernel started$([ "$direct" = no ] && echo " (firmware log: $log.firmware)")"
 elif grep -q 'Kernel panic' "$log"; then
     how="kernel panic"
 elif grep -q 'reboot: Power down' "$log"; then

@@ -1,0 +1,71 @@
+#!/bin/bash
+# The appliance's factory reset, end to end, in QEMU:
+#   1. build the golden (qemu/build-golden.sh) and a fresh virtual appliance:
+#      a CompactFlash card holding the golden, and a blank 4 GiB hard disk;
+#   2. boot the CF with zshield_recovery=default zshield.after=poweroff and show
+#      zshield's console lines as they come;
+#   3. boot the restored hard disk alone, through SeaBIOS and its own GRUB;
+#   4. summarise: boot durations, root device, logical volumes, report.
+# Work files: <repo>/build/demo/. Exits non-zero if any step fails.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+golden=${ZSHIELD_GOLDEN:-$repo/build/golden}
+work=$repo/build/demo
+timeout=${ZSHIELD_VM_TIMEOUT:-900}
+
+say() { printf '\n== %s\n' "$*"; }
+die() { echo "demo: FAILED: $*" >&2; exit 1; }
+
+say "building the golden image"
+"$repo/qemu/build-golden.sh" "$golden"
+
+say "a fresh appliance: CF with the golden + blank 4 GiB disk in $work"
+rm -rf "$work"
+mkdir -p "$work"
+cp --sparse=always "$golden/cf.img" "$work/cf.img"
+truncate -s 4G "$work/disk.img"
+
+say "factory reset: zshield_recovery=default zshield.after=poweroff"
+t0=$SECONDS
+"$repo/qemu/vm.sh" --log "$work/reset.log" --timeout "$timeout" --golden "$golden" \
+    --cf "$work/cf.img" --disk "$work/disk.img" \
+    --append "zshield_recovery=default zshield.after=poweroff" &
+vm=$!
+# zshield's lines, live; tail stops by itself once vm.sh has returned.
+tail -n +1 -F -s 0.2 --pid="$vm" "$work/reset.log" 2>/dev/null |
+    grep --line-buffered -ao 'zshield: .*' | sed -u -e 's/\r$//' -e 's/^/  | /' || :
+wait "$vm" || :
+reset_s=$((SECONDS - t0))
+grep -aq 'zshield: error:' "$work/reset.log" && die "zshield reported an error (log: $work/reset.log)"
+grep -aq 'zshield: done:' "$work/reset.log" || die "no 'zshield: done:' (log: $work/reset.log)"
+
+say "booting the restored disk alone (SeaBIOS -> GRUB on the disk)"
+cat >"$work/summary.cmd" <<'EOF'
+for f in /var/log/zshield/*.json; do [ -e "$f" ] && echo "ZTEST report=$f"; done
+df -h / /boot /home /var/log/audit | sed 's/^/ZTEST df /'
+EOF
+t0=$SECONDS
+"$repo/qemu/vm.sh" --log "$work/boot.log" --timeout "$timeout" --golden "$golden" \
+    --disk "$work/disk.img" --cmd "$work/summary.cmd" || :
+boot_s=$((SECONDS - t0))
+
+value() { grep -a "^ZTEST $1=" "$work/boot.log" | tail -n 1 | cut -d= -f2- | tr -d '\r'; }
+lines() { grep -a "^ZTEST $1 " "$work/boot.log" | cut -d' ' -f3- | tr -d '\r' | sed 's/^/    /'; }
+grep -aq '^ZTEST-END' "$work/boot.log" || die "the restored disk did not boot to the end (log: $work/boot.log)"
+root=$(value root-source)
+
+say "summary"
+echo "  factory reset boot:  ${reset_s} s   ($(grep -ao 'zshield: done:.*' "$work/reset.log" | tr -d '\r' | tail -n 1))"
+echo "  restored disk boot:  ${boot_s} s   (probe ran $(value uptime) s after the kernel started)"
+echo "  root file system:    $root"
+echo "  /boot:               $(value boot-source)"
+echo "  report:              $(value report)"
+echo "  logical volumes:"
+lines lvs
+echo "  file systems:"
+lines df
+echo "  console logs:        $work/reset.log, $work/boot.log"
+[ "$root" = /dev/mapper/vgroup-lv--root ] || die "the restored system's root is $root, not lv-root"
+echo
+echo "demo: OK"
