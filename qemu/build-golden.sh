@@ -179,7 +179,20 @@ phase_initramfs() {
         die "dracut failed (log: $work/dracut.log)"
     fi
     chroot "$staging" lsinitrd "/boot/initrd.img-$kver" >"$work/initrd.list"
+    # A second initrd without systemd, for the scenario that proves the dracut
+    # module's pre-mount hook. It stays out of the golden's /boot.
+    if ! chroot "$staging" dracut --force --no-hostonly --omit "systemd systemd-initrd dracut-systemd" \
+        --kver "$kver" "/tmp/initrd-nosystemd.img" >"$work/dracut-nosystemd.log" 2>&1; then
+        tail -n 40 "$work/dracut-nosystemd.log" >&2
+        die "dracut without systemd failed (log: $work/dracut-nosystemd.log)"
+    fi
+    chroot "$staging" lsinitrd /tmp/initrd-nosystemd.img >"$work/initrd-nosystemd.list"
+    mv "$staging/tmp/initrd-nosystemd.img" "$work/initrd-nosystemd.img"
     umount_chroot
+    grep -qE ' hooks/pre-mount/50-zshield-recovery.sh$' "$work/initrd-nosystemd.list" ||
+        die "the initrd without systemd has no zshield pre-mount hook (listing: $work/initrd-nosystemd.list)"
+    ! grep -qE ' usr/lib/systemd/systemd$' "$work/initrd-nosystemd.list" ||
+        die "the initrd built without systemd still holds systemd"
 
     # lsinitrd lists like ls -l: the path is the last field.
     grep -qE ' usr/sbin/zshield$' "$work/initrd.list" ||
@@ -282,6 +295,7 @@ phase_finalise() {
     rm -f "$outdir/stamp"
     cp "$work/boot/vmlinuz-$kver" "$outdir/vmlinuz"
     cp "$work/boot/initrd.img-$kver" "$outdir/initrd.img"
+    cp "$work/initrd-nosystemd.img" "$outdir/initrd-nosystemd.img"
     cp --sparse=always "$work/cf.img" "$outdir/cf.img"
     (cd "$outdir" && sha256sum cf.img >cf.img.sha256)
     cat >"$outdir/golden.env" <<EOF

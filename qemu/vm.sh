@@ -16,6 +16,8 @@
 #                 fsck.mode=skip is part of it: e2fsck -a rewrites the
 #                 superblock of even a clean file system (s_wtime), and the
 #                 golden on the CF must stay byte-identical across boots
+#   --initrd NAME the initrd in the golden directory for --append boots
+#                 (default initrd.img; initrd-nosystemd.img has no systemd)
 #   --golden DIR  where vmlinuz and initrd.img are (default <repo>/build/golden)
 #
 # Exit status: QEMU's (0 after a guest poweroff or reboot), 124 on timeout.
@@ -26,11 +28,11 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-usage() { sed -n '4,22s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 2; }
+usage() { sed -n '4,24s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 2; }
 die() { echo "vm: error: $*" >&2; exit 2; }
 
 log="" timeout=900 golden=${ZSHIELD_GOLDEN:-$repo/build/golden}
-cf="" cf_bus=ide disk="" disk_bus=scsi cmd="" append="" direct=no
+cf="" cf_bus=ide disk="" disk_bus=scsi cmd="" append="" direct=no initrd=initrd.img
 while [ $# -gt 0 ]; do
     [ $# -ge 2 ] || usage
     case "$1" in
@@ -43,6 +45,7 @@ while [ $# -gt 0 ]; do
         --disk-bus) disk_bus=$2 ;;
         --cmd) cmd=$2 ;;
         --append) append=$2 direct=yes ;;
+        --initrd) initrd=$2 ;;
         *) usage ;;
     esac
     shift 2
@@ -116,10 +119,10 @@ if [ "$direct" = no ]; then
     args+=(-boot reboot-timeout=5000
         -chardev "file,id=firmware,path=$log.firmware" -device isa-debugcon,iobase=0x402,chardev=firmware)
 else
-    for f in vmlinuz initrd.img; do
+    for f in vmlinuz "$initrd"; do
         [ -f "$golden/$f" ] || die "no $golden/$f (run qemu/build-golden.sh)"
     done
-    args+=(-kernel "$golden/vmlinuz" -initrd "$golden/initrd.img"
+    args+=(-kernel "$golden/vmlinuz" -initrd "$golden/$initrd"
         -append "root=LABEL=golden-root ro console=ttyS0,115200 rd.driver.pre=ata_piix panic=-1 fsck.mode=skip${append:+ $append}")
 fi
 

@@ -150,7 +150,10 @@ fn recover_command(
         return ExitCode::FAILURE;
     }
     let req = request(mode, place, boot, dry_run, after);
-    match recover::recover(&req) {
+    let quiet = in_initramfs.then(report::QuietConsole::begin);
+    let result = recover::recover(&req);
+    drop(quiet);
+    match result {
         Ok(outcome) => {
             if let Outcome::Done = outcome {
                 log::info!("done: {mode} recovery finished; {}", after_words(after));

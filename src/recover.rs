@@ -402,7 +402,7 @@ fn power_loss(step: usize) {
         format!("test failpoint zshield.test.cut_after: cutting the power after step {step}");
     log::warn!("{line}");
     // The kernel log reaches the console at once; the journal may not.
-    let _ = std::fs::write("/dev/kmsg", format!("zshield: warning: {line}\n"));
+    let _ = std::fs::write("/dev/kmsg", format!("<3>zshield: warning: {line}\n"));
     let Err(e) = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_POWER_OFF);
     log::error!("cannot cut the power: {e}");
 }

@@ -81,6 +81,35 @@ pub fn init_logging(log_file: Option<&Path>, verbose: bool) {
     }
 }
 
+/// Keeps the kernel's routine messages off the console while zshield speaks
+/// (they cut through its lines); errors still show. Undone on drop.
+pub struct QuietConsole {
+    previous: Option<String>,
+}
+
+const PRINTK: &str = "/proc/sys/kernel/printk";
+
+impl QuietConsole {
+    pub fn begin() -> QuietConsole {
+        let previous = std::fs::read_to_string(PRINTK)
+            .ok()
+            .and_then(|s| s.split_whitespace().next().map(String::from));
+        if previous.is_some() {
+            // Console log level 4: only KERN_ERR and worse reach the console.
+            let _ = std::fs::write(PRINTK, "4");
+        }
+        QuietConsole { previous }
+    }
+}
+
+impl Drop for QuietConsole {
+    fn drop(&mut self) {
+        if let Some(level) = &self.previous {
+            let _ = std::fs::write(PRINTK, level);
+        }
+    }
+}
+
 /// Seconds since the Unix epoch as `2026-11-22T03:04:05Z`.
 pub fn utc_timestamp(secs: u64) -> String {
     let days = secs / 86_400;

@@ -15,7 +15,9 @@ zt_vm markers --disk "$target" --cmd "$ZT_DIR/markers.cmd"
 zt_assert_value root-source /dev/mapper/vgroup-lv--root
 zt_assert_checks "$ZT_DIR/markers.cmd"
 
-zt_recover recover2 "$target"
+# The second time the target is named as an operator should: by its id.
+zt_recover recover2 "$target" zshield.target=/dev/disk/by-id/scsi-0QEMU_QEMU_HARDDISK_ZTARGET
+zt_assert_line "holds a complete zshield layout (kept with their data: lv-user, lv-audit)"
 
 zt_cmd "$ZT_DIR/again.cmd" "$ZT_CHECKS/restored.sh" - <<'SCRIPT'
 check home-marker-kept grep -qx kept /home/ztest-marker
