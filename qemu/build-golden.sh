@@ -189,7 +189,7 @@ phase_initramfs() {
     chroot "$staging" lsinitrd /tmp/initrd-nosystemd.img >"$work/initrd-nosystemd.list"
     mv "$staging/tmp/initrd-nosystemd.img" "$work/initrd-nosystemd.img"
     umount_chroot
-    grep -qE ' hooks/pre-mount/50-zshield-recovery.sh$' "$work/initrd-nosystemd.list" ||
+    grep -qE '/hooks/pre-mount/50-zshield-recovery.sh$' "$work/initrd-nosystemd.list" ||
         die "the initrd without systemd has no zshield pre-mount hook (listing: $work/initrd-nosystemd.list)"
     ! grep -qE ' usr/lib/systemd/systemd$' "$work/initrd-nosystemd.list" ||
         die "the initrd built without systemd still holds systemd"
