@@ -31,6 +31,8 @@ install: build
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --locked --all-targets -- -D warnings
+	shellcheck -x qemu/*.sh tests/qemu/*.sh tests/qemu/scenarios/*.sh tests/qemu/checks/*.sh \
+		initramfs/90zshield/*.sh scripts/*.sh .ci/run
 
 test-unit:
 	cargo test --locked --lib --bins

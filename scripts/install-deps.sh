@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
     qemu-system-x86 qemu-utils seabios mmdebstrap rsync e2fsprogs fdisk util-linux
-    acl attr libcap2-bin file cpio zstd xz-utils kmod
+    acl attr libcap2-bin file cpio zstd xz-utils kmod shellcheck
 )
 
 missing=()

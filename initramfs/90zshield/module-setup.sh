@@ -1,6 +1,8 @@
 #!/bin/bash
 # dracut module "zshield": ships the zshield binary, its configuration and the
 # tools it drives into the initramfs. Every decision is taken by the binary.
+# dracut sets moddir, initdir, systemdsystemunitdir and SYSTEMCTL.
+# shellcheck disable=SC2154
 
 check() {
     require_binaries zshield lvm mkfs.ext4 rsync udevadm || return 1
