@@ -7,6 +7,7 @@ DESTDIR     ?=
 SBINDIR     := /usr/sbin
 DRACUTDIR   := /usr/lib/dracut/modules.d/90zshield
 CONFDIR     := /etc/zshield
+UNITDIR     := /usr/lib/systemd/system
 
 .PHONY: all build deps install test test-unit test-host test-qemu lint demo clean
 
@@ -24,6 +25,8 @@ install: build
 	install -d $(DESTDIR)$(DRACUTDIR)
 	install -m 0755 initramfs/90zshield/module-setup.sh initramfs/90zshield/zshield-recovery.sh $(DESTDIR)$(DRACUTDIR)/
 	install -m 0644 initramfs/90zshield/zshield-recovery.service $(DESTDIR)$(DRACUTDIR)/
+	install -d $(DESTDIR)$(UNITDIR)
+	install -m 0644 systemd/zshield-backup.service systemd/zshield-backup.timer $(DESTDIR)$(UNITDIR)/
 	install -d $(DESTDIR)$(CONFDIR)
 	# Never overwrite an operator's or vendor's configuration.
 	[ -e $(DESTDIR)$(CONFDIR)/zshield.conf ] || install -m 0644 etc/zshield.conf $(DESTDIR)$(CONFDIR)/zshield.conf

@@ -116,6 +116,12 @@ phase_install() {
 
     make -s -C "$repo" install DESTDIR="$staging"
 
+    # The product enables the daily backup (it refuses on the golden itself,
+    # whose root is not lv-root, and runs on every disk made from it).
+    mkdir -p "$staging/etc/systemd/system/timers.target.wants"
+    ln -sf /usr/lib/systemd/system/zshield-backup.timer \
+        "$staging/etc/systemd/system/timers.target.wants/zshield-backup.timer"
+
     # The test overlay comes last: its zshield.conf replaces the default one.
     rsync -rlpt --chown=0:0 "$overlay/" "$staging/"
     # Test only: the probe reports each boot; no serial getty, whose vhangup of

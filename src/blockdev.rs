@@ -119,6 +119,19 @@ impl BlockDev {
         self.read_attr("ro").as_deref() == Some("1")
     }
 
+    /// The disk a partition is on (the device itself when it is a disk).
+    pub fn whole_disk(&self) -> Result<BlockDev> {
+        if !self.is_partition() {
+            return Ok(self.clone());
+        }
+        let name = self
+            .sys
+            .parent()
+            .and_then(Path::file_name)
+            .with_context(|| format!("no parent disk for {} in sysfs", self.dev))?;
+        BlockDev::open(&format!("/dev/{}", name.to_string_lossy()))
+    }
+
     pub fn logical_sector_size(&self) -> u64 {
         let disk = if self.is_partition() {
             self.sys.parent().map(Path::to_path_buf)

@@ -18,6 +18,16 @@ pub struct CopyStats {
 /// (file capabilities), sparse files, numeric owners and times. `exclude`
 /// holds rsync patterns anchored at `from`.
 pub fn copy_tree(from: &Path, to: &Path, exclude: &[&str], what: &str) -> Result<CopyStats> {
+    rsync(from, to, exclude, false, what)
+}
+
+/// Makes `to/` the same as `from/`: as [`copy_tree`], and deletes what `from`
+/// does not have (except `lost+found` at the top).
+pub fn mirror_tree(from: &Path, to: &Path, what: &str) -> Result<CopyStats> {
+    rsync(from, to, &["/lost+found"], true, what)
+}
+
+fn rsync(from: &Path, to: &Path, exclude: &[&str], delete: bool, what: &str) -> Result<CopyStats> {
     let mut cmd = Cmd::new("rsync").args([
         "-aHAXS",
         "--numeric-ids",
@@ -26,6 +36,9 @@ pub fn copy_tree(from: &Path, to: &Path, exclude: &[&str], what: &str) -> Result
         "--no-inc-recursive",
         "--stats",
     ]);
+    if delete {
+        cmd = cmd.arg("--delete");
+    }
     for pattern in exclude {
         cmd = cmd.arg(format!("--exclude={pattern}"));
     }
@@ -41,7 +54,7 @@ pub fn copy_tree(from: &Path, to: &Path, exclude: &[&str], what: &str) -> Result
         } else if let Some(n) = stat(line, "Total transferred file size:") {
             stats.bytes = n;
         } else if let Some(percent) = progress_percent(line) {
-            meter.update(percent, line);
+            meter.update(percent, line.split_whitespace().nth(2).unwrap_or(""));
         }
     })?;
     log::info!(
@@ -53,14 +66,14 @@ pub fn copy_tree(from: &Path, to: &Path, exclude: &[&str], what: &str) -> Result
 }
 
 /// Logs progress every 10% or every 10 s, whichever comes first.
-struct Meter<'a> {
+pub struct Meter<'a> {
     what: &'a str,
     last_percent: u32,
     last_time: Instant,
 }
 
 impl<'a> Meter<'a> {
-    fn new(what: &'a str) -> Meter<'a> {
+    pub fn new(what: &'a str) -> Meter<'a> {
         Meter {
             what,
             last_percent: 0,
@@ -68,13 +81,17 @@ impl<'a> Meter<'a> {
         }
     }
 
-    fn update(&mut self, percent: u32, line: &str) {
+    /// `detail` (a speed, say) is shown beside the figure when not empty.
+    pub fn update(&mut self, percent: u32, detail: &str) {
         if percent >= self.last_percent + 10
             || (percent > self.last_percent && self.last_time.elapsed() > Duration::from_secs(10))
         {
             if percent < 100 {
-                let speed = line.split_whitespace().nth(2).unwrap_or("");
-                log::info!("{}: {percent}% ({speed})", self.what);
+                if detail.is_empty() {
+                    log::info!("{}: {percent}%", self.what);
+                } else {
+                    log::info!("{}: {percent}% ({detail})", self.what);
+                }
             }
             self.last_percent = percent;
             self.last_time = Instant::now();

@@ -5,6 +5,7 @@
 //! LVM, mounts, copy, bootloader), so that a plan can be printed and tested
 //! without a disk.
 
+pub mod backup;
 pub mod blockdev;
 pub mod bootloader;
 pub mod cmdline;
@@ -20,5 +21,7 @@ pub mod plan;
 pub mod probe;
 pub mod recover;
 pub mod report;
+pub mod rollback;
 pub mod runner;
+pub mod status;
 pub mod units;

@@ -10,9 +10,10 @@ use crate::plan::{mapper_path, EXTENT, PE_START};
 use crate::runner::Cmd;
 
 /// Ignore a devices file naming the build machine's disks (DESIGN: golden images
-/// may carry one); no dmeventd or lvmpolld is running in an initramfs.
-const CONFIG: &str =
-    "devices { use_devicesfile = 0 } global { use_lvmpolld = 0 } activation { monitoring = 0 }";
+/// may carry one); no dmeventd or lvmpolld is running in an initramfs. Report
+/// times as seconds since the epoch.
+const CONFIG: &str = "devices { use_devicesfile = 0 } global { use_lvmpolld = 0 } \
+     activation { monitoring = 0 } report { time_format = \"%s\" }";
 
 #[derive(Debug, Default)]
 pub struct Lvm;
@@ -89,6 +90,51 @@ impl Lvm {
         Ok(())
     }
 
+    pub fn lv_del_tag(&self, vg: &str, lv: &str, tag: &str) -> Result<()> {
+        self.cmd("lvchange")
+            .args(["--deltag", tag, &format!("{vg}/{lv}")])
+            .run()?;
+        Ok(())
+    }
+
+    /// Activates every LV of `vg` (resuming in the kernel a merge that a
+    /// power loss cut off) without starting background polling.
+    pub fn activate(&self, vg: &str) -> Result<()> {
+        self.cmd("vgchange")
+            .args(["--activate", "y", "--poll", "n", vg])
+            .run()?;
+        settle_udev();
+        Ok(())
+    }
+
+    pub fn lvrename(&self, vg: &str, from: &str, to: &str) -> Result<()> {
+        self.cmd("lvrename").args([vg, from, to]).run()?;
+        Ok(())
+    }
+
+    /// Merges `snapshot` into its origin and waits until the merge has
+    /// finished, passing the percentage done to `progress` as LVM reports it.
+    /// With `resume`, polls a merge that was already started.
+    pub fn merge(
+        &self,
+        vg: &str,
+        snapshot: &str,
+        resume: bool,
+        mut progress: impl FnMut(f64),
+    ) -> Result<()> {
+        let lv = format!("{vg}/{snapshot}");
+        let cmd = if resume {
+            self.cmd("lvpoll").args(["--polloperation", "merge"])
+        } else {
+            self.cmd("lvconvert").arg("--merge")
+        };
+        cmd.args(["--interval", "1", &lv]).run_streaming(|line| {
+            if let Some(p) = merged_percent(line) {
+                progress(p);
+            }
+        })
+    }
+
     pub fn deactivate(&self, vg: &str) -> Result<()> {
         self.cmd("vgchange").args(["--activate", "n", vg]).run()?;
         Ok(())
@@ -139,5 +185,32 @@ impl Lvm {
         wait_for_nodes(std::slice::from_ref(&path), Duration::from_secs(30))
             .with_context(|| format!("LVM created {vg}/{lv} but its device node"))?;
         Ok(path)
+    }
+}
+
+/// `  vgroup/snap0: Merged: 37.52%` → 37.52
+fn merged_percent(line: &str) -> Option<f64> {
+    let (_, rest) = line.split_once("Merged:")?;
+    rest.trim().strip_suffix('%')?.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_merge_progress() {
+        assert_eq!(
+            merged_percent("  vgroup/snap0: Merged: 37.52%"),
+            Some(37.52)
+        );
+        assert_eq!(
+            merged_percent("  vgroup/snap0: Merged: 100.00%"),
+            Some(100.0)
+        );
+        assert_eq!(
+            merged_percent("  Merging of volume vgroup/snap0 started."),
+            None
+        );
     }
 }

@@ -22,7 +22,7 @@ pub struct Vg {
     pub tags: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Lv {
     pub name: String,
     pub vg: String,
@@ -30,22 +30,38 @@ pub struct Lv {
     pub size: u64,
     pub origin: String,
     pub tags: Vec<String>,
+    /// Creation time, seconds since the epoch (asked for with `time_format = "%s"`).
+    pub created: u64,
+    /// A snapshot's COW use in percent; `None` for other LVs and inactive snapshots.
+    pub snap_percent: Option<f64>,
 }
 
 impl Lv {
-    /// `lv_attr` 1st char: `s` snapshot, `S` invalid snapshot.
+    /// `lv_attr` 1st char: `s` snapshot, `S` merging snapshot.
     pub fn is_snapshot(&self) -> bool {
         matches!(self.attr.chars().next(), Some('s' | 'S'))
     }
 
-    /// 5th char `I`: an overflowed (invalid) snapshot that LVM will not merge.
+    /// 1st char `S` (a snapshot merging into its origin) or `O` (an origin
+    /// with a merging snapshot).
+    pub fn is_merging(&self) -> bool {
+        matches!(self.attr.chars().next(), Some('S' | 'O'))
+    }
+
+    /// 5th char `I` or `S` (suspended): an overflowed snapshot that LVM will
+    /// not merge; `m`/`M`: a merge that failed. Only known while active.
     pub fn is_invalid_snapshot(&self) -> bool {
-        self.attr.chars().nth(4) == Some('I') || self.attr.starts_with('S')
+        matches!(self.attr.chars().nth(4), Some('I' | 'S' | 'm' | 'M'))
     }
 
     /// 5th char `a`: active.
     pub fn is_active(&self) -> bool {
         self.attr.chars().nth(4) == Some('a')
+    }
+
+    /// 6th char `o`: open (mounted or held by a process).
+    pub fn is_open(&self) -> bool {
+        self.attr.chars().nth(5) == Some('o')
     }
 
     pub fn has_tag(&self, tag: &str) -> bool {
@@ -104,6 +120,18 @@ fn number(row: &serde_json::Map<String, Value>, key: &str) -> Result<u64, Report
         .map_err(|_| ReportError(format!("field {key} = {t:?} is not a number")))
 }
 
+/// `"12.50"`, or empty where LVM has no figure.
+fn percent(row: &serde_json::Map<String, Value>, key: &str) -> Result<Option<f64>, ReportError> {
+    let t = text(row, key)?;
+    if t.trim().is_empty() {
+        return Ok(None);
+    }
+    t.trim()
+        .parse()
+        .map(Some)
+        .map_err(|_| ReportError(format!("field {key} = {t:?} is not a percentage")))
+}
+
 fn tags(row: &serde_json::Map<String, Value>, key: &str) -> Result<Vec<String>, ReportError> {
     Ok(text(row, key)?
         .split(',')
@@ -114,7 +142,7 @@ fn tags(row: &serde_json::Map<String, Value>, key: &str) -> Result<Vec<String>, 
 
 pub const PV_FIELDS: &str = "pv_name,vg_name";
 pub const VG_FIELDS: &str = "vg_name,vg_size,vg_extent_size,vg_extent_count,vg_free_count,vg_tags";
-pub const LV_FIELDS: &str = "lv_name,vg_name,lv_attr,lv_size,origin,lv_tags";
+pub const LV_FIELDS: &str = "lv_name,vg_name,lv_attr,lv_size,origin,lv_tags,lv_time,snap_percent";
 
 pub fn parse_pvs(json: &str) -> Result<Vec<Pv>, ReportError> {
     rows(json, "pv")?
@@ -155,6 +183,8 @@ pub fn parse_lvs(json: &str) -> Result<Vec<Lv>, ReportError> {
                 size: number(r, "lv_size")?,
                 origin: text(r, "origin")?,
                 tags: tags(r, "lv_tags")?,
+                created: number(r, "lv_time")?,
+                snap_percent: percent(r, "snap_percent")?,
             })
         })
         .collect()
@@ -169,9 +199,9 @@ mod tests {
       "report": [
           {
               "lv": [
-                  {"lv_name":"lv-audit", "vg_name":"vgroup", "lv_attr":"-wi-a-----", "lv_size":"268435456", "origin":"", "lv_tags":"zshield_fs_ready"},
-                  {"lv_name":"lv-root", "vg_name":"vgroup", "lv_attr":"owi-aos---", "lv_size":"1342177280", "origin":"", "lv_tags":""},
-                  {"lv_name":"snap0", "vg_name":"vgroup", "lv_attr":"swi-a-s---", "lv_size":"536870912", "origin":"lv-root", "lv_tags":"a,b"}
+                  {"lv_name":"lv-audit", "vg_name":"vgroup", "lv_attr":"-wi-a-----", "lv_size":"268435456", "origin":"", "lv_tags":"zshield_fs_ready", "lv_time":"1795316645", "snap_percent":""},
+                  {"lv_name":"lv-root", "vg_name":"vgroup", "lv_attr":"owi-aos---", "lv_size":"1342177280", "origin":"", "lv_tags":"", "lv_time":"1795316645", "snap_percent":""},
+                  {"lv_name":"snap0", "vg_name":"vgroup", "lv_attr":"swi-a-s---", "lv_size":"536870912", "origin":"lv-root", "lv_tags":"a,b", "lv_time":"1795316700", "snap_percent":"12.50"}
               ]
           }
       ]
@@ -183,7 +213,7 @@ mod tests {
       "report": [
           {
               "lv": [
-                  {"lv_name":"snap0", "vg_name":"vgroup", "lv_attr":"swi-I-s---", "lv_size":536870912, "origin":"lv-root", "lv_tags":["a","b"]}
+                  {"lv_name":"snap0", "vg_name":"vgroup", "lv_attr":"swi-I-s---", "lv_size":536870912, "origin":"lv-root", "lv_tags":["a","b"], "lv_time":1795316700, "snap_percent":100.0}
               ]
           }
       ]
@@ -199,6 +229,21 @@ mod tests {
         assert!(lvs[2].is_snapshot() && lvs[2].is_active() && !lvs[2].is_invalid_snapshot());
         assert_eq!(lvs[2].origin, "lv-root");
         assert_eq!(lvs[2].tags, vec!["a", "b"]);
+        assert_eq!(lvs[2].created, 1_795_316_700);
+        assert_eq!(lvs[2].snap_percent, Some(12.5));
+        assert_eq!(lvs[1].snap_percent, None);
+        assert!(lvs[1].is_open() && !lvs[2].is_open());
+    }
+
+    #[test]
+    fn tells_merging_volumes() {
+        let mut lvs = parse_lvs(LVS_JSON).unwrap();
+        assert!(!lvs[1].is_merging() && !lvs[2].is_merging());
+        lvs[1].attr = "Owi-a-s---".into();
+        lvs[2].attr = "Swi-a-s---".into();
+        assert!(lvs[1].is_merging() && lvs[2].is_merging() && lvs[2].is_snapshot());
+        lvs[2].attr = "Swi-M-s---".into();
+        assert!(lvs[2].is_invalid_snapshot());
     }
 
     #[test]
@@ -207,6 +252,7 @@ mod tests {
         assert_eq!(lv.size, 536_870_912);
         assert_eq!(lv.tags, vec!["a", "b"]);
         assert!(lv.is_invalid_snapshot());
+        assert_eq!(lv.snap_percent, Some(100.0));
     }
 
     #[test]

@@ -10,6 +10,9 @@ use zshield::config::DEFAULT_PATH;
 use zshield::recover::{self, Outcome, Request};
 use zshield::report::{self, RUN_DIR};
 
+/// The backup's own log, beside the recoveries' reports.
+const BACKUP_LOG: &str = "/var/log/zshield/backup.log";
+
 #[derive(Parser)]
 #[command(
     name = "zshield",
@@ -61,13 +64,27 @@ enum Command {
         #[command(flatten)]
         place: Where,
     },
+    /// Replace the backup snapshot with a fresh one of the running root
+    /// (also run as `zshield_backup`, and daily by zshield-backup.timer).
+    Backup {
+        #[arg(long, default_value = DEFAULT_PATH)]
+        config: PathBuf,
+    },
+    /// Show the layout and the backup; exit 1 when there is no valid backup
+    /// younger than two days.
+    Status {
+        #[arg(long, default_value = DEFAULT_PATH)]
+        config: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
     let invoked_as = std::env::args().next().unwrap_or_default();
     if invoked_as.rsplit('/').next() == Some("zshield_backup") {
-        eprintln!("zshield: error: zshield_backup: the backup is not supported by this version yet; no snapshot was taken");
-        return ExitCode::FAILURE;
+        return backup_command(std::path::Path::new(DEFAULT_PATH));
     }
     let cli = Cli::parse();
     let boot = BootArgs::read(std::path::Path::new("/")).unwrap_or_default();
@@ -77,6 +94,8 @@ fn main() -> ExitCode {
             dry_run,
             place,
         } => recover_command(mode, dry_run, place, &boot),
+        Command::Backup { config } => backup_command(&config),
+        Command::Status { config, json } => status_command(&config, json),
         Command::Plan { place } => {
             report::init_logging(None, false);
             let req = request(Mode::Default, place, &boot, true, After::Continue);
@@ -175,5 +194,44 @@ fn after_words(after: After) -> &'static str {
         After::Reboot => "rebooting",
         After::Poweroff => "powering off",
         After::Continue => "the boot continues",
+    }
+}
+
+fn backup_command(config: &std::path::Path) -> ExitCode {
+    report::init_logging(Some(&PathBuf::from(BACKUP_LOG)), false);
+    let start = std::time::Instant::now();
+    match zshield::backup::backup(config) {
+        Ok(()) => {
+            log::info!("backup done in {:.1} s", start.elapsed().as_secs_f64());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            log::error!("backup failed: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn status_command(config: &std::path::Path, json: bool) -> ExitCode {
+    match zshield::status::read(config) {
+        Ok(status) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&status).unwrap_or_default()
+                );
+            } else {
+                print!("{}", zshield::status::render(&status));
+            }
+            if status.healthy {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("zshield: error: {e:#}");
+            ExitCode::from(2)
+        }
     }
 }

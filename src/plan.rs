@@ -64,7 +64,7 @@ pub struct GoldenRoot {
 }
 
 /// Everything the planner needs to know about the machine.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Probe {
     pub target: TargetDisk,
     pub golden: GoldenRoot,
@@ -403,11 +403,15 @@ struct Demand {
     data: Vec<u64>,
 }
 
+/// `size` in extents of a VG of `vg_extents` × `extent_size`, rounded up.
+pub fn size_in_extents(size: crate::units::Size, vg_extents: u64, extent_size: u64) -> u64 {
+    size.resolve(vg_extents * extent_size)
+        .div_ceil(extent_size)
+        .max(1)
+}
+
 fn demand(config: &Config, vg_extents: u64, extent_size: u64) -> Demand {
-    let extents = |size: crate::units::Size| {
-        let bytes = size.resolve(vg_extents * extent_size);
-        bytes.div_ceil(extent_size).max(1)
-    };
+    let extents = |size| size_in_extents(size, vg_extents, extent_size);
     Demand {
         root: extents(config.root.size),
         snapshot: extents(config.snapshot.size),
@@ -416,11 +420,20 @@ fn demand(config: &Config, vg_extents: u64, extent_size: u64) -> Demand {
 }
 
 /// Whether `path` is the disk `dev` or one of its partitions.
-fn on_disk(dev: &str, path: &str) -> bool {
+pub fn on_disk(dev: &str, path: &str) -> bool {
     match path.strip_prefix(dev) {
         Some("") => true,
+        // The kernel's naming: a disk whose name ends in a digit has its
+        // partitions after a `p` (nvme0n1p2, loop1p1), so loop10 is not on loop1.
         Some(rest) => {
-            let n = rest.strip_prefix('p').unwrap_or(rest);
+            let n = if dev.ends_with(|c: char| c.is_ascii_digit()) {
+                match rest.strip_prefix('p') {
+                    Some(n) => n,
+                    None => return false,
+                }
+            } else {
+                rest
+            };
             !n.is_empty() && n.chars().all(|c| c.is_ascii_digit())
         }
         None => false,
@@ -685,6 +698,12 @@ impl Planner<'_> {
         let (boot_dev, pv_dev) = self.devices();
         let pv = probe.pvs.iter().find(|p| p.name == pv_dev);
         let vg = probe.vgs.iter().find(|v| v.name == c.vg);
+        if vg.is_some() && pv.is_none_or(|p| p.vg != c.vg) {
+            return refuse(format!(
+                "a volume group named {} exists, but not on {pv_dev} of the target: refusing to make a second one; rename or remove it",
+                c.vg
+            ));
+        }
         if layout.label != c.label {
             log::warn!(
                 "the target keeps its {} partition table although the configuration asks for {}",
@@ -1207,6 +1226,8 @@ mount = "/var/log/audit"
             size: mib * MIB,
             origin: origin.into(),
             tags: tags.iter().map(|t| t.to_string()).collect(),
+            created: 0,
+            snap_percent: None,
         }
     }
 
@@ -1237,6 +1258,19 @@ mount = "/var/log/audit"
             dm_name: Some("vgroup-lv--root".into()),
         }];
         probe
+    }
+
+    #[test]
+    fn refuses_a_vg_of_our_name_whose_pv_is_not_the_target_partition() {
+        // Its PV is on /dev/sdb10 (not a partition of the layout), or not seen at all.
+        let mut probe = complete_probe();
+        probe.pvs[0].name = "/dev/sdb10".into();
+        let r = refusal(&probe);
+        assert!(r.contains("but not on /dev/sdb3"), "{r}");
+        probe.pvs.clear();
+        probe.target.holders.clear();
+        let r = refusal(&probe);
+        assert!(r.contains("but not on /dev/sdb3"), "{r}");
     }
 
     #[test]
@@ -1378,5 +1412,7 @@ mount = "/var/log/audit"
         assert_eq!(mapper_path("my-vg", "snap0"), "/dev/mapper/my--vg-snap0");
         assert!(on_disk("/dev/sdb", "/dev/sdb3") && on_disk("/dev/nvme0n1", "/dev/nvme0n1p2"));
         assert!(!on_disk("/dev/sdb", "/dev/sdba1") && !on_disk("/dev/sd", "/dev/sdb"));
+        assert!(!on_disk("/dev/loop1", "/dev/loop10") && !on_disk("/dev/nvme0n1", "/dev/nvme0n12"));
+        assert!(!on_disk("/dev/sdb", "/dev/sdbp1") && on_disk("/dev/loop1", "/dev/loop1p3"));
     }
 }

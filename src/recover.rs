@@ -2,7 +2,6 @@
 //! on a dry run) → execute the steps with progress and timings → report.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
@@ -10,13 +9,13 @@ use crate::blockdev::{self, BlockDev, ReadOnlyGuard};
 use crate::bootloader;
 use crate::cmdline::{After, Mode};
 use crate::config::Config;
-use crate::copy::copy_tree;
+use crate::copy::{copy_tree, mirror_tree};
 use crate::fstab::{self, GoldenNames};
 use crate::lvm::Lvm;
 use crate::mounts::MountStack;
 use crate::plan::{self, mapper_path, Options, Plan, Step, TAG_COMPLETE, TAG_FS_READY, TAG_LAYOUT};
 use crate::probe::{probe, Probed};
-use crate::report::{Report, StepRecord, RUN_DIR, TARGET_LOG_DIR};
+use crate::report::{Report, RUN_DIR, TARGET_LOG_DIR};
 use crate::runner::Cmd;
 
 /// What the operator asked for, from the kernel command line and the CLI.
@@ -99,24 +98,23 @@ fn show(plan: &Plan) {
     }
 }
 
+/// Runs the recovery `req.mode` asks for, with its report.
 pub fn recover(req: &Request) -> Result<Outcome> {
-    match req.mode {
-        Mode::Default => factory_reset(req),
-        Mode::Latest => bail!(
-            "zshield_recovery=latest (rollback to the latest backup) is not supported by this version yet; the normal boot continues"
-        ),
-    }
-}
-
-fn factory_reset(req: &Request) -> Result<Outcome> {
-    let mut report = Report::new("default", req.dry_run);
+    let mut report = Report::new(&req.mode.to_string(), req.dry_run);
     log::info!(
-        "factory reset {} (zshield {})",
+        "{} {} (zshield {})",
+        match req.mode {
+            Mode::Default => "factory reset",
+            Mode::Latest => "rollback to the latest backup",
+        },
         if req.dry_run { "dry run" } else { "starting" },
         env!("CARGO_PKG_VERSION")
     );
-    let result = run_factory_reset(req, &mut report);
-    let touched = report.steps.iter().any(|s| s.step.writes_disk());
+    let result = match req.mode {
+        Mode::Default => run_factory_reset(req, &mut report),
+        Mode::Latest => crate::rollback::rollback(req, &mut report),
+    };
+    let touched = report.touched_disks();
     match &result {
         Ok(_) => report.status = "ok".into(),
         Err(e) => {
@@ -130,9 +128,13 @@ fn factory_reset(req: &Request) -> Result<Outcome> {
     }
     result.map_err(|e| {
         let disks = if touched {
-            let target = report.plan.as_ref().map_or("the target", |p| p.target.as_str());
+            let target = report.plan.as_ref().map_or("the disk", |p| p.target.as_str());
             format!(
-                "{target} is partly provisioned: fix the cause and start the recovery again, it resumes where it stopped"
+                "{target} is partly {}: fix the cause and start the recovery again, it resumes where it stopped",
+                match req.mode {
+                    Mode::Default => "provisioned",
+                    Mode::Latest => "rolled back",
+                }
             )
         } else {
             "no disk was changed".to_string()
@@ -220,17 +222,18 @@ fn validate(probe: &plan::Probe, golden_root: &Path) -> Result<Vec<ReadOnlyGuard
     if !has_grub {
         bail!("the golden root has no grub-install: install grub-pc in the golden image");
     }
-    let mut guards = Vec::new();
+    // Partitions follow their disk's flag (and a guard on a partition of a
+    // read-only disk would find it read-only and never clear it).
     let golden = &probe.golden;
-    for dev in golden
-        .disks
-        .iter()
-        .chain(std::iter::once(&golden.dev))
-        .chain(&golden.boot_dev)
-    {
-        guards.push(ReadOnlyGuard::new(dev)?);
+    let mut devs: Vec<&String> = golden.disks.iter().collect();
+    for dev in std::iter::once(&golden.dev).chain(&golden.boot_dev) {
+        if !golden.disks.iter().any(|disk| plan::on_disk(disk, dev)) {
+            devs.push(dev);
+        }
     }
-    Ok(guards)
+    devs.into_iter()
+        .map(|dev| ReadOnlyGuard::new(dev))
+        .collect()
 }
 
 struct Executor<'a> {
@@ -256,23 +259,16 @@ impl Executor<'_> {
 
     fn run_all(&mut self, report: &mut Report) -> Result<()> {
         let total = self.plan.steps.len();
-        for (i, step) in self.plan.steps.iter().enumerate() {
-            log::info!("[{}/{total}] {step}", i + 1);
-            let start = Instant::now();
-            let result = self.run(step, report);
-            let seconds = start.elapsed().as_secs_f64();
-            report.steps.push(StepRecord {
-                number: i + 1,
-                description: step.to_string(),
-                step: step.clone(),
-                seconds,
-                ok: result.is_ok(),
-            });
-            log::debug!("step {} took {seconds:.2} s", i + 1);
-            result.with_context(|| format!("step {}/{total} ({step}) failed", i + 1))?;
-            if self.cut_after.as_deref() == Some(step.name().as_str()) {
-                power_loss(i + 1);
-            }
+        for step in &self.plan.steps {
+            let record = (
+                step.name(),
+                step.to_string(),
+                serde_json::to_value(step).unwrap_or_default(),
+            );
+            report.step(total, record, step.writes_disk(), |report| {
+                self.run(step, report)
+            })?;
+            failpoint(&self.cut_after, &step.name(), report.steps.len());
         }
         Ok(())
     }
@@ -330,6 +326,15 @@ impl Executor<'_> {
                     &[],
                     "copying the golden /boot",
                 )?);
+                // The first backup, too, must hold the /boot of its root.
+                let copy = self.target_root.join(crate::rollback::BOOT_COPY);
+                std::fs::create_dir_all(&copy)
+                    .with_context(|| format!("cannot create {}", copy.display()))?;
+                mirror_tree(
+                    self.golden_boot,
+                    &copy,
+                    "keeping a copy of /boot for backups",
+                )?;
                 Ok(())
             }
             Step::ConfigureTarget {
@@ -396,8 +401,16 @@ fn rand_u16() -> u16 {
     u16::from_le_bytes([bytes[0], bytes[1]])
 }
 
-/// The test failpoint: off at once, with what is not yet on the disks lost.
-fn power_loss(step: usize) {
+/// The test failpoint `zshield.test.cut_after=NAME`: cuts the power after the
+/// first step of that name.
+pub fn failpoint(cut_after: &Option<String>, step: &str, number: usize) {
+    if cut_after.as_deref() == Some(step) {
+        power_loss(number);
+    }
+}
+
+/// Off at once, with what is not yet on the disks lost.
+pub fn power_loss(step: usize) {
     let line =
         format!("test failpoint zshield.test.cut_after: cutting the power after step {step}");
     log::warn!("{line}");

@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::copy::CopyStats;
-use crate::plan::{Plan, Step};
+use crate::plan::Plan;
 
 /// Where the log lives while the recovery runs: /run survives switch_root.
 pub const RUN_DIR: &str = "/run/zshield";
@@ -149,8 +149,11 @@ pub struct Timed {
 #[derive(Debug, Clone, Serialize)]
 pub struct StepRecord {
     pub number: usize,
+    pub name: String,
     pub description: String,
-    pub step: Step,
+    /// The step's devices, names and sizes.
+    pub detail: serde_json::Value,
+    pub writes_disk: bool,
     pub seconds: f64,
     pub ok: bool,
 }
@@ -168,6 +171,8 @@ pub struct Report {
     pub seconds: f64,
     pub phases: Vec<Timed>,
     pub plan: Option<Plan>,
+    /// What a rollback found and did (`latest`).
+    pub rollback: Option<serde_json::Value>,
     pub steps: Vec<StepRecord>,
     pub copied_root: Option<CopyStats>,
     pub copied_boot: Option<CopyStats>,
@@ -187,6 +192,7 @@ impl Report {
             seconds: 0.0,
             phases: Vec::new(),
             plan: None,
+            rollback: None,
             steps: Vec::new(),
             copied_root: None,
             copied_boot: None,
@@ -209,6 +215,38 @@ impl Report {
             seconds,
         });
         result
+    }
+
+    /// Runs one step of `total`: logs it, times it and records it.
+    pub fn step<T>(
+        &mut self,
+        total: usize,
+        (name, description, detail): (String, String, serde_json::Value),
+        writes_disk: bool,
+        f: impl FnOnce(&mut Report) -> Result<T>,
+    ) -> Result<T> {
+        let number = self.steps.len() + 1;
+        log::info!("[{number}/{total}] {description}");
+        let start = Instant::now();
+        let result = f(self);
+        let seconds = start.elapsed().as_secs_f64();
+        log::debug!("step {number} took {seconds:.2} s");
+        let failed = result.is_err();
+        self.steps.push(StepRecord {
+            number,
+            name,
+            description: description.clone(),
+            detail,
+            writes_disk,
+            seconds,
+            ok: !failed,
+        });
+        result.with_context(|| format!("step {number}/{total} ({description}) failed"))
+    }
+
+    /// Whether a step that writes to a disk has started.
+    pub fn touched_disks(&self) -> bool {
+        self.steps.iter().any(|s| s.writes_disk)
     }
 
     /// The file name stem of this run's files: `20261122T030405Z-default`.

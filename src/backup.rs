@@ -1,0 +1,361 @@
+//! The daily backup of the running system: refresh the copy of /boot inside
+//! the root, then replace the snapshot with a fresh one of the root.
+//!
+//! When the VG has room for two snapshots the new one is taken first under a
+//! temporary name, and only then is the old one removed and the new one
+//! renamed, so that a valid backup exists at every moment. A backup cut off
+//! half-way leaves the temporary snapshot behind; the next one tidies it up.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+
+use crate::config::Config;
+use crate::copy::mirror_tree;
+use crate::lvm::Lvm;
+use crate::lvm_report::{Lv, Vg};
+use crate::plan::{mapper_path, size_in_extents, TAG_COMPLETE, TAG_LAYOUT};
+use crate::rollback::{BOOT_COPY, TAG_ROLLBACK};
+use crate::units::human;
+
+/// One change to the VG, in the order a backup makes them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Remove(String),
+    Rename { from: String, to: String },
+    Snapshot { name: String, extents: u64 },
+}
+
+/// What a backup will do, decided from the VG before anything is changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupPlan {
+    pub vg: String,
+    pub root: String,
+    pub changes: Vec<Change>,
+    /// The VG has room for one snapshot only: the old backup goes first.
+    pub without_backup_for_a_moment: bool,
+}
+
+/// The temporary name of a new snapshot while the old one still exists.
+pub fn next_name(snapshot: &str) -> String {
+    format!("{snapshot}_next")
+}
+
+/// Plans a backup, or says why none can be taken (nothing is changed then).
+pub fn plan(config: &Config, vg: Option<&Vg>, lvs: &[Lv]) -> Result<BackupPlan, String> {
+    let name = &config.vg;
+    let vg = vg
+        .filter(|vg| vg.tags.iter().any(|t| t == TAG_LAYOUT))
+        .ok_or_else(|| {
+            format!("not a zshield system: there is no volume group {name} made by zshield")
+        })?;
+    if !vg.tags.iter().any(|t| t == TAG_COMPLETE) {
+        return Err(format!(
+            "the zshield layout in VG {name} is incomplete (a factory reset was cut off): no backup taken; run the factory reset again"
+        ));
+    }
+    let (root_name, snap_name) = (&config.root.name, &config.snapshot.name);
+    let next = next_name(snap_name);
+    let find = |lv: &str| lvs.iter().find(|l| l.vg == *name && l.name == lv);
+    let root = find(root_name).ok_or_else(|| format!("{name}/{root_name} does not exist"))?;
+    let old = find(snap_name);
+    if root.is_merging() || old.is_some_and(Lv::is_merging) {
+        return Err(format!(
+            "a rollback is merging {name}/{snap_name} into {name}/{root_name}: no backup until it has finished (reboot to let it finish)"
+        ));
+    }
+    if root.has_tag(TAG_ROLLBACK) {
+        return Err(format!(
+            "a rollback of {name}/{root_name} was cut off: boot with zshield_recovery=latest to finish it; no backup taken"
+        ));
+    }
+    let mut changes = Vec::new();
+    let mut free = vg.free_count;
+    let mut old_extents = old.map_or(0, |lv| lv.size / vg.extent_size);
+    let mut has_old = old.is_some();
+    if let Some(left) = find(&next) {
+        if !has_old && !left.is_invalid_snapshot() {
+            // Cut off between removing the old backup and renaming the new one.
+            changes.push(Change::Rename {
+                from: next.clone(),
+                to: snap_name.clone(),
+            });
+            has_old = true;
+            old_extents = left.size / vg.extent_size;
+        } else {
+            changes.push(Change::Remove(next.clone()));
+            free += left.size / vg.extent_size;
+        }
+    }
+    let need = size_in_extents(config.snapshot.size, vg.extent_count, vg.extent_size);
+    let too_small = |room: u64| {
+        format!(
+            "VG {name} is full: a backup needs {} of snapshot space and only {} is free; the old backup is kept; free space in the VG or make [snapshot] size smaller",
+            human(need * vg.extent_size),
+            human(room * vg.extent_size)
+        )
+    };
+    let without_backup_for_a_moment = free < need;
+    if !without_backup_for_a_moment {
+        changes.push(Change::Snapshot {
+            name: next.clone(),
+            extents: need,
+        });
+        if has_old {
+            changes.push(Change::Remove(snap_name.clone()));
+        }
+        changes.push(Change::Rename {
+            from: next,
+            to: snap_name.clone(),
+        });
+    } else if has_old && free + old_extents >= need {
+        changes.push(Change::Remove(snap_name.clone()));
+        changes.push(Change::Snapshot {
+            name: snap_name.clone(),
+            extents: need,
+        });
+    } else {
+        return Err(too_small(free));
+    }
+    Ok(BackupPlan {
+        vg: name.clone(),
+        root: root_name.clone(),
+        changes,
+        without_backup_for_a_moment,
+    })
+}
+
+/// `zshield backup`, also run as `zshield_backup` and by the daily timer.
+pub fn backup(config_path: &Path) -> Result<()> {
+    let _lock = lock()?;
+    let config = Config::load(config_path)?;
+    let lvm = Lvm;
+    let vg = lvm.vgs()?.into_iter().find(|v| v.name == config.vg);
+    let lvs = lvm.lvs()?;
+    let plan = plan(&config, vg.as_ref(), &lvs).map_err(anyhow::Error::msg)?;
+    check_running_root(&mapper_path(&plan.vg, &plan.root))?;
+
+    mirror_tree(
+        Path::new("/boot"),
+        &Path::new("/").join(BOOT_COPY),
+        "refreshing the copy of /boot",
+    )
+    .context("cannot refresh the copy of /boot; no backup taken, the old one is kept")?;
+    nix::unistd::sync();
+
+    if plan.without_backup_for_a_moment {
+        log::warn!(
+            "VG {} has room for one snapshot only: the old backup is removed before the new one is taken",
+            plan.vg
+        );
+    }
+    for change in &plan.changes {
+        apply(&lvm, &plan, change)?;
+    }
+    let snap = &config.snapshot.name;
+    log::info!(
+        "backup taken: {}/{snap} is a snapshot of {}/{} ({})",
+        plan.vg,
+        plan.vg,
+        plan.root,
+        plan.changes
+            .iter()
+            .find_map(|c| match c {
+                Change::Snapshot { extents, .. } =>
+                    vg.as_ref().map(|vg| human(extents * vg.extent_size)),
+                _ => None,
+            })
+            .unwrap_or_default()
+    );
+    Ok(())
+}
+
+fn apply(lvm: &Lvm, plan: &BackupPlan, change: &Change) -> Result<()> {
+    let vg = &plan.vg;
+    match change {
+        Change::Remove(lv) => {
+            log::info!("removing {vg}/{lv}");
+            lvm.lvremove(vg, lv)
+        }
+        Change::Rename { from, to } => {
+            log::info!("renaming {vg}/{from} to {to}");
+            lvm.lvrename(vg, from, to)
+        }
+        Change::Snapshot { name, extents } => {
+            log::info!("taking the snapshot {vg}/{name} of {vg}/{}", plan.root);
+            lvm.snapshot(vg, &plan.root, name, *extents)
+                .map(drop)
+                .with_context(|| {
+                    // Leave nothing half-made: a snapshot that LVM created but
+                    // could not finish is removed again.
+                    if lvm
+                        .lvs()
+                        .is_ok_and(|lvs| lvs.iter().any(|l| l.vg == *vg && l.name == *name))
+                    {
+                        let _ = lvm.lvremove(vg, name);
+                    }
+                    format!("cannot take the snapshot {vg}/{name}")
+                })
+        }
+    }
+}
+
+/// A backup is of the running system: its root must be the root LV.
+fn check_running_root(root_dev: &str) -> Result<()> {
+    let root = std::fs::metadata("/").context("cannot stat /")?;
+    let lv = std::fs::metadata(root_dev).with_context(|| format!("{root_dev} does not exist"))?;
+    if root.dev() != lv.rdev() {
+        bail!("the running root is not {root_dev}: backups are taken on the appliance's disk system, not on the golden image");
+    }
+    Ok(())
+}
+
+/// One backup at a time: the timer and a manual run never overlap.
+fn lock() -> Result<nix::fcntl::Flock<std::fs::File>> {
+    let path = Path::new(crate::report::RUN_DIR).join("backup.lock");
+    std::fs::create_dir_all(crate::report::RUN_DIR)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|_| {
+        anyhow::anyhow!(
+            "another backup is running (it holds {}); try again when it has finished",
+            path.display()
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONF: &str = r#"
+target = "/dev/sdb"
+boot_size = "256M"
+vg = "vgroup"
+[root]
+name = "lv-root"
+size = "1280M"
+[snapshot]
+name = "snap0"
+size = "512M"
+"#;
+
+    fn vg(free_mib: u64) -> Vg {
+        Vg {
+            name: "vgroup".into(),
+            size: 4 << 30,
+            extent_size: 4 << 20,
+            extent_count: 1024,
+            free_count: free_mib / 4,
+            tags: vec![TAG_LAYOUT.into(), TAG_COMPLETE.into()],
+        }
+    }
+
+    fn lv(name: &str, attr: &str, mib: u64) -> Lv {
+        Lv {
+            name: name.into(),
+            vg: "vgroup".into(),
+            attr: attr.into(),
+            size: mib << 20,
+            origin: if name == "lv-root" { "" } else { "lv-root" }.into(),
+            tags: vec![],
+            created: 0,
+            snap_percent: None,
+        }
+    }
+
+    fn plan_with(free_mib: u64, lvs: &[Lv]) -> Result<BackupPlan, String> {
+        plan(&Config::parse(CONF, "t").unwrap(), Some(&vg(free_mib)), lvs)
+    }
+
+    fn snapshot(name: &str) -> Change {
+        Change::Snapshot {
+            name: name.into(),
+            extents: 128,
+        }
+    }
+
+    fn rename(from: &str, to: &str) -> Change {
+        Change::Rename {
+            from: from.into(),
+            to: to.into(),
+        }
+    }
+
+    #[test]
+    fn takes_the_new_snapshot_before_removing_the_old_when_there_is_room() {
+        let root = lv("lv-root", "owi-aos---", 1280);
+        let old = lv("snap0", "swi-a-s---", 512);
+        let p = plan_with(600, &[root, old]).unwrap();
+        assert!(!p.without_backup_for_a_moment);
+        assert_eq!(
+            p.changes,
+            [
+                snapshot("snap0_next"),
+                Change::Remove("snap0".into()),
+                rename("snap0_next", "snap0")
+            ]
+        );
+    }
+
+    #[test]
+    fn falls_back_to_remove_then_create_when_the_vg_is_nearly_full() {
+        let root = lv("lv-root", "owi-aos---", 1280);
+        let old = lv("snap0", "swi-a-s---", 512);
+        let p = plan_with(100, &[root.clone(), old]).unwrap();
+        assert!(p.without_backup_for_a_moment);
+        assert_eq!(
+            p.changes,
+            [Change::Remove("snap0".into()), snapshot("snap0")]
+        );
+        // Not even room for one: refused, the old backup is kept.
+        let small = lv("snap0", "swi-a-s---", 256);
+        let err = plan_with(100, &[root, small]).unwrap_err();
+        assert!(
+            err.contains("is full") && err.contains("old backup is kept"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn tidies_up_after_a_backup_that_was_cut_off() {
+        let root = lv("lv-root", "owi-aos---", 1280);
+        // Cut off before the old one was removed: the new one is dropped.
+        let p = plan_with(
+            88,
+            &[
+                root.clone(),
+                lv("snap0", "swi-a-s---", 512),
+                lv("snap0_next", "swi-a-s---", 512),
+            ],
+        )
+        .unwrap();
+        assert_eq!(p.changes[0], Change::Remove("snap0_next".into()));
+        assert_eq!(p.changes[1], snapshot("snap0_next"));
+        // Cut off after it: the new one becomes the backup.
+        let p = plan_with(600, &[root, lv("snap0_next", "swi-a-s---", 512)]).unwrap();
+        assert_eq!(p.changes[0], rename("snap0_next", "snap0"));
+        assert_eq!(p.changes[2], Change::Remove("snap0".into()));
+    }
+
+    #[test]
+    fn refuses_while_a_merge_is_pending_and_on_other_systems() {
+        let err = plan_with(
+            600,
+            &[
+                lv("lv-root", "Owi-aos---", 1280),
+                lv("snap0", "Swi-a-s---", 512),
+            ],
+        )
+        .unwrap_err();
+        assert!(err.contains("merging"), "{err}");
+        let config = Config::parse(CONF, "t").unwrap();
+        let err = plan(&config, None, &[]).unwrap_err();
+        assert!(err.contains("not a zshield system"), "{err}");
+    }
+}

@@ -1,0 +1,282 @@
+//! `zshield status`: the layout and the state of the backup, for a person or
+//! (with `--json`) for monitoring. Unhealthy (a non-zero exit) when there is no
+//! valid backup younger than two days.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::lvm_report::{Lv, Vg};
+use crate::plan::{TAG_COMPLETE, TAG_LAYOUT};
+use crate::report::utc_timestamp;
+use crate::units::human;
+
+/// A backup older than this is a problem.
+pub const MAX_AGE_SECS: u64 = 2 * 24 * 3600;
+/// COW use above this is worth a warning: at 100 % the backup is lost.
+pub const COW_WARNING_PERCENT: f64 = 80.0;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LvStatus {
+    pub name: String,
+    pub size: u64,
+    pub attr: String,
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BackupStatus {
+    pub name: String,
+    pub created: String,
+    pub age_seconds: u64,
+    pub size: u64,
+    /// COW space used, in percent.
+    pub cow_percent: Option<f64>,
+    pub valid: bool,
+    pub merge_pending: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Status {
+    pub vg: String,
+    pub vg_size: u64,
+    pub vg_free: u64,
+    pub layout_complete: bool,
+    pub volumes: Vec<LvStatus>,
+    pub backup: Option<BackupStatus>,
+    pub healthy: bool,
+    pub problems: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+pub fn assess(config: &Config, vg: Option<&Vg>, lvs: &[Lv], now: u64) -> Status {
+    let name = &config.vg;
+    let mut problems = Vec::new();
+    let mut warnings = Vec::new();
+    let vg = vg.filter(|v| v.tags.iter().any(|t| t == TAG_LAYOUT));
+    let layout_complete = vg.is_some_and(|v| v.tags.iter().any(|t| t == TAG_COMPLETE));
+    match vg {
+        None => problems.push(format!(
+            "not a zshield system: no volume group {name} made by zshield"
+        )),
+        Some(_) if !layout_complete => problems.push(format!(
+            "the zshield layout in VG {name} is incomplete (a factory reset was cut off)"
+        )),
+        Some(_) => {}
+    }
+    let ours: Vec<&Lv> = lvs.iter().filter(|l| l.vg == *name).collect();
+    let root = ours.iter().find(|l| l.name == config.root.name);
+    let backup = ours
+        .iter()
+        .find(|l| l.name == config.snapshot.name)
+        .map(|snap| BackupStatus {
+            name: format!("{name}/{}", snap.name),
+            created: utc_timestamp(snap.created),
+            age_seconds: now.saturating_sub(snap.created),
+            size: snap.size,
+            cow_percent: snap.snap_percent,
+            valid: snap.is_snapshot() && !snap.is_invalid_snapshot(),
+            merge_pending: snap.is_merging() || root.is_some_and(|r| r.is_merging()),
+        });
+    if vg.is_some() {
+        let snap = format!("{name}/{}", config.snapshot.name);
+        match &backup {
+            None => problems.push(format!("there is no backup: {snap} does not exist")),
+            Some(b) if !b.valid => problems.push(format!(
+                "the backup {snap} is invalid (its COW space overflowed): take a new one with zshield_backup"
+            )),
+            Some(b) if b.age_seconds > MAX_AGE_SECS => problems.push(format!(
+                "the backup {snap} is {} hours old (taken {}): is the zshield-backup.timer running?",
+                b.age_seconds / 3600,
+                b.created
+            )),
+            Some(_) => {}
+        }
+        if let Some(b) = &backup {
+            if b.merge_pending {
+                warnings.push(format!(
+                    "a merge of {snap} into {name}/{} is pending: it finishes on the next activation",
+                    config.root.name
+                ));
+            }
+            if let Some(p) = b.cow_percent.filter(|p| *p > COW_WARNING_PERCENT) {
+                warnings.push(format!(
+                    "the backup {snap} has used {p:.1}% of its COW space: at 100% it becomes invalid; take a new backup or make [snapshot] size larger"
+                ));
+            }
+        }
+    }
+    Status {
+        vg: name.clone(),
+        vg_size: vg.map_or(0, |v| v.size),
+        vg_free: vg.map_or(0, |v| v.free_count * v.extent_size),
+        layout_complete,
+        volumes: ours
+            .iter()
+            .map(|l| LvStatus {
+                name: l.name.clone(),
+                size: l.size,
+                attr: l.attr.clone(),
+                tags: l.tags.clone(),
+            })
+            .collect(),
+        backup,
+        healthy: problems.is_empty(),
+        problems,
+        warnings,
+    }
+}
+
+/// Reads the VG and its LVs and assesses them.
+pub fn read(config_path: &std::path::Path) -> anyhow::Result<Status> {
+    let config = Config::load(config_path)?;
+    let lvm = crate::lvm::Lvm;
+    let vg = lvm.vgs()?.into_iter().find(|v| v.name == config.vg);
+    let lvs = lvm.lvs()?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    Ok(assess(&config, vg.as_ref(), &lvs, now))
+}
+
+/// The status as a person reads it.
+pub fn render(s: &Status) -> String {
+    let mut out = String::new();
+    let layout = if s.layout_complete {
+        "complete zshield layout"
+    } else {
+        "no complete zshield layout"
+    };
+    let _ = writeln!(
+        out,
+        "VG {}: {layout}, {}, {} free",
+        s.vg,
+        human(s.vg_size),
+        human(s.vg_free)
+    );
+    for lv in &s.volumes {
+        let _ = writeln!(
+            out,
+            "  {:<12} {:>10}  {}  {}",
+            lv.name,
+            human(lv.size),
+            lv.attr,
+            lv.tags.join(",")
+        );
+    }
+    match &s.backup {
+        Some(b) => {
+            let _ = writeln!(
+                out,
+                "backup: {} taken {} ({} h ago), {}, COW {} used, {}{}",
+                b.name,
+                b.created,
+                b.age_seconds / 3600,
+                human(b.size),
+                b.cow_percent
+                    .map_or("?".to_string(), |p| format!("{p:.1}%")),
+                if b.valid { "valid" } else { "INVALID" },
+                if b.merge_pending {
+                    ", merge pending"
+                } else {
+                    ""
+                }
+            );
+        }
+        None => out.push_str("backup: none\n"),
+    }
+    for w in &s.warnings {
+        let _ = writeln!(out, "warning: {w}");
+    }
+    for p in &s.problems {
+        let _ = writeln!(out, "problem: {p}");
+    }
+    let _ = writeln!(out, "{}", if s.healthy { "healthy" } else { "UNHEALTHY" });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONF: &str = r#"
+target = "/dev/sdb"
+boot_size = "256M"
+vg = "vgroup"
+[root]
+name = "lv-root"
+size = "1280M"
+[snapshot]
+name = "snap0"
+size = "512M"
+"#;
+    const NOW: u64 = 1_795_316_645;
+
+    fn vg() -> Vg {
+        Vg {
+            name: "vgroup".into(),
+            size: 4 << 30,
+            extent_size: 4 << 20,
+            extent_count: 1024,
+            free_count: 10,
+            tags: vec![TAG_LAYOUT.into(), TAG_COMPLETE.into()],
+        }
+    }
+
+    fn lvs(snap_attr: &str, age: u64, percent: f64) -> Vec<Lv> {
+        let lv = |name: &str, attr: &str, origin: &str, pct| Lv {
+            name: name.into(),
+            vg: "vgroup".into(),
+            attr: attr.into(),
+            size: 512 << 20,
+            origin: origin.into(),
+            tags: vec![],
+            created: NOW - age,
+            snap_percent: pct,
+        };
+        vec![
+            lv("lv-root", "owi-aos---", "", None),
+            lv("snap0", snap_attr, "lv-root", Some(percent)),
+        ]
+    }
+
+    fn status(lvs: &[Lv]) -> Status {
+        assess(&Config::parse(CONF, "t").unwrap(), Some(&vg()), lvs, NOW)
+    }
+
+    #[test]
+    fn a_fresh_valid_backup_is_healthy() {
+        let s = status(&lvs("swi-a-s---", 3600, 12.5));
+        assert!(s.healthy, "{s:?}");
+        let b = s.backup.as_ref().unwrap();
+        assert_eq!(
+            (b.age_seconds, b.cow_percent, b.valid),
+            (3600, Some(12.5), true)
+        );
+        assert!(render(&s).contains("COW 12.5% used, valid"));
+    }
+
+    #[test]
+    fn an_old_invalid_or_missing_backup_is_a_problem() {
+        let s = status(&lvs("swi-a-s---", 3 * 24 * 3600, 1.0));
+        assert!(
+            !s.healthy && s.problems[0].contains("72 hours old"),
+            "{s:?}"
+        );
+        let s = status(&lvs("swi-I-s---", 60, 100.0));
+        assert!(!s.healthy && s.problems[0].contains("invalid"), "{s:?}");
+        let s = status(&lvs("swi-a-s---", 60, 1.0)[..1]);
+        assert!(!s.healthy && s.problems[0].contains("no backup"), "{s:?}");
+        let s = assess(&Config::parse(CONF, "t").unwrap(), None, &[], NOW);
+        assert!(!s.healthy && s.problems[0].contains("not a zshield system"));
+    }
+
+    #[test]
+    fn warns_of_a_filling_cow_and_a_pending_merge() {
+        let s = status(&lvs("swi-a-s---", 60, 85.0));
+        assert!(s.healthy && s.warnings[0].contains("85.0%"), "{s:?}");
+        let s = status(&lvs("Swi-a-s---", 60, 1.0));
+        assert!(s.warnings[0].contains("merge"), "{s:?}");
+    }
+}
