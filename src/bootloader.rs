@@ -40,6 +40,11 @@ struct Tools {
     config: &'static str,
 }
 
+/// Checks that the system in `root` can install GRUB.
+pub fn check_tools(root: &Path) -> Result<()> {
+    tools(root).map(drop)
+}
+
 fn tools(root: &Path) -> Result<Tools> {
     let has = |name: &str| {
         ["usr/sbin", "usr/bin", "sbin", "bin"]

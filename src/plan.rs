@@ -313,12 +313,6 @@ pub struct Plan {
     pub steps: Vec<Step>,
 }
 
-impl Plan {
-    pub fn destructive(&self) -> bool {
-        self.steps.iter().any(Step::writes_disk)
-    }
-}
-
 /// Why zshield will not touch the disks: one line that says what and what to do.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]

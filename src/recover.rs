@@ -197,9 +197,10 @@ fn run_factory_reset(req: &Request, report: &mut Report) -> Result<Outcome> {
     }
     nix::unistd::sync();
     let unmounted = exec.target_mounts.unmount_all();
-    golden_mounts.unmount_all()?;
+    let golden_unmounted = golden_mounts.unmount_all();
     result?;
     unmounted?;
+    golden_unmounted?;
     Ok(Outcome::Done)
 }
 
@@ -212,16 +213,7 @@ fn validate(probe: &plan::Probe, golden_root: &Path) -> Result<Vec<ReadOnlyGuard
     {
         bail!("the tool {tool} is missing from this initramfs: rebuild it with the zshield dracut module");
     }
-    let has_grub = [
-        "usr/sbin/grub-install",
-        "usr/sbin/grub2-install",
-        "sbin/grub-install",
-    ]
-    .iter()
-    .any(|p| golden_root.join(p).exists());
-    if !has_grub {
-        bail!("the golden root has no grub-install: install grub-pc in the golden image");
-    }
+    bootloader::check_tools(golden_root)?;
     // Partitions follow their disk's flag (and a guard on a partition of a
     // read-only disk would find it read-only and never clear it).
     let golden = &probe.golden;

@@ -161,6 +161,32 @@ zt_recover() {
     zt_assert_no_line ZTEST-BEGIN
 }
 
+# zt_provisioned TARGET: TARGET becomes a disk just provisioned by a factory
+# reset of this golden (a blank disk + zshield_recovery=default). The first
+# scenario that asks makes it; later ones copy it (build/qemu/provisioned-*).
+zt_provisioned() {
+    local target=$1 cache
+    cache=$ZT_DIR/../provisioned-$(grep '^GOLDEN_CF_SHA256=' "$ZT_GOLDEN/golden.env" | cut -d= -f2).img
+    if [ ! -f "$cache" ]; then
+        zt_new_disk "$target"
+        zt_recover provision "$target"
+        rm -f "$ZT_DIR"/../provisioned-*.img
+        cp --sparse=always "$target" "$cache.part"
+        mv "$cache.part" "$cache"
+    fi
+    cp --sparse=always "$cache" "$target"
+    zt_info "target: a freshly provisioned disk"
+}
+
+# zt_latest NAME TARGET ARGS...: a boot of the CF and TARGET with
+# zshield_recovery=latest, zshield.after=poweroff and ARGS (judge it after).
+zt_latest() {
+    local name=$1 target=$2
+    shift 2
+    zt_vm "$name" --cf "$ZT_CF" --disk "$target" \
+        --append "zshield_recovery=latest zshield.after=poweroff $*"
+}
+
 # zt_boot_restored NAME TARGET CMD: boot the provisioned disk alone through
 # SeaBIOS and its own GRUB, run the check script CMD and assert all its checks.
 zt_boot_restored() {

@@ -1,0 +1,30 @@
+# rollback-invalid: a backup whose COW space overflowed cannot be merged;
+# zshield_recovery=latest refuses with one clear line and changes nothing,
+# and lv-root still boots with what it held.
+target=$ZT_DIR/target.img
+zt_provisioned "$target"
+
+zt_cmd "$ZT_DIR/overflow.cmd" - <<'SCRIPT'
+echo written-after-backup >/root/ztest-marker
+# More than the snapshot's 512 MiB of COW space changes on lv-root.
+dd if=/dev/zero of=/root/ztest-fill bs=1M count=640 conv=fsync status=none
+sync
+check snapshot-invalid bash -c 'lvs --noheadings -o lv_attr vgroup/snap0 | grep -q "^ *s...I"'
+check status-unhealthy bash -c '! zshield status'
+check status-says-invalid bash -c 'zshield status | grep -q "is invalid"'
+SCRIPT
+zt_vm overflow --disk "$target" --cmd "$ZT_DIR/overflow.cmd"
+zt_assert_checks "$ZT_DIR/overflow.cmd"
+before=$(zt_sha "$target")
+
+zt_latest latest "$target"
+zt_assert_line_with "zshield: error:" "the backup vgroup/snap0 is invalid"
+zt_assert_line_with "zshield: error:" "vgroup/lv-root was not changed"
+zt_assert_no_line "zshield: done:"
+zt_assert_same_sha "$target" "$before" "target disk"
+
+zt_cmd "$ZT_DIR/still.cmd" - <<'SCRIPT'
+check marker-still-there grep -qx written-after-backup /root/ztest-marker
+check fill-still-there test -s /root/ztest-fill
+SCRIPT
+zt_boot_restored still "$target" "$ZT_DIR/still.cmd"

@@ -1,0 +1,61 @@
+# backup-rotation: two backups in a row replace snap0 while a valid snapshot of
+# lv-root exists at every moment (sampled all along); with a nearly full VG
+# the backup falls back to remove-then-create and says so; a VG too full is
+# refused with the old backup kept; runs never overlap; the timer is enabled.
+target=$ZT_DIR/target.img
+zt_provisioned "$target"
+
+zt_cmd "$ZT_DIR/rotate.cmd" - <<'SCRIPT'
+snap_time() { lvs --noheadings --config 'report/time_format="%s"' -o lv_time vgroup/snap0 | tr -d ' '; }
+# Every 50 ms: the valid snapshots of lv-root that exist (s, 5th attr char a).
+sample() {
+    while :; do
+        lvs --noheadings -o lv_name,lv_attr,origin vgroup 2>/dev/null |
+            awk '$3 == "lv-root" && $2 ~ /^s...a/ { n++ } END { print n + 0 }'
+        sleep 0.05
+    done >/run/ztest-samples
+}
+t0=$(snap_time)
+sleep 1.1
+sample &
+sampler=$!
+check backup-1 zshield_backup
+sleep 1.1
+check backup-2 zshield_backup
+kill "$sampler"
+echo "ZTEST samples=$(wc -l </run/ztest-samples)"
+check a-backup-at-every-sample bash -c '! grep -qx 0 /run/ztest-samples && [ "$(wc -l </run/ztest-samples)" -gt 5 ]'
+check snap0-is-newer bash -c "[ \"\$(lvs --noheadings --config 'report/time_format=\"%s\"' -o lv_time vgroup/snap0 | tr -d ' ')\" -gt $t0 ]"
+check no-temporary-left bash -c '! lvs vgroup/snap0_next 2>/dev/null'
+check new-first-in-log bash -c 'grep -a "taking the snapshot vgroup/snap0_next" /var/log/zshield/backup.log | tail -n 1 | grep -q .'
+
+# Nearly full: room for one snapshot only once the old one is gone.
+check fill-vg lvcreate -y -n ztest-filler -l 100%FREE vgroup
+check backup-fallback zshield_backup
+check fallback-said bash -c 'tail -n 20 /var/log/zshield/backup.log | grep -q "room for one snapshot only"'
+check snapshot-after-fallback bash -c 'lvs --noheadings -o lv_attr vgroup/snap0 | grep -q "^ *s...a"'
+
+# Too full: a bigger snapshot than the VG can hold is refused, the old one kept.
+sed 's/^size = "512M"$/size = "1G"/' /etc/zshield/zshield.conf >/run/ztest-big.conf
+check big-config-differs bash -c '! cmp -s /etc/zshield/zshield.conf /run/ztest-big.conf'
+before=$(snap_time)
+check vg-full-refused bash -c '! zshield backup --config /run/ztest-big.conf 2>/run/ztest-full.err'
+check vg-full-says-why grep -q "is full.*the old backup is kept" /run/ztest-full.err
+check old-backup-kept bash -c "[ \"\$(lvs --noheadings --config 'report/time_format=\"%s\"' -o lv_time vgroup/snap0 | tr -d ' ')\" = $before ]"
+check filler-removed lvremove -y vgroup/ztest-filler
+
+# One backup at a time.
+flock /run/zshield/backup.lock sleep 5 &
+sleep 1
+check overlap-refused bash -c '! zshield_backup 2>/run/ztest-lock.err && grep -q "another backup is running" /run/ztest-lock.err'
+wait
+
+check timer-enabled bash -c '[ "$(systemctl is-enabled zshield-backup.timer)" = enabled ]'
+check timer-scheduled bash -c 'systemctl list-timers --all | grep -q zshield-backup.timer'
+check service-runs systemctl start zshield-backup.service
+check status-json bash -c 'zshield status --json | grep -q "\"healthy\": true"'
+zshield status | sed 's/^/ZTEST status /'
+SCRIPT
+zt_vm rotate --disk "$target" --cmd "$ZT_DIR/rotate.cmd"
+zt_assert_value root-source /dev/mapper/vgroup-lv--root
+zt_assert_checks "$ZT_DIR/rotate.cmd"

@@ -1,0 +1,35 @@
+# merge-interrupted: the power goes while the merge of a rollback runs
+# (failpoint zshield.test.cut_after=merge-started, at its first progress
+# line); the next zshield_recovery=latest finishes the merge and the rest, and
+# the root is the backup's.
+target=$ZT_DIR/target.img
+zt_provisioned "$target"
+
+zt_cmd "$ZT_DIR/change.cmd" - <<'SCRIPT'
+echo at-backup >/root/ztest-changed
+check backup-taken zshield_backup
+echo after-backup >/root/ztest-changed
+# Enough changed blocks for the merge to take a while.
+dd if=/dev/zero of=/root/ztest-big bs=1M count=320 conv=fsync status=none
+sync
+check cow-used bash -c 'lvs --noheadings -o snap_percent vgroup/snap0 | awk "{ exit !(\$1 > 50) }"'
+SCRIPT
+zt_vm change --disk "$target" --cmd "$ZT_DIR/change.cmd"
+zt_assert_checks "$ZT_DIR/change.cmd"
+
+zt_latest cut "$target" zshield.test.cut_after=merge-started
+zt_assert_line "test failpoint zshield.test.cut_after"
+zt_assert_no_line "zshield: done:"
+
+zt_latest resume "$target"
+zt_assert_line "finish the merge of vgroup/snap0 into vgroup/lv-root that was cut off"
+zt_assert_line "zshield: done:"
+zt_assert_no_line "zshield: error:"
+
+zt_cmd "$ZT_DIR/restored.cmd" - <<'SCRIPT'
+check changed-file-as-at-backup grep -qx at-backup /root/ztest-changed
+check big-file-gone test ! -e /root/ztest-big
+check fresh-backup-exists bash -c 'lvs --noheadings -o lv_attr,origin vgroup/snap0 | grep -q "^ *s...a.*lv-root"'
+check status-healthy zshield status
+SCRIPT
+zt_boot_restored restored "$target" "$ZT_DIR/restored.cmd"
