@@ -27,17 +27,18 @@ impl Lvm {
     }
 
     fn report(&self, sub: &str, fields: &str) -> Result<String> {
-        self.cmd(sub)
-            .args([
-                "--reportformat",
-                "json",
-                "--units",
-                "b",
-                "--nosuffix",
-                "-o",
-                fields,
-            ])
-            .run()
+        let cmd = self.cmd(sub);
+        let cmd = if sub == "lvs" { cmd.arg("--all") } else { cmd };
+        cmd.args([
+            "--reportformat",
+            "json",
+            "--units",
+            "b",
+            "--nosuffix",
+            "-o",
+            fields,
+        ])
+        .run()
     }
 
     pub fn pvs(&self) -> Result<Vec<Pv>> {
@@ -48,6 +49,7 @@ impl Lvm {
         Ok(lvm_report::parse_vgs(&self.report("vgs", VG_FIELDS)?)?)
     }
 
+    /// Every LV, hidden ones included: a merging snapshot is hidden.
     pub fn lvs(&self) -> Result<Vec<Lv>> {
         Ok(lvm_report::parse_lvs(&self.report("lvs", LV_FIELDS)?)?)
     }

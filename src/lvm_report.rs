@@ -177,7 +177,11 @@ pub fn parse_lvs(json: &str) -> Result<Vec<Lv>, ReportError> {
         .iter()
         .map(|r| {
             Ok(Lv {
-                name: text(r, "lv_name")?,
+                // `lvs --all` shows hidden LVs, a merging snapshot among them, as `[name]`.
+                name: text(r, "lv_name")?
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_string(),
                 vg: text(r, "vg_name")?,
                 attr: text(r, "lv_attr")?,
                 size: number(r, "lv_size")?,
@@ -242,6 +246,8 @@ mod tests {
         lvs[1].attr = "Owi-a-s---".into();
         lvs[2].attr = "Swi-a-s---".into();
         assert!(lvs[1].is_merging() && lvs[2].is_merging() && lvs[2].is_snapshot());
+        let hidden = LVS_JSON.replace(r#""lv_name":"snap0""#, r#""lv_name":"[snap0]""#);
+        assert_eq!(parse_lvs(&hidden).unwrap()[2].name, "snap0");
         lvs[2].attr = "Swi-M-s---".into();
         assert!(lvs[2].is_invalid_snapshot());
     }

@@ -200,6 +200,11 @@ fn after_words(after: After) -> &'static str {
 fn backup_command(config: &std::path::Path) -> ExitCode {
     report::init_logging(Some(&PathBuf::from(BACKUP_LOG)), false);
     let start = std::time::Instant::now();
+    log::info!(
+        "backup starting at {} (zshield {})",
+        report::now_utc(),
+        env!("CARGO_PKG_VERSION")
+    );
     match zshield::backup::backup(config) {
         Ok(()) => {
             log::info!("backup done in {:.1} s", start.elapsed().as_secs_f64());

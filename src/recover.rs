@@ -397,14 +397,13 @@ fn rand_u16() -> u16 {
 /// first step of that name.
 pub fn failpoint(cut_after: &Option<String>, step: &str, number: usize) {
     if cut_after.as_deref() == Some(step) {
-        power_loss(number);
+        power_loss(&format!("after step {number}"));
     }
 }
 
 /// Off at once, with what is not yet on the disks lost.
-pub fn power_loss(step: usize) {
-    let line =
-        format!("test failpoint zshield.test.cut_after: cutting the power after step {step}");
+pub fn power_loss(when: &str) {
+    let line = format!("test failpoint zshield.test.cut_after: cutting the power {when}");
     log::warn!("{line}");
     // The kernel log reaches the console at once; the journal may not.
     let _ = std::fs::write("/dev/kmsg", format!("<3>zshield: warning: {line}\n"));

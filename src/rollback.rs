@@ -59,7 +59,7 @@ pub struct Found {
 /// Decides how to roll back, or why not. Refusals change nothing.
 pub fn assess(config: &Config, vg: Option<&Vg>, lvs: &[Lv]) -> Result<Found, String> {
     let name = &config.vg;
-    let factory = "choose \"Recover to factory default\" instead";
+    let factory = "choose \"Recover to factory default\"";
     let vg = vg.ok_or_else(|| {
         format!(
             "no volume group {name} here: this disk was never provisioned by zshield; {factory}"
@@ -89,16 +89,21 @@ pub fn assess(config: &Config, vg: Option<&Vg>, lvs: &[Lv]) -> Result<Found, Str
         snapshot_bytes: snapshot_extents * vg.extent_size,
     };
     let Some(snap) = find(snap_name) else {
+        if root.is_merging() {
+            return Err(format!(
+                "{name}/{root_name} has a merge pending, but not from {name}/{snap_name}; {factory}"
+            ));
+        }
         if root.has_tag(TAG_ROLLBACK) {
             return Ok(found(Start::AfterMerge));
         }
         return Err(format!(
-            "there is no backup to roll back to: {name}/{snap_name} does not exist; {name}/{root_name} was not changed; take a backup with zshield_backup, or {factory}"
+            "there is no backup to roll back to: {name}/{snap_name} does not exist; boot normally and take one with zshield_backup, or {factory}"
         ));
     };
     if !snap.is_snapshot() || snap.origin != *root_name {
         return Err(format!(
-            "{name}/{snap_name} is not a snapshot of {name}/{root_name}; nothing was changed; {factory}"
+            "{name}/{snap_name} is not a snapshot of {name}/{root_name}; {factory}"
         ));
     }
     if snap.is_merging() || root.is_merging() {
@@ -111,13 +116,13 @@ pub fn assess(config: &Config, vg: Option<&Vg>, lvs: &[Lv]) -> Result<Found, Str
     }
     if snap.is_invalid_snapshot() {
         return Err(format!(
-            "the backup {name}/{snap_name} is invalid: more changed after it was taken than its {} of COW space holds, so it cannot be restored; {name}/{root_name} was not changed; {factory}",
+            "the backup {name}/{snap_name} is invalid: more changed after it was taken than its {} of COW space holds, so it cannot be restored; boot normally, or {factory}",
             human(snap.size)
         ));
     }
     if !snap.is_active() {
         return Err(format!(
-            "the backup {name}/{snap_name} could not be activated, so its state is unknown; nothing was changed"
+            "the backup {name}/{snap_name} could not be activated, so its state is unknown; {factory}"
         ));
     }
     Ok(found(Start::Merge))
@@ -251,7 +256,10 @@ impl Rollback<'_> {
                 self.lvm
                     .merge(vg, snapshot, step == "resume-merge", |percent| {
                         if cut && percent < 100.0 {
-                            power_loss(report.steps.len() + 1);
+                            power_loss(&format!(
+                                "during step {}, with the merge at {percent:.1}%",
+                                report.steps.len() + 1
+                            ));
                         }
                         meter.update(percent as u32, "");
                     })?;
@@ -375,7 +383,7 @@ size = "512M"
     fn refuses_a_missing_or_overflowed_backup() {
         let err = assess_with(lv("lv-root", "-wi-a-----", "", &[]), None).unwrap_err();
         assert!(
-            err.contains("no backup") && err.contains("was not changed"),
+            err.contains("no backup") && err.contains("zshield_backup"),
             "{err}"
         );
         let err = assess_with(
@@ -384,7 +392,7 @@ size = "512M"
         )
         .unwrap_err();
         assert!(
-            err.contains("invalid") && err.contains("was not changed"),
+            err.contains("invalid") && err.contains("cannot be restored"),
             "{err}"
         );
     }
@@ -420,6 +428,9 @@ size = "512M"
         )
         .unwrap_err();
         assert!(err.contains("cannot be finished"), "{err}");
+        // A merging origin whose snapshot cannot be seen is not "merge done".
+        let err = assess_with(lv("lv-root", "Owi-a-s---", "", &[TAG_ROLLBACK]), None).unwrap_err();
+        assert!(err.contains("merge pending"), "{err}");
         // Cut off after the merge: the snapshot is gone, the tag says why.
         let found = assess_with(lv("lv-root", "-wi-a-----", "", &[TAG_ROLLBACK]), None).unwrap();
         assert_eq!(found.start, Start::AfterMerge);

@@ -18,6 +18,7 @@ kernel=$(ls /boot/vmlinuz-* | head -n 1)
 cp "$kernel" /boot/vmlinuz-9.9.9-ztest
 sync
 check changes-made test -e /boot/vmlinuz-9.9.9-ztest -a ! -e /etc/issue
+sed 's/^/ZTEST backup-log /' /var/log/zshield/backup.log
 SCRIPT
 zt_vm change --disk "$target" --cmd "$ZT_DIR/change.cmd"
 zt_assert_value root-source /dev/mapper/vgroup-lv--root

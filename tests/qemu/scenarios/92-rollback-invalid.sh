@@ -19,7 +19,7 @@ before=$(zt_sha "$target")
 
 zt_latest latest "$target"
 zt_assert_line_with "zshield: error:" "the backup vgroup/snap0 is invalid"
-zt_assert_line_with "zshield: error:" "vgroup/lv-root was not changed"
+zt_assert_line_with "zshield: error:" "no disk was changed"
 zt_assert_no_line "zshield: done:"
 zt_assert_same_sha "$target" "$before" "target disk"
 

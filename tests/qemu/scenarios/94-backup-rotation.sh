@@ -55,6 +55,7 @@ check timer-scheduled bash -c 'systemctl list-timers --all | grep -q zshield-bac
 check service-runs systemctl start zshield-backup.service
 check status-json bash -c 'zshield status --json | grep -q "\"healthy\": true"'
 zshield status | sed 's/^/ZTEST status /'
+sed 's/^/ZTEST backup-log /' /var/log/zshield/backup.log
 SCRIPT
 zt_vm rotate --disk "$target" --cmd "$ZT_DIR/rotate.cmd"
 zt_assert_value root-source /dev/mapper/vgroup-lv--root
