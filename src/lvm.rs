@@ -116,25 +116,16 @@ impl Lvm {
 
     /// Merges `snapshot` into its origin and waits until the merge has
     /// finished, passing the percentage done to `progress` as LVM reports it.
-    /// With `resume`, polls a merge that was already started.
-    pub fn merge(
-        &self,
-        vg: &str,
-        snapshot: &str,
-        resume: bool,
-        mut progress: impl FnMut(f64),
-    ) -> Result<()> {
-        let lv = format!("{vg}/{snapshot}");
-        let cmd = if resume {
-            self.cmd("lvpoll").args(["--polloperation", "merge"])
-        } else {
-            self.cmd("lvconvert").arg("--merge")
-        };
-        cmd.args(["--interval", "1", &lv]).run_streaming(|line| {
-            if let Some(p) = merged_percent(line) {
-                progress(p);
-            }
-        })
+    pub fn merge(&self, vg: &str, snapshot: &str, progress: impl FnMut(f64)) -> Result<()> {
+        let cmd = self.cmd("lvconvert").arg("--merge");
+        poll_merge(cmd, &format!("{vg}/{snapshot}"), progress)
+    }
+
+    /// Polls to its end a merge into `origin` that was started earlier (and
+    /// resumed in the kernel when the VG was activated).
+    pub fn resume_merge(&self, vg: &str, origin: &str, progress: impl FnMut(f64)) -> Result<()> {
+        let cmd = self.cmd("lvpoll").args(["--polloperation", "merge"]);
+        poll_merge(cmd, &format!("{vg}/{origin}"), progress)
     }
 
     pub fn deactivate(&self, vg: &str) -> Result<()> {
@@ -188,6 +179,14 @@ impl Lvm {
             .with_context(|| format!("LVM created {vg}/{lv} but its device node"))?;
         Ok(path)
     }
+}
+
+fn poll_merge(cmd: Cmd, lv: &str, mut progress: impl FnMut(f64)) -> Result<()> {
+    cmd.args(["--interval", "1", lv]).run_streaming(|line| {
+        if let Some(p) = merged_percent(line) {
+            progress(p);
+        }
+    })
 }
 
 /// `  vgroup/snap0: Merged: 37.52%` → 37.52

@@ -253,16 +253,20 @@ impl Rollback<'_> {
                 }
                 let mut meter = Meter::new("merging the backup");
                 let cut = self.cut_after.as_deref() == Some("merge-started");
-                self.lvm
-                    .merge(vg, snapshot, step == "resume-merge", |percent| {
-                        if cut && percent < 100.0 {
-                            power_loss(&format!(
-                                "during step {}, with the merge at {percent:.1}%",
-                                report.steps.len() + 1
-                            ));
-                        }
-                        meter.update(percent as u32, "");
-                    })?;
+                let progress = |percent: f64| {
+                    if cut && percent < 100.0 {
+                        power_loss(&format!(
+                            "during step {}, with the merge at {percent:.1}%",
+                            report.steps.len() + 1
+                        ));
+                    }
+                    meter.update(percent as u32, "");
+                };
+                if step == "merge" {
+                    self.lvm.merge(vg, snapshot, progress)?;
+                } else {
+                    self.lvm.resume_merge(vg, root, progress)?;
+                }
                 let lvs = self.lvm.lvs()?;
                 let left = |name: &str| lvs.iter().find(|l| l.vg == *vg && l.name == name);
                 if left(snapshot).is_some() || left(root).is_some_and(Lv::is_merging) {

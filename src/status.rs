@@ -156,14 +156,14 @@ pub fn render(s: &Status) -> String {
         human(s.vg_free)
     );
     for lv in &s.volumes {
-        let _ = writeln!(
-            out,
+        let line = format!(
             "  {:<12} {:>10}  {}  {}",
             lv.name,
             human(lv.size),
             lv.attr,
             lv.tags.join(",")
         );
+        let _ = writeln!(out, "{}", line.trim_end());
     }
     match &s.backup {
         Some(b) => {
