@@ -233,18 +233,6 @@ fn lock() -> Result<nix::fcntl::Flock<std::fs::File>> {
 mod tests {
     use super::*;
 
-    const CONF: &str = r#"
-target = "/dev/sdb"
-boot_size = "256M"
-vg = "vgroup"
-[root]
-name = "lv-root"
-size = "1280M"
-[snapshot]
-name = "snap0"
-size = "512M"
-"#;
-
     fn vg(free_mib: u64) -> Vg {
         Vg {
             name: "vgroup".into(),
@@ -270,7 +258,11 @@ size = "512M"
     }
 
     fn plan_with(free_mib: u64, lvs: &[Lv]) -> Result<BackupPlan, String> {
-        plan(&Config::parse(CONF, "t").unwrap(), Some(&vg(free_mib)), lvs)
+        plan(
+            &crate::config::small_test_config(),
+            Some(&vg(free_mib)),
+            lvs,
+        )
     }
 
     fn snapshot(name: &str) -> Change {
@@ -354,7 +346,7 @@ size = "512M"
         )
         .unwrap_err();
         assert!(err.contains("merging"), "{err}");
-        let config = Config::parse(CONF, "t").unwrap();
+        let config = crate::config::small_test_config();
         let err = plan(&config, None, &[]).unwrap_err();
         assert!(err.contains("not a zshield system"), "{err}");
     }

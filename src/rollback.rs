@@ -325,18 +325,6 @@ impl Rollback<'_> {
 mod tests {
     use super::*;
 
-    const CONF: &str = r#"
-target = "/dev/sdb"
-boot_size = "256M"
-vg = "vgroup"
-[root]
-name = "lv-root"
-size = "1280M"
-[snapshot]
-name = "snap0"
-size = "512M"
-"#;
-
     fn vg() -> Vg {
         Vg {
             name: "vgroup".into(),
@@ -362,7 +350,7 @@ size = "512M"
     }
 
     fn assess_with(root: Lv, snap: Option<Lv>) -> Result<Found, String> {
-        let config = Config::parse(CONF, "test").unwrap();
+        let config = crate::config::small_test_config();
         let lvs: Vec<Lv> = std::iter::once(root).chain(snap).collect();
         assess(&config, Some(&vg()), &lvs)
     }
@@ -409,7 +397,7 @@ size = "512M"
         )
         .unwrap_err();
         assert!(err.contains("in use"), "{err}");
-        let config = Config::parse(CONF, "test").unwrap();
+        let config = crate::config::small_test_config();
         let mut half_made = vg();
         half_made.tags.pop();
         let err = assess(&config, Some(&half_made), &[]).unwrap_err();

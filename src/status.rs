@@ -200,17 +200,6 @@ pub fn render(s: &Status) -> String {
 mod tests {
     use super::*;
 
-    const CONF: &str = r#"
-target = "/dev/sdb"
-boot_size = "256M"
-vg = "vgroup"
-[root]
-name = "lv-root"
-size = "1280M"
-[snapshot]
-name = "snap0"
-size = "512M"
-"#;
     const NOW: u64 = 1_795_316_645;
 
     fn vg() -> Vg {
@@ -242,7 +231,7 @@ size = "512M"
     }
 
     fn status(lvs: &[Lv]) -> Status {
-        assess(&Config::parse(CONF, "t").unwrap(), Some(&vg()), lvs, NOW)
+        assess(&crate::config::small_test_config(), Some(&vg()), lvs, NOW)
     }
 
     #[test]
@@ -268,7 +257,7 @@ size = "512M"
         assert!(!s.healthy && s.problems[0].contains("invalid"), "{s:?}");
         let s = status(&lvs("swi-a-s---", 60, 1.0)[..1]);
         assert!(!s.healthy && s.problems[0].contains("no backup"), "{s:?}");
-        let s = assess(&Config::parse(CONF, "t").unwrap(), None, &[], NOW);
+        let s = assess(&crate::config::small_test_config(), None, &[], NOW);
         assert!(!s.healthy && s.problems[0].contains("not a zshield system"));
     }
 
