@@ -22,6 +22,7 @@ use crate::units::human;
 /// One change to the VG, in the order a backup makes them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
+    DropRollbackTag,
     Remove(String),
     Rename { from: String, to: String },
     Snapshot { name: String, extents: u64 },
@@ -40,6 +41,18 @@ pub struct BackupPlan {
 /// The temporary name of a new snapshot while the old one still exists.
 pub fn next_name(snapshot: &str) -> String {
     format!("{snapshot}_next")
+}
+
+/// The backup among `lvs`: the snapshot of the root named in the
+/// configuration or, when a backup was cut off between removing the old one
+/// and renaming the new one, that new one.
+pub fn current<'a>(config: &Config, lvs: &'a [Lv]) -> Option<&'a Lv> {
+    let find = |name: &str| lvs.iter().find(|l| l.vg == config.vg && l.name == name);
+    find(&config.snapshot.name).or_else(|| {
+        find(&next_name(&config.snapshot.name)).filter(|lv| {
+            lv.is_snapshot() && lv.origin == config.root.name && !lv.is_invalid_snapshot()
+        })
+    })
 }
 
 /// Plans a backup, or says why none can be taken (nothing is changed then).
@@ -65,17 +78,21 @@ pub fn plan(config: &Config, vg: Option<&Vg>, lvs: &[Lv]) -> Result<BackupPlan, 
             "a rollback is merging {name}/{snap_name} into {name}/{root_name}: no backup until it has finished (reboot to let it finish)"
         ));
     }
-    if root.has_tag(TAG_ROLLBACK) {
-        return Err(format!(
-            "a rollback of {name}/{root_name} was cut off: boot with zshield_recovery=latest to finish it; no backup taken"
-        ));
-    }
     let mut changes = Vec::new();
+    if root.has_tag(TAG_ROLLBACK) {
+        if current(config, lvs).is_none() {
+            return Err(format!(
+                "a rollback of {name}/{root_name} was cut off after its merge: boot with zshield_recovery=latest to finish it; no backup taken"
+            ));
+        }
+        // The rollback never merged (or had finished but for this tag).
+        changes.push(Change::DropRollbackTag);
+    }
     let mut free = vg.free_count;
     let mut old_extents = old.map_or(0, |lv| lv.size / vg.extent_size);
     let mut has_old = old.is_some();
     if let Some(left) = find(&next) {
-        if !has_old && !left.is_invalid_snapshot() {
+        if !has_old && current(config, lvs) == Some(left) {
             // Cut off between removing the old backup and renaming the new one.
             changes.push(Change::Rename {
                 from: next.clone(),
@@ -174,6 +191,13 @@ pub fn backup(config_path: &Path) -> Result<()> {
 fn apply(lvm: &Lvm, plan: &BackupPlan, change: &Change) -> Result<()> {
     let vg = &plan.vg;
     match change {
+        Change::DropRollbackTag => {
+            log::info!(
+                "removing the stale tag {TAG_ROLLBACK} from {vg}/{}",
+                plan.root
+            );
+            lvm.lv_del_tag(vg, &plan.root, TAG_ROLLBACK)
+        }
         Change::Remove(lv) => {
             log::info!("removing {vg}/{lv}");
             lvm.lvremove(vg, lv)
@@ -333,6 +357,26 @@ mod tests {
         let p = plan_with(600, &[root, lv("snap0_next", "swi-a-s---", 512)]).unwrap();
         assert_eq!(p.changes[0], rename("snap0_next", "snap0"));
         assert_eq!(p.changes[2], Change::Remove("snap0".into()));
+    }
+
+    #[test]
+    fn a_leftover_that_is_no_snapshot_is_removed_not_kept() {
+        let root = lv("lv-root", "owi-aos---", 1280);
+        let mut plain = lv("snap0_next", "-wi-a-----", 512);
+        plain.origin.clear();
+        let p = plan_with(600, &[root, plain]).unwrap();
+        assert_eq!(p.changes[0], Change::Remove("snap0_next".into()));
+        assert_eq!(p.changes.len(), 3, "{:?}", p.changes);
+    }
+
+    #[test]
+    fn a_stale_rollback_tag_is_dropped_but_a_pending_rollback_is_refused() {
+        let mut root = lv("lv-root", "owi-aos---", 1280);
+        root.tags.push(TAG_ROLLBACK.into());
+        let p = plan_with(600, &[root.clone(), lv("snap0", "swi-a-s---", 512)]).unwrap();
+        assert_eq!(p.changes[0], Change::DropRollbackTag);
+        let err = plan_with(600, &[root]).unwrap_err();
+        assert!(err.contains("zshield_recovery=latest"), "{err}");
     }
 
     #[test]

@@ -22,7 +22,8 @@ pub fn copy_tree(from: &Path, to: &Path, exclude: &[&str], what: &str) -> Result
 }
 
 /// Makes `to/` the same as `from/`: as [`copy_tree`], and deletes what `from`
-/// does not have (except `lost+found` at the top).
+/// does not have (except `lost+found` at the top). Files are compared by
+/// content, not by size and time: /boot is small, and must come back exact.
 pub fn mirror_tree(from: &Path, to: &Path, what: &str) -> Result<CopyStats> {
     rsync(from, to, &["/lost+found"], true, what)
 }
@@ -37,7 +38,7 @@ fn rsync(from: &Path, to: &Path, exclude: &[&str], delete: bool, what: &str) -> 
         "--stats",
     ]);
     if delete {
-        cmd = cmd.arg("--delete");
+        cmd = cmd.args(["--delete", "--checksum"]);
     }
     for pattern in exclude {
         cmd = cmd.arg(format!("--exclude={pattern}"));

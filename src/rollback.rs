@@ -50,6 +50,9 @@ pub struct Found {
     pub start: Start,
     pub vg: String,
     pub root: String,
+    /// The backup merged into the root (snap0, or the one a cut-off backup left).
+    pub merged: String,
+    /// The name of the fresh backup.
     pub snapshot: String,
     /// Extents of the new snapshot taken at the end.
     pub snapshot_extents: u64,
@@ -79,23 +82,34 @@ pub fn assess(config: &Config, vg: Option<&Vg>, lvs: &[Lv]) -> Result<Found, Str
             "{name}/{root_name} is in use (mounted): a rollback runs before the root is mounted; boot with zshield_recovery=latest"
         ));
     }
-    let snapshot_extents = size_in_extents(config.snapshot.size, vg.extent_count, vg.extent_size);
-    let found = |start| Found {
+    let backup = crate::backup::current(config, lvs);
+    // The fresh backup gets the configured size, or what the VG will have
+    // once the merged one is gone, if that is less.
+    let room = vg.free_count + backup.map_or(0, |b| b.size / vg.extent_size);
+    let snapshot_extents =
+        size_in_extents(config.snapshot.size, vg.extent_count, vg.extent_size).min(room);
+    if snapshot_extents == 0 {
+        return Err(format!(
+            "VG {name} has no room for a new backup after the rollback; nothing was changed; free space in the VG"
+        ));
+    }
+    let found = |start, merged: &str| Found {
         start,
         vg: name.clone(),
         root: root_name.clone(),
+        merged: merged.to_string(),
         snapshot: snap_name.clone(),
         snapshot_extents,
         snapshot_bytes: snapshot_extents * vg.extent_size,
     };
-    let Some(snap) = find(snap_name) else {
+    let Some(snap) = backup else {
         if root.is_merging() {
             return Err(format!(
                 "{name}/{root_name} has a merge pending, but not from {name}/{snap_name}; {factory}"
             ));
         }
         if root.has_tag(TAG_ROLLBACK) {
-            return Ok(found(Start::AfterMerge));
+            return Ok(found(Start::AfterMerge, snap_name));
         }
         return Err(format!(
             "there is no backup to roll back to: {name}/{snap_name} does not exist; boot normally and take one with zshield_backup, or {factory}"
@@ -112,7 +126,7 @@ pub fn assess(config: &Config, vg: Option<&Vg>, lvs: &[Lv]) -> Result<Found, Str
                 "a merge of {name}/{snap_name} into {name}/{root_name} was started and cannot be finished (the snapshot is invalid); {factory}"
             ));
         }
-        return Ok(found(Start::ResumeMerge));
+        return Ok(found(Start::ResumeMerge, &snap.name));
     }
     if snap.is_invalid_snapshot() {
         return Err(format!(
@@ -125,7 +139,7 @@ pub fn assess(config: &Config, vg: Option<&Vg>, lvs: &[Lv]) -> Result<Found, Str
             "the backup {name}/{snap_name} could not be activated, so its state is unknown; {factory}"
         ));
     }
-    Ok(found(Start::Merge))
+    Ok(found(Start::Merge, &snap.name))
 }
 
 pub fn rollback(req: &Request, report: &mut Report) -> Result<Outcome> {
@@ -167,7 +181,7 @@ pub fn rollback(req: &Request, report: &mut Report) -> Result<Outcome> {
     };
     let result = report.phase("execute", |report| {
         for (name, description) in &steps {
-            let detail = serde_json::json!({ "vg": found.vg, "root": found.root, "snapshot": found.snapshot });
+            let detail = serde_json::json!({ "vg": found.vg, "root": found.root, "merged": found.merged, "snapshot": found.snapshot });
             report.step(
                 steps.len(),
                 (name.to_string(), description.clone(), detail),
@@ -195,15 +209,16 @@ pub fn rollback(req: &Request, report: &mut Report) -> Result<Outcome> {
 /// The steps from `found.start` on, by name and description.
 fn steps(found: &Found) -> Vec<(&'static str, String)> {
     let (vg, root, snap) = (&found.vg, &found.root, &found.snapshot);
+    let merged = &found.merged;
     let mut steps = Vec::new();
     match found.start {
         Start::Merge => steps.push((
             "merge",
-            format!("merge the backup {vg}/{snap} into {vg}/{root}"),
+            format!("merge the backup {vg}/{merged} into {vg}/{root}"),
         )),
         Start::ResumeMerge => steps.push((
             "resume-merge",
-            format!("finish the merge of {vg}/{snap} into {vg}/{root} that was cut off"),
+            format!("finish the merge of {vg}/{merged} into {vg}/{root} that was cut off"),
         )),
         Start::AfterMerge => {}
     }
@@ -244,7 +259,11 @@ impl Rollback<'_> {
 
     fn run(&mut self, step: &str, report: &mut Report) -> Result<()> {
         let Found {
-            vg, root, snapshot, ..
+            vg,
+            root,
+            merged,
+            snapshot,
+            ..
         } = self.found;
         match step {
             "merge" | "resume-merge" => {
@@ -263,14 +282,14 @@ impl Rollback<'_> {
                     meter.update(percent as u32, "");
                 };
                 if step == "merge" {
-                    self.lvm.merge(vg, snapshot, progress)?;
+                    self.lvm.merge(vg, merged, progress)?;
                 } else {
                     self.lvm.resume_merge(vg, root, progress)?;
                 }
                 let lvs = self.lvm.lvs()?;
                 let left = |name: &str| lvs.iter().find(|l| l.vg == *vg && l.name == name);
-                if left(snapshot).is_some() || left(root).is_some_and(Lv::is_merging) {
-                    bail!("LVM reported the merge of {vg}/{snapshot} as done, but it is still there; boot with zshield_recovery=latest again to finish it");
+                if left(merged).is_some() || left(root).is_some_and(Lv::is_merging) {
+                    bail!("LVM reported the merge of {vg}/{merged} as done, but it is still there; boot with zshield_recovery=latest again to finish it");
                 }
                 log::info!("merging the backup: 100%, {vg}/{root} is as it was at the backup");
                 Ok(())
@@ -369,6 +388,27 @@ mod tests {
             names,
             ["merge", "restore-boot", "install-bootloader", "snapshot"]
         );
+    }
+
+    #[test]
+    fn merges_a_backup_left_under_its_temporary_name_and_fits_the_new_one() {
+        let found = assess_with(
+            lv("lv-root", "owi-a-s---", "", &[]),
+            Some(lv("snap0_next", "swi-a-s---", "lv-root", &[])),
+        )
+        .unwrap();
+        assert_eq!(
+            (found.start, found.merged.as_str()),
+            (Start::Merge, "snap0_next")
+        );
+        // 100 free extents + the 128 of the merged backup: the new one fits.
+        assert_eq!(found.snapshot_extents, 128);
+        let config = crate::config::small_test_config();
+        let mut full = vg();
+        full.free_count = 0;
+        let lvs = [lv("lv-root", "-wi-a-----", "", &[TAG_ROLLBACK])];
+        let err = assess(&config, Some(&full), &lvs).unwrap_err();
+        assert!(err.contains("no room for a new backup"), "{err}");
     }
 
     #[test]

@@ -67,18 +67,15 @@ pub fn assess(config: &Config, vg: Option<&Vg>, lvs: &[Lv], now: u64) -> Status 
     }
     let ours: Vec<&Lv> = lvs.iter().filter(|l| l.vg == *name).collect();
     let root = ours.iter().find(|l| l.name == config.root.name);
-    let backup = ours
-        .iter()
-        .find(|l| l.name == config.snapshot.name)
-        .map(|snap| BackupStatus {
-            name: format!("{name}/{}", snap.name),
-            created: utc_timestamp(snap.created),
-            age_seconds: now.saturating_sub(snap.created),
-            size: snap.size,
-            cow_percent: snap.snap_percent,
-            valid: snap.is_snapshot() && !snap.is_invalid_snapshot(),
-            merge_pending: snap.is_merging() || root.is_some_and(|r| r.is_merging()),
-        });
+    let backup = crate::backup::current(config, lvs).map(|snap| BackupStatus {
+        name: format!("{name}/{}", snap.name),
+        created: utc_timestamp(snap.created),
+        age_seconds: now.saturating_sub(snap.created),
+        size: snap.size,
+        cow_percent: snap.snap_percent,
+        valid: snap.is_snapshot() && !snap.is_invalid_snapshot(),
+        merge_pending: snap.is_merging() || root.is_some_and(|r| r.is_merging()),
+    });
     if vg.is_some() {
         let snap = format!("{name}/{}", config.snapshot.name);
         match &backup {

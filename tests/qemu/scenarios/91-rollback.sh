@@ -16,6 +16,12 @@ rm /etc/issue
 echo after-backup >/home/ztest-user-data
 kernel=$(ls /boot/vmlinuz-* | head -n 1)
 cp "$kernel" /boot/vmlinuz-9.9.9-ztest
+# An existing /boot file changed in place, same size and time: only a
+# comparison by content brings it back.
+config=$(ls /boot/config-* | head -n 1)
+touch -r "$config" /run/ztest-ref
+printf 'Z' | dd of="$config" bs=1 seek=100 conv=notrunc status=none
+touch -r /run/ztest-ref "$config"
 sync
 check changes-made test -e /boot/vmlinuz-9.9.9-ztest -a ! -e /etc/issue
 sed 's/^/ZTEST backup-log /' /var/log/zshield/backup.log
@@ -41,7 +47,7 @@ check user-data-kept grep -qx after-backup /home/ztest-user-data
 check boot-extra-kernel-gone test ! -e /boot/vmlinuz-9.9.9-ztest
 boot_matches_root() {
     local f
-    for f in /var/lib/zshield/boot/vmlinuz-* /var/lib/zshield/boot/initrd.img-*; do
+    for f in /var/lib/zshield/boot/vmlinuz-* /var/lib/zshield/boot/initrd.img-* /var/lib/zshield/boot/config-*; do
         cmp "$f" "/boot/${f##*/}" || return 1
     done
     test -d "/lib/modules/$(uname -r)"

@@ -1,7 +1,7 @@
 # merge-interrupted: the power goes while the merge of a rollback runs
 # (failpoint zshield.test.cut_after=merge-started, at its first progress
-# line); the next zshield_recovery=latest finishes the merge and the rest, and
-# the root is the backup's.
+# line), then again right after the next boot has finished the merge; the
+# third zshield_recovery=latest does the rest, and the root is the backup's.
 target=$ZT_DIR/target.img
 zt_provisioned "$target"
 
@@ -21,8 +21,16 @@ zt_latest cut "$target" zshield.test.cut_after=merge-started
 zt_assert_line "test failpoint zshield.test.cut_after"
 zt_assert_no_line "zshield: done:"
 
-zt_latest resume "$target"
+# The next one finishes the merge, and the power goes again right after it.
+zt_latest resume "$target" zshield.test.cut_after=resume-merge
 zt_assert_line "finish the merge of vgroup/snap0 into vgroup/lv-root that was cut off"
+zt_assert_line "cutting the power after step 1"
+zt_assert_no_line "zshield: done:"
+
+# The last one sees a merged root (snap0 gone, the rollback tag still there)
+# and does the rest: /boot, GRUB, a fresh backup.
+zt_latest finish "$target"
+zt_assert_line "[1/3] restore /boot from the copy in the merged root"
 zt_assert_line "zshield: done:"
 zt_assert_no_line "zshield: error:"
 
