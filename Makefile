@@ -8,6 +8,7 @@ SBINDIR     := /usr/sbin
 DRACUTDIR   := /usr/lib/dracut/modules.d/90zshield
 CONFDIR     := /etc/zshield
 UNITDIR     := /usr/lib/systemd/system
+GRUBDIR     := /etc/grub.d
 
 .PHONY: all build deps install test test-unit test-host test-qemu lint demo clean
 
@@ -27,6 +28,7 @@ install: build
 	install -m 0644 initramfs/90zshield/zshield-recovery.service $(DESTDIR)$(DRACUTDIR)/
 	install -d $(DESTDIR)$(UNITDIR)
 	install -m 0644 systemd/zshield-backup.service systemd/zshield-backup.timer $(DESTDIR)$(UNITDIR)/
+	install -D -m 0755 grub/41_zshield $(DESTDIR)$(GRUBDIR)/41_zshield
 	install -d $(DESTDIR)$(CONFDIR)
 	# Never overwrite an operator's or vendor's configuration.
 	[ -e $(DESTDIR)$(CONFDIR)/zshield.conf ] || install -m 0644 etc/zshield.conf $(DESTDIR)$(CONFDIR)/zshield.conf
@@ -35,7 +37,7 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --locked --all-targets -- -D warnings
 	shellcheck -x qemu/*.sh tests/qemu/*.sh tests/qemu/scenarios/*.sh tests/qemu/checks/*.sh \
-		initramfs/90zshield/*.sh scripts/*.sh .ci/run
+		initramfs/90zshield/*.sh scripts/*.sh .ci/run grub/41_zshield
 
 test-unit:
 	cargo test --locked --lib --bins

@@ -68,14 +68,27 @@ fn tools(root: &Path) -> Result<Tools> {
     }
 }
 
+/// GRUB defaults that only the golden's own menu may have (the CF is
+/// read-only media: no fsck); the image builder puts them there.
+const GOLDEN_ONLY_DEFAULTS: &str = "etc/default/grub.d/zshield-golden.cfg";
+
 /// Points GRUB at `root` by device path (a snapshot shares its origin's UUID,
-/// so `root=UUID=` could boot the snapshot).
-pub fn configure_defaults(root: &Path) -> Result<()> {
+/// so `root=UUID=` could boot the snapshot), and the disk's "Recover to factory
+/// default" entry (grub/41_zshield) at the golden.
+pub fn configure_defaults(root: &Path, golden: &str) -> Result<()> {
     let path = root.join("etc/default/grub");
     let text = std::fs::read_to_string(&path).unwrap_or_default();
     let text = set_shell_var(&text, "GRUB_DISABLE_LINUX_UUID", "true");
     let text = set_shell_var(&text, "GRUB_DISABLE_OS_PROBER", "true");
-    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
+    let text = set_shell_var(&text, "GRUB_ZSHIELD_GOLDEN", golden);
+    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    let golden_only = root.join(GOLDEN_ONLY_DEFAULTS);
+    if golden_only.exists() {
+        std::fs::remove_file(&golden_only)
+            .with_context(|| format!("cannot remove /{GOLDEN_ONLY_DEFAULTS}"))?;
+        log::info!("removed /{GOLDEN_ONLY_DEFAULTS} (the golden's own boot options)");
+    }
+    Ok(())
 }
 
 /// Runs the target's grub-install on `disk` and its grub-mkconfig in a chroot
@@ -164,5 +177,25 @@ mod tests {
             "{err}"
         );
         assert!(check_menu("set timeout=5\n", "/dev/x").is_err());
+    }
+
+    #[test]
+    fn the_disk_names_its_golden_and_drops_the_golden_only_defaults() {
+        let root = std::env::temp_dir().join(format!("zshield-grub-{}", std::process::id()));
+        std::fs::create_dir_all(root.join("etc/default/grub.d")).unwrap();
+        std::fs::write(root.join("etc/default/grub"), "GRUB_TIMEOUT=5\n").unwrap();
+        std::fs::write(root.join(GOLDEN_ONLY_DEFAULTS), "GRUB_CMDLINE_LINUX=x\n").unwrap();
+        configure_defaults(&root, "UUID=0b4c6e7e-2f0a-4d8e-9c39-6a1f2a7d5e11").unwrap();
+        let text = std::fs::read_to_string(root.join("etc/default/grub")).unwrap();
+        assert!(text.contains("\nGRUB_ZSHIELD_GOLDEN=UUID=0b4c6e7e-2f0a-4d8e-9c39-6a1f2a7d5e11\n"));
+        assert!(text.contains("\nGRUB_DISABLE_LINUX_UUID=true\n"));
+        assert!(!root.join(GOLDEN_ONLY_DEFAULTS).exists());
+        // Again, with nothing left to remove: the same file.
+        configure_defaults(&root, "UUID=0b4c6e7e-2f0a-4d8e-9c39-6a1f2a7d5e11").unwrap();
+        assert_eq!(
+            text,
+            std::fs::read_to_string(root.join("etc/default/grub")).unwrap()
+        );
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -81,12 +81,19 @@ enum Command {
     },
 }
 
-fn main() -> ExitCode {
-    let invoked_as = std::env::args().next().unwrap_or_default();
-    if invoked_as.rsplit('/').next() == Some("zshield_backup") {
-        return backup_command(std::path::Path::new(DEFAULT_PATH));
+/// The arguments as clap should see them: `zshield_backup ARGS` is
+/// `zshield backup ARGS`, so that `zshield_backup --help` helps and takes no backup.
+fn command_line(args: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut args: Vec<String> = args.into_iter().collect();
+    let invoked_as = args.first().map(|a| a.rsplit('/').next().unwrap_or(a));
+    if invoked_as == Some("zshield_backup") {
+        args.splice(0..1, ["zshield".to_string(), "backup".to_string()]);
     }
-    let cli = Cli::parse();
+    args
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse_from(command_line(std::env::args()));
     let boot = BootArgs::read(std::path::Path::new("/")).unwrap_or_default();
     match cli.command {
         Command::Recover {
@@ -238,5 +245,28 @@ fn status_command(config: &std::path::Path, json: bool) -> ExitCode {
             eprintln!("zshield: error: {e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(command_line(args.iter().map(|a| a.to_string())))
+    }
+
+    #[test]
+    fn zshield_backup_is_the_backup_command_with_its_options() {
+        let cli = parse(&["/usr/sbin/zshield_backup"]).unwrap();
+        assert!(matches!(cli.command, Command::Backup { .. }));
+        let cli = parse(&["zshield_backup", "--config", "/tmp/z.conf"]).unwrap();
+        assert!(
+            matches!(cli.command, Command::Backup { config } if config == PathBuf::from("/tmp/z.conf"))
+        );
+        let help = parse(&["zshield_backup", "--help"]).err().map(|e| e.kind());
+        assert_eq!(help, Some(clap::error::ErrorKind::DisplayHelp));
+        let cli = parse(&["/usr/sbin/zshield", "status"]).unwrap();
+        assert!(matches!(cli.command, Command::Status { .. }));
     }
 }

@@ -61,6 +61,19 @@ pub struct GoldenRoot {
     pub boot_dev: Option<String>,
     /// Every name of the golden disk's filesystems (for the fstab check).
     pub names: Vec<String>,
+    /// The golden root filesystem's UUID, when it is an ext filesystem.
+    pub uuid: Option<String>,
+}
+
+impl GoldenRoot {
+    /// How the provisioned disk's "factory default" entry names this golden:
+    /// by its filesystem UUID, which stays right whatever the disks are called.
+    pub fn spec_for_disk(&self) -> String {
+        match &self.uuid {
+            Some(uuid) => format!("UUID={uuid}"),
+            None => self.spec.clone(),
+        }
+    }
 }
 
 /// Everything the planner needs to know about the machine.
@@ -169,6 +182,8 @@ pub enum Step {
     ConfigureTarget {
         fstab: Vec<FstabEntry>,
         mount_points: Vec<String>,
+        /// Where the disk's own "Recover to factory default" finds the golden.
+        golden: String,
     },
     InstallBootloader {
         disk: String,
@@ -268,11 +283,11 @@ impl fmt::Display for Step {
             Step::MountTarget { root, boot } => write!(f, "mount {root} and {boot}"),
             Step::CopyRoot { from, to } => write!(f, "copy the golden root {from} onto {to}"),
             Step::CopyBoot { from, to } => write!(f, "copy the golden /boot {from} onto {to}"),
-            Step::ConfigureTarget { fstab, .. } => {
+            Step::ConfigureTarget { fstab, golden, .. } => {
                 let mps: Vec<&str> = fstab.iter().map(|e| e.mount_point.as_str()).collect();
                 write!(
                     f,
-                    "rewrite /etc/fstab ({}), drop the LVM devices file, set GRUB defaults",
+                    "rewrite /etc/fstab ({}), drop the LVM devices file, set GRUB defaults (factory default from {golden})",
                     mps.join(" ")
                 )
             }
@@ -902,6 +917,7 @@ fn finish(plan: &mut Plan, probe: &Probe, config: &Config) {
         Step::ConfigureTarget {
             fstab,
             mount_points: config.data.iter().map(|d| d.mount.clone()).collect(),
+            golden: probe.golden.spec_for_disk(),
         },
         Step::InstallBootloader {
             disk: plan.target.clone(),
@@ -980,6 +996,7 @@ mount = "/var/log/audit"
                 disks: vec!["/dev/sda".into()],
                 boot_dev: Some("/dev/sda1".into()),
                 names: vec!["LABEL=golden-root".into()],
+                uuid: Some("0b4c6e7e-2f0a-4d8e-9c39-6a1f2a7d5e11".into()),
             },
             content: Content::Blank,
             partitions: vec![],

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use crate::blockdev::{mounts_of, read_evidence, settle_udev, BlockDev};
+use crate::blockdev::{ext_superblock, mounts_of, read_evidence, settle_udev, BlockDev};
 use crate::content::classify;
 use crate::golden;
 use crate::lvm::Lvm;
@@ -54,7 +54,7 @@ pub fn probe(golden_spec: &str, target_spec: &str, lvm: Option<&Lvm>) -> Result<
     let mut golden_mounts = MountStack::new();
 
     let golden_dev = golden::resolve(golden_spec, DEVICE_TIMEOUT).with_context(|| {
-        format!("cannot find the golden root {golden_spec}: check root= or zshield.golden=")
+        format!("cannot find the golden root {golden_spec}: insert the CompactFlash card with the golden image, or check root= and zshield.golden=")
     })?;
     let golden_dev = BlockDev::open(&golden_dev)?;
     let golden_root = mount_golden(
@@ -90,6 +90,7 @@ pub fn probe(golden_spec: &str, target_spec: &str, lvm: Option<&Lvm>) -> Result<
         names: golden::names_on(&disks),
         disks,
         boot_dev,
+        uuid: ext_superblock(&golden_dev.dev).map(|(uuid, _)| uuid),
     };
 
     golden::resolve(target_spec, DEVICE_TIMEOUT)

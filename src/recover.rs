@@ -332,7 +332,8 @@ impl Executor<'_> {
             Step::ConfigureTarget {
                 fstab,
                 mount_points,
-            } => self.configure(fstab, mount_points),
+                golden,
+            } => self.configure(fstab, mount_points, golden),
             Step::InstallBootloader { disk, root } => {
                 bootloader::install(&self.target_root, disk, root)
             }
@@ -351,7 +352,12 @@ impl Executor<'_> {
     }
 
     /// fstab, mount points, the LVM devices file and GRUB's defaults.
-    fn configure(&self, entries: &[plan::FstabEntry], mount_points: &[String]) -> Result<()> {
+    fn configure(
+        &self,
+        entries: &[plan::FstabEntry],
+        mount_points: &[String],
+        golden: &str,
+    ) -> Result<()> {
         let root = &self.target_root;
         let path = root.join("etc/fstab");
         let golden_fstab = std::fs::read_to_string(&path).unwrap_or_default();
@@ -375,7 +381,7 @@ impl Executor<'_> {
                 "removed /etc/lvm/devices/system.devices (it named the build machine's disks)"
             );
         }
-        bootloader::configure_defaults(root)
+        bootloader::configure_defaults(root, golden)
     }
 }
 
