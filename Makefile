@@ -10,7 +10,7 @@ CONFDIR     := /etc/zshield
 UNITDIR     := /usr/lib/systemd/system
 GRUBDIR     := /etc/grub.d
 
-.PHONY: all build deps install test test-unit test-host test-qemu lint demo clean
+.PHONY: all build deps install image test test-unit test-host test-image test-qemu lint demo clean
 
 all: build
 
@@ -33,6 +33,11 @@ install: build
 	# Never overwrite an operator's or vendor's configuration.
 	[ -e $(DESTDIR)$(CONFDIR)/zshield.conf ] || install -m 0644 etc/zshield.conf $(DESTDIR)$(CONFDIR)/zshield.conf
 
+# The golden CF image as an OEM writes it to the card: build/image/cf.img (raw),
+# cf.qcow2 and SHA256SUMS.
+image: deps build
+	qemu/build-golden.sh --variant product
+
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --locked --all-targets -- -D warnings
@@ -46,10 +51,14 @@ test-unit:
 test-host:
 	cargo test --locked --test host_loop -- --test-threads=1
 
+# The product image builds, and its manifest checks out.
+test-image: image
+	cd build/image && sha256sum --check SHA256SUMS
+
 test-qemu: build
 	tests/qemu/run.sh
 
-test: deps lint test-unit test-host test-qemu
+test: deps lint test-unit test-host test-image test-qemu
 
 demo: deps build
 	qemu/demo.sh

@@ -1,29 +1,48 @@
 #!/bin/bash
-# Builds the QEMU test golden: a Debian root with zshield installed, its
-# dracut initramfs, and cf.img, the CompactFlash disk of a virtual appliance
-# (msdos label: p1 golden /boot, p2 golden root, p3 reserved).
+# Builds the golden CompactFlash image of the appliance: a Debian root with
+# zshield installed, its dracut initramfs, and cf.img (msdos label: p1 golden
+# /boot, p2 golden root, p3 reserved; GRUB in the MBR, whose menu has the
+# normal entry and zshield's two recovery entries).
 #
-# usage: qemu/build-golden.sh [OUTDIR]      (default: <repo>/build/golden)
+# usage: qemu/build-golden.sh [--variant product|test] [OUTDIR]
+#   product   the image an OEM writes to the card (make image; build/image)
+#   test      the same plus the QEMU tests' overlay and fixtures (the default;
+#             build/golden)
 #
 # Phases, in the manner of diskimage-builder:
 #   root          mmdebstrap a root tarball, cached by its package list
 #   product       `make install` into a scratch tree, only to know whether it changed
-#   install       staging root = root tarball + `make install` + test overlay + fixtures
+#   install       staging root = root tarball + `make install` + overlays (+ fixtures)
 #   initramfs     dracut inside the staging root
 #   block-device  ext4 images filled with mkfs.ext4 -d (no loop mounts), cf.img
-#   finalise      kernel, initrd, checksums and facts for vm.sh and the tests
+#   bootloader    the golden's own grub-install and grub-mkconfig on cf.img (loop device)
+#   finalise      kernel, initrd, menu and facts for vm.sh and the tests
+#   convert       cf.qcow2, and SHA256SUMS of both images
 # Everything after `root` is skipped when its inputs did not change.
 #
-# Outputs in OUTDIR: cf.img, cf.img.sha256, vmlinuz, initrd.img, golden.env.
-# Needs root (chroot, file capabilities, ownership), mmdebstrap, e2fsprogs, fdisk.
+# Outputs in OUTDIR: cf.img (raw, for dd), cf.qcow2, SHA256SUMS, grub.cfg (the
+# CF menu), vmlinuz, initrd.img, golden.env.
+# Needs root (chroot, loop devices, file capabilities, ownership), mmdebstrap,
+# e2fsprogs, fdisk, qemu-utils.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-outdir=$(realpath -m "${1:-$repo/build/golden}")
+variant_name="test"
+if [ "${1:-}" = --variant ]; then
+    variant_name=${2:-}
+    shift 2
+fi
+case $variant_name in
+    product) default_out=$repo/build/image ;;
+    test) default_out=$repo/build/golden ;;
+    *) echo "build-golden: error: unknown variant '$variant_name' (product or test)" >&2; exit 2 ;;
+esac
+outdir=$(realpath -m "${1:-$default_out}")
 cache=${ZSHIELD_CACHE:-$HOME/.cache/zshield}
 work=$outdir/work
 staging=$work/root
-overlay=$repo/qemu/golden-overlay
+image_overlay=$repo/qemu/image-overlay
+test_overlay=$repo/qemu/test-overlay
 
 suite=bookworm
 variant=minbase
@@ -89,8 +108,10 @@ phase_product() {
     inputs_hash=$(
         {
             echo "$root_key"
+            echo "$variant_name"
             tar_hash "$work/product"
-            tar_hash "$overlay"
+            tar_hash "$image_overlay"
+            [ "$variant_name" = product ] || tar_hash "$test_overlay"
             sha256sum <"${BASH_SOURCE[0]}"
         } | sha256sum | cut -d' ' -f1
     )
@@ -102,7 +123,7 @@ tar_hash() {
 
 up_to_date() {
     local f
-    for f in cf.img cf.img.sha256 vmlinuz initrd.img golden.env stamp; do
+    for f in cf.img cf.qcow2 SHA256SUMS grub.cfg vmlinuz initrd.img golden.env stamp; do
         [ -e "$outdir/$f" ] || return 1
     done
     [ "$(cat "$outdir/stamp")" = "$inputs_hash" ]
@@ -122,8 +143,23 @@ phase_install() {
     ln -sf /usr/lib/systemd/system/zshield-backup.timer \
         "$staging/etc/systemd/system/timers.target.wants/zshield-backup.timer"
 
+    rsync -rlpt --chown=0:0 "$image_overlay/" "$staging/"
+    check_grub_switch
+    [ "$variant_name" = product ] || install_test_parts
+}
+
+# GRUB_DISABLE_ZSHIELD=true in the GRUB defaults takes the recovery entries away.
+check_grub_switch() {
+    local cfg=$staging/etc/default/grub.d/zz-zshield-build-check.cfg out
+    echo "GRUB_DISABLE_ZSHIELD=true" >"$cfg"
+    out=$(chroot "$staging" /etc/grub.d/41_zshield 2>&1) || die "41_zshield failed with GRUB_DISABLE_ZSHIELD=true: $out"
+    rm -f "$cfg"
+    [ -z "$out" ] || die "41_zshield still printed with GRUB_DISABLE_ZSHIELD=true: $out"
+}
+
+install_test_parts() {
     # The test overlay comes last: its zshield.conf replaces the default one.
-    rsync -rlpt --chown=0:0 "$overlay/" "$staging/"
+    rsync -rlpt --chown=0:0 "$test_overlay/" "$staging/"
     # Test only: the probe reports each boot; no serial getty, whose vhangup of
     # ttyS0 would cut the probe's output (and there is no password anyway).
     mkdir -p "$staging/etc/systemd/system/multi-user.target.wants"
@@ -159,8 +195,13 @@ umount_chroot() {
     done
     chroot_mounts=()
 }
-# Never leave the host's /proc, /sys or /dev bound into the staging tree.
-trap umount_chroot EXIT
+loop_dev=""
+cleanup() {
+    umount_chroot
+    [ -z "$loop_dev" ] || losetup -d "$loop_dev" || :
+}
+# Never leave the host's /proc, /sys or /dev bound into a tree, nor a loop device.
+trap cleanup EXIT
 
 mount_chroot() {
     mount -t proc proc "$staging/proc"
@@ -185,20 +226,8 @@ phase_initramfs() {
         die "dracut failed (log: $work/dracut.log)"
     fi
     chroot "$staging" lsinitrd "/boot/initrd.img-$kver" >"$work/initrd.list"
-    # A second initrd without systemd, for the scenario that proves the dracut
-    # module's pre-mount hook. It stays out of the golden's /boot.
-    if ! chroot "$staging" dracut --force --no-hostonly --omit "systemd systemd-initrd dracut-systemd" \
-        --kver "$kver" "/tmp/initrd-nosystemd.img" >"$work/dracut-nosystemd.log" 2>&1; then
-        tail -n 40 "$work/dracut-nosystemd.log" >&2
-        die "dracut without systemd failed (log: $work/dracut-nosystemd.log)"
-    fi
-    chroot "$staging" lsinitrd /tmp/initrd-nosystemd.img >"$work/initrd-nosystemd.list"
-    mv "$staging/tmp/initrd-nosystemd.img" "$work/initrd-nosystemd.img"
+    [ "$variant_name" = product ] || initrd_without_systemd
     umount_chroot
-    grep -qE '/hooks/pre-mount/50-zshield-recovery.sh$' "$work/initrd-nosystemd.list" ||
-        die "the initrd without systemd has no zshield pre-mount hook (listing: $work/initrd-nosystemd.list)"
-    ! grep -qE ' usr/lib/systemd/systemd$' "$work/initrd-nosystemd.list" ||
-        die "the initrd built without systemd still holds systemd"
 
     # lsinitrd lists like ls -l: the path is the last field.
     grep -qE ' usr/sbin/zshield$' "$work/initrd.list" ||
@@ -212,6 +241,22 @@ phase_initramfs() {
     if grep -qE ' etc/systemd/system/initrd.target.wants/zshield-recovery.service( ->|$)' "$work/initrd.list"; then
         log "initrd: zshield-recovery.service is wanted by initrd.target"
     fi
+}
+
+# A second initrd without systemd, for the scenario that proves the dracut
+# module's pre-mount hook. It stays out of the golden's /boot.
+initrd_without_systemd() {
+    if ! chroot "$staging" dracut --force --no-hostonly --omit "systemd systemd-initrd dracut-systemd" \
+        --kver "$kver" "/tmp/initrd-nosystemd.img" >"$work/dracut-nosystemd.log" 2>&1; then
+        tail -n 40 "$work/dracut-nosystemd.log" >&2
+        die "dracut without systemd failed (log: $work/dracut-nosystemd.log)"
+    fi
+    chroot "$staging" lsinitrd /tmp/initrd-nosystemd.img >"$work/initrd-nosystemd.list"
+    mv "$staging/tmp/initrd-nosystemd.img" "$work/initrd-nosystemd.img"
+    grep -qE '/hooks/pre-mount/50-zshield-recovery.sh$' "$work/initrd-nosystemd.list" ||
+        die "the initrd without systemd has no zshield pre-mount hook (listing: $work/initrd-nosystemd.list)"
+    ! grep -qE ' usr/lib/systemd/systemd$' "$work/initrd-nosystemd.list" ||
+        die "the initrd built without systemd still holds systemd"
 }
 
 # ---------------------------------------------------------------- block-device
@@ -269,7 +314,7 @@ phase_block_device() {
     mkfs_image "$work/boot.img" golden-boot "$boot_uuid" "$work/boot" "$boot_mib"
     mkfs_image "$work/root.img" golden-root "$root_uuid" "$staging" "$root_mib"
     log "boot.img ${boot_mib} MiB, root.img ${root_mib} MiB"
-    check_fixtures "$work/root.img"
+    [ "$variant_name" = product ] || check_fixtures "$work/root.img"
 
     # Partitions on MiB boundaries, so that dd can place the images with bs=1M.
     local cf=$work/cf.img
@@ -295,37 +340,119 @@ EOF
     log "cf.img: $((reserved_start + reserved_mib)) MiB, p1 golden-boot, p2 golden-root, p3 reserved"
 }
 
+# ---------------------------------------------------------------- bootloader
+# The golden's own grub-install and grub-mkconfig, run in its root mounted from
+# cf.img through a loop device: the CF menu is made by the same scripts
+# (10_linux, 41_zshield) as the menus of the disks zshield provisions.
+phase_bootloader() {
+    loop_dev=$(losetup --find --show --partscan "$work/cf.img")
+    # Some kernels (this host's) have no partition table parser: partx tells them.
+    partx --add "$loop_dev" 2>/dev/null || partx --update "$loop_dev"
+    local p i d
+    for p in 1 2 3; do
+        for ((i = 0; i < 100; i++)); do
+            [ -b "${loop_dev}p$p" ] && break
+            sleep 0.1
+        done
+        [ -b "${loop_dev}p$p" ] || die "${loop_dev}p$p did not appear (losetup --partscan, partx --add)"
+    done
+    local mnt=$work/mnt
+    mkdir -p "$mnt"
+    # The root stays read-only (noload: not even a journal replay); GRUB writes
+    # only to /boot.
+    mount -o ro,noload "${loop_dev}p2" "$mnt"
+    chroot_mounts+=("$mnt")
+    mount "${loop_dev}p1" "$mnt/boot"
+    chroot_mounts+=("$mnt/boot")
+    # A /dev of its own: the loop devices, and the by-uuid links that udev
+    # would make (10_linux writes root=UUID= only when the link exists).
+    mount -t tmpfs -o mode=0755 golden-dev "$mnt/dev"
+    chroot_mounts+=("$mnt/dev")
+    cp -a /dev/null /dev/zero /dev/full /dev/random /dev/urandom \
+        "$loop_dev" "${loop_dev}p1" "${loop_dev}p2" "${loop_dev}p3" "$mnt/dev/"
+    mkdir -p "$mnt/dev/disk/by-uuid"
+    ln -s "../../$(basename "${loop_dev}p2")" "$mnt/dev/disk/by-uuid/$root_uuid"
+    ln -s "../../$(basename "${loop_dev}p1")" "$mnt/dev/disk/by-uuid/$boot_uuid"
+    mount -t proc proc "$mnt/proc"
+    chroot_mounts+=("$mnt/proc")
+    mount -t sysfs sysfs "$mnt/sys"
+    chroot_mounts+=("$mnt/sys")
+    for d in tmp run; do
+        mount -t tmpfs "golden-$d" "$mnt/$d"
+        chroot_mounts+=("$mnt/$d")
+    done
+
+    chroot "$mnt" grub-install --target=i386-pc "$loop_dev" >"$work/grub-install.log" 2>&1 ||
+        { cat "$work/grub-install.log" >&2; die "grub-install on the CF image failed"; }
+    chroot "$mnt" grub-mkconfig -o /boot/grub/grub.cfg >"$work/grub-mkconfig.log" 2>&1 ||
+        { cat "$work/grub-mkconfig.log" >&2; die "grub-mkconfig on the CF image failed"; }
+    chroot "$mnt" grub-script-check /boot/grub/grub.cfg || die "the CF menu fails grub-script-check"
+    cp "$mnt/boot/grub/grub.cfg" "$work/grub.cfg"
+    umount_chroot
+    losetup -d "$loop_dev"
+    loop_dev=""
+    check_menu "$work/grub.cfg"
+}
+
+# The CF menu: the normal entry boots the golden read-only by UUID, and the two
+# recovery entries follow it with the same root and options.
+check_menu() {
+    local cfg=$1 title lines
+    for title in "Recover to factory default" "Recover to latest backup"; do
+        grep -q "^menuentry '$title'" "$cfg" || die "the CF menu has no '$title' entry ($cfg)"
+    done
+    lines=$(grep -cE "^\s+linux\s.* root=UUID=$root_uuid ro .*fsck.mode=skip" "$cfg" || :)
+    # The normal entry, its advanced copy, recovery mode, and our two.
+    [ "$lines" -ge 5 ] ||
+        die "only $lines kernel lines of the CF menu boot root=UUID=$root_uuid ro with fsck.mode=skip ($cfg)"
+    grep -qE "^\s+linux\s.* zshield_recovery=default( |$)" "$cfg" || die "no zshield_recovery=default kernel line in $cfg"
+    grep -qE "^\s+linux\s.* zshield_recovery=latest( |$)" "$cfg" || die "no zshield_recovery=latest kernel line in $cfg"
+    log "CF menu: $(grep -E "^(menuentry|submenu) '" "$cfg" | cut -d"'" -f2 | paste -sd'|' | sed 's/|/ | /g')"
+}
+
 # ---------------------------------------------------------------- finalise
 phase_finalise() {
     mkdir -p "$outdir"
     rm -f "$outdir/stamp"
     cp "$work/boot/vmlinuz-$kver" "$outdir/vmlinuz"
     cp "$work/boot/initrd.img-$kver" "$outdir/initrd.img"
-    cp "$work/initrd-nosystemd.img" "$outdir/initrd-nosystemd.img"
+    [ "$variant_name" = product ] || cp "$work/initrd-nosystemd.img" "$outdir/initrd-nosystemd.img"
+    cp "$work/grub.cfg" "$outdir/grub.cfg"
     cp --sparse=always "$work/cf.img" "$outdir/cf.img"
-    (cd "$outdir" && sha256sum cf.img >cf.img.sha256)
+}
+
+# ---------------------------------------------------------------- convert
+phase_convert() {
+    rm -f "$outdir/cf.qcow2"
+    qemu-img convert -f raw -O qcow2 "$outdir/cf.img" "$outdir/cf.qcow2"
+    qemu-img compare -q -f raw -F qcow2 "$outdir/cf.img" "$outdir/cf.qcow2" ||
+        die "cf.qcow2 does not hold the same disk as cf.img"
+    (cd "$outdir" && sha256sum cf.img cf.qcow2 >SHA256SUMS)
     cat >"$outdir/golden.env" <<EOF
 # Facts of this golden, for qemu/vm.sh, qemu/demo.sh and tests/qemu (sourced by bash).
+GOLDEN_VARIANT=$variant_name
 GOLDEN_KVER=$kver
 GOLDEN_ROOT_UUID=$root_uuid
 GOLDEN_BOOT_UUID=$boot_uuid
 GOLDEN_INITRD_SYSTEMD=$initrd_systemd
-GOLDEN_CF_SHA256=$(cut -d' ' -f1 "$outdir/cf.img.sha256")
+GOLDEN_CF_SHA256=$(awk '$2 == "cf.img" { print $1 }' "$outdir/SHA256SUMS")
 EOF
     # The stamp is written last: a build stopped half-way is never taken as done.
     echo "$inputs_hash" >"$outdir/stamp"
-    log "golden ready in $outdir"
+    log "$variant_name image in $outdir: cf.img ($(du -h --apparent-size "$outdir/cf.img" | cut -f1)), cf.qcow2 ($(du -h "$outdir/cf.qcow2" | cut -f1)), SHA256SUMS"
 }
 
 t_start=$SECONDS
 phase root phase_root
 phase product phase_product
 if up_to_date; then
-    log "golden in $outdir is up to date (inputs $inputs_hash)"
+    log "$variant_name image in $outdir is up to date (inputs $inputs_hash)"
 else
     phase install phase_install
     phase initramfs phase_initramfs
     phase block-device phase_block_device
+    phase bootloader phase_bootloader
     phase finalise phase_finalise
+    phase convert phase_convert
 fi
 log "total $((SECONDS - t_start)) s"

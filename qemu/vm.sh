@@ -4,10 +4,16 @@
 #
 # usage: qemu/vm.sh --log FILE [--timeout SECS] [--golden DIR]
 #                   [--cf IMG [--cf-bus ide|scsi]] [--disk IMG [--disk-bus scsi|ide]]
+#                   [--boot-from cf|disk] [--reboot yes] [--pick N]
 #                   [--cmd FILE] [--append "ARGS"]
 #
 #   --cf IMG      the CompactFlash disk; IDE by default, as a real CF card is
 #   --disk IMG    the target hard disk; virtio-scsi by default, serial ZTARGET
+#   --boot-from   the firmware's first boot disk (default cf); SeaBIOS goes on
+#                 to the other one when the first is not bootable
+#   --reboot yes  a guest reboot boots again instead of ending QEMU
+#   --pick N      at the first GRUB menu, press Down N times and Enter, as a
+#                 person at the serial console would
 #   --cmd FILE    a bash script for the golden's test probe, on a 1 MiB
 #                 virtio-blk disk with serial "ztestcmd" (padded with NULs)
 #   --append ARGS boot the golden's kernel and initrd directly with
@@ -33,6 +39,7 @@ die() { echo "vm: error: $*" >&2; exit 2; }
 
 log="" timeout=900 golden=${ZSHIELD_GOLDEN:-$repo/build/golden}
 cf="" cf_bus=ide disk="" disk_bus=scsi cmd="" append="" direct=no initrd=initrd.img
+boot_from=cf reboot=no pick=""
 while [ $# -gt 0 ]; do
     [ $# -ge 2 ] || usage
     case "$1" in
@@ -46,6 +53,9 @@ while [ $# -gt 0 ]; do
         --cmd) cmd=$2 ;;
         --append) append=$2 direct=yes ;;
         --initrd) initrd=$2 ;;
+        --boot-from) boot_from=$2 ;;
+        --reboot) reboot=$2 ;;
+        --pick) pick=$2 ;;
         *) usage ;;
     esac
     shift 2
@@ -56,27 +66,37 @@ for f in "$cf" "$disk" "$cmd"; do
     [ -z "$f" ] || [ -f "$f" ] || die "no such file: $f"
 done
 
+[[ "$pick" =~ ^[0-9]*$ ]] || die "--pick takes a number of Down presses"
 args=(
     -accel tcg -cpu max -smp 2 -m 2048
-    -no-reboot -display none -monitor none -nic none
+    -display none -monitor none -nic none
     # No default CD-ROM, floppy or VGA: nothing but the disks given here.
     -nodefaults
-    -serial "file:$log"
 )
+[ "$reboot" = yes ] || args+=(-no-reboot)
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/zshield-vm.XXXXXX")
+if [ -z "$pick" ]; then
+    args+=(-serial "file:$log")
+else
+    # Keys go in through a FIFO (QEMU opens both ends read-write, so neither
+    # side blocks); the console comes out through another into the log.
+    mkfifo "$tmp/serial.in" "$tmp/serial.out"
+    args+=(-chardev "pipe,id=serial0,path=$tmp/serial" -serial chardev:serial0)
+fi
 
-# The first disk given (the CF when there is one) is the firmware's boot disk;
-# a direct kernel boot holds boot index 0 itself.
+# The firmware tries the disks in the order they are added (SeaBIOS tries
+# only the disks that have a boot index, beyond the first); a direct kernel
+# boot needs none.
 bootindex=0
-[ "$direct" = no ] || bootindex=1
 scsi=no ide_unit=0
 add_disk() { # add_disk IMAGE BUS ID SERIAL
     # cache=unsafe: QEMU exits cleanly or the run is void, and TCG boots
     # should not wait for the host to flush.
     args+=(-drive "file=$1,format=raw,if=none,id=$3,cache=unsafe")
     local boot=""
-    if [ "$bootindex" = 0 ]; then
-        boot=",bootindex=0"
-        bootindex=1
+    if [ "$direct" = no ]; then
+        boot=",bootindex=$bootindex"
+        bootindex=$((bootindex + 1))
     fi
     case "$2" in
         ide)
@@ -96,16 +116,27 @@ add_disk() { # add_disk IMAGE BUS ID SERIAL
         *) die "unknown bus: $2 (ide or scsi)" ;;
     esac
 }
-[ -z "$cf" ] || add_disk "$cf" "$cf_bus" cf ZGOLDEN
-[ -z "$disk" ] || add_disk "$disk" "$disk_bus" target ZTARGET
+case "$boot_from" in
+    cf)
+        [ -z "$cf" ] || add_disk "$cf" "$cf_bus" cf ZGOLDEN
+        [ -z "$disk" ] || add_disk "$disk" "$disk_bus" target ZTARGET
+        ;;
+    disk)
+        [ -z "$disk" ] || add_disk "$disk" "$disk_bus" target ZTARGET
+        [ -z "$cf" ] || add_disk "$cf" "$cf_bus" cf ZGOLDEN
+        ;;
+    *) die "--boot-from takes cf or disk" ;;
+esac
 
-cmd_img=""
 # shellcheck disable=SC2317  # called by the trap
-cleanup() { [ -z "$cmd_img" ] || rm -f "$cmd_img"; }
+cleanup() {
+    jobs -p | xargs -r kill 2>/dev/null || :
+    rm -rf "$tmp"
+}
 trap cleanup EXIT
 if [ -n "$cmd" ]; then
     [ "$(stat -c %s "$cmd")" -lt $((1024 * 1024)) ] || die "--cmd script must be under 1 MiB"
-    cmd_img=$(mktemp "${log}.cmd.XXXXXX")
+    cmd_img=$tmp/cmd.img
     truncate -s 1M "$cmd_img"
     dd if="$cmd" of="$cmd_img" conv=notrunc status=none
     args+=(-drive "file=$cmd_img,format=raw,if=none,id=cmd"
@@ -126,12 +157,33 @@ else
         -append "root=LABEL=golden-root ro console=ttyS0,115200 rd.driver.pre=ata_piix panic=-1 fsck.mode=skip${append:+ $append}")
 fi
 
+# pick_entry N: waits for GRUB's countdown under the menu, then presses Down
+# N times and Enter. GRUB reads VT100 arrow keys from its serial terminal.
+pick_entry() {
+    local i
+    for ((i = 0; i < timeout * 10; i++)); do
+        grep -aq "will be executed automatically" "$log" && break
+        sleep 0.1
+    done
+    for ((i = 0; i < $1; i++)); do
+        printf '\033[B' >"$tmp/serial.in"
+        sleep 0.3
+    done
+    printf '\r' >"$tmp/serial.in"
+    echo "vm: picked menu entry $1 (Down x$1, Enter)"
+}
+
 mkdir -p "$(dirname "$log")"
 : >"$log"
-echo "vm: start: ${cf:+cf=$cf($cf_bus) }${disk:+disk=$disk($disk_bus) }${cmd:+cmd=$cmd }$([ "$direct" = yes ] && echo "kernel args: $append" || echo "firmware boot")"
+echo "vm: start: ${cf:+cf=$cf($cf_bus) }${disk:+disk=$disk($disk_bus) }${cmd:+cmd=$cmd }$([ "$direct" = yes ] && echo "kernel args: $append" || echo "firmware boot from $boot_from${pick:+, menu entry $pick}")"
 t0=$SECONDS
 rc=0
+if [ -n "$pick" ]; then
+    cat "$tmp/serial.out" >"$log" &
+    pick_entry "$pick" &
+fi
 timeout -k 10 "$timeout" qemu-system-x86_64 "${args[@]}" || rc=$?
+[ -z "$pick" ] || wait %1 2>/dev/null || :
 
 # How the guest ended, as far as its console tells.
 how="qemu exit $rc"

@@ -194,3 +194,30 @@ zt_boot_restored() {
     zt_assert_value root-source /dev/mapper/vgroup-lv--root
     zt_assert_checks "$3"
 }
+
+# zt_menu_index TITLE: how many Down presses reach TITLE from the first entry
+# of the top-level GRUB menu. The CF's menu is the golden's grub.cfg; a disk's
+# menu is made by the same scripts from the same defaults, in the same order.
+zt_menu_index() {
+    local n
+    n=$(grep -E "^(menuentry|submenu) '" "$ZT_GOLDEN/grub.cfg" | cut -d"'" -f2 | grep -nxF -- "$1" | cut -d: -f1)
+    if [ -z "$n" ]; then
+        echo "FAIL [$ZT_NAME]: no entry '$1' in the CF menu $ZT_GOLDEN/grub.cfg" >&2
+        return 1
+    fi
+    echo $((n - 1))
+}
+
+# zt_assert_menu [LOG]: a GRUB menu with the normal and both recovery entries
+# was on the serial console.
+zt_assert_menu() {
+    local title
+    for title in "Debian GNU/Linux" "Recover to factory default" "Recover to latest backup"; do
+        zt_assert_line "$title" "${1:-$ZT_LOG}"
+    done
+}
+
+# zt_assert_booted_with ARG [LOG]: a kernel of this run started with ARG.
+zt_assert_booted_with() {
+    zt_assert_line_with "Command line:" "$1" "${2:-$ZT_LOG}"
+}

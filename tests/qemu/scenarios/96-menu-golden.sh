@@ -1,0 +1,20 @@
+# menu-golden: the CF booted through the firmware and its GRUB menu; a person
+# presses Enter on the normal entry. The golden boots read-only (a write to /
+# fails) and zshield does nothing.
+target=$ZT_DIR/target.img
+zt_new_disk "$target"
+target_sha=$(zt_sha "$target")
+
+zt_cmd "$ZT_DIR/golden.cmd" - <<'SCRIPT'
+check root-mounted-ro bash -c 'findmnt -no OPTIONS / | tr , "\n" | grep -qx ro'
+check write-to-root-fails bash -c '! touch /ztest-write 2>/dev/null'
+check root-by-uuid grep -q "root=UUID=$GOLDEN_ROOT_UUID ro " /proc/cmdline
+check no-recovery-arg bash -c '! grep -q zshield_recovery /proc/cmdline'
+check no-fsck-of-the-golden grep -qw fsck.mode=skip /proc/cmdline
+SCRIPT
+zt_vm golden --cf "$ZT_CF" --disk "$target" --pick 0 --cmd "$ZT_DIR/golden.cmd"
+zt_assert_menu
+zt_assert_value root-source /dev/sda2
+zt_assert_checks "$ZT_DIR/golden.cmd"
+zt_assert_no_line "zshield: "
+zt_assert_same_sha "$target" "$target_sha" "target disk"
