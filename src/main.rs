@@ -262,7 +262,7 @@ mod tests {
         assert!(matches!(cli.command, Command::Backup { .. }));
         let cli = parse(&["zshield_backup", "--config", "/tmp/z.conf"]).unwrap();
         assert!(
-            matches!(cli.command, Command::Backup { config } if config == PathBuf::from("/tmp/z.conf"))
+            matches!(cli.command, Command::Backup { config } if config == std::path::Path::new("/tmp/z.conf"))
         );
         let help = parse(&["zshield_backup", "--help"]).err().map(|e| e.kind());
         assert_eq!(help, Some(clap::error::ErrorKind::DisplayHelp));
