@@ -9,8 +9,8 @@
 #
 #   --cf IMG      the CompactFlash disk; IDE by default, as a real CF card is
 #   --disk IMG    the target hard disk; virtio-scsi by default, serial ZTARGET
-#   --boot-from   the firmware's first boot disk (default cf); SeaBIOS goes on
-#                 to the other one when the first is not bootable
+#   --boot-from   the firmware's boot disk (default cf); SeaBIOS boots from
+#                 its first hard disk only, and does not go on to the other
 #   --reboot yes  a guest reboot boots again instead of ending QEMU
 #   --pick N      at the first GRUB menu, press Down N times and Enter, as a
 #                 person at the serial console would
@@ -84,19 +84,20 @@ else
     args+=(-chardev "pipe,id=serial0,path=$tmp/serial" -serial chardev:serial0)
 fi
 
-# The firmware tries the disks in the order they are added (SeaBIOS tries
-# only the disks that have a boot index, beyond the first); a direct kernel
-# boot needs none.
-bootindex=0
+# The first disk added is the firmware's boot disk; a direct kernel boot
+# holds boot index 0 itself.
+bootindex=0 boot_disk=""
+[ "$direct" = no ] || bootindex=1
 scsi=no ide_unit=0
 add_disk() { # add_disk IMAGE BUS ID SERIAL
     # cache=unsafe: QEMU exits cleanly or the run is void, and TCG boots
     # should not wait for the host to flush.
     args+=(-drive "file=$1,format=raw,if=none,id=$3,cache=unsafe")
     local boot=""
-    if [ "$direct" = no ]; then
-        boot=",bootindex=$bootindex"
-        bootindex=$((bootindex + 1))
+    if [ "$bootindex" = 0 ]; then
+        boot=",bootindex=0"
+        bootindex=1
+        boot_disk=$3
     fi
     case "$2" in
         ide)
@@ -175,7 +176,7 @@ pick_entry() {
 
 mkdir -p "$(dirname "$log")"
 : >"$log"
-echo "vm: start: ${cf:+cf=$cf($cf_bus) }${disk:+disk=$disk($disk_bus) }${cmd:+cmd=$cmd }$([ "$direct" = yes ] && echo "kernel args: $append" || echo "firmware boot from $boot_from${pick:+, menu entry $pick}")"
+echo "vm: start: ${cf:+cf=$cf($cf_bus) }${disk:+disk=$disk($disk_bus) }${cmd:+cmd=$cmd }$([ "$direct" = yes ] && echo "kernel args: $append" || echo "firmware boot from $boot_disk${pick:+, menu entry $pick}")"
 t0=$SECONDS
 rc=0
 if [ -n "$pick" ]; then
