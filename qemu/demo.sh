@@ -2,8 +2,9 @@
 # The appliance's factory reset, end to end, in QEMU:
 #   1. build the golden (qemu/build-golden.sh) and a fresh virtual appliance:
 #      a CompactFlash card holding the golden, and a blank 4 GiB hard disk;
-#   2. boot the CF with zshield_recovery=default zshield.after=poweroff and show
-#      zshield's console lines as they come;
+#   2. boot the CF through the firmware, pick "Recover to factory default" in
+#      its GRUB menu on the serial console, and show zshield's console lines as
+#      they come; zshield reboots when done, which ends this VM;
 #   3. boot the restored hard disk alone, through SeaBIOS and its own GRUB;
 #   4. summarise: boot durations, root device, logical volumes, report.
 # Work files: <repo>/build/demo/. Exits non-zero if any step fails.
@@ -26,11 +27,13 @@ mkdir -p "$work"
 cp --sparse=always "$golden/cf.img" "$work/cf.img"
 truncate -s 4G "$work/disk.img"
 
-say "factory reset: zshield_recovery=default zshield.after=poweroff"
+entry="Recover to factory default"
+index=$(grep -E "^(menuentry|submenu) '" "$golden/grub.cfg" | cut -d"'" -f2 | grep -nxF "$entry" | cut -d: -f1)
+[ -n "$index" ] || die "the CF menu has no '$entry' entry ($golden/grub.cfg)"
+say "factory reset: the CF's GRUB menu, entry '$entry'"
 t0=$SECONDS
 "$repo/qemu/vm.sh" --log "$work/reset.log" --timeout "$timeout" --golden "$golden" \
-    --cf "$work/cf.img" --disk "$work/disk.img" \
-    --append "zshield_recovery=default zshield.after=poweroff" &
+    --cf "$work/cf.img" --disk "$work/disk.img" --pick "$((index - 1))" &
 vm=$!
 # zshield's lines, live; tail stops by itself once vm.sh has returned.
 tail -n +1 -F -s 0.2 --pid="$vm" "$work/reset.log" 2>/dev/null |
