@@ -77,6 +77,9 @@ pub struct BootArgs {
     /// Test only: `zshield.test.cut_after=STEP` cuts the power (no sync, no
     /// unmount) right after the first step of that kind, as a power loss would.
     pub cut_after: Option<String>,
+    /// `zshield.provision=DIR`: another provisioning directory of the golden
+    /// (one golden, several product lines).
+    pub provision: Option<String>,
 }
 
 impl BootArgs {
@@ -98,6 +101,7 @@ impl BootArgs {
                 "zshield.wipe" => args.wipe = flag(value.as_deref()),
                 "root" => args.root = non_empty(),
                 "zshield.test.cut_after" => args.cut_after = non_empty(),
+                "zshield.provision" => args.provision = non_empty(),
                 _ => {}
             }
         }
@@ -184,7 +188,7 @@ mod tests {
         let a = BootArgs::parse(
             "root=/dev/sda2 zshield_recovery=default zshield.target=/dev/disk/by-id/x \
              zshield.golden=UUID=abc zshield.after=poweroff zshield.dry_run zshield.wipe \
-             zshield.test.cut_after=copy-root",
+             zshield.test.cut_after=copy-root zshield.provision=/opt/line-b",
         );
         assert_eq!(a.mode(), Ok(Some(Mode::Default)));
         assert_eq!(a.target.as_deref(), Some("/dev/disk/by-id/x"));
@@ -192,6 +196,7 @@ mod tests {
         assert_eq!(a.after(), Ok(After::Poweroff));
         assert!(a.dry_run && a.wipe);
         assert_eq!(a.cut_after.as_deref(), Some("copy-root"));
+        assert_eq!(a.provision.as_deref(), Some("/opt/line-b"));
     }
 
     #[test]

@@ -43,6 +43,28 @@ pub struct DataVolume {
     pub mount: String,
 }
 
+/// `[provision]`: the golden's per-unit files and hooks (see `provision`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProvisionConfig {
+    /// The provisioning directory, a path in the golden root.
+    pub dir: String,
+    /// Seconds a hook may run before it is killed.
+    pub hook_timeout: u64,
+    /// Go on with the recovery when a hook fails (the report says so).
+    pub continue_on_hook_failure: bool,
+}
+
+impl Default for ProvisionConfig {
+    fn default() -> Self {
+        ProvisionConfig {
+            dir: "/etc/zshield/provision".into(),
+            hook_timeout: 60,
+            continue_on_hook_failure: false,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -56,6 +78,7 @@ pub struct Config {
     pub root: Volume,
     pub snapshot: Volume,
     pub data: Vec<DataVolume>,
+    pub provision: ProvisionConfig,
 }
 
 impl Default for Config {
@@ -88,6 +111,7 @@ impl Default for Config {
                     mount: "/var/log/audit".into(),
                 },
             ],
+            provision: ProvisionConfig::default(),
         }
     }
 }
@@ -173,6 +197,16 @@ impl Config {
                 self.target
             ));
         }
+        let p = &self.provision;
+        if !p.dir.starts_with('/') || p.dir.split('/').any(|c| c == "..") {
+            return Err(format!(
+                "provision.dir {:?} must be an absolute path in the golden, without '..'",
+                p.dir
+            ));
+        }
+        if p.hook_timeout == 0 {
+            return Err("provision.hook_timeout must be at least 1 (seconds)".into());
+        }
         Ok(())
     }
 }
@@ -250,6 +284,38 @@ size = "512M"
 mod tests {
     use super::*;
     use crate::units::MIB;
+
+    #[test]
+    fn provision_settings_have_defaults_and_are_checked() {
+        let c = Config::parse("", "t").unwrap();
+        assert_eq!(c.provision, ProvisionConfig::default());
+        let c = Config::parse(
+            "[provision]\ndir = \"/opt/line-a\"\nhook_timeout = 5\ncontinue_on_hook_failure = true\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                c.provision.dir.as_str(),
+                c.provision.hook_timeout,
+                c.provision.continue_on_hook_failure
+            ),
+            ("/opt/line-a", 5, true)
+        );
+        let err = Config::parse("[provision]\ndir = \"provision\"\n", "t").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("provision.dir \"provision\" must be an absolute path"),
+            "{err}"
+        );
+        let err = Config::parse("[provision]\nhook_timeout = 0\n", "t").unwrap_err();
+        assert!(
+            err.to_string().contains("hook_timeout must be at least 1"),
+            "{err}"
+        );
+        let err = Config::parse("[provision]\nhooks = 1\n", "t").unwrap_err();
+        assert!(err.to_string().contains("hooks"), "{err}");
+    }
 
     const SMALL: &str = r#"
 target = "/dev/disk/by-id/scsi-0QEMU_QEMU_HARDDISK_ZTARGET"

@@ -19,6 +19,7 @@ pub mod lvm_report;
 pub mod mounts;
 pub mod plan;
 pub mod probe;
+pub mod provision;
 pub mod recover;
 pub mod report;
 pub mod rollback;

@@ -128,6 +128,7 @@ fn request(mode: Mode, place: Where, boot: &BootArgs, dry_run: bool, after: Afte
         dry_run,
         after,
         cut_after: boot.cut_after.clone(),
+        provision: boot.provision.clone(),
     }
 }
 

@@ -7,6 +7,7 @@ use crate::config::{Config, Label};
 use crate::content::{Content, ExistingLayout, GPT_BIOS_NAME, GPT_BOOT_NAME, GPT_LVM_NAME};
 use crate::fstab;
 use crate::lvm_report::{Lv, Pv, Vg};
+use crate::provision::Provision;
 use crate::units::{human, MIB};
 
 /// VG tag: this VG was made by zshield.
@@ -87,6 +88,8 @@ pub struct Probe {
     pub pvs: Vec<Pv>,
     pub vgs: Vec<Vg>,
     pub lvs: Vec<Lv>,
+    /// The golden's per-unit files and hooks for this architecture, checked.
+    pub provision: Provision,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -184,6 +187,14 @@ pub enum Step {
         mount_points: Vec<String>,
         /// Where the disk's own "Recover to factory default" finds the golden.
         golden: String,
+    },
+    /// The install manifest's files for this architecture.
+    InstallFiles {
+        provision: Provision,
+    },
+    /// The provisioning hooks, in order, inside the target.
+    RunHooks {
+        provision: Provision,
     },
     InstallBootloader {
         disk: String,
@@ -289,6 +300,30 @@ impl fmt::Display for Step {
                     f,
                     "rewrite /etc/fstab ({}), drop the LVM devices file, set GRUB defaults (factory default from {golden})",
                     mps.join(" ")
+                )
+            }
+            Step::InstallFiles { provision } => {
+                let files: Vec<String> = provision.files.iter().map(|f| f.to_string()).collect();
+                write!(
+                    f,
+                    "install {} file{} of {}/{} for {}: {}",
+                    files.len(),
+                    if files.len() == 1 { "" } else { "s" },
+                    provision.dir,
+                    crate::provision::MANIFEST,
+                    provision.arch,
+                    files.join(", ")
+                )
+            }
+            Step::RunHooks { provision } => {
+                let hooks: Vec<&str> = provision.hooks.iter().map(|h| h.name.as_str()).collect();
+                write!(
+                    f,
+                    "run the hooks of {}/{} in the target, in order, {} s each at most: {}",
+                    provision.dir,
+                    crate::provision::HOOKS_DIR,
+                    provision.hook_timeout_secs,
+                    hooks.join(", ")
                 )
             }
             Step::InstallBootloader { disk, root } => {
@@ -919,11 +954,23 @@ fn finish(plan: &mut Plan, probe: &Probe, config: &Config) {
             mount_points: config.data.iter().map(|d| d.mount.clone()).collect(),
             golden: probe.golden.spec_for_disk(),
         },
-        Step::InstallBootloader {
-            disk: plan.target.clone(),
-            root,
-        },
     ]);
+    // Files and hooks after the copy and the target's configuration, before
+    // GRUB: a hook may change what the menu is made from.
+    if !probe.provision.files.is_empty() {
+        plan.steps.push(Step::InstallFiles {
+            provision: probe.provision.clone(),
+        });
+    }
+    if !probe.provision.hooks.is_empty() {
+        plan.steps.push(Step::RunHooks {
+            provision: probe.provision.clone(),
+        });
+    }
+    plan.steps.extend([Step::InstallBootloader {
+        disk: plan.target.clone(),
+        root,
+    }]);
     plan.steps.extend(snapshot);
     plan.steps.push(Step::MarkComplete {
         vg: config.vg.clone(),
@@ -1003,6 +1050,7 @@ mount = "/var/log/audit"
             pvs: vec![],
             vgs: vec![],
             lvs: vec![],
+            provision: Provision::default(),
         }
     }
 
@@ -1080,6 +1128,39 @@ mount = "/var/log/audit"
             extents: 320,
             bytes: 1280 * MIB
         }));
+    }
+
+    #[test]
+    fn provisioning_comes_after_the_copy_and_before_grub() {
+        let mut probe = blank_probe();
+        probe.provision.files.push(crate::provision::InstallFile {
+            source: "modules".into(),
+            destination: "/etc/modules".into(),
+            mode: 0o644,
+            owner: "root".into(),
+            group: "root".into(),
+            uid: 0,
+            gid: 0,
+        });
+        probe.provision.hooks.push(crate::provision::Hook {
+            order: 10,
+            name: "10_first.sh".into(),
+        });
+        probe.provision.dir = "/etc/zshield/provision".into();
+        probe.provision.arch = "x86_64".into();
+        probe.provision.hook_timeout_secs = 60;
+        let p = plan_of(&probe, Options::default()).unwrap();
+        let n = names(&p);
+        let at = |name: &str| n.iter().position(|s| s == name).unwrap();
+        assert_eq!(at("install-files"), at("configure-target") + 1);
+        assert_eq!(at("run-hooks"), at("install-files") + 1);
+        assert_eq!(at("install-bootloader"), at("run-hooks") + 1);
+        let shown: Vec<String> = p.steps.iter().map(|s| s.to_string()).collect();
+        assert!(shown.contains(&"install 1 file of /etc/zshield/provision/files.install for x86_64: /etc/modules (0644 root:root)".to_string()), "{shown:?}");
+        assert!(shown.contains(&"run the hooks of /etc/zshield/provision/hooks in the target, in order, 60 s each at most: 10_first.sh".to_string()), "{shown:?}");
+        // Nothing to provision: no such steps.
+        let n = names(&plan_of(&blank_probe(), Options::default()).unwrap());
+        assert!(!n.iter().any(|s| s == "install-files" || s == "run-hooks"));
     }
 
     #[test]

@@ -13,6 +13,7 @@ use crate::golden;
 use crate::lvm::Lvm;
 use crate::mounts::MountStack;
 use crate::plan::{GoldenRoot, Probe, TargetDisk};
+use crate::provision;
 
 /// How long to wait for a device named on the command line to appear.
 const DEVICE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -49,7 +50,12 @@ fn mount_golden(dev: &BlockDev, dir: &Path, mounts: &mut MountStack) -> Result<P
     Ok(dir.to_path_buf())
 }
 
-pub fn probe(golden_spec: &str, target_spec: &str, lvm: Option<&Lvm>) -> Result<Probed> {
+pub fn probe(
+    golden_spec: &str,
+    target_spec: &str,
+    lvm: Option<&Lvm>,
+    provision: &provision::Settings,
+) -> Result<Probed> {
     settle_udev();
     let mut golden_mounts = MountStack::new();
 
@@ -84,6 +90,7 @@ pub fn probe(golden_spec: &str, target_spec: &str, lvm: Option<&Lvm>) -> Result<
         disks.extend(BlockDev::open(boot)?.underlying_disks());
     }
     let disks: Vec<String> = disks.into_iter().collect();
+    let provision = provision::load(&golden_root, provision)?;
     let golden = GoldenRoot {
         spec: golden_spec.to_string(),
         dev: golden_dev.dev.clone(),
@@ -136,6 +143,7 @@ pub fn probe(golden_spec: &str, target_spec: &str, lvm: Option<&Lvm>) -> Result<
         pvs,
         vgs,
         lvs,
+        provision,
     };
     Ok(Probed {
         probe,

@@ -15,6 +15,7 @@ use crate::lvm::Lvm;
 use crate::mounts::MountStack;
 use crate::plan::{self, mapper_path, Options, Plan, Step, TAG_COMPLETE, TAG_FS_READY, TAG_LAYOUT};
 use crate::probe::{probe, Probed};
+use crate::provision;
 use crate::report::{Report, RUN_DIR, TARGET_LOG_DIR};
 use crate::runner::Cmd;
 
@@ -32,6 +33,8 @@ pub struct Request {
     pub after: After,
     /// Test only: simulate a power loss after the first step of this kind.
     pub cut_after: Option<String>,
+    /// Another provisioning directory of the golden (`zshield.provision=`).
+    pub provision: Option<String>,
 }
 
 /// How a recovery ended, for the caller's exit code and after-action.
@@ -43,7 +46,13 @@ pub enum Outcome {
 
 /// Resolves the configuration with the command line's overrides.
 fn load(req: &Request) -> Result<(Config, String, String)> {
-    let config = Config::load(&req.config)?;
+    let mut config = Config::load(&req.config)?;
+    if let Some(dir) = &req.provision {
+        if !dir.starts_with('/') {
+            bail!("zshield.provision={dir} must be an absolute path in the golden");
+        }
+        config.provision.dir = dir.clone();
+    }
     let target = req.target.clone().unwrap_or_else(|| config.target.clone());
     let golden = req
         .golden
@@ -52,6 +61,14 @@ fn load(req: &Request) -> Result<(Config, String, String)> {
         .or_else(|| req.root.clone())
         .context("no golden root: this boot has no root= and the configuration names no golden; set zshield.golden=")?;
     Ok((config, target, golden))
+}
+
+fn provision_settings(config: &Config) -> provision::Settings<'_> {
+    provision::Settings {
+        dir: &config.provision.dir,
+        hook_timeout_secs: config.provision.hook_timeout,
+        continue_on_hook_failure: config.provision.continue_on_hook_failure,
+    }
 }
 
 fn in_path(tool: &str) -> bool {
@@ -75,7 +92,7 @@ fn new_uuid() -> String {
 pub fn print_plan(req: &Request) -> Result<()> {
     let (config, target, golden) = load(req)?;
     let lvm = lvm_if_present();
-    let probed = probe(&golden, &target, lvm.as_ref())?;
+    let probed = probe(&golden, &target, lvm.as_ref(), &provision_settings(&config))?;
     let plan = plan::plan(
         &probed.probe,
         &config,
@@ -157,7 +174,9 @@ fn run_factory_reset(req: &Request, report: &mut Report) -> Result<Outcome> {
         golden_root,
         golden_boot,
         mut golden_mounts,
-    } = report.phase("probe", |_| probe(&golden, &target, Some(&lvm)))?;
+    } = report.phase("probe", |_| {
+        probe(&golden, &target, Some(&lvm), &provision_settings(&config))
+    })?;
     let plan = report.phase("plan", |_| {
         plan::plan(&probe, &config, &Options { wipe: req.wipe }, &mut new_uuid)
             .map_err(anyhow::Error::from)
@@ -334,6 +353,12 @@ impl Executor<'_> {
                 mount_points,
                 golden,
             } => self.configure(fstab, mount_points, golden),
+            Step::InstallFiles { provision } => {
+                provision::install_files(self.golden_root, &self.target_root, provision)
+            }
+            Step::RunHooks { provision } => {
+                provision::run_hooks(&self.target_root, provision, report)
+            }
             Step::InstallBootloader { disk, root } => {
                 bootloader::install(&self.target_root, disk, root)
             }

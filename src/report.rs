@@ -176,6 +176,9 @@ pub struct Report {
     pub steps: Vec<StepRecord>,
     pub copied_root: Option<CopyStats>,
     pub copied_boot: Option<CopyStats>,
+    /// The provisioning hooks that ran, in order (a `*factory_test*` hook's
+    /// result is the OEM's factory test).
+    pub hooks: Vec<crate::provision::HookResult>,
     #[serde(skip)]
     start: Instant,
 }
@@ -196,6 +199,7 @@ impl Report {
             steps: Vec::new(),
             copied_root: None,
             copied_boot: None,
+            hooks: Vec::new(),
             start: Instant::now(),
         }
     }

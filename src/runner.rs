@@ -6,8 +6,19 @@ use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+
+/// How a program run with a time limit ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Finished {
+    /// None when a signal ended it.
+    pub code: Option<i32>,
+    /// It ran past its limit and was killed.
+    pub timed_out: bool,
+}
 
 #[derive(Debug, Clone)]
 pub struct Cmd {
@@ -149,6 +160,71 @@ impl Cmd {
         Ok(())
     }
 
+    /// Runs with stdout and stderr as one stream of lines for `on_line`, in
+    /// a process group of its own that is killed past `limit` (and when the
+    /// program ends, so that nothing it left behind keeps running). A non-zero
+    /// exit is not an error here: the caller judges the result.
+    pub fn run_limited(&self, limit: Duration, mut on_line: impl FnMut(&str)) -> Result<Finished> {
+        log::debug!("$ {} (limit {} s)", self.line(), limit.as_secs());
+        let (reader, writer) = std::io::pipe().context("cannot create a pipe")?;
+        let mut command = self.command();
+        command
+            .stdout(writer.try_clone().context("cannot duplicate a pipe")?)
+            .stderr(writer)
+            .process_group(0);
+        let mut child = command
+            .spawn()
+            .with_context(|| format!("cannot start `{}`", self.line()))?;
+        // Our copies of the pipe's write end must go, or the reader never ends.
+        drop(command);
+        let group = nix::unistd::Pid::from_raw(child.id() as i32);
+        let (lines, received) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(reader);
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                match read_until_any(&mut reader, &mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        let line = String::from_utf8_lossy(&buf).trim().to_string();
+                        if !line.is_empty() && lines.send(line).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        let deadline = Instant::now() + limit;
+        let mut timed_out = false;
+        let status = loop {
+            if let Ok(line) = received.recv_timeout(Duration::from_millis(50)) {
+                on_line(&line);
+            }
+            if let Some(status) = child.try_wait()? {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                timed_out = true;
+                let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+                break child.wait()?;
+            }
+        };
+        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+        // The last lines; a process that escaped the group and holds the pipe
+        // must not hold us up.
+        let drain_until = Instant::now() + Duration::from_secs(2);
+        while let Ok(line) =
+            received.recv_timeout(drain_until.saturating_duration_since(Instant::now()))
+        {
+            on_line(&line);
+        }
+        Ok(Finished {
+            code: status.code(),
+            timed_out,
+        })
+    }
+
     fn failure(&self, status: std::process::ExitStatus, stderr: &str, stdout: &str) -> String {
         let words = if stderr.trim().is_empty() {
             stdout
@@ -220,6 +296,42 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "`sh -c 'echo one >&2; echo two >&2; exit 3'` failed with exit code 3: one | two"
+        );
+    }
+
+    #[test]
+    fn a_limited_run_gives_both_streams_in_order_and_its_exit() {
+        let mut lines = Vec::new();
+        let done = Cmd::new("sh")
+            .args(["-c", "echo out; echo err >&2; exit 4"])
+            .run_limited(Duration::from_secs(10), |l| lines.push(l.to_string()))
+            .unwrap();
+        assert_eq!(lines, ["out", "err"]);
+        assert_eq!(
+            done,
+            Finished {
+                code: Some(4),
+                timed_out: false
+            }
+        );
+    }
+
+    #[test]
+    fn a_run_past_its_limit_is_killed_with_what_it_started() {
+        let start = Instant::now();
+        let mut lines = Vec::new();
+        // The background sleep holds the output pipe: it must die with the group.
+        let done = Cmd::new("sh")
+            .args(["-c", "echo started; sleep 30 & sleep 30"])
+            .run_limited(Duration::from_millis(500), |l| lines.push(l.to_string()))
+            .unwrap();
+        assert!(done.timed_out);
+        assert_eq!(done.code, None);
+        assert_eq!(lines, ["started"]);
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            start.elapsed()
         );
     }
 
