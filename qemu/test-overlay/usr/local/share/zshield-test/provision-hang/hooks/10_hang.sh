@@ -1,6 +1,6 @@
 #!/bin/sh
 # TEST ONLY: a hook that never ends, with a child that holds its output; both
 # must be killed at the hook's time limit.
-echo "10_hang.sh: waiting forever"
+echo "waiting forever"
 sleep 100000 &
 sleep 100000
