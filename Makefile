@@ -42,7 +42,8 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --locked --all-targets -- -D warnings
 	shellcheck -x qemu/*.sh tests/qemu/*.sh tests/qemu/scenarios/*.sh tests/qemu/checks/*.sh \
-		initramfs/90zshield/*.sh scripts/*.sh .ci/run grub/41_zshield
+		initramfs/90zshield/*.sh scripts/*.sh .ci/run grub/41_zshield \
+		qemu/test-overlay/etc/zshield/provision/hooks/*.sh qemu/test-overlay/usr/local/share/zshield-test/*/hooks/*.sh
 
 test-unit:
 	cargo test --locked --lib --bins
