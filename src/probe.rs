@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use crate::blockdev::{ext_superblock, mounts_of, read_evidence, settle_udev, BlockDev};
+use crate::config::ProvisionConfig;
 use crate::content::classify;
 use crate::golden;
 use crate::lvm::Lvm;
@@ -54,7 +55,7 @@ pub fn probe(
     golden_spec: &str,
     target_spec: &str,
     lvm: Option<&Lvm>,
-    provision: &provision::Settings,
+    provision: &ProvisionConfig,
 ) -> Result<Probed> {
     settle_udev();
     let mut golden_mounts = MountStack::new();

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
+use crate::config::ProvisionConfig;
 use crate::mounts::MountStack;
 use crate::report::Report;
 use crate::runner::Cmd;
@@ -302,16 +303,9 @@ pub fn order_hooks(names: &[String]) -> Result<Vec<Hook>, String> {
     Ok(hooks)
 }
 
-/// Settings of the provisioning (`[provision]` in the configuration).
-pub struct Settings<'a> {
-    pub dir: &'a str,
-    pub hook_timeout_secs: u64,
-    pub continue_on_hook_failure: bool,
-}
-
 /// Reads and checks the provisioning directory in the (read-only) golden
 /// root. No directory: nothing to provision.
-pub fn load(golden_root: &Path, settings: &Settings) -> Result<Provision> {
+pub fn load(golden_root: &Path, settings: &ProvisionConfig) -> Result<Provision> {
     let arch = std::env::consts::ARCH;
     let section = Section::for_arch(arch)
         .with_context(|| format!("no manifest section for the architecture {arch}"))?;
@@ -319,7 +313,7 @@ pub fn load(golden_root: &Path, settings: &Settings) -> Result<Provision> {
     let mut provision = Provision {
         dir: settings.dir.to_string(),
         arch: arch.to_string(),
-        hook_timeout_secs: settings.hook_timeout_secs,
+        hook_timeout_secs: settings.hook_timeout,
         continue_on_hook_failure: settings.continue_on_hook_failure,
         ..Provision::default()
     };

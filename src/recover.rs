@@ -63,14 +63,6 @@ fn load(req: &Request) -> Result<(Config, String, String)> {
     Ok((config, target, golden))
 }
 
-fn provision_settings(config: &Config) -> provision::Settings<'_> {
-    provision::Settings {
-        dir: &config.provision.dir,
-        hook_timeout_secs: config.provision.hook_timeout,
-        continue_on_hook_failure: config.provision.continue_on_hook_failure,
-    }
-}
-
 fn in_path(tool: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).exists()))
@@ -92,7 +84,7 @@ fn new_uuid() -> String {
 pub fn print_plan(req: &Request) -> Result<()> {
     let (config, target, golden) = load(req)?;
     let lvm = lvm_if_present();
-    let probed = probe(&golden, &target, lvm.as_ref(), &provision_settings(&config))?;
+    let probed = probe(&golden, &target, lvm.as_ref(), &config.provision)?;
     let plan = plan::plan(
         &probed.probe,
         &config,
@@ -175,7 +167,7 @@ fn run_factory_reset(req: &Request, report: &mut Report) -> Result<Outcome> {
         golden_boot,
         mut golden_mounts,
     } = report.phase("probe", |_| {
-        probe(&golden, &target, Some(&lvm), &provision_settings(&config))
+        probe(&golden, &target, Some(&lvm), &config.provision)
     })?;
     let plan = report.phase("plan", |_| {
         plan::plan(&probe, &config, &Options { wipe: req.wipe }, &mut new_uuid)
