@@ -95,10 +95,7 @@ pub fn configure_defaults(root: &Path, golden: &str) -> Result<()> {
 /// with /proc, /sys, /dev and /run, then checks the menu boots `root_dev`.
 pub fn install(root: &Path, disk: &str, root_dev: &str) -> Result<()> {
     let tools = tools(root)?;
-    let mut binds = MountStack::new();
-    for dir in ["proc", "sys", "dev", "run"] {
-        binds.bind(&Path::new("/").join(dir), &root.join(dir))?;
-    }
+    let mut binds = MountStack::system_binds(root)?;
     Cmd::new(tools.install)
         .args(["--target=i386-pc", "--recheck", disk])
         .chroot(root)

@@ -198,17 +198,23 @@ impl Config {
             ));
         }
         let p = &self.provision;
-        if !p.dir.starts_with('/') || p.dir.split('/').any(|c| c == "..") {
-            return Err(format!(
-                "provision.dir {:?} must be an absolute path in the golden, without '..'",
-                p.dir
-            ));
-        }
+        check_provision_dir(&p.dir).map_err(|e| format!("provision.dir {e}"))?;
         if p.hook_timeout == 0 {
             return Err("provision.hook_timeout must be at least 1 (seconds)".into());
         }
         Ok(())
     }
+}
+
+/// A provisioning directory (`provision.dir`, `zshield.provision=`) is a
+/// path in the golden root.
+pub fn check_provision_dir(dir: &str) -> Result<(), String> {
+    if !dir.starts_with('/') || dir.split('/').any(|c| c == "..") {
+        return Err(format!(
+            "{dir:?} must be an absolute path in the golden, without '..'"
+        ));
+    }
+    Ok(())
 }
 
 /// LVM's own rules for VG and LV names (lvm(8), "VALID NAMES").

@@ -60,6 +60,16 @@ impl MountStack {
     }
 
     /// Unmounts everything, last first; reports the first failure.
+    /// /proc, /sys, /dev and /run bound into `root`: what the target's own
+    /// tools (GRUB, provisioning hooks) need when they run in a chroot there.
+    pub fn system_binds(root: &Path) -> Result<MountStack> {
+        let mut binds = MountStack::new();
+        for dir in ["proc", "sys", "dev", "run"] {
+            binds.bind(&Path::new("/").join(dir), &root.join(dir))?;
+        }
+        Ok(binds)
+    }
+
     pub fn unmount_all(&mut self) -> Result<()> {
         let mut first_error = None;
         while let Some(dir) = self.mounted.pop() {

@@ -348,12 +348,16 @@ pub fn load(golden_root: &Path, settings: &ProvisionConfig) -> Result<Provision>
         for entry in std::fs::read_dir(&hooks_dir)
             .with_context(|| format!("cannot list {}/{HOOKS_DIR}", settings.dir))?
         {
-            names.push(entry?.file_name().to_string_lossy().into_owned());
+            let entry =
+                entry.with_context(|| format!("cannot list {}/{HOOKS_DIR}", settings.dir))?;
+            names.push(entry.file_name().to_string_lossy().into_owned());
         }
         provision.hooks =
             order_hooks(&names).map_err(|e| anyhow::anyhow!("{}/{e}", settings.dir))?;
         for hook in &provision.hooks {
-            let meta = std::fs::metadata(hooks_dir.join(&hook.name))?;
+            let meta = std::fs::metadata(hooks_dir.join(&hook.name)).with_context(|| {
+                format!("cannot read {}/{HOOKS_DIR}/{}", settings.dir, hook.name)
+            })?;
             if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
                 bail!(
                     "{}/{HOOKS_DIR}/{} is not an executable file: make it executable (chmod 0755) in the golden",
@@ -423,10 +427,7 @@ const OUTPUT_TAIL: usize = 20;
 /// Runs the hooks in order inside the target (chroot, with /proc, /sys, /dev
 /// and /run), each within its time limit; results go into the report.
 pub fn run_hooks(target_root: &Path, p: &Provision, report: &mut Report) -> Result<()> {
-    let mut binds = MountStack::new();
-    for dir in ["proc", "sys", "dev", "run"] {
-        binds.bind(&Path::new("/").join(dir), &target_root.join(dir))?;
-    }
+    let mut binds = MountStack::system_binds(target_root)?;
     let limit = Duration::from_secs(p.hook_timeout_secs);
     let mut failure = None;
     for hook in &p.hooks {

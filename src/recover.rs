@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use crate::blockdev::{self, BlockDev, ReadOnlyGuard};
 use crate::bootloader;
 use crate::cmdline::{After, Mode};
-use crate::config::Config;
+use crate::config::{check_provision_dir, Config};
 use crate::copy::{copy_tree, mirror_tree};
 use crate::fstab::{self, GoldenNames};
 use crate::lvm::Lvm;
@@ -48,9 +48,7 @@ pub enum Outcome {
 fn load(req: &Request) -> Result<(Config, String, String)> {
     let mut config = Config::load(&req.config)?;
     if let Some(dir) = &req.provision {
-        if !dir.starts_with('/') {
-            bail!("zshield.provision={dir} must be an absolute path in the golden");
-        }
+        check_provision_dir(dir).map_err(|e| anyhow::anyhow!("zshield.provision={dir}: {e}"))?;
         config.provision.dir = dir.clone();
     }
     let target = req.target.clone().unwrap_or_else(|| config.target.clone());
