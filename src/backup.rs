@@ -12,11 +12,14 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 
 use crate::config::Config;
-use crate::copy::mirror_tree;
+use crate::layout::{
+    current_backup, mapper_path, next_backup_name, size_in_extents, BOOT_COPY, TAG_COMPLETE,
+    TAG_LAYOUT, TAG_ROLLBACK,
+};
+use crate::logging::RUN_DIR;
+use crate::lvm::report::{Lv, Vg};
 use crate::lvm::Lvm;
-use crate::lvm_report::{Lv, Vg};
-use crate::plan::{mapper_path, size_in_extents, TAG_COMPLETE, TAG_LAYOUT};
-use crate::rollback::{BOOT_COPY, TAG_ROLLBACK};
+use crate::target::copy::mirror_tree;
 use crate::units::human;
 
 /// One change to the VG, in the order a backup makes them.
@@ -38,38 +41,19 @@ pub struct BackupPlan {
     pub without_backup_for_a_moment: bool,
 }
 
-/// The temporary name of a new snapshot while the old one still exists.
-pub fn next_name(snapshot: &str) -> String {
-    format!("{snapshot}_next")
-}
-
-/// The backup among `lvs`: the snapshot of the root named in the
-/// configuration or, when a backup was cut off between removing the old one
-/// and renaming the new one, that new one.
-pub fn current<'a>(config: &Config, lvs: &'a [Lv]) -> Option<&'a Lv> {
-    let find = |name: &str| lvs.iter().find(|l| l.vg == config.vg && l.name == name);
-    find(&config.snapshot.name).or_else(|| {
-        find(&next_name(&config.snapshot.name)).filter(|lv| {
-            lv.is_snapshot() && lv.origin == config.root.name && !lv.is_invalid_snapshot()
-        })
-    })
-}
-
 /// Plans a backup, or says why none can be taken (nothing is changed then).
 pub fn plan(config: &Config, vg: Option<&Vg>, lvs: &[Lv]) -> Result<BackupPlan, String> {
     let name = &config.vg;
-    let vg = vg
-        .filter(|vg| vg.tags.iter().any(|t| t == TAG_LAYOUT))
-        .ok_or_else(|| {
-            format!("not a zshield system: there is no volume group {name} made by zshield")
-        })?;
-    if !vg.tags.iter().any(|t| t == TAG_COMPLETE) {
+    let vg = vg.filter(|vg| vg.has_tag(TAG_LAYOUT)).ok_or_else(|| {
+        format!("not a zshield system: there is no volume group {name} made by zshield")
+    })?;
+    if !vg.has_tag(TAG_COMPLETE) {
         return Err(format!(
             "the zshield layout in VG {name} is incomplete (a factory reset was cut off): no backup taken; run the factory reset again"
         ));
     }
     let (root_name, snap_name) = (&config.root.name, &config.snapshot.name);
-    let next = next_name(snap_name);
+    let next = next_backup_name(snap_name);
     let find = |lv: &str| lvs.iter().find(|l| l.vg == *name && l.name == lv);
     let root = find(root_name).ok_or_else(|| format!("{name}/{root_name} does not exist"))?;
     let old = find(snap_name);
@@ -80,7 +64,7 @@ pub fn plan(config: &Config, vg: Option<&Vg>, lvs: &[Lv]) -> Result<BackupPlan, 
     }
     let mut changes = Vec::new();
     if root.has_tag(TAG_ROLLBACK) {
-        if current(config, lvs).is_none() {
+        if current_backup(config, lvs).is_none() {
             return Err(format!(
                 "a rollback of {name}/{root_name} was cut off after its merge: boot with zshield_recovery=latest to finish it; no backup taken"
             ));
@@ -92,7 +76,7 @@ pub fn plan(config: &Config, vg: Option<&Vg>, lvs: &[Lv]) -> Result<BackupPlan, 
     let mut old_extents = old.map_or(0, |lv| lv.size / vg.extent_size);
     let mut has_old = old.is_some();
     if let Some(left) = find(&next) {
-        if !has_old && current(config, lvs) == Some(left) {
+        if !has_old && current_backup(config, lvs) == Some(left) {
             // Cut off between removing the old backup and renaming the new one.
             changes.push(Change::Rename {
                 from: next.clone(),
@@ -237,8 +221,8 @@ fn check_running_root(root_dev: &str) -> Result<()> {
 
 /// One backup at a time: the timer and a manual run never overlap.
 fn lock() -> Result<nix::fcntl::Flock<std::fs::File>> {
-    let path = Path::new(crate::report::RUN_DIR).join("backup.lock");
-    std::fs::create_dir_all(crate::report::RUN_DIR)?;
+    let path = Path::new(RUN_DIR).join("backup.lock");
+    std::fs::create_dir_all(RUN_DIR)?;
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -282,11 +266,7 @@ mod tests {
     }
 
     fn plan_with(free_mib: u64, lvs: &[Lv]) -> Result<BackupPlan, String> {
-        plan(
-            &crate::config::small_test_config(),
-            Some(&vg(free_mib)),
-            lvs,
-        )
+        plan(&crate::fixtures::small_config(), Some(&vg(free_mib)), lvs)
     }
 
     fn snapshot(name: &str) -> Change {
@@ -390,7 +370,7 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.contains("merging"), "{err}");
-        let config = crate::config::small_test_config();
+        let config = crate::fixtures::small_config();
         let err = plan(&config, None, &[]).unwrap_err();
         assert!(err.contains("not a zshield system"), "{err}");
     }

@@ -265,27 +265,6 @@ fn bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     }
 }
 
-/// The layout of the QEMU tests (a 4 GiB disk, a 512 MiB snapshot), for the
-/// unit tests of the parts that read LVM reports.
-#[cfg(test)]
-pub fn small_test_config() -> Config {
-    Config::parse(
-        r#"
-target = "/dev/sdb"
-boot_size = "256M"
-vg = "vgroup"
-[root]
-name = "lv-root"
-size = "1280M"
-[snapshot]
-name = "snap0"
-size = "512M"
-"#,
-        "test",
-    )
-    .expect("the test configuration parses")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

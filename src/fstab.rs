@@ -1,4 +1,5 @@
-//! Rewriting the copied golden `/etc/fstab` for the disk it now lives on.
+//! Reading an fstab, and rewriting the copied golden `/etc/fstab` for the
+//! disk it now lives on. Pure.
 
 use std::collections::BTreeSet;
 
@@ -61,17 +62,15 @@ pub fn rewrite(golden_fstab: &str, entries: &[Entry], golden: &GoldenNames) -> R
     let mut disabled = Vec::new();
     let mut placed = BTreeSet::new();
     for line in golden_fstab.lines() {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        if fields.is_empty() || fields[0].starts_with('#') || fields.len() < 2 {
+        let Some((spec, mount_point)) = spec_and_mount_point(line) else {
             out.push(line.to_string());
             continue;
-        }
-        let (spec, mount_point) = (fields[0], unescape(fields[1]));
+        };
         if let Some(entry) = entries.iter().find(|e| e.mount_point == mount_point) {
             if placed.insert(entry.mount_point.clone()) {
                 out.push(entry.line());
             }
-        } else if golden.names(spec) {
+        } else if golden.names(&spec) {
             out.push(format!(
                 "# zshield: disabled, names the golden disk: {line}"
             ));
@@ -93,14 +92,66 @@ pub fn rewrite(golden_fstab: &str, entries: &[Entry], golden: &GoldenNames) -> R
     Rewritten { text, disabled }
 }
 
-/// fstab writes a space in a path as `\040`.
-fn unescape(field: &str) -> String {
-    field.replace("\\040", " ").replace("\\011", "\t")
+/// The device and mount point of an fstab line; `None` for comments and
+/// blank or short lines.
+pub fn spec_and_mount_point(line: &str) -> Option<(String, String)> {
+    let mut fields = line.split_whitespace();
+    let spec = fields.next().filter(|f| !f.starts_with('#'))?;
+    let mount_point = fields.next()?;
+    Some((unescape(spec), unescape(mount_point)))
+}
+
+/// The device an fstab mounts on `mount_point`, if any.
+pub fn device_of(fstab: &str, mount_point: &str) -> Option<String> {
+    fstab
+        .lines()
+        .filter_map(spec_and_mount_point)
+        .find(|(_, mp)| mp == mount_point)
+        .map(|(spec, _)| spec)
+}
+
+/// fstab and /proc/self/mountinfo write a space as `\040`, a tab as `\011`,
+/// a newline as `\012` and a backslash as `\134`: any octal `\NNN`.
+pub fn unescape(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| bytes[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match octal.and_then(|d| u8::from_str_radix(std::str::from_utf8(d).ok()?, 8).ok()) {
+            Some(byte) => {
+                out.push(byte);
+                i += 4;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_devices_and_unescapes() {
+        let fstab = "# comment /boot\nLABEL=golden-root / ext4 ro 0 0\nLABEL=golden-boot /boot ext4 ro 0 0\n/dev/sdc1 /srv/my\\040data ext4 ro 0 0\n";
+        assert_eq!(
+            device_of(fstab, "/boot").as_deref(),
+            Some("LABEL=golden-boot")
+        );
+        assert_eq!(
+            device_of(fstab, "/srv/my data").as_deref(),
+            Some("/dev/sdc1")
+        );
+        assert_eq!(device_of(fstab, "/home"), None);
+        assert_eq!(unescape("a\\011b\\134c\\0"), "a\tb\\c\\0");
+    }
 
     const GOLDEN: &str = "\
 # /etc/fstab of the golden image

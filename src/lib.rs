@@ -1,28 +1,29 @@
 //! zshield: factory reset, rollback and backup of an appliance's disk.
 //!
-//! Pure parts (command line, config, planning, fstab, LVM reports, disk
-//! content) are kept apart from the effectful ones (commands, block devices,
-//! LVM, mounts, copy, bootloader), so that a plan can be printed and tested
-//! without a disk.
+//! The folders are the layers, and every import points down:
+//! - `recovery/`: the engine of both recoveries (request, probe, plan, steps,
+//!   one executor, report); the factory reset and the rollback on top of it;
+//! - `backup`, `status`: the commands of the running system;
+//! - `target/`: what is put on the target (copy, bootloader, provisioning);
+//! - `lvm/`: LVM's command line and its typed reports;
+//! - `disk/`: block devices, what a disk holds, mounts, the golden;
+//! - `layout`: the on-disk contract every mode shares;
+//! - at the bottom, pure parts and plumbing: `cmdline`, `config`, `fstab`,
+//!   `units`, `runner` (the one command runner), `logging`, `failpoint`.
 
 pub mod backup;
-pub mod blockdev;
-pub mod bootloader;
 pub mod cmdline;
 pub mod config;
-pub mod content;
-pub mod copy;
+pub mod disk;
+pub mod failpoint;
+#[cfg(test)]
+mod fixtures;
 pub mod fstab;
-pub mod golden;
+pub mod layout;
+pub mod logging;
 pub mod lvm;
-pub mod lvm_report;
-pub mod mounts;
-pub mod plan;
-pub mod probe;
-pub mod provision;
-pub mod recover;
-pub mod report;
-pub mod rollback;
+pub mod recovery;
 pub mod runner;
 pub mod status;
+pub mod target;
 pub mod units;

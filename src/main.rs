@@ -3,12 +3,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
 use zshield::cmdline::{After, BootArgs, Mode};
 use zshield::config::DEFAULT_PATH;
-use zshield::recover::{self, Outcome, Request};
-use zshield::report::{self, RUN_DIR};
+use zshield::logging::{self, init_logging, Console, RUN_DIR};
+use zshield::recovery::{self, Outcome, Request};
 
 /// The backup's own log, beside the recoveries' reports.
 const BACKUP_LOG: &str = "/var/log/zshield/backup.log";
@@ -22,12 +22,6 @@ const BACKUP_LOG: &str = "/var/log/zshield/backup.log";
 struct Cli {
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum ModeArg {
-    Default,
-    Latest,
 }
 
 #[derive(clap::Args)]
@@ -52,7 +46,7 @@ enum Command {
     /// or the one given by --mode. Without either, do nothing.
     Recover {
         #[arg(long, value_enum)]
-        mode: Option<ModeArg>,
+        mode: Option<Mode>,
         /// Print the plan and change nothing.
         #[arg(long)]
         dry_run: bool,
@@ -104,9 +98,9 @@ fn main() -> ExitCode {
         Command::Backup { config } => backup_command(&config),
         Command::Status { config, json } => status_command(&config, json),
         Command::Plan { place } => {
-            report::init_logging(None, false);
+            init_logging(None, Console::Stderr);
             let req = request(Mode::Default, place, &boot, true, After::Continue);
-            match recover::print_plan(&req) {
+            match recovery::print_plan(&req) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     log::error!("{e:#}");
@@ -132,32 +126,29 @@ fn request(mode: Mode, place: Where, boot: &BootArgs, dry_run: bool, after: Afte
     }
 }
 
-fn recover_command(
-    mode: Option<ModeArg>,
-    dry_run: bool,
-    place: Where,
-    boot: &BootArgs,
-) -> ExitCode {
+fn recover_command(mode: Option<Mode>, dry_run: bool, place: Where, boot: &BootArgs) -> ExitCode {
     let in_initramfs = std::path::Path::new("/etc/initrd-release").exists();
     let continues = if in_initramfs {
         "; the normal boot continues"
     } else {
         ""
     };
+    let console = Console::detect(in_initramfs);
     let mode = match mode {
-        Some(ModeArg::Default) => Mode::Default,
-        Some(ModeArg::Latest) => Mode::Latest,
+        Some(mode) => mode,
         None => match boot.mode() {
             // Every normal boot: nothing asked, nothing done, nothing printed.
             Ok(None) => return ExitCode::SUCCESS,
             Ok(Some(mode)) => mode,
             Err(e) => {
-                eprintln!("zshield: error: zshield_recovery: {e}; no disk was changed{continues}");
+                init_logging(None, console);
+                log::error!("zshield_recovery: {e}; no disk was changed{continues}");
+                log::logger().flush();
                 return ExitCode::FAILURE;
             }
         },
     };
-    report::init_logging(Some(&PathBuf::from(RUN_DIR).join("zshield.log")), false);
+    init_logging(Some(&PathBuf::from(RUN_DIR).join("zshield.log")), console);
     let dry_run = dry_run || boot.dry_run;
     let after = match boot.after() {
         Ok(after) => after,
@@ -177,21 +168,22 @@ fn recover_command(
         return ExitCode::FAILURE;
     }
     let req = request(mode, place, boot, dry_run, after);
-    let quiet = in_initramfs.then(report::QuietConsole::begin);
-    let result = recover::recover(&req);
+    let quiet = in_initramfs.then(logging::QuietConsole::begin);
+    let result = recovery::recover(&req);
     drop(quiet);
     match result {
         Ok(outcome) => {
-            if let Outcome::Done = outcome {
+            if outcome == Outcome::Done {
                 log::info!("done: {mode} recovery finished; {}", after_words(after));
             }
             if in_initramfs {
-                recover::after(after);
+                recovery::after(after);
             }
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            log::error!("{e:#}{continues}");
+        Err(failure) => {
+            log::error!("{failure}{continues}");
+            log::logger().flush();
             ExitCode::FAILURE
         }
     }
@@ -206,11 +198,11 @@ fn after_words(after: After) -> &'static str {
 }
 
 fn backup_command(config: &std::path::Path) -> ExitCode {
-    report::init_logging(Some(&PathBuf::from(BACKUP_LOG)), false);
+    init_logging(Some(&PathBuf::from(BACKUP_LOG)), Console::Stderr);
     let start = std::time::Instant::now();
     log::info!(
         "backup starting at {} (zshield {})",
-        report::now_utc(),
+        logging::now_utc(),
         env!("CARGO_PKG_VERSION")
     );
     match zshield::backup::backup(config) {

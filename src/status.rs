@@ -7,9 +7,9 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::lvm_report::{Lv, Vg};
-use crate::plan::{TAG_COMPLETE, TAG_LAYOUT};
-use crate::report::utc_timestamp;
+use crate::layout::{current_backup, TAG_COMPLETE, TAG_LAYOUT};
+use crate::logging::utc_timestamp;
+use crate::lvm::report::{Lv, Vg};
 use crate::units::human;
 
 /// A backup older than this is a problem.
@@ -54,8 +54,8 @@ pub fn assess(config: &Config, vg: Option<&Vg>, lvs: &[Lv], now: u64) -> Status 
     let name = &config.vg;
     let mut problems = Vec::new();
     let mut warnings = Vec::new();
-    let vg = vg.filter(|v| v.tags.iter().any(|t| t == TAG_LAYOUT));
-    let layout_complete = vg.is_some_and(|v| v.tags.iter().any(|t| t == TAG_COMPLETE));
+    let vg = vg.filter(|v| v.has_tag(TAG_LAYOUT));
+    let layout_complete = vg.is_some_and(|v| v.has_tag(TAG_COMPLETE));
     match vg {
         None => problems.push(format!(
             "not a zshield system: no volume group {name} made by zshield"
@@ -67,7 +67,7 @@ pub fn assess(config: &Config, vg: Option<&Vg>, lvs: &[Lv], now: u64) -> Status 
     }
     let ours: Vec<&Lv> = lvs.iter().filter(|l| l.vg == *name).collect();
     let root = ours.iter().find(|l| l.name == config.root.name);
-    let backup = crate::backup::current(config, lvs).map(|snap| BackupStatus {
+    let backup = current_backup(config, lvs).map(|snap| BackupStatus {
         name: format!("{name}/{}", snap.name),
         created: utc_timestamp(snap.created),
         age_seconds: now.saturating_sub(snap.created),
@@ -228,7 +228,7 @@ mod tests {
     }
 
     fn status(lvs: &[Lv]) -> Status {
-        assess(&crate::config::small_test_config(), Some(&vg()), lvs, NOW)
+        assess(&crate::fixtures::small_config(), Some(&vg()), lvs, NOW)
     }
 
     #[test]
@@ -254,7 +254,7 @@ mod tests {
         assert!(!s.healthy && s.problems[0].contains("invalid"), "{s:?}");
         let s = status(&lvs("swi-a-s---", 60, 1.0)[..1]);
         assert!(!s.healthy && s.problems[0].contains("no backup"), "{s:?}");
-        let s = assess(&crate::config::small_test_config(), None, &[], NOW);
+        let s = assess(&crate::fixtures::small_config(), None, &[], NOW);
         assert!(!s.healthy && s.problems[0].contains("not a zshield system"));
     }
 

@@ -7,12 +7,12 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use zshield::blockdev::{self, BlockDev, ReadOnlyGuard};
 use zshield::config::Label;
-use zshield::content::{classify, Content};
-use zshield::copy::copy_tree;
-use zshield::mounts::MountStack;
-use zshield::plan::{fresh_partitions, wipe_ranges};
+use zshield::disk::blockdev::{self, BlockDev, ReadOnlyGuard};
+use zshield::disk::content::{classify, Content};
+use zshield::disk::mounts::MountStack;
+use zshield::layout::{fresh_partitions, wipe_ranges, NewPartition, MSDOS_SIGNATURE_MAGIC};
+use zshield::target::copy::copy_tree;
 use zshield::units::{GIB, MIB};
 
 fn sh(cmd: &str) -> String {
@@ -69,7 +69,7 @@ impl Drop for Loop {
     }
 }
 
-fn expected(parts: &[zshield::plan::NewPartition]) -> Vec<(u32, u64, u64)> {
+fn expected(parts: &[NewPartition]) -> Vec<(u32, u64, u64)> {
     parts.iter().map(|p| (p.number, p.start, p.size)).collect()
 }
 
@@ -135,7 +135,7 @@ fn msdos_layout_carries_the_zshield_signature() {
     let l = Loop::new("msdos", GIB);
     let disk = l.block();
     let parts = fresh_partitions(Label::Msdos, disk.size(), 128 * MIB);
-    blockdev::write_table(&disk, Label::Msdos, &parts, 0x1234).unwrap();
+    blockdev::write_table(&disk, Label::Msdos, &parts, MSDOS_SIGNATURE_MAGIC | 0x1234).unwrap();
     blockdev::reread_partitions(&disk, &expected(&parts)).unwrap();
     let json = sh(&format!("sfdisk --json {}", l.dev));
     assert!(
@@ -196,7 +196,7 @@ fn a_disk_in_use_cannot_be_repartitioned() {
     mounts.ext4(&format!("{}p1", l.dev), &dir, true).unwrap();
 
     let devnos = disk.partitions().iter().map(|(_, p)| p.devno).collect();
-    let seen = blockdev::mounts_of(&devnos);
+    let seen = zshield::disk::mounts::mounts_of(&devnos);
     assert_eq!(seen, vec![format!("{}p1 on {}", l.dev, dir.display())]);
     let before = l.sha256();
     let parts = fresh_partitions(Label::Gpt, disk.size(), 128 * MIB);
@@ -234,7 +234,7 @@ fn ext_superblock_gives_the_uuid_and_label_zshield_chose() {
             "lv-root".to_string()
         ))
     );
-    let resolved = zshield::golden::resolve(
+    let resolved = zshield::disk::golden::resolve(
         "UUID=0B5E8C41-6F0A-4F3E-9D7A-0123456789AB",
         std::time::Duration::from_secs(2),
     )

@@ -1,9 +1,64 @@
-//! Mounts that undo themselves: a stack unmounted in reverse order.
+//! Mounts: what the kernel has mounted (/proc/self/mountinfo), and mounts
+//! that undo themselves, a stack unmounted in reverse order.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
+
+use crate::disk::blockdev::parse_devno;
+use crate::fstab::unescape;
+
+/// One line of /proc/self/mountinfo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mounted {
+    pub devno: u64,
+    /// The directory of the filesystem that is mounted (`/` for all of it).
+    pub root: String,
+    pub mount_point: PathBuf,
+    /// The mount source, e.g. `/dev/sdb1`.
+    pub source: String,
+}
+
+/// Parses mountinfo text; lines that do not parse are skipped.
+pub fn parse_mountinfo(text: &str) -> Vec<Mounted> {
+    text.lines()
+        .filter_map(|line| {
+            let (ours, theirs) = line.split_once(" - ")?;
+            let fields: Vec<&str> = ours.split_whitespace().collect();
+            Some(Mounted {
+                devno: parse_devno(fields.get(2)?)?,
+                root: unescape(fields.get(3)?),
+                mount_point: PathBuf::from(unescape(fields.get(4)?)),
+                source: unescape(theirs.split_whitespace().nth(1)?),
+            })
+        })
+        .collect()
+}
+
+fn mountinfo() -> Vec<Mounted> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .map(|text| parse_mountinfo(&text))
+        .unwrap_or_default()
+}
+
+/// Where the whole filesystem on `devno` is mounted already, if it is.
+pub fn mount_point_of(devno: u64) -> Option<PathBuf> {
+    mountinfo()
+        .into_iter()
+        .find(|m| m.devno == devno && m.root == "/")
+        .map(|m| m.mount_point)
+}
+
+/// Mounts of any of `devnos`, as "SOURCE on DIR".
+pub fn mounts_of(devnos: &BTreeSet<u64>) -> Vec<String> {
+    mountinfo()
+        .into_iter()
+        .filter(|m| devnos.contains(&m.devno))
+        .map(|m| format!("{} on {}", m.source, m.mount_point.display()))
+        .collect()
+}
 
 #[derive(Debug, Default)]
 pub struct MountStack {
@@ -93,5 +148,26 @@ impl MountStack {
 impl Drop for MountStack {
     fn drop(&mut self) {
         let _ = self.unmount_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_mountinfo_with_escapes() {
+        let text = "36 25 8:17 / /mnt/my\\040disk rw,relatime shared:1 - ext4 /dev/sdb1 rw\n\
+                    37 25 8:18 /sub /srv rw - ext4 /dev/sdb2 rw\n\
+                    garbage\n";
+        let m = parse_mountinfo(text);
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0].devno, nix::sys::stat::makedev(8, 17));
+        assert_eq!(m[0].mount_point, Path::new("/mnt/my disk"));
+        assert_eq!(
+            (m[0].root.as_str(), m[0].source.as_str()),
+            ("/", "/dev/sdb1")
+        );
+        assert_eq!(m[1].root, "/sub");
     }
 }

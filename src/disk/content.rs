@@ -2,21 +2,11 @@
 //! table: blank, a zshield layout (complete or half-made), or something foreign.
 
 use crate::config::Label;
+use crate::layout::{
+    GPT_BIOS_NAME, GPT_BIOS_TYPE, GPT_BOOT_NAME, GPT_LINUX_FS_TYPE, GPT_LVM_NAME, GPT_LVM_TYPE,
+    MSDOS_LINUX, MSDOS_LVM, MSDOS_SIGNATURE_MAGIC,
+};
 use crate::units::MIB;
-
-/// GPT partition names of a zshield layout.
-pub const GPT_BIOS_NAME: &str = "zshield-bios";
-pub const GPT_BOOT_NAME: &str = "zshield-boot";
-pub const GPT_LVM_NAME: &str = "zshield-lvm";
-pub const GPT_BIOS_TYPE: &str = "21686148-6449-6E6F-744E-656564454649";
-pub const GPT_LINUX_FS_TYPE: &str = "0FC63DAF-8483-4772-8E79-3D69D8477DE4";
-pub const GPT_LVM_TYPE: &str = "E6D6D379-F507-44C2-A23C-238F2A3DF928";
-
-/// msdos labels carry no names: zshield marks its tables by the upper half of
-/// the disk signature ("zs"); the lower half is random.
-pub const MSDOS_SIGNATURE_MAGIC: u32 = 0x7A73_0000;
-pub const MSDOS_LINUX: u8 = 0x83;
-pub const MSDOS_LVM: u8 = 0x8E;
 
 /// One partition of a table read from a disk, in bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]

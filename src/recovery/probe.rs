@@ -1,5 +1,6 @@
-//! Looking at the machine: the golden root and the target disk as they are.
-//! Nothing here writes to a disk; the golden is mounted read-only.
+//! Looking at the machine for a factory reset: the golden root and the
+//! target disk as they are, described for the planner. Nothing here writes
+//! to a disk; the golden is mounted read-only.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -7,38 +8,78 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use crate::blockdev::{ext_superblock, mounts_of, read_evidence, settle_udev, BlockDev};
 use crate::config::ProvisionConfig;
-use crate::content::classify;
-use crate::golden;
+use crate::disk::blockdev::{ext_superblock, read_evidence, settle_udev, BlockDev, Holder};
+use crate::disk::content::{classify, Content};
+use crate::disk::golden;
+use crate::disk::mounts::{mount_point_of, mounts_of, MountStack};
+use crate::fstab;
+use crate::logging::RUN_DIR;
+use crate::lvm::report::{Lv, Pv, Vg};
 use crate::lvm::Lvm;
-use crate::mounts::MountStack;
-use crate::plan::{GoldenRoot, Probe, TargetDisk};
-use crate::provision;
+use crate::target::provision::{self, Provision};
 
 /// How long to wait for a device named on the command line to appear.
 const DEVICE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The probe's findings and the read-only mounts of the golden they needed.
-pub struct Probed {
-    pub probe: Probe,
-    pub target: BlockDev,
-    /// The golden root and /boot trees, mounted read-only.
-    pub golden_root: PathBuf,
-    pub golden_boot: PathBuf,
-    /// Kept alive while the trees are in use.
-    pub golden_mounts: MountStack,
+/// The disk to provision, as the probe found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetDisk {
+    /// As configured, e.g. `/dev/disk/by-id/…`.
+    pub requested: String,
+    /// The kernel's node, e.g. `/dev/sdb`.
+    pub dev: String,
+    pub size: u64,
+    pub is_partition: bool,
+    pub read_only: bool,
+    /// `/dev/sdb1 on /mnt`, one per mount of the disk or its partitions.
+    pub mounts: Vec<String>,
+    pub holders: Vec<Holder>,
 }
 
-/// Where a device is mounted already, if it is.
-fn mount_point_of(devno: u64) -> Option<PathBuf> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    text.lines().find_map(|line| {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        let (major, minor) = f.get(2)?.split_once(':')?;
-        let d = nix::sys::stat::makedev(major.parse().ok()?, minor.parse().ok()?);
-        (d == devno && *f.get(3)? == "/").then(|| PathBuf::from(f[4]))
-    })
+/// The golden root filesystem of this boot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoldenRoot {
+    /// As given: `LABEL=golden-root`, `/dev/sda2`…
+    pub spec: String,
+    pub dev: String,
+    /// The whole disks under it, e.g. `/dev/sda`.
+    pub disks: Vec<String>,
+    /// The golden /boot partition when the golden fstab mounts one.
+    pub boot_dev: Option<String>,
+    /// Every name of the golden disk's filesystems (for the fstab check).
+    pub names: Vec<String>,
+    /// The golden root filesystem's UUID, when it is an ext filesystem.
+    pub uuid: Option<String>,
+    /// Where the golden root and its /boot are mounted, read-only.
+    pub root_tree: PathBuf,
+    pub boot_tree: PathBuf,
+}
+
+impl GoldenRoot {
+    /// How the provisioned disk's "factory default" entry names this golden:
+    /// by its filesystem UUID, which stays right whatever the disks are called.
+    pub fn spec_for_disk(&self) -> String {
+        match &self.uuid {
+            Some(uuid) => format!("UUID={uuid}"),
+            None => self.spec.clone(),
+        }
+    }
+}
+
+/// Everything the planner needs to know about the machine.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Probe {
+    pub target: TargetDisk,
+    pub golden: GoldenRoot,
+    pub content: Content,
+    /// `(start, size)` in bytes of the partitions on the target now.
+    pub partitions: Vec<(u64, u64)>,
+    pub pvs: Vec<Pv>,
+    pub vgs: Vec<Vg>,
+    pub lvs: Vec<Lv>,
+    /// The golden's per-unit files and hooks for this architecture, checked.
+    pub provision: Provision,
 }
 
 /// Mounts `dev` read-only at `dir`, or reuses the place it is mounted already
@@ -51,12 +92,14 @@ fn mount_golden(dev: &BlockDev, dir: &Path, mounts: &mut MountStack) -> Result<P
     Ok(dir.to_path_buf())
 }
 
+/// Looks at the golden and the target; returns what it found and the
+/// read-only mounts of the golden, to be kept while its trees are in use.
 pub fn probe(
     golden_spec: &str,
     target_spec: &str,
     lvm: Option<&Lvm>,
     provision: &ProvisionConfig,
-) -> Result<Probed> {
+) -> Result<(Probe, MountStack)> {
     settle_udev();
     let mut golden_mounts = MountStack::new();
 
@@ -66,12 +109,12 @@ pub fn probe(
     let golden_dev = BlockDev::open(&golden_dev)?;
     let golden_root = mount_golden(
         &golden_dev,
-        &Path::new(crate::report::RUN_DIR).join("golden"),
+        &Path::new(RUN_DIR).join("golden"),
         &mut golden_mounts,
     )?;
     golden::confirm_root(&golden_root, &golden_dev.dev)?;
-    let fstab = golden::read_fstab(&golden_root)?;
-    let (golden_boot, boot_dev) = match golden::fstab_device(&fstab, "/boot") {
+    let golden_fstab = golden::read_fstab(&golden_root)?;
+    let (golden_boot, boot_dev) = match fstab::device_of(&golden_fstab, "/boot") {
         Some(spec) => {
             let dev = golden::resolve(&spec, DEVICE_TIMEOUT).with_context(|| {
                 format!("cannot find the golden /boot {spec} named in its fstab")
@@ -79,7 +122,7 @@ pub fn probe(
             let dev = BlockDev::open(&dev)?;
             let dir = mount_golden(
                 &dev,
-                &Path::new(crate::report::RUN_DIR).join("golden-boot"),
+                &Path::new(RUN_DIR).join("golden-boot"),
                 &mut golden_mounts,
             )?;
             (dir, Some(dev.dev))
@@ -99,6 +142,8 @@ pub fn probe(
         disks,
         boot_dev,
         uuid: ext_superblock(&golden_dev.dev).map(|(uuid, _)| uuid),
+        root_tree: golden_root,
+        boot_tree: golden_boot,
     };
 
     golden::resolve(target_spec, DEVICE_TIMEOUT)
@@ -146,11 +191,5 @@ pub fn probe(
         lvs,
         provision,
     };
-    Ok(Probed {
-        probe,
-        target,
-        golden_root,
-        golden_boot,
-        golden_mounts,
-    })
+    Ok((probe, golden_mounts))
 }

@@ -22,6 +22,17 @@ pub struct Vg {
     pub tags: Vec<String>,
 }
 
+/// Whether an LVM tag list holds `tag`.
+fn has_tag(tags: &[String], tag: &str) -> bool {
+    tags.iter().any(|t| t == tag)
+}
+
+impl Vg {
+    pub fn has_tag(&self, tag: &str) -> bool {
+        has_tag(&self.tags, tag)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Lv {
     pub name: String,
@@ -65,7 +76,7 @@ impl Lv {
     }
 
     pub fn has_tag(&self, tag: &str) -> bool {
-        self.tags.iter().any(|t| t == tag)
+        has_tag(&self.tags, tag)
     }
 }
 

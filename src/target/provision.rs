@@ -16,8 +16,7 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use crate::config::ProvisionConfig;
-use crate::mounts::MountStack;
-use crate::report::Report;
+use crate::disk::mounts::MountStack;
 use crate::runner::Cmd;
 
 pub const MANIFEST: &str = "files.install";
@@ -425,8 +424,8 @@ impl HookResult {
 const OUTPUT_TAIL: usize = 20;
 
 /// Runs the hooks in order inside the target (chroot, with /proc, /sys, /dev
-/// and /run), each within its time limit; results go into the report.
-pub fn run_hooks(target_root: &Path, p: &Provision, report: &mut Report) -> Result<()> {
+/// and /run), each within its time limit; each result goes into `results`.
+pub fn run_hooks(target_root: &Path, p: &Provision, results: &mut Vec<HookResult>) -> Result<()> {
     let mut binds = MountStack::system_binds(target_root)?;
     let limit = Duration::from_secs(p.hook_timeout_secs);
     let mut failure = None;
@@ -477,7 +476,7 @@ pub fn run_hooks(target_root: &Path, p: &Provision, report: &mut Report) -> Resu
                 if passed { "passed" } else { "FAILED" }
             );
         }
-        report.hooks.push(result);
+        results.push(result);
         if !passed {
             if p.continue_on_hook_failure {
                 log::warn!(

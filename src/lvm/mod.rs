@@ -1,13 +1,15 @@
 //! LVM through its own command line tool, with JSON reports.
 
+pub mod report;
+
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use crate::blockdev::{settle_udev, wait_for_nodes};
-use crate::lvm_report::{self, Lv, Pv, Vg, LV_FIELDS, PV_FIELDS, VG_FIELDS};
-use crate::plan::{mapper_path, EXTENT, PE_START};
+use crate::disk::blockdev::{settle_udev, wait_for_nodes};
+use crate::layout::{mapper_path, EXTENT, PE_START};
 use crate::runner::Cmd;
+use report::{Lv, Pv, Vg, LV_FIELDS, PV_FIELDS, VG_FIELDS};
 
 /// Ignore a devices file naming the build machine's disks (DESIGN: golden images
 /// may carry one); no dmeventd or lvmpolld is running in an initramfs. Report
@@ -42,16 +44,16 @@ impl Lvm {
     }
 
     pub fn pvs(&self) -> Result<Vec<Pv>> {
-        Ok(lvm_report::parse_pvs(&self.report("pvs", PV_FIELDS)?)?)
+        Ok(report::parse_pvs(&self.report("pvs", PV_FIELDS)?)?)
     }
 
     pub fn vgs(&self) -> Result<Vec<Vg>> {
-        Ok(lvm_report::parse_vgs(&self.report("vgs", VG_FIELDS)?)?)
+        Ok(report::parse_vgs(&self.report("vgs", VG_FIELDS)?)?)
     }
 
     /// Every LV, hidden ones included: a merging snapshot is hidden.
     pub fn lvs(&self) -> Result<Vec<Lv>> {
-        Ok(lvm_report::parse_lvs(&self.report("lvs", LV_FIELDS)?)?)
+        Ok(report::parse_lvs(&self.report("lvs", LV_FIELDS)?)?)
     }
 
     pub fn pvcreate(&self, dev: &str) -> Result<()> {

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use crate::mounts::MountStack;
+use crate::disk::mounts::MountStack;
 use crate::runner::Cmd;
 
 /// Sets `KEY=value` in a shell-style defaults file (`/etc/default/grub`),

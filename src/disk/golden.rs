@@ -1,11 +1,12 @@
-//! Finding and confirming the golden root: the read-only source of every reset.
+//! Finding and confirming the golden root, the read-only source of every
+//! reset, and the names under which its filesystems can be found.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::blockdev::{all_devices, ext_superblock, BlockDev};
+use crate::disk::blockdev::{all_devices, ext_superblock, BlockDev};
 
 /// Resolves `LABEL=`, `UUID=`, `PARTUUID=`, `PARTLABEL=` or a path to a device
 /// node, waiting up to `timeout` for udev to create it. Without udev's links
@@ -130,15 +131,6 @@ pub fn names_on(disks: &[String]) -> Vec<String> {
     names
 }
 
-/// The device the golden's own fstab mounts on `mount_point`, if any.
-pub fn fstab_device(fstab: &str, mount_point: &str) -> Option<String> {
-    fstab.lines().find_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        (fields.len() >= 2 && !fields[0].starts_with('#') && fields[1] == mount_point)
-            .then(|| fields[0].to_string())
-    })
-}
-
 /// Reads the golden's fstab (for /boot) with a clear error.
 pub fn read_fstab(dir: &Path) -> Result<String> {
     let path = dir.join("etc/fstab");
@@ -151,16 +143,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn finds_the_boot_line_of_an_fstab() {
-        let fstab = "# comment /boot\nLABEL=golden-root / ext4 ro 0 0\nLABEL=golden-boot /boot ext4 ro 0 0\n";
-        assert_eq!(
-            fstab_device(fstab, "/boot").as_deref(),
-            Some("LABEL=golden-boot")
-        );
-        assert_eq!(fstab_device(fstab, "/home"), None);
-    }
-
-    #[test]
     fn escapes_labels_like_udev() {
         assert_eq!(udev_escape("golden-root"), "golden-root");
         assert_eq!(udev_escape("my root/x"), "my\\x20root\\x2fx");
@@ -168,15 +150,15 @@ mod tests {
 
     #[test]
     fn confirms_a_root_filesystem() {
-        let dir = std::env::temp_dir().join(format!("zshield-golden-{}", std::process::id()));
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         std::fs::create_dir_all(dir.join("etc")).unwrap();
         std::fs::write(dir.join("etc/fstab"), "").unwrap();
-        let err = confirm_root(&dir, "/dev/sda2").unwrap_err().to_string();
+        let err = confirm_root(dir, "/dev/sda2").unwrap_err().to_string();
         assert!(err.contains("no etc/os-release, sbin/init"), "{err}");
         std::fs::write(dir.join("etc/os-release"), "").unwrap();
         std::fs::create_dir_all(dir.join("sbin")).unwrap();
         std::fs::write(dir.join("sbin/init"), "").unwrap();
-        confirm_root(&dir, "/dev/sda2").unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
+        confirm_root(dir, "/dev/sda2").unwrap();
     }
 }

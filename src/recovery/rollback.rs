@@ -8,29 +8,16 @@
 //! and GRUB are restored, so that a run cut off after the merge (when the
 //! snapshot is gone) is recognised and finished by the next one.
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
-
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use serde::Serialize;
 
-use crate::blockdev::{settle_udev, BlockDev};
-use crate::bootloader;
 use crate::config::Config;
-use crate::copy::{mirror_tree, Meter};
-use crate::golden;
+use crate::disk::blockdev::{settle_udev, BlockDev};
+use crate::layout::{current_backup, mapper_path, size_in_extents, TAG_COMPLETE, TAG_ROLLBACK};
+use crate::lvm::report::{Lv, Vg};
 use crate::lvm::Lvm;
-use crate::lvm_report::{Lv, Vg};
-use crate::mounts::MountStack;
-use crate::plan::{mapper_path, size_in_extents, TAG_COMPLETE};
-use crate::recover::{failpoint, power_loss, Outcome, Request};
-use crate::report::{Report, RUN_DIR, TARGET_LOG_DIR};
+use crate::recovery::step::{Plan, Refusal, Step};
 use crate::units::human;
-
-/// Where the backup keeps its copy of /boot, inside the root.
-pub const BOOT_COPY: &str = "var/lib/zshield/boot";
-/// On the root LV while a rollback is under way.
-pub const TAG_ROLLBACK: &str = "zshield_rollback";
 
 /// Where a rollback starts, from what the VG holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -68,7 +55,7 @@ pub fn assess(config: &Config, vg: Option<&Vg>, lvs: &[Lv]) -> Result<Found, Str
             "no volume group {name} here: this disk was never provisioned by zshield; {factory}"
         )
     })?;
-    if !vg.tags.iter().any(|t| t == TAG_COMPLETE) {
+    if !vg.has_tag(TAG_COMPLETE) {
         return Err(format!(
             "the zshield layout in VG {name} is incomplete (a factory reset was cut off); {factory}"
         ));
@@ -82,7 +69,7 @@ pub fn assess(config: &Config, vg: Option<&Vg>, lvs: &[Lv]) -> Result<Found, Str
             "{name}/{root_name} is in use (mounted): a rollback runs before the root is mounted; boot with zshield_recovery=latest"
         ));
     }
-    let backup = crate::backup::current(config, lvs);
+    let backup = current_backup(config, lvs);
     // The fresh backup gets the configured size, or what the VG will have
     // once the merged one is gone, if that is less.
     let room = vg.free_count + backup.map_or(0, |b| b.size / vg.extent_size);
@@ -142,234 +129,125 @@ pub fn assess(config: &Config, vg: Option<&Vg>, lvs: &[Lv]) -> Result<Found, Str
     Ok(found(Start::Merge, &snap.name))
 }
 
-pub fn rollback(req: &Request, report: &mut Report) -> Result<Outcome> {
-    let config = Config::load(&req.config)?;
-    let lvm = Lvm;
-    let found = report.phase("probe", |_| {
-        settle_udev();
-        let vg = lvm.vgs()?.into_iter().find(|v| v.name == config.vg);
-        if vg.is_some() {
-            lvm.activate(&config.vg)?;
-        }
-        let lvs = lvm.lvs()?;
-        for lv in lvs.iter().filter(|l| l.vg == config.vg) {
-            log::info!(
-                "found {}/{} ({}, {})",
-                lv.vg,
-                lv.name,
-                lv.attr,
-                human(lv.size)
-            );
-        }
-        assess(&config, vg.as_ref(), &lvs).map_err(anyhow::Error::msg)
-    })?;
-    report.rollback = serde_json::to_value(&found).ok();
-    let steps = steps(&found);
-    for (i, (_, description)) in steps.iter().enumerate() {
-        log::info!("plan: {:2}. {description}", i + 1);
-    }
-    if req.dry_run {
-        log::info!("dry run: nothing was written");
-        return Ok(Outcome::Untouched);
-    }
-    let mut exec = Rollback {
-        found: &found,
-        lvm,
-        root_dir: Path::new(RUN_DIR).join("target"),
-        mounts: MountStack::new(),
-        cut_after: req.cut_after.clone(),
-    };
-    let result = report.phase("execute", |report| {
-        for (name, description) in &steps {
-            let detail = serde_json::json!({ "vg": found.vg, "root": found.root, "merged": found.merged, "snapshot": found.snapshot });
-            report.step(
-                steps.len(),
-                (name.to_string(), description.clone(), detail),
-                true,
-                |report| exec.run(name, report),
-            )?;
-            failpoint(&exec.cut_after, name, report.steps.len());
-        }
-        Ok(())
-    });
-    if exec.mounts_root() {
-        report.status = if result.is_ok() { "ok" } else { "failed" }.into();
-        match report.write(&exec.root_dir.join(TARGET_LOG_DIR)) {
-            Ok(_) => log::info!("report on the restored root: /{TARGET_LOG_DIR}/"),
-            Err(e) => log::warn!("cannot write the report on the restored root: {e:#}"),
-        }
-    }
-    nix::unistd::sync();
-    let unmounted = exec.mounts.unmount_all();
-    result?;
-    unmounted?;
-    Ok(Outcome::Done)
+/// What the VG holds, as LVM reports it once the VG is active (which resumes
+/// in the kernel a merge that a power loss cut off).
+pub struct Probe {
+    pub vg: Option<Vg>,
+    pub lvs: Vec<Lv>,
+    /// The disk of the VG's physical volume: where GRUB goes.
+    pub disk: Option<String>,
 }
 
-/// The steps from `found.start` on, by name and description.
-fn steps(found: &Found) -> Vec<(&'static str, String)> {
-    let (vg, root, snap) = (&found.vg, &found.root, &found.snapshot);
-    let merged = &found.merged;
+pub fn probe(config: &Config, lvm: &Lvm) -> Result<Probe> {
+    settle_udev();
+    let vg = lvm.vgs()?.into_iter().find(|v| v.name == config.vg);
+    if vg.is_some() {
+        lvm.activate(&config.vg)?;
+    }
+    let lvs = lvm.lvs()?;
+    for lv in lvs.iter().filter(|l| l.vg == config.vg) {
+        log::info!(
+            "found {}/{} ({}, {})",
+            lv.vg,
+            lv.name,
+            lv.attr,
+            human(lv.size)
+        );
+    }
+    let disk = match lvm.pvs()?.into_iter().find(|pv| pv.vg == config.vg) {
+        Some(pv) => Some(BlockDev::open(&pv.name)?.whole_disk()?.dev),
+        None => None,
+    };
+    Ok(Probe { vg, lvs, disk })
+}
+
+/// The steps from where the rollback stands, or why there is none.
+pub fn plan(config: &Config, probe: &Probe) -> Result<Plan, Refusal> {
+    let found = assess(config, probe.vg.as_ref(), &probe.lvs).map_err(Refusal)?;
+    let disk = probe.disk.clone().ok_or_else(|| {
+        Refusal(format!(
+            "the physical volume of VG {} cannot be found; choose \"Recover to factory default\"",
+            found.vg
+        ))
+    })?;
+    Ok(Plan {
+        found: found.in_words(),
+        golden: None,
+        steps: steps(&found, &disk),
+        target: disk,
+    })
+}
+
+impl Found {
+    fn in_words(&self) -> String {
+        let (vg, root, merged) = (&self.vg, &self.root, &self.merged);
+        match self.start {
+            Start::Merge => format!("the backup {vg}/{merged} of {vg}/{root}"),
+            Start::ResumeMerge => {
+                format!("a merge of {vg}/{merged} into {vg}/{root} that was cut off")
+            }
+            Start::AfterMerge => format!("{vg}/{root} merged by a rollback that was cut off"),
+        }
+    }
+}
+
+/// The steps from `found.start` on.
+fn steps(found: &Found, disk: &str) -> Vec<Step> {
+    let (vg, root) = (found.vg.clone(), found.root.clone());
     let mut steps = Vec::new();
+    let merge = (vg.clone(), root.clone(), found.merged.clone());
     match found.start {
-        Start::Merge => steps.push((
-            "merge",
-            format!("merge the backup {vg}/{merged} into {vg}/{root}"),
-        )),
-        Start::ResumeMerge => steps.push((
-            "resume-merge",
-            format!("finish the merge of {vg}/{merged} into {vg}/{root} that was cut off"),
-        )),
+        Start::Merge => steps.push(Step::Merge {
+            vg: merge.0,
+            root: merge.1,
+            snapshot: merge.2,
+        }),
+        Start::ResumeMerge => steps.push(Step::ResumeMerge {
+            vg: merge.0,
+            root: merge.1,
+            snapshot: merge.2,
+        }),
         Start::AfterMerge => {}
     }
-    steps.push((
-        "restore-boot",
-        format!("restore /boot from the copy in the merged root (/{BOOT_COPY})"),
-    ));
-    steps.push((
-        "install-bootloader",
-        "install GRUB and its menu for the restored root".to_string(),
-    ));
-    steps.push((
-        "snapshot",
-        format!(
-            "take a fresh backup {vg}/{snap} of {vg}/{root} ({})",
-            human(found.snapshot_bytes)
-        ),
-    ));
-    steps
-}
-
-struct Rollback<'a> {
-    found: &'a Found,
-    lvm: Lvm,
-    root_dir: PathBuf,
-    mounts: MountStack,
-    cut_after: Option<String>,
-}
-
-impl Rollback<'_> {
-    fn mounts_root(&self) -> bool {
-        self.root_dir.join("etc").exists()
-    }
-
-    fn root_dev(&self) -> String {
-        mapper_path(&self.found.vg, &self.found.root)
-    }
-
-    fn run(&mut self, step: &str, report: &mut Report) -> Result<()> {
-        let Found {
+    steps.extend([
+        Step::RestoreBoot {
+            vg: vg.clone(),
+            root: root.clone(),
+        },
+        Step::InstallBootloader {
+            disk: disk.to_string(),
+            root: mapper_path(&vg, &root),
+        },
+        Step::FreshBackup {
             vg,
-            root,
-            merged,
-            snapshot,
-            ..
-        } = self.found;
-        match step {
-            "merge" | "resume-merge" => {
-                if step == "merge" {
-                    self.lvm.lv_add_tag(vg, root, TAG_ROLLBACK)?;
-                }
-                let mut meter = Meter::new("merging the backup");
-                let cut = self.cut_after.as_deref() == Some("merge-started");
-                let progress = |percent: f64| {
-                    if cut && percent < 100.0 {
-                        power_loss(&format!(
-                            "during step {}, with the merge at {percent:.1}%",
-                            report.steps.len() + 1
-                        ));
-                    }
-                    meter.update(percent as u32, "");
-                };
-                if step == "merge" {
-                    self.lvm.merge(vg, merged, progress)?;
-                } else {
-                    self.lvm.resume_merge(vg, root, progress)?;
-                }
-                let lvs = self.lvm.lvs()?;
-                let left = |name: &str| lvs.iter().find(|l| l.vg == *vg && l.name == name);
-                if left(merged).is_some() || left(root).is_some_and(Lv::is_merging) {
-                    bail!("LVM reported the merge of {vg}/{merged} as done, but it is still there; boot with zshield_recovery=latest again to finish it");
-                }
-                log::info!("merging the backup: 100%, {vg}/{root} is as it was at the backup");
-                Ok(())
-            }
-            "restore-boot" => {
-                self.mount()?;
-                let copy = self.root_dir.join(BOOT_COPY);
-                if !copy.is_dir() {
-                    log::warn!("the backup holds no copy of /boot (/{BOOT_COPY}): /boot is left as it is, and may not match the restored root");
-                    return Ok(());
-                }
-                report.copied_boot = Some(mirror_tree(
-                    &copy,
-                    &self.root_dir.join("boot"),
-                    "restoring /boot",
-                )?);
-                Ok(())
-            }
-            "install-bootloader" => {
-                let boot = BlockDev::open(&self.boot_dev()?)?;
-                let disk = boot.whole_disk()?;
-                bootloader::install(&self.root_dir, &disk.dev, &self.root_dev())
-            }
-            "snapshot" => {
-                nix::unistd::sync();
-                self.lvm
-                    .snapshot(vg, root, snapshot, self.found.snapshot_extents)?;
-                self.lvm.lv_del_tag(vg, root, TAG_ROLLBACK)
-            }
-            other => bail!("unknown rollback step {other}"),
-        }
-    }
-
-    /// The /boot partition, as the restored root's fstab names it.
-    fn boot_dev(&self) -> Result<String> {
-        let fstab = golden::read_fstab(&self.root_dir)?;
-        let spec = golden::fstab_device(&fstab, "/boot")
-            .context("the restored root's /etc/fstab has no /boot line")?;
-        golden::resolve(&spec, Duration::from_secs(10))
-            .with_context(|| format!("cannot find the /boot partition {spec}"))
-    }
-
-    fn mount(&mut self) -> Result<()> {
-        let root_dev = self.root_dev();
-        self.mounts.ext4(&root_dev, &self.root_dir, false)?;
-        let boot = self.boot_dev()?;
-        self.mounts.ext4(&boot, &self.root_dir.join("boot"), false)
-    }
+            origin: root,
+            snapshot: found.snapshot.clone(),
+            extents: found.snapshot_extents,
+            bytes: found.snapshot_bytes,
+        },
+    ]);
+    steps
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fixtures::{self, complete_vg, small_config};
 
     fn vg() -> Vg {
-        Vg {
-            name: "vgroup".into(),
-            size: 4 << 30,
-            extent_size: 4 << 20,
-            extent_count: 1024,
-            free_count: 100,
-            tags: vec!["zshield".into(), TAG_COMPLETE.into()],
-        }
+        complete_vg(100)
     }
 
     fn lv(name: &str, attr: &str, origin: &str, tags: &[&str]) -> Lv {
-        Lv {
-            name: name.into(),
-            vg: "vgroup".into(),
-            attr: attr.into(),
-            size: 512 << 20,
-            origin: origin.into(),
-            tags: tags.iter().map(|t| t.to_string()).collect(),
-            created: 0,
-            snap_percent: None,
-        }
+        fixtures::lv(name, attr, 512, origin, tags)
+    }
+
+    fn step_names(found: &Found) -> Vec<String> {
+        steps(found, "/dev/sdb").iter().map(Step::name).collect()
     }
 
     fn assess_with(root: Lv, snap: Option<Lv>) -> Result<Found, String> {
-        let config = crate::config::small_test_config();
+        let config = small_config();
         let lvs: Vec<Lv> = std::iter::once(root).chain(snap).collect();
         assess(&config, Some(&vg()), &lvs)
     }
@@ -383,7 +261,7 @@ mod tests {
         .unwrap();
         assert_eq!(found.start, Start::Merge);
         assert_eq!(found.snapshot_extents, 128);
-        let names: Vec<_> = steps(&found).into_iter().map(|(n, _)| n).collect();
+        let names = step_names(&found);
         assert_eq!(
             names,
             ["merge", "restore-boot", "install-bootloader", "snapshot"]
@@ -403,7 +281,7 @@ mod tests {
         );
         // 100 free extents + the 128 of the merged backup: the new one fits.
         assert_eq!(found.snapshot_extents, 128);
-        let config = crate::config::small_test_config();
+        let config = small_config();
         let mut full = vg();
         full.free_count = 0;
         let lvs = [lv("lv-root", "-wi-a-----", "", &[TAG_ROLLBACK])];
@@ -437,7 +315,7 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.contains("in use"), "{err}");
-        let config = crate::config::small_test_config();
+        let config = small_config();
         let mut half_made = vg();
         half_made.tags.pop();
         let err = assess(&config, Some(&half_made), &[]).unwrap_err();
@@ -466,6 +344,6 @@ mod tests {
         // Cut off after the merge: the snapshot is gone, the tag says why.
         let found = assess_with(lv("lv-root", "-wi-a-----", "", &[TAG_ROLLBACK]), None).unwrap();
         assert_eq!(found.start, Start::AfterMerge);
-        assert_eq!(steps(&found)[0].0, "restore-boot");
+        assert_eq!(step_names(&found)[0], "restore-boot");
     }
 }

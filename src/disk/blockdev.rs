@@ -11,10 +11,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::config::Label;
-use crate::content::{
-    Evidence, Table, TablePartition, EVIDENCE_BYTES, MSDOS_LINUX, MSDOS_LVM, MSDOS_SIGNATURE_MAGIC,
-};
-use crate::plan::{partition_dev, Holder, NewPartition, PartKind};
+use crate::disk::content::{Evidence, Table, TablePartition, EVIDENCE_BYTES};
+use crate::layout::{partition_dev, NewPartition, PartKind, MSDOS_LINUX, MSDOS_LVM};
 use crate::runner::Cmd;
 
 mod ioctl {
@@ -53,6 +51,17 @@ mod ioctl {
         nix::libc::c_int
     );
     nix::ioctl_none!(blkflsbuf, 0x12, 97);
+}
+
+/// A kernel device stacked on a disk or one of its partitions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    /// `sdb3`
+    pub held: String,
+    /// `dm-0`
+    pub holder: String,
+    /// The device-mapper name, `vgroup-lv--root`, when the holder is dm.
+    pub dm_name: Option<String>,
 }
 
 /// A block device as sysfs describes it.
@@ -230,30 +239,13 @@ impl BlockDev {
     }
 }
 
-fn parse_devno(text: &str) -> Option<u64> {
+/// `8:17` (sysfs `dev`, mountinfo) as a device number.
+pub fn parse_devno(text: &str) -> Option<u64> {
     let (major, minor) = text.trim().split_once(':')?;
     Some(nix::sys::stat::makedev(
         major.parse().ok()?,
         minor.parse().ok()?,
     ))
-}
-
-/// Mounts (from /proc/self/mountinfo) of any of `devnos`, as "SOURCE on DIR".
-pub fn mounts_of(devnos: &BTreeSet<u64>) -> Vec<String> {
-    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return Vec::new();
-    };
-    text.lines()
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let devno = parse_devno(fields.get(2)?)?;
-            if !devnos.contains(&devno) {
-                return None;
-            }
-            let source = line.split(" - ").nth(1)?.split_whitespace().nth(1)?;
-            Some(format!("{source} on {}", fields.get(4)?))
-        })
-        .collect()
 }
 
 /// Reads the first and last MiB of a disk and its partition table.
@@ -363,12 +355,12 @@ pub fn wipe(disk: &BlockDev, ranges: &[(u64, u64)]) -> Result<()> {
 }
 
 /// Writes a new partition table (protective MBR + both GPT headers, or an
-/// msdos table with zshield's signature) and syncs it.
+/// msdos table with the disk signature `msdos_signature`) and syncs it.
 pub fn write_table(
     disk: &BlockDev,
     label: Label,
     partitions: &[NewPartition],
-    msdos_id: u16,
+    msdos_signature: u32,
 ) -> Result<()> {
     let sector = disk.logical_sector_size();
     let mut file = open_for_writing(&disk.dev)?;
@@ -399,7 +391,7 @@ pub fn write_table(
             file.sync_all()?;
         }
         Label::Msdos => {
-            let signature = (MSDOS_SIGNATURE_MAGIC | u32::from(msdos_id)).to_le_bytes();
+            let signature = msdos_signature.to_le_bytes();
             let mut mbr = mbrman::MBR::new_from(&mut file, sector as u32, signature)
                 .context("cannot prepare the msdos table")?;
             for (i, p) in partitions.iter().enumerate() {

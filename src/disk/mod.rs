@@ -1,0 +1,7 @@
+//! Disks: block devices and their partition tables, what a disk holds,
+//! mounts, and the golden card.
+
+pub mod blockdev;
+pub mod content;
+pub mod golden;
+pub mod mounts;

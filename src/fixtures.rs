@@ -1,0 +1,179 @@
+//! Test fixtures shared by the unit tests: configurations, LVM report rows
+//! and probes of the machines the QEMU scenarios boot.
+
+use crate::config::Config;
+use crate::config::Label;
+use crate::disk::blockdev::Holder;
+use crate::disk::content::{Content, ExistingLayout, TablePartition};
+use crate::layout::{
+    EXTENT, GPT_BOOT_NAME, GPT_LINUX_FS_TYPE, GPT_LVM_NAME, GPT_LVM_TYPE, TAG_COMPLETE,
+    TAG_FS_READY, TAG_LAYOUT,
+};
+use crate::lvm::report::{Lv, Pv, Vg};
+use crate::recovery::probe::{GoldenRoot, Probe, TargetDisk};
+use crate::target::provision::Provision;
+use crate::units::{GIB, MIB};
+
+/// The layout of the QEMU tests (a 4 GiB disk, a 512 MiB snapshot), without
+/// data volumes: for the parts that read LVM reports.
+pub fn small_config() -> Config {
+    Config::parse(
+        r#"
+target = "/dev/sdb"
+boot_size = "256M"
+vg = "vgroup"
+[root]
+name = "lv-root"
+size = "1280M"
+[snapshot]
+name = "snap0"
+size = "512M"
+"#,
+        "test",
+    )
+    .expect("the test configuration parses")
+}
+
+/// The same with the two data volumes, for the planner.
+pub fn config() -> Config {
+    Config::parse(
+        r#"
+boot_size = "256M"
+[root]
+name = "lv-root"
+size = "1280M"
+[snapshot]
+name = "snap0"
+size = "512M"
+[[data]]
+name = "lv-user"
+size = "256M"
+mount = "/home"
+[[data]]
+name = "lv-audit"
+size = "256M"
+mount = "/var/log/audit"
+"#,
+        "test",
+    )
+    .expect("the test configuration parses")
+}
+
+/// VG "vgroup" of 1024 extents of 4 MiB with `free` of them free.
+pub fn vg(free: u64, tags: &[&str]) -> Vg {
+    Vg {
+        name: "vgroup".into(),
+        size: 4 << 30,
+        extent_size: EXTENT,
+        extent_count: 1024,
+        free_count: free,
+        tags: tags.iter().map(|t| t.to_string()).collect(),
+    }
+}
+
+/// A complete zshield VG with `free` extents free.
+pub fn complete_vg(free: u64) -> Vg {
+    vg(free, &[TAG_LAYOUT, TAG_COMPLETE])
+}
+
+/// An LV of "vgroup" with `lv_attr` as lvs prints it (`owi-aos---`).
+pub fn lv(name: &str, attr: &str, mib: u64, origin: &str, tags: &[&str]) -> Lv {
+    Lv {
+        name: name.into(),
+        vg: "vgroup".into(),
+        attr: attr.into(),
+        size: mib * MIB,
+        origin: origin.into(),
+        tags: tags.iter().map(|t| t.to_string()).collect(),
+        created: 0,
+        snap_percent: None,
+    }
+}
+
+/// Filesystem UUIDs counted up from 1, so that plans are the same every run.
+pub fn uuids() -> impl FnMut() -> String {
+    let mut n = 0;
+    move || {
+        n += 1;
+        format!("00000000-0000-4000-8000-{n:012}")
+    }
+}
+
+/// A blank 4 GiB /dev/sdb, the golden on /dev/sda.
+pub fn blank_probe() -> Probe {
+    Probe {
+        target: TargetDisk {
+            requested: "/dev/sdb".into(),
+            dev: "/dev/sdb".into(),
+            size: 4 * GIB,
+            is_partition: false,
+            read_only: false,
+            mounts: vec![],
+            holders: vec![],
+        },
+        golden: GoldenRoot {
+            spec: "LABEL=golden-root".into(),
+            dev: "/dev/sda2".into(),
+            disks: vec!["/dev/sda".into()],
+            boot_dev: Some("/dev/sda1".into()),
+            names: vec!["LABEL=golden-root".into()],
+            uuid: Some("0b4c6e7e-2f0a-4d8e-9c39-6a1f2a7d5e11".into()),
+            root_tree: "/run/zshield/golden".into(),
+            boot_tree: "/run/zshield/golden-boot".into(),
+        },
+        content: Content::Blank,
+        partitions: vec![],
+        pvs: vec![],
+        vgs: vec![],
+        lvs: vec![],
+        provision: Provision::default(),
+    }
+}
+
+/// The GPT zshield makes on a 4 GiB disk.
+pub fn gpt_layout() -> Content {
+    let part = |number: u32, kind: &str, name: &str, start: u64, size: u64| TablePartition {
+        number,
+        start,
+        size,
+        kind: kind.into(),
+        name: name.into(),
+    };
+    Content::Zshield(ExistingLayout {
+        label: Label::Gpt,
+        boot: part(2, GPT_LINUX_FS_TYPE, GPT_BOOT_NAME, 2 * MIB, 256 * MIB),
+        pv: part(
+            3,
+            GPT_LVM_TYPE,
+            GPT_LVM_NAME,
+            258 * MIB,
+            4 * GIB - 259 * MIB,
+        ),
+    })
+}
+
+/// /dev/sdb provisioned to the end, its VG active.
+pub fn complete_probe() -> Probe {
+    let mut probe = blank_probe();
+    probe.content = gpt_layout();
+    probe.pvs = vec![Pv {
+        name: "/dev/sdb3".into(),
+        vg: "vgroup".into(),
+    }];
+    let mut vg = complete_vg(947 - 320 - 128 - 64 - 64);
+    vg.size = 947 * EXTENT;
+    vg.extent_count = 947;
+    probe.vgs = vec![vg];
+    probe.lvs = vec![
+        lv("lv-root", "owi-a-s---", 1280, "", &[]),
+        lv("snap0", "swi-a-s---", 512, "lv-root", &[]),
+        lv("lv-user", "-wi-a-----", 256, "", &[TAG_FS_READY]),
+        lv("lv-audit", "-wi-a-----", 256, "", &[TAG_FS_READY]),
+    ];
+    probe.target.holders = vec![Holder {
+        held: "sdb3".into(),
+        holder: "dm-0".into(),
+        dm_name: Some("vgroup-lv--root".into()),
+    }];
+    probe
+}

@@ -1,0 +1,242 @@
+//! The on-disk contract every mode shares: what zshield writes and later
+//! recognises. Partition names and types, the msdos signature, LVM tags, the
+//! extent geometry, device naming and where the backup keeps /boot. Pure.
+
+use serde::Serialize;
+
+use crate::config::{Config, Label};
+use crate::lvm::report::Lv;
+use crate::units::{Size, MIB};
+
+/// GPT partition names of a zshield layout.
+pub const GPT_BIOS_NAME: &str = "zshield-bios";
+pub const GPT_BOOT_NAME: &str = "zshield-boot";
+pub const GPT_LVM_NAME: &str = "zshield-lvm";
+pub const GPT_BIOS_TYPE: &str = "21686148-6449-6E6F-744E-656564454649";
+pub const GPT_LINUX_FS_TYPE: &str = "0FC63DAF-8483-4772-8E79-3D69D8477DE4";
+pub const GPT_LVM_TYPE: &str = "E6D6D379-F507-44C2-A23C-238F2A3DF928";
+
+/// msdos labels carry no names: zshield marks its tables by the upper half of
+/// the disk signature ("zs"); the lower half is random.
+pub const MSDOS_SIGNATURE_MAGIC: u32 = 0x7A73_0000;
+pub const MSDOS_LINUX: u8 = 0x83;
+pub const MSDOS_LVM: u8 = 0x8E;
+
+/// VG tag: this VG was made by zshield.
+pub const TAG_LAYOUT: &str = "zshield";
+/// VG tag: the last factory reset finished; set at its very end.
+pub const TAG_COMPLETE: &str = "zshield_complete";
+/// LV tag: the filesystem of this data volume was made and may hold data.
+pub const TAG_FS_READY: &str = "zshield_fs_ready";
+/// Root LV tag: a rollback is under way, from before its merge until /boot,
+/// GRUB and the fresh backup are done.
+pub const TAG_ROLLBACK: &str = "zshield_rollback";
+
+/// Where each backup keeps its copy of /boot, inside the root: /boot is a
+/// partition outside LVM, so a rollback restores it from the merged copy.
+pub const BOOT_COPY: &str = "var/lib/zshield/boot";
+
+/// Extent size and first extent of the VGs zshield makes (passed to LVM, so
+/// that the plan can count extents before the VG exists).
+pub const EXTENT: u64 = 4 * MIB;
+pub const PE_START: u64 = MIB;
+pub const ALIGN: u64 = MIB;
+const BIOS_BOOT_SIZE: u64 = MIB;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PartKind {
+    BiosBoot,
+    Boot,
+    Lvm,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NewPartition {
+    pub number: u32,
+    pub name: &'static str,
+    pub kind: PartKind,
+    /// Bytes from the start of the disk.
+    pub start: u64,
+    pub size: u64,
+}
+
+/// `/dev/sdb` + 3 → `/dev/sdb3`; `/dev/nvme0n1` + 3 → `/dev/nvme0n1p3`.
+pub fn partition_dev(disk: &str, number: u32) -> String {
+    if disk.ends_with(|c: char| c.is_ascii_digit()) {
+        format!("{disk}p{number}")
+    } else {
+        format!("{disk}{number}")
+    }
+}
+
+/// Whether `path` is the disk `dev` or one of its partitions.
+pub fn on_disk(dev: &str, path: &str) -> bool {
+    match path.strip_prefix(dev) {
+        Some("") => true,
+        // The kernel's naming: a disk whose name ends in a digit has its
+        // partitions after a `p` (nvme0n1p2, loop1p1), so loop10 is not on loop1.
+        Some(rest) => {
+            let n = if dev.ends_with(|c: char| c.is_ascii_digit()) {
+                match rest.strip_prefix('p') {
+                    Some(n) => n,
+                    None => return false,
+                }
+            } else {
+                rest
+            };
+            !n.is_empty() && n.chars().all(|c| c.is_ascii_digit())
+        }
+        None => false,
+    }
+}
+
+/// The device-mapper name of a VG's LVs starts with this: dashes doubled.
+pub fn dm_prefix(vg: &str) -> String {
+    format!("{}-", vg.replace('-', "--"))
+}
+
+/// The device-mapper path of an LV: dashes in either name are doubled.
+pub fn mapper_path(vg: &str, lv: &str) -> String {
+    format!("/dev/mapper/{}{}", dm_prefix(vg), lv.replace('-', "--"))
+}
+
+/// The partition numbers of /boot and the PV in a fresh layout.
+pub fn fresh_numbers(label: Label) -> (u32, u32) {
+    match label {
+        Label::Gpt => (2, 3),
+        Label::Msdos => (1, 2),
+    }
+}
+
+pub fn align_up(n: u64, a: u64) -> u64 {
+    n.div_ceil(a) * a
+}
+
+fn align_down(n: u64, a: u64) -> u64 {
+    n / a * a
+}
+
+/// The partitions of a fresh layout on a disk of `size` bytes.
+pub fn fresh_partitions(label: Label, size: u64, boot_size: u64) -> Vec<NewPartition> {
+    let boot_size = align_up(boot_size, ALIGN);
+    // A MiB is left free at the end for the backup GPT (and for symmetry on msdos).
+    let end = align_down(size.saturating_sub(MIB), ALIGN);
+    let (boot_number, pv_number) = fresh_numbers(label);
+    let mut parts = Vec::new();
+    let mut start = ALIGN;
+    if label == Label::Gpt {
+        parts.push(NewPartition {
+            number: 1,
+            name: GPT_BIOS_NAME,
+            kind: PartKind::BiosBoot,
+            start,
+            size: BIOS_BOOT_SIZE,
+        });
+        start += BIOS_BOOT_SIZE;
+    }
+    parts.push(NewPartition {
+        number: boot_number,
+        name: GPT_BOOT_NAME,
+        kind: PartKind::Boot,
+        start,
+        size: boot_size,
+    });
+    start += boot_size;
+    parts.push(NewPartition {
+        number: pv_number,
+        name: GPT_LVM_NAME,
+        kind: PartKind::Lvm,
+        start,
+        size: end.saturating_sub(start),
+    });
+    parts
+}
+
+/// Extents of a VG made by zshield on a PV of `pv_size` bytes.
+pub fn fresh_vg_extents(pv_size: u64) -> u64 {
+    pv_size.saturating_sub(PE_START) / EXTENT
+}
+
+/// `size` in extents of a VG of `vg_extents` × `extent_size`, rounded up.
+pub fn size_in_extents(size: Size, vg_extents: u64, extent_size: u64) -> u64 {
+    size.resolve(vg_extents * extent_size)
+        .div_ceil(extent_size)
+        .max(1)
+}
+
+/// The first and last MiB of the disk and of every old partition: where
+/// partition tables, LVM labels, filesystem and RAID superblocks live.
+pub fn wipe_ranges(disk_size: u64, partitions: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut ranges = Vec::new();
+    let mut both_ends = |start: u64, size: u64| {
+        ranges.push((start, MIB.min(size)));
+        if size > MIB {
+            ranges.push((start + size - MIB, MIB));
+        }
+    };
+    both_ends(0, disk_size);
+    for &(start, size) in partitions {
+        both_ends(start, size);
+    }
+    ranges.sort_unstable();
+    ranges.dedup();
+    ranges
+}
+
+/// The temporary name of a new backup while the old one still exists.
+pub fn next_backup_name(snapshot: &str) -> String {
+    format!("{snapshot}_next")
+}
+
+/// The backup among `lvs`: the snapshot of the root named in the
+/// configuration or, when a backup was cut off between removing the old one
+/// and renaming the new one, that new one.
+pub fn current_backup<'a>(config: &Config, lvs: &'a [Lv]) -> Option<&'a Lv> {
+    let find = |name: &str| lvs.iter().find(|l| l.vg == config.vg && l.name == name);
+    find(&config.snapshot.name).or_else(|| {
+        find(&next_backup_name(&config.snapshot.name)).filter(|lv| {
+            lv.is_snapshot() && lv.origin == config.root.name && !lv.is_invalid_snapshot()
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::units::GIB;
+
+    #[test]
+    fn device_names() {
+        assert_eq!(partition_dev("/dev/sdb", 3), "/dev/sdb3");
+        assert_eq!(partition_dev("/dev/nvme0n1", 3), "/dev/nvme0n1p3");
+        assert_eq!(partition_dev("/dev/loop7", 1), "/dev/loop7p1");
+        assert_eq!(
+            mapper_path("vgroup", "lv-root"),
+            "/dev/mapper/vgroup-lv--root"
+        );
+        assert_eq!(mapper_path("my-vg", "snap0"), "/dev/mapper/my--vg-snap0");
+        assert!(on_disk("/dev/sdb", "/dev/sdb3") && on_disk("/dev/nvme0n1", "/dev/nvme0n1p2"));
+        assert!(!on_disk("/dev/sdb", "/dev/sdba1") && !on_disk("/dev/sd", "/dev/sdb"));
+        assert!(!on_disk("/dev/loop1", "/dev/loop10") && !on_disk("/dev/nvme0n1", "/dev/nvme0n12"));
+        assert!(!on_disk("/dev/sdb", "/dev/sdbp1") && on_disk("/dev/loop1", "/dev/loop1p3"));
+    }
+
+    #[test]
+    fn fresh_layouts() {
+        let gpt = fresh_partitions(Label::Gpt, 4 * GIB, 256 * MIB);
+        let spans: Vec<(u32, u64, u64)> = gpt.iter().map(|p| (p.number, p.start, p.size)).collect();
+        assert_eq!(
+            spans,
+            [
+                (1, MIB, MIB),
+                (2, 2 * MIB, 256 * MIB),
+                (3, 258 * MIB, 4 * GIB - 259 * MIB)
+            ]
+        );
+        let msdos = fresh_partitions(Label::Msdos, 4 * GIB, 256 * MIB);
+        assert_eq!((msdos[0].number, msdos[0].start), (1, MIB));
+        assert_eq!(msdos[1].number, 2);
+        assert_eq!(fresh_vg_extents(8 * MIB + 1), 1);
+    }
+}

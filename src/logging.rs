@@ -1,0 +1,191 @@
+//! What the operator reads as it happens: console lines and the human log.
+//!
+//! Console lines start with `zshield: ` (errors with `zshield: error: `) so that
+//! they stand out among the boot messages; the log file also keeps the
+//! commands run and what they said, with times.
+//!
+//! In a systemd initramfs zshield's own output reaches the console through the
+//! journal, later and in its own time: the last lines before a power-off would
+//! be lost. There zshield writes each console line to `/dev/console` itself
+//! (the unit sends its output to the journal only) and waits for the console
+//! to drain before the machine goes down.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// Where the log lives while the recovery runs: /run survives switch_root.
+pub const RUN_DIR: &str = "/run/zshield";
+/// Where it stays on the restored system.
+pub const TARGET_LOG_DIR: &str = "var/log/zshield";
+
+struct Logger {
+    start: Instant,
+    file: Mutex<Option<File>>,
+    console: Mutex<Option<File>>,
+}
+
+static LOGGER: std::sync::OnceLock<Logger> = std::sync::OnceLock::new();
+
+impl log::Log for Logger {
+    fn enabled(&self, _: &log::Metadata) -> bool {
+        true
+    }
+
+    fn log(&self, record: &log::Record) {
+        let message = record.args().to_string();
+        let console = match record.level() {
+            log::Level::Error => Some(format!("zshield: error: {message}")),
+            log::Level::Warn => Some(format!("zshield: warning: {message}")),
+            log::Level::Info => Some(format!("zshield: {message}")),
+            _ => None,
+        };
+        if let Some(line) = console {
+            eprintln!("{line}");
+            if let Some(console) = self.console.lock().ok().as_mut().and_then(|c| c.as_mut()) {
+                let _ = writeln!(console, "{line}");
+            }
+        }
+        if let Some(file) = self.file.lock().ok().as_mut().and_then(|f| f.as_mut()) {
+            let t = self.start.elapsed().as_secs_f64();
+            let _ = writeln!(file, "[{t:9.3}] {:<5} {message}", record.level());
+        }
+    }
+
+    fn flush(&self) {
+        if let Some(file) = self.file.lock().ok().as_mut().and_then(|f| f.as_mut()) {
+            let _ = file.sync_all();
+        }
+        if let Some(console) = self.console.lock().ok().as_mut().and_then(|c| c.as_mut()) {
+            // Until the last byte has left the serial line, not only the buffer.
+            let _ = nix::sys::termios::tcdrain(&*console);
+        }
+    }
+}
+
+/// Where console lines go besides standard error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Console {
+    /// Standard error is the console (a terminal, dracut's shell hooks).
+    Stderr,
+    /// Standard error is the journal: write to `/dev/console` as well.
+    Direct,
+}
+
+impl Console {
+    /// `Direct` when systemd connected standard error to the journal in the initramfs.
+    pub fn detect(in_initramfs: bool) -> Console {
+        if in_initramfs && std::env::var_os("JOURNAL_STREAM").is_some() {
+            Console::Direct
+        } else {
+            Console::Stderr
+        }
+    }
+}
+
+/// Logs to the console and, when it can be created, to `log_file`. The first
+/// call wins.
+pub fn init_logging(log_file: Option<&Path>, console: Console) {
+    let file = log_file.and_then(|path| {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).ok()?;
+        }
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .ok()
+    });
+    let console = match console {
+        Console::Stderr => None,
+        Console::Direct => {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(nix::libc::O_NOCTTY)
+                .open("/dev/console")
+                .ok()
+        }
+    };
+    let logger = LOGGER.get_or_init(|| Logger {
+        start: Instant::now(),
+        file: Mutex::new(file),
+        console: Mutex::new(console),
+    });
+    if log::set_logger(logger).is_ok() {
+        log::set_max_level(log::LevelFilter::Debug);
+    }
+}
+
+/// Keeps the kernel's routine messages off the console while zshield speaks
+/// (they cut through its lines); errors still show. Undone on drop.
+pub struct QuietConsole {
+    previous: Option<String>,
+}
+
+const PRINTK: &str = "/proc/sys/kernel/printk";
+
+impl QuietConsole {
+    pub fn begin() -> QuietConsole {
+        let previous = std::fs::read_to_string(PRINTK)
+            .ok()
+            .and_then(|s| s.split_whitespace().next().map(String::from));
+        if previous.is_some() {
+            // Console log level 4: only KERN_ERR and worse reach the console.
+            let _ = std::fs::write(PRINTK, "4");
+        }
+        QuietConsole { previous }
+    }
+}
+
+impl Drop for QuietConsole {
+    fn drop(&mut self) {
+        if let Some(level) = &self.previous {
+            let _ = std::fs::write(PRINTK, level);
+        }
+    }
+}
+
+/// Seconds since the Unix epoch as `2026-11-22T03:04:05Z`.
+pub fn utc_timestamp(secs: u64) -> String {
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+pub fn now_utc() -> String {
+    utc_timestamp(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_utc_timestamps() {
+        assert_eq!(utc_timestamp(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc_timestamp(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(utc_timestamp(1_795_316_645), "2026-11-22T03:04:05Z");
+    }
+}

@@ -1,0 +1,291 @@
+//! The one executor of both recoveries: runs a plan's steps in order, each
+//! logged, timed and recorded in the report, with the test failpoint after
+//! each; then closes the run (report on the target, sync, unmounts).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use crate::disk::blockdev::{self, BlockDev};
+use crate::disk::golden;
+use crate::disk::mounts::MountStack;
+use crate::failpoint;
+use crate::fstab::{self, GoldenNames};
+use crate::layout::{mapper_path, BOOT_COPY, TAG_COMPLETE, TAG_FS_READY, TAG_LAYOUT, TAG_ROLLBACK};
+use crate::logging::TARGET_LOG_DIR;
+use crate::lvm::report::Lv;
+use crate::lvm::Lvm;
+use crate::recovery::report::Report;
+use crate::recovery::step::{FstabEntry, Plan, Step};
+use crate::runner::Cmd;
+use crate::target::bootloader;
+use crate::target::copy::{copy_tree, mirror_tree, Meter};
+use crate::target::provision;
+
+pub struct Executor {
+    lvm: Lvm,
+    /// Where the target's root (and its /boot) are mounted.
+    root_dir: PathBuf,
+    mounts: MountStack,
+    root_mounted: bool,
+    cut_after: Option<String>,
+}
+
+impl Executor {
+    pub fn new(root_dir: PathBuf, cut_after: Option<String>) -> Executor {
+        Executor {
+            lvm: Lvm,
+            root_dir,
+            mounts: MountStack::new(),
+            root_mounted: false,
+            cut_after,
+        }
+    }
+
+    /// Runs every step of `plan`; stops at the first that fails.
+    pub fn run(&mut self, plan: &Plan, report: &mut Report) -> Result<()> {
+        let total = plan.steps.len();
+        for step in &plan.steps {
+            report.step(total, step, |report| self.step(step, report))?;
+            failpoint::after_step(self.cut_after.as_deref(), &step.name(), report.steps.len());
+        }
+        Ok(())
+    }
+
+    /// Ends a run that got as far as it did: the report goes onto the target
+    /// when its root is mounted, everything is synced, the target unmounted.
+    pub fn close(mut self, report: &mut Report) -> Result<()> {
+        if self.root_mounted {
+            match report.write(&self.root_dir.join(TARGET_LOG_DIR)) {
+                Ok(path) => log::info!(
+                    "report on the target: /{}",
+                    path.strip_prefix(&self.root_dir).unwrap_or(&path).display()
+                ),
+                Err(e) => log::warn!("cannot write the report on the target: {e:#}"),
+            }
+        }
+        nix::unistd::sync();
+        self.mounts.unmount_all()
+    }
+
+    fn mount_root(&mut self, root: &str) -> Result<()> {
+        self.mounts.ext4(root, &self.root_dir, false)?;
+        self.root_mounted = self.root_dir.join("etc").exists();
+        Ok(())
+    }
+
+    fn mount_boot(&mut self, boot: &str) -> Result<()> {
+        self.mounts.ext4(boot, &self.root_dir.join("boot"), false)
+    }
+
+    fn step(&mut self, step: &Step, report: &mut Report) -> Result<()> {
+        let lvm = &self.lvm;
+        match step {
+            Step::DeactivateVg { vg } => lvm.deactivate(vg),
+            Step::Wipe { disk, ranges } => {
+                let disk = BlockDev::open(disk)?;
+                blockdev::wipe(&disk, ranges)?;
+                blockdev::reread_partitions(&disk, &[])
+            }
+            Step::Partition {
+                disk,
+                label,
+                partitions,
+                msdos_signature,
+            } => {
+                let disk = BlockDev::open(disk)?;
+                blockdev::write_table(&disk, *label, partitions, msdos_signature.unwrap_or(0))?;
+                let expected: Vec<(u32, u64, u64)> = partitions
+                    .iter()
+                    .map(|p| (p.number, p.start, p.size))
+                    .collect();
+                blockdev::reread_partitions(&disk, &expected)
+            }
+            Step::MkfsBoot { dev, uuid } => mkfs(dev, uuid, "boot"),
+            Step::CreatePv { dev } => lvm.pvcreate(dev),
+            Step::CreateVg { vg, pv } => lvm.vgcreate(vg, pv, TAG_LAYOUT),
+            Step::UnmarkComplete { vg } => lvm.vg_tag(vg, TAG_COMPLETE, false),
+            Step::RemoveLv { vg, lv } => lvm.lvremove(vg, lv),
+            Step::CreateLv {
+                vg, lv, extents, ..
+            } => lvm.lvcreate(vg, lv, *extents).map(drop),
+            Step::MkfsLv { vg, lv, uuid } => mkfs(&mapper_path(vg, lv), uuid, lv),
+            Step::MarkFsReady { vg, lv } => lvm.lv_add_tag(vg, lv, TAG_FS_READY),
+            Step::KeepLv { vg, lv } => {
+                log::info!("{vg}/{lv} is kept as it is");
+                Ok(())
+            }
+            Step::MountTarget { root, boot } => {
+                self.mount_root(root)?;
+                self.mount_boot(boot)
+            }
+            Step::CopyRoot { tree, .. } => {
+                report.copied_root = Some(copy_tree(
+                    tree,
+                    &self.root_dir,
+                    &["/boot/*"],
+                    "copying the golden root",
+                )?);
+                Ok(())
+            }
+            Step::CopyBoot { tree, .. } => {
+                report.copied_boot = Some(copy_tree(
+                    tree,
+                    &self.root_dir.join("boot"),
+                    &[],
+                    "copying the golden /boot",
+                )?);
+                // The first backup, too, must hold the /boot of its root.
+                let copy = self.root_dir.join(BOOT_COPY);
+                std::fs::create_dir_all(&copy)
+                    .with_context(|| format!("cannot create {}", copy.display()))?;
+                mirror_tree(tree, &copy, "keeping a copy of /boot for backups")?;
+                Ok(())
+            }
+            Step::ConfigureTarget {
+                fstab,
+                mount_points,
+                golden_names,
+                golden,
+            } => configure(&self.root_dir, fstab, mount_points, golden_names, golden),
+            Step::InstallFiles { tree, provision } => {
+                provision::install_files(tree, &self.root_dir, provision)
+            }
+            Step::RunHooks { provision } => {
+                provision::run_hooks(&self.root_dir, provision, &mut report.hooks)
+            }
+            Step::Merge { vg, root, snapshot } => {
+                lvm.lv_add_tag(vg, root, TAG_ROLLBACK)?;
+                self.merge(vg, root, snapshot, report.steps.len() + 1, false)
+            }
+            Step::ResumeMerge { vg, root, snapshot } => {
+                self.merge(vg, root, snapshot, report.steps.len() + 1, true)
+            }
+            Step::RestoreBoot { vg, root } => {
+                self.mount_root(&mapper_path(vg, root))?;
+                self.mount_boot(&boot_of(&self.root_dir)?)?;
+                let copy = self.root_dir.join(BOOT_COPY);
+                if !copy.is_dir() {
+                    log::warn!("the backup holds no copy of /boot (/{BOOT_COPY}): /boot is left as it is, and may not match the restored root");
+                    return Ok(());
+                }
+                report.copied_boot = Some(mirror_tree(
+                    &copy,
+                    &self.root_dir.join("boot"),
+                    "restoring /boot",
+                )?);
+                Ok(())
+            }
+            Step::InstallBootloader { disk, root } => {
+                bootloader::install(&self.root_dir, disk, root)
+            }
+            Step::CreateSnapshot {
+                vg,
+                origin,
+                snapshot,
+                extents,
+                ..
+            } => {
+                nix::unistd::sync();
+                lvm.snapshot(vg, origin, snapshot, *extents).map(drop)
+            }
+            Step::MarkComplete { vg } => lvm.vg_tag(vg, TAG_COMPLETE, true),
+            Step::FreshBackup {
+                vg,
+                origin,
+                snapshot,
+                extents,
+                ..
+            } => {
+                nix::unistd::sync();
+                lvm.snapshot(vg, origin, snapshot, *extents)?;
+                lvm.lv_del_tag(vg, origin, TAG_ROLLBACK)
+            }
+        }
+    }
+
+    /// Merges `snapshot` into `root` (or polls a merge resumed at activation)
+    /// to its end, with progress, and checks LVM's word for it.
+    fn merge(
+        &self,
+        vg: &str,
+        root: &str,
+        snapshot: &str,
+        number: usize,
+        resume: bool,
+    ) -> Result<()> {
+        let mut meter = Meter::new("merging the backup");
+        let cut = self.cut_after.as_deref() == Some("merge-started");
+        let progress = |percent: f64| {
+            if cut && percent < 100.0 {
+                failpoint::power_loss(&format!(
+                    "during step {number}, with the merge at {percent:.1}%"
+                ));
+            }
+            meter.update(percent as u32, "");
+        };
+        if resume {
+            self.lvm.resume_merge(vg, root, progress)?;
+        } else {
+            self.lvm.merge(vg, snapshot, progress)?;
+        }
+        let lvs = self.lvm.lvs()?;
+        let left = |name: &str| lvs.iter().find(|l| l.vg == vg && l.name == name);
+        if left(snapshot).is_some() || left(root).is_some_and(Lv::is_merging) {
+            bail!("LVM reported the merge of {vg}/{snapshot} as done, but it is still there; boot with zshield_recovery=latest again to finish it");
+        }
+        log::info!("merging the backup: 100%, {vg}/{root} is as it was at the backup");
+        Ok(())
+    }
+}
+
+/// The /boot partition, as the restored root's fstab names it.
+fn boot_of(root_dir: &Path) -> Result<String> {
+    let fstab = golden::read_fstab(root_dir)?;
+    let spec = fstab::device_of(&fstab, "/boot")
+        .context("the restored root's /etc/fstab has no /boot line")?;
+    golden::resolve(&spec, Duration::from_secs(10))
+        .with_context(|| format!("cannot find the /boot partition {spec}"))
+}
+
+/// fstab, mount points, the LVM devices file and GRUB's defaults.
+fn configure(
+    root: &Path,
+    entries: &[FstabEntry],
+    mount_points: &[String],
+    golden_names: &[String],
+    golden: &str,
+) -> Result<()> {
+    let path = root.join("etc/fstab");
+    let golden_fstab = std::fs::read_to_string(&path).unwrap_or_default();
+    let entries: Vec<fstab::Entry> = entries.iter().map(FstabEntry::to_entry).collect();
+    let names = GoldenNames::new(golden_names.iter().cloned());
+    let rewritten = fstab::rewrite(&golden_fstab, &entries, &names);
+    for line in &rewritten.disabled {
+        log::warn!("fstab line disabled, it names the golden disk: {line}");
+    }
+    std::fs::write(&path, rewritten.text)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    for mp in mount_points {
+        let dir = root.join(mp.trim_start_matches('/'));
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create the mount point {mp}"))?;
+    }
+    let devices_file = root.join("etc/lvm/devices/system.devices");
+    if devices_file.exists() {
+        std::fs::remove_file(&devices_file)
+            .context("cannot remove /etc/lvm/devices/system.devices")?;
+        log::info!("removed /etc/lvm/devices/system.devices (it named the build machine's disks)");
+    }
+    bootloader::configure_defaults(root, golden)
+}
+
+fn mkfs(dev: &str, uuid: &str, label: &str) -> Result<()> {
+    // ext4 labels hold 16 bytes.
+    let label: String = label.chars().take(16).collect();
+    Cmd::new("mkfs.ext4")
+        .args(["-q", "-F", "-U", uuid, "-L", &label, dev])
+        .run()?;
+    Ok(())
+}

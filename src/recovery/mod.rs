@@ -1,0 +1,319 @@
+//! The recovery engine, as the product describes it: probe → plan → (print
+//! the plan on a dry run) → validate → execute the steps with progress and
+//! timings → report. Both recoveries share it: the factory reset
+//! (`default`: `probe` + `plan`) and the rollback (`latest`: `rollback`).
+
+pub mod execute;
+pub mod plan;
+pub mod probe;
+pub mod report;
+pub mod rollback;
+pub mod step;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, Context, Result};
+
+use crate::cmdline::{After, Mode};
+use crate::config::{check_provision_dir, Config};
+use crate::disk::blockdev::ReadOnlyGuard;
+use crate::layout::on_disk;
+use crate::logging::RUN_DIR;
+use crate::lvm::Lvm;
+use crate::target::bootloader;
+use execute::Executor;
+use plan::Options;
+use probe::Probe;
+use report::{Report, Status};
+use step::{Plan, Refusal};
+
+/// What the operator asked for, from the kernel command line and the CLI.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub mode: Mode,
+    pub config: PathBuf,
+    pub target: Option<String>,
+    pub golden: Option<String>,
+    /// `root=` of this boot.
+    pub root: Option<String>,
+    pub wipe: bool,
+    pub dry_run: bool,
+    pub after: After,
+    /// Test only: simulate a power loss after the first step of this kind.
+    pub cut_after: Option<String>,
+    /// Another provisioning directory of the golden (`zshield.provision=`).
+    pub provision: Option<String>,
+}
+
+/// How a recovery that did not fail ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    /// Only the plan was shown.
+    DryRun,
+}
+
+/// How a recovery failed: whether a disk was written decides what the
+/// operator is told.
+#[derive(Debug)]
+pub enum Failure {
+    /// Nothing was written: refused, or stopped before the first write.
+    Refused(anyhow::Error),
+    /// Stopped after a step that writes `disk` had started.
+    Failed {
+        error: anyhow::Error,
+        disk: String,
+        mode: Mode,
+    },
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Refused(error) => write!(f, "{error:#}; no disk was changed"),
+            Failure::Failed { error, disk, mode } => write!(
+                f,
+                "{error:#}; {disk} is partly {}: fix the cause and start the recovery again, it resumes where it stopped",
+                match mode {
+                    Mode::Default => "provisioned",
+                    Mode::Latest => "rolled back",
+                }
+            ),
+        }
+    }
+}
+
+impl From<Refusal> for Failure {
+    fn from(refusal: Refusal) -> Failure {
+        Failure::Refused(refusal.into())
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(error: anyhow::Error) -> Failure {
+        Failure::Refused(error)
+    }
+}
+
+/// Resolves the configuration with the command line's overrides: the
+/// configuration, the target and the golden.
+fn load(req: &Request) -> Result<(Config, String, String)> {
+    if !req.config.exists() {
+        log::warn!(
+            "no configuration file {}: using the built-in defaults",
+            req.config.display()
+        );
+    }
+    let mut config = Config::load(&req.config)?;
+    if let Some(dir) = &req.provision {
+        check_provision_dir(dir).map_err(|e| anyhow!("zshield.provision={dir}: {e}"))?;
+        config.provision.dir = dir.clone();
+    }
+    let target = req.target.clone().unwrap_or_else(|| config.target.clone());
+    let golden = req
+        .golden
+        .clone()
+        .or_else(|| config.golden.clone())
+        .or_else(|| req.root.clone())
+        .context("no golden root: this boot has no root= and the configuration names no golden; set zshield.golden=")?;
+    Ok((config, target, golden))
+}
+
+fn in_path(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).exists()))
+}
+
+/// What a factory reset runs here and in the golden, and is missing: one
+/// line each.
+fn missing_tools(golden_root: &Path) -> Vec<String> {
+    let mut missing: Vec<String> = ["lvm", "mkfs.ext4", "rsync"]
+        .into_iter()
+        .filter(|tool| !in_path(tool))
+        .map(|tool| {
+            format!("the tool {tool} is missing here: rebuild the initramfs with the zshield dracut module")
+        })
+        .collect();
+    if let Err(e) = bootloader::check_tools(golden_root) {
+        missing.push(format!("{e:#}"));
+    }
+    missing
+}
+
+fn new_uuid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// `zshield plan`: what `recover --mode default` would do here, touching nothing.
+pub fn print_plan(req: &Request) -> Result<()> {
+    let (config, target, golden) = load(req)?;
+    let lvm = in_path("lvm").then_some(Lvm);
+    if lvm.is_none() {
+        log::warn!("no lvm tool here: existing volume groups are not taken into account");
+    }
+    let (probe, _golden_mounts) = probe::probe(&golden, &target, lvm.as_ref(), &config.provision)?;
+    let plan = plan::plan(&probe, &config, &Options { wipe: req.wipe }, &mut new_uuid)?;
+    plan.show();
+    for line in missing_tools(&probe.golden.root_tree) {
+        log::warn!("{line}");
+    }
+    Ok(())
+}
+
+/// Runs the recovery `req.mode` asks for and writes its report.
+pub fn recover(req: &Request) -> Result<Outcome, Failure> {
+    let mut report = Report::new(req.mode, req.dry_run);
+    log::info!(
+        "{} {} (zshield {})",
+        match req.mode {
+            Mode::Default => "factory reset",
+            Mode::Latest => "rollback to the latest backup",
+        },
+        if req.dry_run { "dry run" } else { "starting" },
+        env!("CARGO_PKG_VERSION")
+    );
+    let result = match req.mode {
+        Mode::Default => factory_reset(req, &mut report),
+        Mode::Latest => rollback(req, &mut report),
+    };
+    conclude(&mut report, &result);
+    match report.write(Path::new(RUN_DIR)) {
+        Ok(path) => log::info!("report: {}", path.display()),
+        Err(e) => log::warn!("{e:#}"),
+    }
+    result
+}
+
+/// How `result` ends the report.
+fn conclude(report: &mut Report, result: &Result<Outcome, Failure>) {
+    match result {
+        Ok(_) => report.conclude(Status::Ok, None),
+        Err(failure @ Failure::Refused(_)) => {
+            report.conclude(Status::Refused, Some(failure.to_string()))
+        }
+        Err(failure @ Failure::Failed { .. }) => {
+            report.conclude(Status::Failed, Some(failure.to_string()))
+        }
+    }
+}
+
+fn factory_reset(req: &Request, report: &mut Report) -> Result<Outcome, Failure> {
+    let (config, target, golden) = load(req)?;
+    log::info!(
+        "target {target}, golden {golden}, layout {} on VG {}",
+        config.label,
+        config.vg
+    );
+    let (probe, mut golden_mounts) = report.phase("probe", |_| {
+        probe::probe(&golden, &target, Some(&Lvm), &config.provision)
+    })?;
+    let plan = report.phase("plan", |_| {
+        plan::plan(&probe, &config, &Options { wipe: req.wipe }, &mut new_uuid)
+            .map_err(anyhow::Error::from)
+    })?;
+    if req.dry_run {
+        for line in missing_tools(&probe.golden.root_tree) {
+            log::warn!("{line}");
+        }
+    }
+    let result = run(req, report, plan, || validate(&probe));
+    let unmounted = golden_mounts.unmount_all();
+    match (result, unmounted) {
+        (Ok(Outcome::Done), Err(error)) => Err(Failure::Failed {
+            error,
+            disk: probe.target.dev.clone(),
+            mode: req.mode,
+        }),
+        (result, _) => result,
+    }
+}
+
+fn rollback(req: &Request, report: &mut Report) -> Result<Outcome, Failure> {
+    let config = Config::load(&req.config).map_err(anyhow::Error::from)?;
+    let probe = report.phase("probe", |_| rollback::probe(&config, &Lvm))?;
+    let plan = rollback::plan(&config, &probe)?;
+    run(req, report, plan, || Ok(Vec::new()))
+}
+
+/// The part both recoveries share, from a plan: show it, stop on a dry run,
+/// validate, execute, close.
+fn run(
+    req: &Request,
+    report: &mut Report,
+    plan: Plan,
+    validate: impl FnOnce() -> Result<Vec<ReadOnlyGuard>>,
+) -> Result<Outcome, Failure> {
+    plan.show();
+    report.plan = Some(plan.clone());
+    if req.dry_run {
+        log::info!("dry run: nothing was written");
+        return Ok(Outcome::DryRun);
+    }
+    let _read_only = report.phase("validate", |_| validate())?;
+    let mut exec = Executor::new(Path::new(RUN_DIR).join("target"), req.cut_after.clone());
+    let executed = report.phase("execute", |report| exec.run(&plan, report));
+    let wrote = report.steps.iter().any(|s| s.writes_disk);
+    let result = match executed {
+        Ok(()) => Ok(Outcome::Done),
+        Err(error) if wrote => Err(Failure::Failed {
+            error,
+            disk: plan.target.clone(),
+            mode: req.mode,
+        }),
+        Err(error) => Err(Failure::Refused(error)),
+    };
+    // The report on the target says how the run ended, too.
+    conclude(report, &result);
+    let closed = exec.close(report);
+    match (result, closed) {
+        (Ok(_), Err(e)) => Err(Failure::Failed {
+            error: e,
+            disk: plan.target,
+            mode: req.mode,
+        }),
+        (result, _) => result,
+    }
+}
+
+/// Last checks before the first write; returns guards that keep the golden's
+/// disks read-only at the kernel's level for the rest of the run.
+fn validate(probe: &Probe) -> Result<Vec<ReadOnlyGuard>> {
+    if let Some(line) = missing_tools(&probe.golden.root_tree).into_iter().next() {
+        anyhow::bail!("{line}");
+    }
+    // Partitions follow their disk's flag (and a guard on a partition of a
+    // read-only disk would find it read-only and never clear it).
+    let golden = &probe.golden;
+    let mut devs: Vec<&String> = golden.disks.iter().collect();
+    for dev in std::iter::once(&golden.dev).chain(&golden.boot_dev) {
+        if !golden.disks.iter().any(|disk| on_disk(disk, dev)) {
+            devs.push(dev);
+        }
+    }
+    devs.into_iter()
+        .map(|dev| ReadOnlyGuard::new(dev))
+        .collect()
+}
+
+/// Reboots or powers off straight away (everything is synced and unmounted),
+/// once the console has shown every line; `continue` returns and the boot goes on.
+pub fn after(after: After) {
+    use nix::sys::reboot::{reboot, RebootMode};
+    nix::unistd::sync();
+    let mode = match after {
+        After::Continue => return,
+        After::Reboot => RebootMode::RB_AUTOBOOT,
+        After::Poweroff => RebootMode::RB_POWER_OFF,
+    };
+    log::logger().flush();
+    let Err(e) = reboot(mode);
+    log::error!(
+        "cannot {}: {e}; turn the machine off by hand",
+        match after {
+            After::Reboot => "reboot",
+            After::Poweroff => "power off",
+            After::Continue => "continue",
+        }
+    );
+}

@@ -1,0 +1,920 @@
+//! From a probed description of the disks to the steps of a factory reset.
+//! Pure: every refusal happens here, before anything is written.
+
+use crate::config::{Config, Label};
+use crate::disk::content::{Content, ExistingLayout};
+use crate::layout::{
+    align_up, dm_prefix, fresh_numbers, fresh_partitions, fresh_vg_extents, mapper_path, on_disk,
+    partition_dev, size_in_extents, wipe_ranges, ALIGN, EXTENT, MSDOS_SIGNATURE_MAGIC, PE_START,
+    TAG_COMPLETE, TAG_FS_READY, TAG_LAYOUT,
+};
+use crate::lvm::report::Lv;
+use crate::recovery::probe::Probe;
+use crate::recovery::step::{FstabEntry, Plan, Refusal, Step};
+use crate::units::{human, MIB};
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Options {
+    /// `zshield.wipe`: the operator allows erasing foreign content.
+    pub wipe: bool,
+}
+
+fn refuse<T>(message: String) -> Result<T, Refusal> {
+    Err(Refusal(message))
+}
+
+/// What the LVs need, in extents.
+struct Demand {
+    root: u64,
+    snapshot: u64,
+    data: Vec<u64>,
+    extent_size: u64,
+}
+
+impl Demand {
+    fn new(config: &Config, vg_extents: u64, extent_size: u64) -> Demand {
+        let extents = |size| size_in_extents(size, vg_extents, extent_size);
+        Demand {
+            root: extents(config.root.size),
+            snapshot: extents(config.snapshot.size),
+            data: config.data.iter().map(|d| extents(d.size)).collect(),
+            extent_size,
+        }
+    }
+
+    fn total(&self) -> u64 {
+        self.root + self.snapshot + self.data.iter().sum::<u64>()
+    }
+}
+
+/// The refusals that do not depend on what the disk holds. Returns the VGs
+/// with a PV on the target.
+fn check_target(probe: &Probe, config: &Config) -> Result<Vec<String>, Refusal> {
+    let t = &probe.target;
+    let dev = &t.dev;
+    if t.is_partition {
+        return refuse(format!(
+            "target {} ({dev}) is a partition, not a whole disk: set target (or zshield.target=) to the disk itself",
+            t.requested
+        ));
+    }
+    if t.read_only {
+        return refuse(format!(
+            "target {dev} is read-only: check the disk and its write-protect switch"
+        ));
+    }
+    let golden_parts = std::iter::once(&probe.golden.dev).chain(&probe.golden.boot_dev);
+    if let Some(g) = golden_parts.clone().find(|g| on_disk(dev, g)).or_else(|| {
+        probe
+            .golden
+            .disks
+            .contains(dev)
+            .then_some(&probe.golden.dev)
+    }) {
+        return refuse(format!(
+            "target {dev} holds the golden {g}: refusing to write the golden disk; disk names can change order between boots, name the target by /dev/disk/by-id/ or /dev/disk/by-path/"
+        ));
+    }
+    if !t.mounts.is_empty() {
+        return refuse(format!(
+            "target {dev} is in use ({}): unmount it first",
+            t.mounts.join(", ")
+        ));
+    }
+
+    // VGs with a PV on the target; each must live on the target alone.
+    let mut target_vgs: Vec<String> = Vec::new();
+    for pv in probe
+        .pvs
+        .iter()
+        .filter(|p| on_disk(dev, &p.name) && !p.vg.is_empty())
+    {
+        if !target_vgs.contains(&pv.vg) {
+            target_vgs.push(pv.vg.clone());
+        }
+    }
+    for vg in &target_vgs {
+        if let Some(other) = probe
+            .pvs
+            .iter()
+            .find(|p| p.vg == *vg && !on_disk(dev, &p.name))
+        {
+            return refuse(format!(
+                "volume group {vg} spans the target {dev} and {}: refusing to break it; remove it by hand first",
+                other.name
+            ));
+        }
+    }
+    for h in &t.holders {
+        let ours = h
+            .dm_name
+            .as_deref()
+            .is_some_and(|name| target_vgs.iter().any(|vg| name.starts_with(&dm_prefix(vg))));
+        if !ours {
+            return refuse(format!(
+                "target {dev} is in use: {} is held by {}{}; stop what uses it first",
+                h.held,
+                h.holder,
+                h.dm_name
+                    .as_deref()
+                    .map(|n| format!(" ({n})"))
+                    .unwrap_or_default()
+            ));
+        }
+    }
+    if let Some(pv) = probe
+        .pvs
+        .iter()
+        .find(|p| p.vg == config.vg && !on_disk(dev, &p.name))
+    {
+        return refuse(format!(
+            "a volume group named {} already exists on {}, not on the target {dev}: two VGs of one name cannot coexist; rename or remove it",
+            config.vg, pv.name
+        ));
+    }
+    Ok(target_vgs)
+}
+
+pub fn plan(
+    probe: &Probe,
+    config: &Config,
+    options: &Options,
+    new_uuid: &mut dyn FnMut() -> String,
+) -> Result<Plan, Refusal> {
+    let target_vgs = check_target(probe, config)?;
+    let dev = &probe.target.dev;
+    let mut planner = Planner {
+        probe,
+        config,
+        steps: Vec::new(),
+        new_uuid,
+    };
+    let wipe_hint = "boot with zshield.wipe to erase the whole disk, or check the target";
+    let wipe_all = Some(probe.partitions.as_slice());
+    let (found, volumes) = match &probe.content {
+        Content::Blank => ("a blank disk".to_string(), planner.fresh(None, &[])?),
+        Content::Foreign(found) => {
+            let found = found.join("; ");
+            if !options.wipe {
+                return refuse(format!(
+                    "target {dev} holds {found}: refusing to overwrite it; {wipe_hint}"
+                ));
+            }
+            let volumes = planner.fresh(wipe_all, &target_vgs)?;
+            (format!("{found} (wiped: zshield.wipe)"), volumes)
+        }
+        Content::Zshield(layout) => {
+            let vg = probe.vgs.iter().find(|v| v.name == config.vg);
+            let foreign_lvm = match target_vgs.iter().find(|v| **v != config.vg) {
+                Some(other) => Some(format!("a volume group {other} that zshield did not make")),
+                None if vg.is_some_and(|v| !v.has_tag(TAG_LAYOUT)) => Some(format!(
+                    "a volume group {} that zshield did not make (no tag {TAG_LAYOUT})",
+                    config.vg
+                )),
+                None => None,
+            };
+            match foreign_lvm {
+                Some(what) if !options.wipe => {
+                    return refuse(format!(
+                        "target {dev} carries a zshield partition table but {what}: refusing to touch it; {wipe_hint}"
+                    ));
+                }
+                Some(what) => (
+                    format!("a zshield partition table with {what} (wiped: zshield.wipe)"),
+                    planner.fresh(wipe_all, &target_vgs)?,
+                ),
+                None => planner.existing(layout)?,
+            }
+        }
+    };
+    planner.volumes_and_system(&volumes);
+    Ok(Plan {
+        target: dev.clone(),
+        found,
+        golden: Some(probe.golden.dev.clone()),
+        steps: planner.steps,
+    })
+}
+
+/// What the LVM part of the plan decided, for the steps that follow it.
+struct Volumes {
+    boot_dev: String,
+    boot_uuid: String,
+    demand: Demand,
+    /// Data volumes kept with their data.
+    kept: Vec<String>,
+}
+
+struct Planner<'a> {
+    probe: &'a Probe,
+    config: &'a Config,
+    steps: Vec<Step>,
+    new_uuid: &'a mut dyn FnMut() -> String,
+}
+
+impl Planner<'_> {
+    fn vg(&self) -> String {
+        self.config.vg.clone()
+    }
+
+    fn mkfs_boot(&mut self, dev: &str) -> String {
+        let uuid = (self.new_uuid)();
+        self.steps.push(Step::MkfsBoot {
+            dev: dev.to_string(),
+            uuid: uuid.clone(),
+        });
+        uuid
+    }
+
+    /// A new layout on a blank disk, or on one wiped first (`wipe` holds the
+    /// old partitions, `vgs_to_drop` the old VGs to deactivate).
+    fn fresh(
+        &mut self,
+        wipe: Option<&[(u64, u64)]>,
+        vgs_to_drop: &[String],
+    ) -> Result<Volumes, Refusal> {
+        let t = &self.probe.target;
+        let c = self.config;
+        if c.label == Label::Msdos && t.size > (u64::from(u32::MAX) + 1) * 512 {
+            return refuse(format!(
+                "target {} is larger than 2 TiB, more than an msdos label can address: set label = \"gpt\"",
+                t.dev
+            ));
+        }
+        let parts = fresh_partitions(c.label, t.size, c.boot_size);
+        let pv = parts.last().expect("a layout always has a PV partition");
+        let available = fresh_vg_extents(pv.size);
+        let demand = Demand::new(c, available, EXTENT);
+        let needed = demand.total();
+        if needed > available || pv.size < PE_START + EXTENT {
+            let lv_bytes = needed * EXTENT;
+            return refuse(format!(
+                "target {} ({}) is too small for the layout: it needs at least {} (/boot {}, LVs {}); use a larger disk or smaller sizes in the configuration",
+                t.dev,
+                human(t.size),
+                human(pv.start + PE_START + lv_bytes + MIB),
+                human(align_up(c.boot_size, ALIGN)),
+                human(lv_bytes)
+            ));
+        }
+
+        for vg in vgs_to_drop {
+            self.steps.push(Step::DeactivateVg { vg: vg.clone() });
+        }
+        if let Some(old_partitions) = wipe {
+            self.steps.push(Step::Wipe {
+                disk: t.dev.clone(),
+                ranges: wipe_ranges(t.size, old_partitions),
+            });
+        }
+        let msdos_signature = (c.label == Label::Msdos).then(|| {
+            let random = u32::from_str_radix(&(self.new_uuid)()[..4], 16).unwrap_or(0);
+            MSDOS_SIGNATURE_MAGIC | random
+        });
+        self.steps.push(Step::Partition {
+            disk: t.dev.clone(),
+            label: c.label,
+            partitions: parts,
+            msdos_signature,
+        });
+        let (boot_number, pv_number) = fresh_numbers(c.label);
+        let boot_dev = partition_dev(&t.dev, boot_number);
+        let pv_dev = partition_dev(&t.dev, pv_number);
+        let boot_uuid = self.mkfs_boot(&boot_dev);
+        self.steps.push(Step::CreatePv {
+            dev: pv_dev.clone(),
+        });
+        self.steps.push(Step::CreateVg {
+            vg: self.vg(),
+            pv: pv_dev,
+        });
+        Ok(Volumes {
+            boot_dev,
+            boot_uuid,
+            demand,
+            kept: Vec::new(),
+        })
+    }
+
+    /// A zshield layout, complete or cut off: finish it, keeping the data volumes.
+    fn existing(&mut self, layout: &ExistingLayout) -> Result<(String, Volumes), Refusal> {
+        let c = self.config;
+        let probe = self.probe;
+        let boot_dev = partition_dev(&probe.target.dev, layout.boot.number);
+        let pv_dev = partition_dev(&probe.target.dev, layout.pv.number);
+        let pv = probe.pvs.iter().find(|p| p.name == pv_dev);
+        let vg = probe.vgs.iter().find(|v| v.name == c.vg);
+        if vg.is_some() && pv.is_none_or(|p| p.vg != c.vg) {
+            return refuse(format!(
+                "a volume group named {} exists, but not on {pv_dev} of the target: refusing to make a second one; rename or remove it",
+                c.vg
+            ));
+        }
+        if layout.label != c.label {
+            log::warn!(
+                "the target keeps its {} partition table although the configuration asks for {}",
+                layout.label,
+                c.label
+            );
+        }
+        let lvs: Vec<&Lv> = probe.lvs.iter().filter(|l| l.vg == c.vg).collect();
+        let find = |name: &str| lvs.iter().find(|l| l.name == name).copied();
+
+        // Extents: a VG still to be made is counted like a fresh one; an existing one as LVM says.
+        let (extent_size, total, mut free) = match vg {
+            Some(v) => (v.extent_size, v.extent_count, v.free_count),
+            None => {
+                let n = fresh_vg_extents(layout.pv.size);
+                (EXTENT, n, n)
+            }
+        };
+        let demand = Demand::new(c, total, extent_size);
+
+        // Snapshots of the root first: LVM will not remove an origin that has one.
+        let mut removals: Vec<&Lv> = lvs
+            .iter()
+            .copied()
+            .filter(|l| l.is_snapshot() && l.origin == c.root.name)
+            .collect();
+        for name in [&c.snapshot.name, &c.root.name] {
+            if let Some(lv) = find(name).filter(|lv| !removals.contains(lv)) {
+                removals.push(lv);
+            }
+        }
+        let mut kept = Vec::new();
+        for data in &c.data {
+            match find(&data.name) {
+                Some(lv) if lv.has_tag(TAG_FS_READY) => kept.push(data.name.clone()),
+                // Created, but its filesystem was never finished: it never held data.
+                Some(lv) => removals.push(lv),
+                None => {}
+            }
+        }
+        free += removals.iter().map(|l| l.size / extent_size).sum::<u64>();
+        let kept_extents: u64 = c
+            .data
+            .iter()
+            .zip(&demand.data)
+            .filter(|(dv, _)| kept.contains(&dv.name))
+            .map(|(_, e)| e)
+            .sum();
+        let needed = demand.total() - kept_extents;
+        if needed > free {
+            return refuse(format!(
+                "volume group {} on {} has {} free for the recovery but needs {}: free space in the VG (remove LVs zshield does not manage) or use zshield.wipe",
+                c.vg,
+                probe.target.dev,
+                human(free * extent_size),
+                human(needed * extent_size)
+            ));
+        }
+
+        let complete = vg.is_some_and(|v| v.has_tag(TAG_COMPLETE));
+        if complete {
+            self.steps.push(Step::UnmarkComplete { vg: self.vg() });
+        }
+        for lv in removals {
+            self.steps.push(Step::RemoveLv {
+                vg: self.vg(),
+                lv: lv.name.clone(),
+            });
+        }
+        let boot_uuid = self.mkfs_boot(&boot_dev);
+        if pv.is_none() {
+            self.steps.push(Step::CreatePv {
+                dev: pv_dev.clone(),
+            });
+        }
+        if vg.is_none() {
+            self.steps.push(Step::CreateVg {
+                vg: self.vg(),
+                pv: pv_dev,
+            });
+        }
+        let kept_words = if kept.is_empty() {
+            "nothing".to_string()
+        } else {
+            kept.join(", ")
+        };
+        let found = if complete {
+            format!("a complete zshield layout (kept with their data: {kept_words})")
+        } else {
+            format!("a zshield layout cut off before its end, to be finished (kept with their data: {kept_words})")
+        };
+        Ok((
+            found,
+            Volumes {
+                boot_dev,
+                boot_uuid,
+                demand,
+                kept,
+            },
+        ))
+    }
+
+    /// lv-root and the data volumes not kept; then the system on them: copy,
+    /// configuration, provisioning, GRUB; then the first snapshot, which
+    /// captures the finished root, and the mark that the layout is complete.
+    fn volumes_and_system(&mut self, v: &Volumes) {
+        let c = self.config;
+        let probe = self.probe;
+        let vg = self.vg();
+        let d = &v.demand;
+        self.create_lv(&c.root.name, d.root, d.extent_size);
+        for (data, extents) in c.data.iter().zip(&d.data) {
+            if v.kept.contains(&data.name) {
+                self.steps.push(Step::KeepLv {
+                    vg: vg.clone(),
+                    lv: data.name.clone(),
+                });
+            } else {
+                self.create_lv(&data.name, *extents, d.extent_size);
+                self.steps.push(Step::MarkFsReady {
+                    vg: vg.clone(),
+                    lv: data.name.clone(),
+                });
+            }
+        }
+
+        let root = mapper_path(&vg, &c.root.name);
+        let mut fstab = vec![
+            FstabEntry {
+                spec: root.clone(),
+                mount_point: "/".into(),
+                options: "errors=remount-ro".into(),
+                passno: 1,
+            },
+            FstabEntry {
+                spec: format!("UUID={}", v.boot_uuid),
+                mount_point: "/boot".into(),
+                options: "defaults".into(),
+                passno: 2,
+            },
+        ];
+        for data in &c.data {
+            fstab.push(FstabEntry {
+                spec: mapper_path(&vg, &data.name),
+                mount_point: data.mount.clone(),
+                options: "defaults,nodev".into(),
+                passno: 2,
+            });
+        }
+        let golden = &probe.golden;
+        let golden_boot = golden
+            .boot_dev
+            .clone()
+            .unwrap_or_else(|| format!("{}:/boot", golden.dev));
+        self.steps.extend([
+            Step::MountTarget {
+                root: root.clone(),
+                boot: v.boot_dev.clone(),
+            },
+            Step::CopyRoot {
+                from: golden.dev.clone(),
+                tree: golden.root_tree.clone(),
+                to: root.clone(),
+            },
+            Step::CopyBoot {
+                from: golden_boot,
+                tree: golden.boot_tree.clone(),
+                to: v.boot_dev.clone(),
+            },
+            Step::ConfigureTarget {
+                fstab,
+                mount_points: c.data.iter().map(|d| d.mount.clone()).collect(),
+                golden_names: golden.names.clone(),
+                golden: golden.spec_for_disk(),
+            },
+        ]);
+        // Files and hooks after the copy and the target's configuration, before
+        // GRUB: a hook may change what the menu is made from.
+        if !probe.provision.files.is_empty() {
+            self.steps.push(Step::InstallFiles {
+                tree: golden.root_tree.clone(),
+                provision: probe.provision.clone(),
+            });
+        }
+        if !probe.provision.hooks.is_empty() {
+            self.steps.push(Step::RunHooks {
+                provision: probe.provision.clone(),
+            });
+        }
+        self.steps.extend([
+            Step::InstallBootloader {
+                disk: probe.target.dev.clone(),
+                root,
+            },
+            Step::CreateSnapshot {
+                vg: vg.clone(),
+                origin: c.root.name.clone(),
+                snapshot: c.snapshot.name.clone(),
+                extents: d.snapshot,
+                bytes: d.snapshot * d.extent_size,
+            },
+            Step::MarkComplete { vg },
+        ]);
+    }
+
+    fn create_lv(&mut self, lv: &str, extents: u64, extent_size: u64) {
+        let vg = self.vg();
+        self.steps.push(Step::CreateLv {
+            vg: vg.clone(),
+            lv: lv.into(),
+            extents,
+            bytes: extents * extent_size,
+        });
+        self.steps.push(Step::MkfsLv {
+            vg,
+            lv: lv.into(),
+            uuid: (self.new_uuid)(),
+        });
+    }
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::disk::blockdev::Holder;
+    use crate::fixtures::{blank_probe, complete_probe, config, gpt_layout, uuids};
+    use crate::layout::TAG_LAYOUT;
+    use crate::lvm::report::Pv;
+    use crate::units::{Size, GIB};
+
+    fn plan_of(probe: &Probe, options: Options) -> Result<Plan, Refusal> {
+        plan(probe, &config(), &options, &mut uuids())
+    }
+
+    fn names(plan: &Plan) -> Vec<String> {
+        plan.steps
+            .iter()
+            .map(|s| {
+                serde_json::to_value(s).unwrap()["step"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    }
+
+    /// The /boot and PV partitions the plan makes.
+    fn devices(plan: &Plan) -> (String, String) {
+        let boot = plan.steps.iter().find_map(|s| match s {
+            Step::MkfsBoot { dev, .. } => Some(dev.clone()),
+            _ => None,
+        });
+        let pv = plan.steps.iter().find_map(|s| match s {
+            Step::CreatePv { dev } => Some(dev.clone()),
+            _ => None,
+        });
+        (boot.unwrap_or_default(), pv.unwrap_or_default())
+    }
+
+    fn refusal(probe: &Probe) -> String {
+        plan_of(probe, Options::default()).unwrap_err().0
+    }
+
+    #[test]
+    fn blank_disk_gets_the_whole_layout_in_order() {
+        let p = plan_of(&blank_probe(), Options::default()).unwrap();
+        assert_eq!(
+            names(&p),
+            [
+                "partition",
+                "mkfs-boot",
+                "create-pv",
+                "create-vg",
+                "create-lv",
+                "mkfs-lv",
+                "create-lv",
+                "mkfs-lv",
+                "mark-fs-ready",
+                "create-lv",
+                "mkfs-lv",
+                "mark-fs-ready",
+                "mount-target",
+                "copy-root",
+                "copy-boot",
+                "configure-target",
+                "install-bootloader",
+                "create-snapshot",
+                "mark-complete",
+            ]
+        );
+        assert_eq!(devices(&p), ("/dev/sdb2".into(), "/dev/sdb3".into()));
+        assert_eq!(p.found, "a blank disk");
+        let Step::Partition { partitions, .. } = &p.steps[0] else {
+            panic!()
+        };
+        assert_eq!((partitions[0].start, partitions[0].size), (MIB, MIB));
+        assert_eq!(
+            (partitions[1].start, partitions[1].size),
+            (2 * MIB, 256 * MIB)
+        );
+        assert_eq!(partitions[2].start, 258 * MIB);
+        assert_eq!(partitions[2].start + partitions[2].size, 4 * GIB - MIB);
+        assert!(p.steps.contains(&Step::CreateLv {
+            vg: "vgroup".into(),
+            lv: "lv-root".into(),
+            extents: 320,
+            bytes: 1280 * MIB
+        }));
+    }
+
+    #[test]
+    fn provisioning_comes_after_the_copy_and_before_grub() {
+        let mut probe = blank_probe();
+        probe
+            .provision
+            .files
+            .push(crate::target::provision::InstallFile {
+                source: "modules".into(),
+                destination: "/etc/modules".into(),
+                mode: 0o644,
+                owner: "root".into(),
+                group: "root".into(),
+                uid: 0,
+                gid: 0,
+            });
+        probe.provision.hooks.push(crate::target::provision::Hook {
+            order: 10,
+            name: "10_first.sh".into(),
+        });
+        probe.provision.dir = "/etc/zshield/provision".into();
+        probe.provision.arch = "x86_64".into();
+        probe.provision.hook_timeout_secs = 60;
+        let p = plan_of(&probe, Options::default()).unwrap();
+        let n = names(&p);
+        let at = |name: &str| n.iter().position(|s| s == name).unwrap();
+        assert_eq!(at("install-files"), at("configure-target") + 1);
+        assert_eq!(at("run-hooks"), at("install-files") + 1);
+        assert_eq!(at("install-bootloader"), at("run-hooks") + 1);
+        let shown: Vec<String> = p.steps.iter().map(|s| s.to_string()).collect();
+        assert!(shown.contains(&"install 1 file of /etc/zshield/provision/files.install for x86_64: /etc/modules (0644 root:root)".to_string()), "{shown:?}");
+        assert!(shown.contains(&"run the hooks of /etc/zshield/provision/hooks in the target, in order, 60 s each at most: 10_first.sh".to_string()), "{shown:?}");
+        // Nothing to provision: no such steps.
+        let n = names(&plan_of(&blank_probe(), Options::default()).unwrap());
+        assert!(!n.iter().any(|s| s == "install-files" || s == "run-hooks"));
+    }
+
+    #[test]
+    fn fstab_names_lvs_by_mapper_path_and_boot_by_uuid() {
+        let p = plan_of(&blank_probe(), Options::default()).unwrap();
+        let fstab = p.steps.iter().find_map(|s| match s {
+            Step::ConfigureTarget { fstab, .. } => Some(fstab.clone()),
+            _ => None,
+        });
+        let specs: Vec<String> = fstab
+            .unwrap()
+            .iter()
+            .map(|e| format!("{} {}", e.spec, e.mount_point))
+            .collect();
+        assert_eq!(
+            specs,
+            [
+                "/dev/mapper/vgroup-lv--root /",
+                "UUID=00000000-0000-4000-8000-000000000001 /boot",
+                "/dev/mapper/vgroup-lv--user /home",
+                "/dev/mapper/vgroup-lv--audit /var/log/audit",
+            ]
+        );
+    }
+
+    #[test]
+    fn msdos_layout_has_no_bios_boot_partition() {
+        let mut c = config();
+        c.label = Label::Msdos;
+        let p = plan(&blank_probe(), &c, &Options::default(), &mut uuids()).unwrap();
+        let Step::Partition { partitions, .. } = &p.steps[0] else {
+            panic!()
+        };
+        assert_eq!(partitions.len(), 2);
+        assert_eq!(partitions[0].start, MIB);
+        assert_eq!(devices(&p), ("/dev/sdb1".into(), "/dev/sdb2".into()));
+    }
+
+    #[test]
+    fn refuses_a_partition_a_read_only_disk_and_a_mounted_one() {
+        let mut probe = blank_probe();
+        probe.target.is_partition = true;
+        assert!(refusal(&probe).contains("is a partition, not a whole disk"));
+        let mut probe = blank_probe();
+        probe.target.read_only = true;
+        assert!(refusal(&probe).contains("read-only"));
+        let mut probe = blank_probe();
+        probe.target.mounts = vec!["/dev/sdb1 on /mnt".into()];
+        assert!(refusal(&probe).contains("in use (/dev/sdb1 on /mnt)"));
+    }
+
+    #[test]
+    fn refuses_the_golden_disk_when_names_are_swapped() {
+        let mut probe = blank_probe();
+        probe.golden.dev = "/dev/sdb2".into();
+        probe.golden.disks = vec!["/dev/sdb".into()];
+        let r = refusal(&probe);
+        assert!(
+            r.contains("holds the golden /dev/sdb2") && r.contains("by-id"),
+            "{r}"
+        );
+        // A golden on an LV whose PV is on the target is refused by the disk list.
+        let mut probe = blank_probe();
+        probe.golden.dev = "/dev/dm-3".into();
+        probe.golden.disks = vec!["/dev/sdb".into()];
+        assert!(refusal(&probe).contains("holds the golden /dev/dm-3"));
+    }
+
+    #[test]
+    fn refuses_a_foreign_holder() {
+        let mut probe = blank_probe();
+        probe.target.holders = vec![Holder {
+            held: "sdb1".into(),
+            holder: "md0".into(),
+            dm_name: None,
+        }];
+        assert!(refusal(&probe).contains("sdb1 is held by md0"));
+    }
+
+    #[test]
+    fn refuses_a_too_small_disk_with_the_sizes() {
+        let mut probe = blank_probe();
+        probe.target.size = 2 * GIB;
+        let r = refusal(&probe);
+        assert!(
+            r.contains("too small") && r.contains("(2 GiB)") && r.contains("LVs 2.2 GiB"),
+            "{r}"
+        );
+    }
+
+    #[test]
+    fn foreign_content_is_refused_then_wiped_when_asked() {
+        let mut probe = blank_probe();
+        probe.content = Content::Foreign(vec![
+            "a foreign GPT partition table (partitions 1 \"data\")".into(),
+        ]);
+        probe.partitions = vec![(MIB, 3 * GIB)];
+        let r = refusal(&probe);
+        assert!(
+            r.contains("holds a foreign GPT") && r.contains("zshield.wipe"),
+            "{r}"
+        );
+
+        let p = plan_of(&probe, Options { wipe: true }).unwrap();
+        assert_eq!(names(&p)[..2], ["wipe", "partition"]);
+        let Step::Wipe { ranges, .. } = &p.steps[0] else {
+            panic!()
+        };
+        assert_eq!(
+            ranges,
+            &[(0, MIB), (MIB, MIB), (3 * GIB, MIB), (4 * GIB - MIB, MIB)]
+        );
+        assert!(p.found.contains("wiped"));
+    }
+
+    #[test]
+    fn a_vg_of_the_same_name_elsewhere_is_refused() {
+        let mut probe = blank_probe();
+        probe.pvs = vec![Pv {
+            name: "/dev/sdc1".into(),
+            vg: "vgroup".into(),
+        }];
+        assert!(refusal(&probe).contains("already exists on /dev/sdc1"));
+    }
+
+    #[test]
+    fn refuses_a_vg_of_our_name_whose_pv_is_not_the_target_partition() {
+        // Its PV is on /dev/sdb10 (not a partition of the layout), or not seen at all.
+        let mut probe = complete_probe();
+        probe.pvs[0].name = "/dev/sdb10".into();
+        let r = refusal(&probe);
+        assert!(r.contains("but not on /dev/sdb3"), "{r}");
+        probe.pvs.clear();
+        probe.target.holders.clear();
+        let r = refusal(&probe);
+        assert!(r.contains("but not on /dev/sdb3"), "{r}");
+    }
+
+    #[test]
+    fn reprovisioning_keeps_the_data_volumes() {
+        let p = plan_of(&complete_probe(), Options::default()).unwrap();
+        assert_eq!(
+            names(&p)[..6],
+            [
+                "unmark-complete",
+                "remove-lv",
+                "remove-lv",
+                "mkfs-boot",
+                "create-lv",
+                "mkfs-lv"
+            ]
+        );
+        assert_eq!(
+            p.steps[1],
+            Step::RemoveLv {
+                vg: "vgroup".into(),
+                lv: "snap0".into()
+            }
+        );
+        assert_eq!(
+            p.steps[2],
+            Step::RemoveLv {
+                vg: "vgroup".into(),
+                lv: "lv-root".into()
+            }
+        );
+        for step in &p.steps {
+            let text = serde_json::to_string(step).unwrap();
+            if text.contains("lv-user") || text.contains("lv-audit") {
+                assert!(
+                    matches!(step, Step::KeepLv { .. } | Step::ConfigureTarget { .. }),
+                    "a data volume is touched by {step}"
+                );
+            }
+        }
+        assert!(
+            p.found.contains("complete zshield layout") && p.found.contains("lv-user, lv-audit")
+        );
+        assert_eq!(
+            p.steps.last(),
+            Some(&Step::MarkComplete {
+                vg: "vgroup".into()
+            })
+        );
+    }
+
+    #[test]
+    fn a_half_made_layout_is_finished() {
+        // Cut off after the partition table and the PV: no VG yet.
+        let mut probe = blank_probe();
+        probe.content = gpt_layout();
+        probe.pvs = vec![Pv {
+            name: "/dev/sdb3".into(),
+            vg: "".into(),
+        }];
+        let p = plan_of(&probe, Options::default()).unwrap();
+        assert_eq!(names(&p)[..3], ["mkfs-boot", "create-vg", "create-lv"]);
+        assert!(p.found.contains("cut off"));
+
+        // Cut off while making lv-audit's filesystem: it never held data.
+        let mut probe = complete_probe();
+        probe.vgs[0].tags = vec![TAG_LAYOUT.into()];
+        probe.lvs.retain(|l| l.name != "snap0");
+        probe.lvs[2].tags.clear();
+        let p = plan_of(&probe, Options::default()).unwrap();
+        assert!(
+            !names(&p).contains(&"unmark-complete".to_string()),
+            "the VG was never complete"
+        );
+        assert!(p.steps.contains(&Step::RemoveLv {
+            vg: "vgroup".into(),
+            lv: "lv-audit".into()
+        }));
+        assert!(p.steps.contains(&Step::KeepLv {
+            vg: "vgroup".into(),
+            lv: "lv-user".into()
+        }));
+        assert!(p.steps.contains(&Step::MarkFsReady {
+            vg: "vgroup".into(),
+            lv: "lv-audit".into()
+        }));
+    }
+
+    #[test]
+    fn a_vg_zshield_did_not_make_is_refused_unless_wiped() {
+        let mut probe = complete_probe();
+        probe.vgs[0].tags.clear();
+        assert!(refusal(&probe).contains("did not make"));
+        let p = plan_of(&probe, Options { wipe: true }).unwrap();
+        assert_eq!(names(&p)[..3], ["deactivate-vg", "wipe", "partition"]);
+    }
+
+    #[test]
+    fn percent_sizes_resolve_on_the_vg() {
+        let mut c = config();
+        c.snapshot.size = Size::PercentOfVg(10);
+        let p = plan(&blank_probe(), &c, &Options::default(), &mut uuids()).unwrap();
+        // PV = 4 GiB - 259 MiB; (PV - 1 MiB) / 4 MiB = 959 extents; 10% = 95.9 → 96.
+        assert!(
+            p.steps
+                .iter()
+                .any(|s| matches!(s, Step::CreateSnapshot { extents: 96, .. })),
+            "{:?}",
+            p.steps
+        );
+    }
+
+    #[test]
+    fn not_enough_room_in_an_existing_vg_is_refused() {
+        let mut probe = complete_probe();
+        probe.vgs[0].free_count = 0;
+        // What lv-root and snap0 free is just enough for the same sizes…
+        assert!(plan_of(&probe, Options::default()).is_ok());
+        // …but not for a larger root.
+        let mut c = config();
+        c.root.size = Size::Bytes(2 * GIB);
+        let r = plan(&probe, &c, &Options::default(), &mut uuids())
+            .unwrap_err()
+            .0;
+        assert!(
+            r.contains("has 1.7 GiB free for the recovery but needs 2.5 GiB"),
+            "{r}"
+        );
+    }
+}

@@ -1,0 +1,348 @@
+//! The steps of both recoveries. Each carries every value the executor uses,
+//! so that the plan printed by `zshield plan` and `--dry-run` is exactly what
+//! runs; the same text goes to the console, the log and the JSON report.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::config::Label;
+use crate::fstab;
+use crate::layout::{NewPartition, BOOT_COPY};
+use crate::target::provision::{Provision, HOOKS_DIR, MANIFEST};
+use crate::units::human;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "step", rename_all = "kebab-case")]
+pub enum Step {
+    // Factory reset: the disk and its volumes.
+    DeactivateVg {
+        vg: String,
+    },
+    Wipe {
+        disk: String,
+        ranges: Vec<(u64, u64)>,
+    },
+    Partition {
+        disk: String,
+        label: Label,
+        partitions: Vec<NewPartition>,
+        /// The msdos disk signature (zshield's mark and a random half); none on GPT.
+        msdos_signature: Option<u32>,
+    },
+    MkfsBoot {
+        dev: String,
+        uuid: String,
+    },
+    CreatePv {
+        dev: String,
+    },
+    CreateVg {
+        vg: String,
+        pv: String,
+    },
+    UnmarkComplete {
+        vg: String,
+    },
+    RemoveLv {
+        vg: String,
+        lv: String,
+    },
+    CreateLv {
+        vg: String,
+        lv: String,
+        extents: u64,
+        bytes: u64,
+    },
+    MkfsLv {
+        vg: String,
+        lv: String,
+        uuid: String,
+    },
+    MarkFsReady {
+        vg: String,
+        lv: String,
+    },
+    KeepLv {
+        vg: String,
+        lv: String,
+    },
+    // Factory reset: the system on it.
+    MountTarget {
+        root: String,
+        boot: String,
+    },
+    CopyRoot {
+        from: String,
+        /// Where the golden root is mounted (read-only).
+        tree: PathBuf,
+        to: String,
+    },
+    CopyBoot {
+        from: String,
+        /// Where the golden /boot is mounted (read-only).
+        tree: PathBuf,
+        to: String,
+    },
+    ConfigureTarget {
+        fstab: Vec<FstabEntry>,
+        mount_points: Vec<String>,
+        /// The names of the golden disk's filesystems: fstab lines naming
+        /// them are disabled.
+        golden_names: Vec<String>,
+        /// Where the disk's own "Recover to factory default" finds the golden.
+        golden: String,
+    },
+    /// The install manifest's files for this architecture.
+    InstallFiles {
+        /// The golden root the files come from.
+        tree: PathBuf,
+        provision: Provision,
+    },
+    /// The provisioning hooks, in order, inside the target.
+    RunHooks {
+        provision: Provision,
+    },
+    // Rollback.
+    Merge {
+        vg: String,
+        root: String,
+        snapshot: String,
+    },
+    ResumeMerge {
+        vg: String,
+        root: String,
+        snapshot: String,
+    },
+    RestoreBoot {
+        vg: String,
+        root: String,
+    },
+    // Both.
+    InstallBootloader {
+        disk: String,
+        root: String,
+    },
+    CreateSnapshot {
+        vg: String,
+        origin: String,
+        snapshot: String,
+        extents: u64,
+        bytes: u64,
+    },
+    MarkComplete {
+        vg: String,
+    },
+    /// The rollback's last step: a fresh backup of the restored root, and the
+    /// end of the rollback (its tag comes off the root).
+    #[serde(rename = "snapshot")]
+    FreshBackup {
+        vg: String,
+        origin: String,
+        snapshot: String,
+        extents: u64,
+        bytes: u64,
+    },
+}
+
+/// `fstab::Entry` in a form the JSON report can carry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FstabEntry {
+    pub spec: String,
+    pub mount_point: String,
+    pub options: String,
+    pub passno: u8,
+}
+
+impl FstabEntry {
+    pub fn to_entry(&self) -> fstab::Entry {
+        fstab::Entry {
+            spec: self.spec.clone(),
+            mount_point: self.mount_point.clone(),
+            fstype: "ext4".into(),
+            options: self.options.clone(),
+            passno: self.passno,
+        }
+    }
+}
+
+impl Step {
+    /// The step's kind in kebab case, as the JSON report and the test
+    /// failpoint name it: `partition`, `copy-root`…
+    pub fn name(&self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v["step"].as_str().map(String::from))
+            .unwrap_or_default()
+    }
+
+    /// Whether the step changes a disk (the report says where a failure left them).
+    pub fn writes_disk(&self) -> bool {
+        !matches!(
+            self,
+            Step::KeepLv { .. } | Step::DeactivateVg { .. } | Step::MountTarget { .. }
+        )
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::DeactivateVg { vg } => write!(f, "deactivate volume group {vg}"),
+            Step::Wipe { disk, ranges } => {
+                let total: u64 = ranges.iter().map(|r| r.1).sum();
+                write!(
+                    f,
+                    "wipe old signatures on {disk} ({} ranges, {})",
+                    ranges.len(),
+                    human(total)
+                )
+            }
+            Step::Partition {
+                disk,
+                label,
+                partitions,
+                ..
+            } => {
+                let parts: Vec<String> = partitions
+                    .iter()
+                    .map(|p| format!("{} {} {}", p.number, p.name, human(p.size)))
+                    .collect();
+                write!(
+                    f,
+                    "write a {label} partition table on {disk}: {}",
+                    parts.join(", ")
+                )
+            }
+            Step::MkfsBoot { dev, uuid } => write!(f, "make ext4 for /boot on {dev} (UUID {uuid})"),
+            Step::CreatePv { dev } => write!(f, "create LVM physical volume {dev}"),
+            Step::CreateVg { vg, pv } => write!(f, "create volume group {vg} on {pv}"),
+            Step::UnmarkComplete { vg } => write!(f, "mark {vg} as being provisioned"),
+            Step::RemoveLv { vg, lv } => write!(f, "remove {vg}/{lv}"),
+            Step::CreateLv { vg, lv, bytes, .. } => {
+                write!(f, "create {vg}/{lv} ({})", human(*bytes))
+            }
+            Step::MkfsLv { vg, lv, uuid } => write!(f, "make ext4 on {vg}/{lv} (UUID {uuid})"),
+            Step::MarkFsReady { vg, lv } => write!(f, "mark {vg}/{lv} as holding data"),
+            Step::KeepLv { vg, lv } => write!(f, "keep {vg}/{lv} with its data"),
+            Step::MountTarget { root, boot } => write!(f, "mount {root} and {boot}"),
+            Step::CopyRoot { from, to, .. } => {
+                write!(f, "copy the golden root {from} onto {to}")
+            }
+            Step::CopyBoot { from, to, .. } => {
+                write!(f, "copy the golden /boot {from} onto {to}")
+            }
+            Step::ConfigureTarget { fstab, golden, .. } => {
+                let mps: Vec<&str> = fstab.iter().map(|e| e.mount_point.as_str()).collect();
+                write!(
+                    f,
+                    "rewrite /etc/fstab ({}), drop the LVM devices file, set GRUB defaults (factory default from {golden})",
+                    mps.join(" ")
+                )
+            }
+            Step::InstallFiles { provision, .. } => {
+                let files: Vec<String> = provision.files.iter().map(|f| f.to_string()).collect();
+                write!(
+                    f,
+                    "install {} file{} of {}/{MANIFEST} for {}: {}",
+                    files.len(),
+                    plural(files.len()),
+                    provision.dir,
+                    provision.arch,
+                    files.join(", ")
+                )
+            }
+            Step::RunHooks { provision } => {
+                let hooks: Vec<&str> = provision.hooks.iter().map(|h| h.name.as_str()).collect();
+                write!(
+                    f,
+                    "run the hooks of {}/{HOOKS_DIR} in the target, in order, {} s each at most: {}",
+                    provision.dir,
+                    provision.hook_timeout_secs,
+                    hooks.join(", ")
+                )
+            }
+            Step::Merge { vg, root, snapshot } => {
+                write!(f, "merge the backup {vg}/{snapshot} into {vg}/{root}")
+            }
+            Step::ResumeMerge { vg, root, snapshot } => write!(
+                f,
+                "finish the merge of {vg}/{snapshot} into {vg}/{root} that was cut off"
+            ),
+            Step::RestoreBoot { .. } => write!(
+                f,
+                "restore /boot from the copy in the merged root (/{BOOT_COPY})"
+            ),
+            Step::InstallBootloader { disk, root } => write!(
+                f,
+                "install GRUB on {disk} and generate its menu with root={root}"
+            ),
+            Step::CreateSnapshot {
+                vg,
+                origin,
+                snapshot,
+                bytes,
+                ..
+            } => write!(
+                f,
+                "take snapshot {vg}/{snapshot} of {origin} ({})",
+                human(*bytes)
+            ),
+            Step::MarkComplete { vg } => write!(f, "mark the layout on {vg} as complete"),
+            Step::FreshBackup {
+                vg,
+                origin,
+                snapshot,
+                bytes,
+                ..
+            } => write!(
+                f,
+                "take a fresh backup {vg}/{snapshot} of {vg}/{origin} ({})",
+                human(*bytes)
+            ),
+        }
+    }
+}
+
+/// What a recovery will do, decided before anything is written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    /// The disk the recovery writes.
+    pub target: String,
+    /// What the target holds, in words.
+    pub found: String,
+    /// The golden root device a factory reset copies from.
+    pub golden: Option<String>,
+    pub steps: Vec<Step>,
+}
+
+impl Plan {
+    /// The plan as the console and the log show it.
+    pub fn show(&self) {
+        match &self.golden {
+            Some(golden) => log::info!(
+                "plan: target {} holds {}; golden root {golden}",
+                self.target,
+                self.found
+            ),
+            None => log::info!("plan: {} holds {}", self.target, self.found),
+        }
+        for (i, step) in self.steps.iter().enumerate() {
+            log::info!("plan: {:2}. {step}", i + 1);
+        }
+    }
+}
+
+/// Why zshield will not touch the disks: one line that says what and what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Refusal(pub String);
