@@ -1,16 +1,19 @@
 //! From a probed description of the disks to the steps of a factory reset.
 //! Pure: every refusal happens here, before anything is written.
 
+mod checks;
+mod system;
+
 use crate::config::{Config, Label};
 use crate::disk::content::{Content, ExistingLayout};
 use crate::layout::{
-    align_up, dm_prefix, fresh_numbers, fresh_partitions, fresh_vg_extents, mapper_path, on_disk,
-    partition_dev, size_in_extents, wipe_ranges, ALIGN, EXTENT, MSDOS_SIGNATURE_MAGIC, PE_START,
-    TAG_COMPLETE, TAG_FS_READY, TAG_LAYOUT,
+    align_up, fresh_numbers, fresh_partitions, fresh_vg_extents, partition_dev, size_in_extents,
+    wipe_ranges, ALIGN, EXTENT, MSDOS_SIGNATURE_MAGIC, PE_START, TAG_COMPLETE, TAG_FS_READY,
+    TAG_LAYOUT,
 };
 use crate::lvm::report::Lv;
 use crate::recovery::probe::Probe;
-use crate::recovery::step::{FstabEntry, Plan, Refusal, Step};
+use crate::recovery::step::{Plan, Refusal, Step};
 use crate::units::{human, MIB};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -47,101 +50,13 @@ impl Demand {
     }
 }
 
-/// The refusals that do not depend on what the disk holds. Returns the VGs
-/// with a PV on the target.
-fn check_target(probe: &Probe, config: &Config) -> Result<Vec<String>, Refusal> {
-    let t = &probe.target;
-    let dev = &t.dev;
-    if t.is_partition {
-        return refuse(format!(
-            "target {} ({dev}) is a partition, not a whole disk: set target (or zshield.target=) to the disk itself",
-            t.requested
-        ));
-    }
-    if t.read_only {
-        return refuse(format!(
-            "target {dev} is read-only: check the disk and its write-protect switch"
-        ));
-    }
-    let golden_parts = std::iter::once(&probe.golden.dev).chain(&probe.golden.boot_dev);
-    if let Some(g) = golden_parts.clone().find(|g| on_disk(dev, g)).or_else(|| {
-        probe
-            .golden
-            .disks
-            .contains(dev)
-            .then_some(&probe.golden.dev)
-    }) {
-        return refuse(format!(
-            "target {dev} holds the golden {g}: refusing to write the golden disk; disk names can change order between boots, name the target by /dev/disk/by-id/ or /dev/disk/by-path/"
-        ));
-    }
-    if !t.mounts.is_empty() {
-        return refuse(format!(
-            "target {dev} is in use ({}): unmount it first",
-            t.mounts.join(", ")
-        ));
-    }
-
-    // VGs with a PV on the target; each must live on the target alone.
-    let mut target_vgs: Vec<String> = Vec::new();
-    for pv in probe
-        .pvs
-        .iter()
-        .filter(|p| on_disk(dev, &p.name) && !p.vg.is_empty())
-    {
-        if !target_vgs.contains(&pv.vg) {
-            target_vgs.push(pv.vg.clone());
-        }
-    }
-    for vg in &target_vgs {
-        if let Some(other) = probe
-            .pvs
-            .iter()
-            .find(|p| p.vg == *vg && !on_disk(dev, &p.name))
-        {
-            return refuse(format!(
-                "volume group {vg} spans the target {dev} and {}: refusing to break it; remove it by hand first",
-                other.name
-            ));
-        }
-    }
-    for h in &t.holders {
-        let ours = h
-            .dm_name
-            .as_deref()
-            .is_some_and(|name| target_vgs.iter().any(|vg| name.starts_with(&dm_prefix(vg))));
-        if !ours {
-            return refuse(format!(
-                "target {dev} is in use: {} is held by {}{}; stop what uses it first",
-                h.held,
-                h.holder,
-                h.dm_name
-                    .as_deref()
-                    .map(|n| format!(" ({n})"))
-                    .unwrap_or_default()
-            ));
-        }
-    }
-    if let Some(pv) = probe
-        .pvs
-        .iter()
-        .find(|p| p.vg == config.vg && !on_disk(dev, &p.name))
-    {
-        return refuse(format!(
-            "a volume group named {} already exists on {}, not on the target {dev}: two VGs of one name cannot coexist; rename or remove it",
-            config.vg, pv.name
-        ));
-    }
-    Ok(target_vgs)
-}
-
 pub fn plan(
     probe: &Probe,
     config: &Config,
     options: &Options,
     new_uuid: &mut dyn FnMut() -> String,
 ) -> Result<Plan, Refusal> {
-    let target_vgs = check_target(probe, config)?;
+    let target_vgs = checks::check_target(probe, config)?;
     let dev = &probe.target.dev;
     let mut planner = Planner {
         probe,
@@ -436,83 +351,16 @@ impl Planner<'_> {
             }
         }
 
-        let root = mapper_path(&vg, &c.root.name);
-        let mut fstab = vec![
-            FstabEntry {
-                spec: root.clone(),
-                mount_point: "/".into(),
-                options: "errors=remount-ro".into(),
-                passno: 1,
-            },
-            FstabEntry {
-                spec: format!("UUID={}", v.boot_uuid),
-                mount_point: "/boot".into(),
-                options: "defaults".into(),
-                passno: 2,
-            },
-        ];
-        for data in &c.data {
-            fstab.push(FstabEntry {
-                spec: mapper_path(&vg, &data.name),
-                mount_point: data.mount.clone(),
-                options: "defaults,nodev".into(),
-                passno: 2,
-            });
-        }
-        let golden = &probe.golden;
-        let golden_boot = golden
-            .boot_dev
-            .clone()
-            .unwrap_or_else(|| format!("{}:/boot", golden.dev));
-        self.steps.extend([
-            Step::MountTarget {
-                root: root.clone(),
-                boot: v.boot_dev.clone(),
-            },
-            Step::CopyRoot {
-                from: golden.dev.clone(),
-                tree: golden.root_tree.clone(),
-                to: root.clone(),
-            },
-            Step::CopyBoot {
-                from: golden_boot,
-                tree: golden.boot_tree.clone(),
-                to: v.boot_dev.clone(),
-            },
-            Step::ConfigureTarget {
-                fstab,
-                mount_points: c.data.iter().map(|d| d.mount.clone()).collect(),
-                golden_names: golden.names.clone(),
-                golden: golden.spec_for_disk(),
-            },
-        ]);
-        // Files and hooks after the copy and the target's configuration, before
-        // GRUB: a hook may change what the menu is made from.
-        if !probe.provision.files.is_empty() {
-            self.steps.push(Step::InstallFiles {
-                tree: golden.root_tree.clone(),
-                provision: probe.provision.clone(),
-            });
-        }
-        if !probe.provision.hooks.is_empty() {
-            self.steps.push(Step::RunHooks {
-                provision: probe.provision.clone(),
-            });
-        }
-        self.steps.extend([
-            Step::InstallBootloader {
-                disk: probe.target.dev.clone(),
-                root,
-            },
-            Step::CreateSnapshot {
-                vg: vg.clone(),
-                origin: c.root.name.clone(),
-                snapshot: c.snapshot.name.clone(),
-                extents: d.snapshot,
-                bytes: d.snapshot * d.extent_size,
-            },
-            Step::MarkComplete { vg },
-        ]);
+        self.steps
+            .extend(system::steps(probe, c, &v.boot_dev, &v.boot_uuid));
+        self.steps.push(Step::CreateSnapshot {
+            vg: vg.clone(),
+            origin: c.root.name.clone(),
+            snapshot: c.snapshot.name.clone(),
+            extents: d.snapshot,
+            bytes: d.snapshot * d.extent_size,
+        });
+        self.steps.push(Step::MarkComplete { vg });
     }
 
     fn create_lv(&mut self, lv: &str, extents: u64, extent_size: u64) {
@@ -531,19 +379,18 @@ impl Planner<'_> {
     }
 }
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
-    use crate::disk::blockdev::Holder;
     use crate::fixtures::{blank_probe, complete_probe, config, gpt_layout, uuids};
     use crate::layout::TAG_LAYOUT;
     use crate::lvm::report::Pv;
     use crate::units::{Size, GIB};
 
-    fn plan_of(probe: &Probe, options: Options) -> Result<Plan, Refusal> {
+    pub(super) fn plan_of(probe: &Probe, options: Options) -> Result<Plan, Refusal> {
         plan(probe, &config(), &options, &mut uuids())
     }
 
-    fn names(plan: &Plan) -> Vec<String> {
+    pub(super) fn names(plan: &Plan) -> Vec<String> {
         plan.steps
             .iter()
             .map(|s| {
@@ -620,65 +467,6 @@ mod tests {
     }
 
     #[test]
-    fn provisioning_comes_after_the_copy_and_before_grub() {
-        let mut probe = blank_probe();
-        probe
-            .provision
-            .files
-            .push(crate::target::provision::InstallFile {
-                source: "modules".into(),
-                destination: "/etc/modules".into(),
-                mode: 0o644,
-                owner: "root".into(),
-                group: "root".into(),
-                uid: 0,
-                gid: 0,
-            });
-        probe.provision.hooks.push(crate::target::provision::Hook {
-            order: 10,
-            name: "10_first.sh".into(),
-        });
-        probe.provision.dir = "/etc/zshield/provision".into();
-        probe.provision.arch = "x86_64".into();
-        probe.provision.hook_timeout_secs = 60;
-        let p = plan_of(&probe, Options::default()).unwrap();
-        let n = names(&p);
-        let at = |name: &str| n.iter().position(|s| s == name).unwrap();
-        assert_eq!(at("install-files"), at("configure-target") + 1);
-        assert_eq!(at("run-hooks"), at("install-files") + 1);
-        assert_eq!(at("install-bootloader"), at("run-hooks") + 1);
-        let shown: Vec<String> = p.steps.iter().map(|s| s.to_string()).collect();
-        assert!(shown.contains(&"install 1 file of /etc/zshield/provision/files.install for x86_64: /etc/modules (0644 root:root)".to_string()), "{shown:?}");
-        assert!(shown.contains(&"run the hooks of /etc/zshield/provision/hooks in the target, in order, 60 s each at most: 10_first.sh".to_string()), "{shown:?}");
-        // Nothing to provision: no such steps.
-        let n = names(&plan_of(&blank_probe(), Options::default()).unwrap());
-        assert!(!n.iter().any(|s| s == "install-files" || s == "run-hooks"));
-    }
-
-    #[test]
-    fn fstab_names_lvs_by_mapper_path_and_boot_by_uuid() {
-        let p = plan_of(&blank_probe(), Options::default()).unwrap();
-        let fstab = p.steps.iter().find_map(|s| match s {
-            Step::ConfigureTarget { fstab, .. } => Some(fstab.clone()),
-            _ => None,
-        });
-        let specs: Vec<String> = fstab
-            .unwrap()
-            .iter()
-            .map(|e| format!("{} {}", e.spec, e.mount_point))
-            .collect();
-        assert_eq!(
-            specs,
-            [
-                "/dev/mapper/vgroup-lv--root /",
-                "UUID=00000000-0000-4000-8000-000000000001 /boot",
-                "/dev/mapper/vgroup-lv--user /home",
-                "/dev/mapper/vgroup-lv--audit /var/log/audit",
-            ]
-        );
-    }
-
-    #[test]
     fn msdos_layout_has_no_bios_boot_partition() {
         let mut c = config();
         c.label = Label::Msdos;
@@ -689,47 +477,6 @@ mod tests {
         assert_eq!(partitions.len(), 2);
         assert_eq!(partitions[0].start, MIB);
         assert_eq!(devices(&p), ("/dev/sdb1".into(), "/dev/sdb2".into()));
-    }
-
-    #[test]
-    fn refuses_a_partition_a_read_only_disk_and_a_mounted_one() {
-        let mut probe = blank_probe();
-        probe.target.is_partition = true;
-        assert!(refusal(&probe).contains("is a partition, not a whole disk"));
-        let mut probe = blank_probe();
-        probe.target.read_only = true;
-        assert!(refusal(&probe).contains("read-only"));
-        let mut probe = blank_probe();
-        probe.target.mounts = vec!["/dev/sdb1 on /mnt".into()];
-        assert!(refusal(&probe).contains("in use (/dev/sdb1 on /mnt)"));
-    }
-
-    #[test]
-    fn refuses_the_golden_disk_when_names_are_swapped() {
-        let mut probe = blank_probe();
-        probe.golden.dev = "/dev/sdb2".into();
-        probe.golden.disks = vec!["/dev/sdb".into()];
-        let r = refusal(&probe);
-        assert!(
-            r.contains("holds the golden /dev/sdb2") && r.contains("by-id"),
-            "{r}"
-        );
-        // A golden on an LV whose PV is on the target is refused by the disk list.
-        let mut probe = blank_probe();
-        probe.golden.dev = "/dev/dm-3".into();
-        probe.golden.disks = vec!["/dev/sdb".into()];
-        assert!(refusal(&probe).contains("holds the golden /dev/dm-3"));
-    }
-
-    #[test]
-    fn refuses_a_foreign_holder() {
-        let mut probe = blank_probe();
-        probe.target.holders = vec![Holder {
-            held: "sdb1".into(),
-            holder: "md0".into(),
-            dm_name: None,
-        }];
-        assert!(refusal(&probe).contains("sdb1 is held by md0"));
     }
 
     #[test]
@@ -766,16 +513,6 @@ mod tests {
             &[(0, MIB), (MIB, MIB), (3 * GIB, MIB), (4 * GIB - MIB, MIB)]
         );
         assert!(p.found.contains("wiped"));
-    }
-
-    #[test]
-    fn a_vg_of_the_same_name_elsewhere_is_refused() {
-        let mut probe = blank_probe();
-        probe.pvs = vec![Pv {
-            name: "/dev/sdc1".into(),
-            vg: "vgroup".into(),
-        }];
-        assert!(refusal(&probe).contains("already exists on /dev/sdc1"));
     }
 
     #[test]

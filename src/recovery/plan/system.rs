@@ -1,0 +1,150 @@
+//! The steps after the volumes of a factory reset: mount the target, copy
+//! the golden onto it, configure it (fstab, LVM, GRUB defaults), provision
+//! it, install GRUB.
+
+use crate::config::Config;
+use crate::layout::mapper_path;
+use crate::recovery::probe::Probe;
+use crate::recovery::step::{FstabEntry, Step};
+
+/// The system steps onto a target whose /boot is `boot_dev` (of filesystem
+/// `boot_uuid`) and whose root is the configuration's root LV.
+pub fn steps(probe: &Probe, c: &Config, boot_dev: &str, boot_uuid: &str) -> Vec<Step> {
+    let mut steps = Vec::new();
+    let vg = &c.vg;
+    let root = mapper_path(vg, &c.root.name);
+    let mut fstab = vec![
+        FstabEntry {
+            spec: root.clone(),
+            mount_point: "/".into(),
+            options: "errors=remount-ro".into(),
+            passno: 1,
+        },
+        FstabEntry {
+            spec: format!("UUID={}", boot_uuid),
+            mount_point: "/boot".into(),
+            options: "defaults".into(),
+            passno: 2,
+        },
+    ];
+    for data in &c.data {
+        fstab.push(FstabEntry {
+            spec: mapper_path(vg, &data.name),
+            mount_point: data.mount.clone(),
+            options: "defaults,nodev".into(),
+            passno: 2,
+        });
+    }
+    let golden = &probe.golden;
+    let golden_boot = golden
+        .boot_dev
+        .clone()
+        .unwrap_or_else(|| format!("{}:/boot", golden.dev));
+    steps.extend([
+        Step::MountTarget {
+            root: root.clone(),
+            boot: boot_dev.to_string(),
+        },
+        Step::CopyRoot {
+            from: golden.dev.clone(),
+            tree: golden.root_tree.clone(),
+            to: root.clone(),
+        },
+        Step::CopyBoot {
+            from: golden_boot,
+            tree: golden.boot_tree.clone(),
+            to: boot_dev.to_string(),
+        },
+        Step::ConfigureTarget {
+            fstab,
+            mount_points: c.data.iter().map(|d| d.mount.clone()).collect(),
+            golden_names: golden.names.clone(),
+            golden: golden.spec_for_disk(),
+        },
+    ]);
+    // Files and hooks after the copy and the target's configuration, before
+    // GRUB: a hook may change what the menu is made from.
+    if !probe.provision.files.is_empty() {
+        steps.push(Step::InstallFiles {
+            tree: golden.root_tree.clone(),
+            provision: probe.provision.clone(),
+        });
+    }
+    if !probe.provision.hooks.is_empty() {
+        steps.push(Step::RunHooks {
+            provision: probe.provision.clone(),
+        });
+    }
+    steps.push(Step::InstallBootloader {
+        disk: probe.target.dev.clone(),
+        root,
+    });
+    steps
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{names, plan_of};
+    use super::*;
+    use crate::fixtures::blank_probe;
+    use crate::recovery::plan::Options;
+
+    #[test]
+    fn provisioning_comes_after_the_copy_and_before_grub() {
+        let mut probe = blank_probe();
+        probe
+            .provision
+            .files
+            .push(crate::target::provision::InstallFile {
+                source: "modules".into(),
+                destination: "/etc/modules".into(),
+                mode: 0o644,
+                owner: "root".into(),
+                group: "root".into(),
+                uid: 0,
+                gid: 0,
+            });
+        probe.provision.hooks.push(crate::target::provision::Hook {
+            order: 10,
+            name: "10_first.sh".into(),
+        });
+        probe.provision.dir = "/etc/zshield/provision".into();
+        probe.provision.arch = "x86_64".into();
+        probe.provision.hook_timeout_secs = 60;
+        let p = plan_of(&probe, Options::default()).unwrap();
+        let n = names(&p);
+        let at = |name: &str| n.iter().position(|s| s == name).unwrap();
+        assert_eq!(at("install-files"), at("configure-target") + 1);
+        assert_eq!(at("run-hooks"), at("install-files") + 1);
+        assert_eq!(at("install-bootloader"), at("run-hooks") + 1);
+        let shown: Vec<String> = p.steps.iter().map(|s| s.to_string()).collect();
+        assert!(shown.contains(&"install 1 file of /etc/zshield/provision/files.install for x86_64: /etc/modules (0644 root:root)".to_string()), "{shown:?}");
+        assert!(shown.contains(&"run the hooks of /etc/zshield/provision/hooks in the target, in order, 60 s each at most: 10_first.sh".to_string()), "{shown:?}");
+        // Nothing to provision: no such steps.
+        let n = names(&plan_of(&blank_probe(), Options::default()).unwrap());
+        assert!(!n.iter().any(|s| s == "install-files" || s == "run-hooks"));
+    }
+
+    #[test]
+    fn fstab_names_lvs_by_mapper_path_and_boot_by_uuid() {
+        let p = plan_of(&blank_probe(), Options::default()).unwrap();
+        let fstab = p.steps.iter().find_map(|s| match s {
+            Step::ConfigureTarget { fstab, .. } => Some(fstab.clone()),
+            _ => None,
+        });
+        let specs: Vec<String> = fstab
+            .unwrap()
+            .iter()
+            .map(|e| format!("{} {}", e.spec, e.mount_point))
+            .collect();
+        assert_eq!(
+            specs,
+            [
+                "/dev/mapper/vgroup-lv--root /",
+                "UUID=00000000-0000-4000-8000-000000000001 /boot",
+                "/dev/mapper/vgroup-lv--user /home",
+                "/dev/mapper/vgroup-lv--audit /var/log/audit",
+            ]
+        );
+    }
+}
