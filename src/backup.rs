@@ -240,33 +240,19 @@ fn lock() -> Result<nix::fcntl::Flock<std::fs::File>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fixtures;
 
     fn vg(free_mib: u64) -> Vg {
-        Vg {
-            name: "vgroup".into(),
-            size: 4 << 30,
-            extent_size: 4 << 20,
-            extent_count: 1024,
-            free_count: free_mib / 4,
-            tags: vec![TAG_LAYOUT.into(), TAG_COMPLETE.into()],
-        }
+        fixtures::complete_vg(free_mib / 4)
     }
 
     fn lv(name: &str, attr: &str, mib: u64) -> Lv {
-        Lv {
-            name: name.into(),
-            vg: "vgroup".into(),
-            attr: attr.into(),
-            size: mib << 20,
-            origin: if name == "lv-root" { "" } else { "lv-root" }.into(),
-            tags: vec![],
-            created: 0,
-            snap_percent: None,
-        }
+        let origin = if name == "lv-root" { "" } else { "lv-root" };
+        fixtures::lv(name, attr, mib, origin, &[])
     }
 
     fn plan_with(free_mib: u64, lvs: &[Lv]) -> Result<BackupPlan, String> {
-        plan(&crate::fixtures::small_config(), Some(&vg(free_mib)), lvs)
+        plan(&fixtures::small_config(), Some(&vg(free_mib)), lvs)
     }
 
     fn snapshot(name: &str) -> Change {
@@ -370,7 +356,7 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.contains("merging"), "{err}");
-        let config = crate::fixtures::small_config();
+        let config = fixtures::small_config();
         let err = plan(&config, None, &[]).unwrap_err();
         assert!(err.contains("not a zshield system"), "{err}");
     }

@@ -14,11 +14,8 @@ use crate::recovery::probe::{GoldenRoot, Probe, TargetDisk};
 use crate::target::provision::Provision;
 use crate::units::{GIB, MIB};
 
-/// The layout of the QEMU tests (a 4 GiB disk, a 512 MiB snapshot), without
-/// data volumes: for the parts that read LVM reports.
-pub fn small_config() -> Config {
-    Config::parse(
-        r#"
+/// The layout of the QEMU tests: a 4 GiB disk, a 512 MiB snapshot.
+const SMALL: &str = r#"
 target = "/dev/sdb"
 boot_size = "256M"
 vg = "vgroup"
@@ -28,23 +25,16 @@ size = "1280M"
 [snapshot]
 name = "snap0"
 size = "512M"
-"#,
-        "test",
-    )
-    .expect("the test configuration parses")
+"#;
+
+/// The QEMU tests' layout without data volumes: for the parts that read LVM reports.
+pub fn small_config() -> Config {
+    Config::parse(SMALL, "test").expect("the test configuration parses")
 }
 
 /// The same with the two data volumes, for the planner.
 pub fn config() -> Config {
-    Config::parse(
-        r#"
-boot_size = "256M"
-[root]
-name = "lv-root"
-size = "1280M"
-[snapshot]
-name = "snap0"
-size = "512M"
+    let data = r#"
 [[data]]
 name = "lv-user"
 size = "256M"
@@ -53,10 +43,8 @@ mount = "/home"
 name = "lv-audit"
 size = "256M"
 mount = "/var/log/audit"
-"#,
-        "test",
-    )
-    .expect("the test configuration parses")
+"#;
+    Config::parse(&format!("{SMALL}{data}"), "test").expect("the test configuration parses")
 }
 
 /// VG "vgroup" of 1024 extents of 4 MiB with `free` of them free.
@@ -76,8 +64,16 @@ pub fn complete_vg(free: u64) -> Vg {
     vg(free, &[TAG_LAYOUT, TAG_COMPLETE])
 }
 
-/// An LV of "vgroup" with `lv_attr` as lvs prints it (`owi-aos---`).
+/// An LV of "vgroup" as `lvs` reports one whose `lv_attr` is `attr`
+/// (`owi-aos---`): the attribute string is how people write these states,
+/// so the tests say them that way and this sets LVM's named fields to match.
 pub fn lv(name: &str, attr: &str, mib: u64, origin: &str, tags: &[&str]) -> Lv {
+    let at = |i: usize| attr.chars().nth(i).unwrap_or('-');
+    let role = match at(0) {
+        's' | 'S' => "public,snapshot,thicksnapshot",
+        'o' | 'O' => "public,origin,thickorigin",
+        _ => "public",
+    };
     Lv {
         name: name.into(),
         vg: "vgroup".into(),
@@ -87,6 +83,13 @@ pub fn lv(name: &str, attr: &str, mib: u64, origin: &str, tags: &[&str]) -> Lv {
         tags: tags.iter().map(|t| t.to_string()).collect(),
         created: 0,
         snap_percent: None,
+        roles: role.split(',').map(String::from).collect(),
+        merging: matches!(at(0), 'S' | 'O'),
+        snapshot_invalid: at(4) == 'I',
+        merge_failed: matches!(at(4), 'm' | 'M'),
+        suspended: at(4) == 'S',
+        active: at(4) != '-',
+        open: at(5) == 'o',
     }
 }
 

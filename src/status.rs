@@ -196,30 +196,19 @@ pub fn render(s: &Status) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fixtures;
 
     const NOW: u64 = 1_795_316_645;
 
     fn vg() -> Vg {
-        Vg {
-            name: "vgroup".into(),
-            size: 4 << 30,
-            extent_size: 4 << 20,
-            extent_count: 1024,
-            free_count: 10,
-            tags: vec![TAG_LAYOUT.into(), TAG_COMPLETE.into()],
-        }
+        fixtures::complete_vg(10)
     }
 
     fn lvs(snap_attr: &str, age: u64, percent: f64) -> Vec<Lv> {
         let lv = |name: &str, attr: &str, origin: &str, pct| Lv {
-            name: name.into(),
-            vg: "vgroup".into(),
-            attr: attr.into(),
-            size: 512 << 20,
-            origin: origin.into(),
-            tags: vec![],
             created: NOW - age,
             snap_percent: pct,
+            ..fixtures::lv(name, attr, 512, origin, &[])
         };
         vec![
             lv("lv-root", "owi-aos---", "", None),
@@ -228,7 +217,7 @@ mod tests {
     }
 
     fn status(lvs: &[Lv]) -> Status {
-        assess(&crate::fixtures::small_config(), Some(&vg()), lvs, NOW)
+        assess(&fixtures::small_config(), Some(&vg()), lvs, NOW)
     }
 
     #[test]
@@ -254,7 +243,7 @@ mod tests {
         assert!(!s.healthy && s.problems[0].contains("invalid"), "{s:?}");
         let s = status(&lvs("swi-a-s---", 60, 1.0)[..1]);
         assert!(!s.healthy && s.problems[0].contains("no backup"), "{s:?}");
-        let s = assess(&crate::fixtures::small_config(), None, &[], NOW);
+        let s = assess(&fixtures::small_config(), None, &[], NOW);
         assert!(!s.healthy && s.problems[0].contains("not a zshield system"));
     }
 

@@ -31,9 +31,11 @@ impl Lvm {
     fn report(&self, sub: &str, fields: &str) -> Result<String> {
         let cmd = self.cmd(sub);
         let cmd = if sub == "lvs" { cmd.arg("--all") } else { cmd };
+        // --binary: flags as 1/0, whatever the locale and the lvm version say.
         cmd.args([
             "--reportformat",
             "json",
+            "--binary",
             "--units",
             "b",
             "--nosuffix",

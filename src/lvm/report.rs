@@ -1,24 +1,38 @@
-//! Parsing `lvm … --reportformat json|json_std` output.
+//! Parsing `lvm … --reportformat json|json_std --binary` output into typed rows.
 //!
 //! `json` quotes every value; `json_std` (lvm2 >= 2.03.17) writes numbers as
-//! numbers and string lists as arrays. Both are accepted.
+//! numbers and string lists as arrays. Both are accepted. States come from
+//! lvm2's named binary fields (`lv_merging`, `lv_snapshot_invalid`, …), not
+//! from positions in `lv_attr`, which is kept for display only.
 
+use std::collections::BTreeMap;
+
+use serde::de::{DeserializeOwned, Deserializer};
+use serde::Deserialize;
 use serde_json::Value;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Pv {
+    #[serde(rename = "pv_name", deserialize_with = "text")]
     pub name: String,
     /// Empty when the PV belongs to no VG.
+    #[serde(rename = "vg_name", deserialize_with = "text")]
     pub vg: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Vg {
+    #[serde(rename = "vg_name", deserialize_with = "text")]
     pub name: String,
+    #[serde(rename = "vg_size", deserialize_with = "number")]
     pub size: u64,
+    #[serde(rename = "vg_extent_size", deserialize_with = "number")]
     pub extent_size: u64,
+    #[serde(rename = "vg_extent_count", deserialize_with = "number")]
     pub extent_count: u64,
+    #[serde(rename = "vg_free_count", deserialize_with = "number")]
     pub free_count: u64,
+    #[serde(rename = "vg_tags", deserialize_with = "tags")]
     pub tags: Vec<String>,
 }
 
@@ -33,46 +47,70 @@ impl Vg {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Lv {
+    /// `lvs --all` shows hidden LVs, a merging snapshot among them, as `[name]`.
+    #[serde(rename = "lv_name", deserialize_with = "lv_name")]
     pub name: String,
+    #[serde(rename = "vg_name", deserialize_with = "text")]
     pub vg: String,
+    /// `owi-aos---`, for people to read.
+    #[serde(rename = "lv_attr", deserialize_with = "text")]
     pub attr: String,
+    #[serde(rename = "lv_size", deserialize_with = "number")]
     pub size: u64,
+    /// The origin of a snapshot; empty for other LVs.
+    #[serde(deserialize_with = "text")]
     pub origin: String,
+    #[serde(rename = "lv_tags", deserialize_with = "tags")]
     pub tags: Vec<String>,
     /// Creation time, seconds since the epoch (asked for with `time_format = "%s"`).
+    #[serde(rename = "lv_time", deserialize_with = "number")]
     pub created: u64,
     /// A snapshot's COW use in percent; `None` for other LVs and inactive snapshots.
+    #[serde(rename = "snap_percent", deserialize_with = "percent")]
     pub snap_percent: Option<f64>,
+    /// `public,snapshot,thicksnapshot`, `public,origin,thickorigin`, …
+    #[serde(rename = "lv_role", deserialize_with = "tags")]
+    pub roles: Vec<String>,
+    /// A snapshot merging into its origin, or an origin a snapshot merges into.
+    #[serde(rename = "lv_merging", deserialize_with = "flag")]
+    pub merging: bool,
+    /// An overflowed snapshot, which LVM will not merge. Known only while active.
+    #[serde(rename = "lv_snapshot_invalid", deserialize_with = "flag")]
+    pub snapshot_invalid: bool,
+    #[serde(rename = "lv_merge_failed", deserialize_with = "flag")]
+    pub merge_failed: bool,
+    #[serde(rename = "lv_suspended", deserialize_with = "flag")]
+    pub suspended: bool,
+    #[serde(rename = "lv_active_locally", deserialize_with = "flag")]
+    pub active: bool,
+    /// Open: mounted or held by a process.
+    #[serde(rename = "lv_device_open", deserialize_with = "flag")]
+    pub open: bool,
 }
 
 impl Lv {
-    /// `lv_attr` 1st char: `s` snapshot, `S` merging snapshot.
     pub fn is_snapshot(&self) -> bool {
-        matches!(self.attr.chars().next(), Some('s' | 'S'))
+        self.roles.iter().any(|r| r == "snapshot")
     }
 
-    /// 1st char `S` (a snapshot merging into its origin) or `O` (an origin
-    /// with a merging snapshot).
     pub fn is_merging(&self) -> bool {
-        matches!(self.attr.chars().next(), Some('S' | 'O'))
+        self.merging
     }
 
-    /// 5th char `I` or `S` (suspended): an overflowed snapshot that LVM will
-    /// not merge; `m`/`M`: a merge that failed. Only known while active.
+    /// A snapshot that cannot be restored: overflowed, suspended as invalid
+    /// (LVM's `S`), or whose merge failed.
     pub fn is_invalid_snapshot(&self) -> bool {
-        matches!(self.attr.chars().nth(4), Some('I' | 'S' | 'm' | 'M'))
+        self.is_snapshot() && (self.snapshot_invalid || self.merge_failed || self.suspended)
     }
 
-    /// 5th char `a`: active.
     pub fn is_active(&self) -> bool {
-        self.attr.chars().nth(4) == Some('a')
+        self.active
     }
 
-    /// 6th char `o`: open (mounted or held by a process).
     pub fn is_open(&self) -> bool {
-        self.attr.chars().nth(5) == Some('o')
+        self.open
     }
 
     pub fn has_tag(&self, tag: &str) -> bool {
@@ -84,151 +122,134 @@ impl Lv {
 #[error("unexpected LVM report ({0}); is this lvm2 >= 2.02.158 with JSON reports?")]
 pub struct ReportError(String);
 
-/// The rows of the report section `section` ("pv", "vg" or "lv").
-fn rows(json: &str, section: &str) -> Result<Vec<serde_json::Map<String, Value>>, ReportError> {
-    let doc: Value = serde_json::from_str(json).map_err(|e| ReportError(e.to_string()))?;
-    let reports = doc
-        .get("report")
-        .and_then(Value::as_array)
-        .ok_or_else(|| ReportError("no \"report\" array".into()))?;
-    let mut out = Vec::new();
-    for report in reports {
-        if let Some(list) = report.get(section).and_then(Value::as_array) {
-            for row in list {
-                let obj = row
-                    .as_object()
-                    .ok_or_else(|| ReportError(format!("a {section} row is not an object")))?;
-                out.push(obj.clone());
-            }
-        }
-    }
-    Ok(out)
+/// A report value as either format writes it.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Field {
+    Text(String),
+    Number(serde_json::Number),
+    List(Vec<String>),
 }
 
-fn text(row: &serde_json::Map<String, Value>, key: &str) -> Result<String, ReportError> {
-    match row.get(key) {
-        Some(Value::String(s)) => Ok(s.clone()),
-        Some(Value::Number(n)) => Ok(n.to_string()),
-        Some(Value::Array(a)) => Ok(a
-            .iter()
-            .filter_map(Value::as_str)
-            .collect::<Vec<_>>()
-            .join(",")),
-        Some(Value::Null) | None => Err(ReportError(format!("field {key} missing"))),
-        Some(other) => Err(ReportError(format!("field {key} is {other}"))),
+impl Field {
+    fn into_text(self) -> String {
+        match self {
+            Field::Text(s) => s,
+            Field::Number(n) => n.to_string(),
+            Field::List(items) => items.join(","),
+        }
     }
+}
+
+fn text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(Field::deserialize(d)?.into_text())
+}
+
+fn lv_name<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let name = text(d)?;
+    Ok(name
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string())
 }
 
 /// Sizes are asked for with `--units b --nosuffix`; tolerate a trailing `B`.
-fn number(row: &serde_json::Map<String, Value>, key: &str) -> Result<u64, ReportError> {
-    let t = text(row, key)?;
+fn number<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let t = text(d)?;
     let digits = t.trim().trim_end_matches(['B', 'b']);
     if digits.is_empty() {
         return Ok(0);
     }
     digits
         .parse()
-        .map_err(|_| ReportError(format!("field {key} = {t:?} is not a number")))
+        .map_err(|_| serde::de::Error::custom(format!("{t:?} is not a number")))
 }
 
 /// `"12.50"`, or empty where LVM has no figure.
-fn percent(row: &serde_json::Map<String, Value>, key: &str) -> Result<Option<f64>, ReportError> {
-    let t = text(row, key)?;
+fn percent<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    let t = text(d)?;
     if t.trim().is_empty() {
         return Ok(None);
     }
     t.trim()
         .parse()
         .map(Some)
-        .map_err(|_| ReportError(format!("field {key} = {t:?} is not a percentage")))
+        .map_err(|_| serde::de::Error::custom(format!("{t:?} is not a percentage")))
 }
 
-fn tags(row: &serde_json::Map<String, Value>, key: &str) -> Result<Vec<String>, ReportError> {
-    Ok(text(row, key)?
+fn tags<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(text(d)?
         .split(',')
         .filter(|t| !t.is_empty())
         .map(String::from)
         .collect())
 }
 
+/// A binary field under `--binary`: 1 when set; 0, or -1 where LVM cannot
+/// tell (an inactive LV), when not.
+fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    Ok(text(d)?.trim() == "1")
+}
+
+/// The rows of the report section `section` ("pv", "vg" or "lv").
+fn rows<T: DeserializeOwned>(json: &str, section: &str) -> Result<Vec<T>, ReportError> {
+    #[derive(Deserialize)]
+    struct Document {
+        report: Vec<BTreeMap<String, Value>>,
+    }
+    let doc: Document = serde_json::from_str(json).map_err(|e| ReportError(e.to_string()))?;
+    let mut out = Vec::new();
+    for mut report in doc.report {
+        if let Some(list) = report.remove(section) {
+            let list: Vec<T> = serde_json::from_value(list)
+                .map_err(|e| ReportError(format!("a {section} row: {e}")))?;
+            out.extend(list);
+        }
+    }
+    Ok(out)
+}
+
 pub const PV_FIELDS: &str = "pv_name,vg_name";
 pub const VG_FIELDS: &str = "vg_name,vg_size,vg_extent_size,vg_extent_count,vg_free_count,vg_tags";
-pub const LV_FIELDS: &str = "lv_name,vg_name,lv_attr,lv_size,origin,lv_tags,lv_time,snap_percent";
+pub const LV_FIELDS: &str = "lv_name,vg_name,lv_attr,lv_size,origin,lv_tags,lv_time,snap_percent,\
+     lv_role,lv_merging,lv_snapshot_invalid,lv_merge_failed,lv_suspended,lv_active_locally,lv_device_open";
 
 pub fn parse_pvs(json: &str) -> Result<Vec<Pv>, ReportError> {
-    rows(json, "pv")?
-        .iter()
-        .map(|r| {
-            Ok(Pv {
-                name: text(r, "pv_name")?,
-                vg: text(r, "vg_name")?,
-            })
-        })
-        .collect()
+    rows(json, "pv")
 }
 
 pub fn parse_vgs(json: &str) -> Result<Vec<Vg>, ReportError> {
-    rows(json, "vg")?
-        .iter()
-        .map(|r| {
-            Ok(Vg {
-                name: text(r, "vg_name")?,
-                size: number(r, "vg_size")?,
-                extent_size: number(r, "vg_extent_size")?,
-                extent_count: number(r, "vg_extent_count")?,
-                free_count: number(r, "vg_free_count")?,
-                tags: tags(r, "vg_tags")?,
-            })
-        })
-        .collect()
+    rows(json, "vg")
 }
 
 pub fn parse_lvs(json: &str) -> Result<Vec<Lv>, ReportError> {
-    rows(json, "lv")?
-        .iter()
-        .map(|r| {
-            Ok(Lv {
-                // `lvs --all` shows hidden LVs, a merging snapshot among them, as `[name]`.
-                name: text(r, "lv_name")?
-                    .trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .to_string(),
-                vg: text(r, "vg_name")?,
-                attr: text(r, "lv_attr")?,
-                size: number(r, "lv_size")?,
-                origin: text(r, "origin")?,
-                tags: tags(r, "lv_tags")?,
-                created: number(r, "lv_time")?,
-                snap_percent: percent(r, "snap_percent")?,
-            })
-        })
-        .collect()
+    rows(json, "lv")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    // As lvm2 2.03.16 (Debian 12) prints `lvs --reportformat json --units b --nosuffix`.
+    // As lvm2 2.03.16 (Debian 12) prints `lvs --all --reportformat json --binary --units b --nosuffix`.
     const LVS_JSON: &str = r#"  {
       "report": [
           {
               "lv": [
-                  {"lv_name":"lv-audit", "vg_name":"vgroup", "lv_attr":"-wi-a-----", "lv_size":"268435456", "origin":"", "lv_tags":"zshield_fs_ready", "lv_time":"1795316645", "snap_percent":""},
-                  {"lv_name":"lv-root", "vg_name":"vgroup", "lv_attr":"owi-aos---", "lv_size":"1342177280", "origin":"", "lv_tags":"", "lv_time":"1795316645", "snap_percent":""},
-                  {"lv_name":"snap0", "vg_name":"vgroup", "lv_attr":"swi-a-s---", "lv_size":"536870912", "origin":"lv-root", "lv_tags":"a,b", "lv_time":"1795316700", "snap_percent":"12.50"}
+                  {"lv_name":"lv-audit", "vg_name":"vgroup", "lv_attr":"-wi-a-----", "lv_size":"268435456", "origin":"", "lv_tags":"zshield_fs_ready", "lv_time":"1795316645", "snap_percent":"", "lv_role":"public", "lv_merging":"0", "lv_snapshot_invalid":"0", "lv_merge_failed":"0", "lv_suspended":"0", "lv_active_locally":"1", "lv_device_open":"0"},
+                  {"lv_name":"lv-root", "vg_name":"vgroup", "lv_attr":"owi-aos---", "lv_size":"1342177280", "origin":"", "lv_tags":"", "lv_time":"1795316645", "snap_percent":"", "lv_role":"public,origin,thickorigin", "lv_merging":"0", "lv_snapshot_invalid":"0", "lv_merge_failed":"0", "lv_suspended":"0", "lv_active_locally":"1", "lv_device_open":"1"},
+                  {"lv_name":"snap0", "vg_name":"vgroup", "lv_attr":"swi-a-s---", "lv_size":"536870912", "origin":"lv-root", "lv_tags":"a,b", "lv_time":"1795316700", "snap_percent":"12.50", "lv_role":"public,snapshot,thicksnapshot", "lv_merging":"0", "lv_snapshot_invalid":"0", "lv_merge_failed":"0", "lv_suspended":"0", "lv_active_locally":"1", "lv_device_open":"0"}
               ]
           }
       ]
   }
 "#;
 
-    // The same as json_std prints it.
+    // An overflowed snapshot as json_std prints it: numbers, arrays.
     const LVS_JSON_STD: &str = r#"{
       "report": [
           {
               "lv": [
-                  {"lv_name":"snap0", "vg_name":"vgroup", "lv_attr":"swi-I-s---", "lv_size":536870912, "origin":"lv-root", "lv_tags":["a","b"], "lv_time":1795316700, "snap_percent":100.0}
+                  {"lv_name":"snap0", "vg_name":"vgroup", "lv_attr":"swi-I-s---", "lv_size":536870912, "origin":"lv-root", "lv_tags":["a","b"], "lv_time":1795316700, "snap_percent":100.0, "lv_role":["public","snapshot","thicksnapshot"], "lv_merging":0, "lv_snapshot_invalid":1, "lv_merge_failed":0, "lv_suspended":0, "lv_active_locally":1, "lv_device_open":0}
               ]
           }
       ]
@@ -252,15 +273,20 @@ mod tests {
 
     #[test]
     fn tells_merging_volumes() {
-        let mut lvs = parse_lvs(LVS_JSON).unwrap();
+        let lvs = parse_lvs(LVS_JSON).unwrap();
         assert!(!lvs[1].is_merging() && !lvs[2].is_merging());
-        lvs[1].attr = "Owi-a-s---".into();
-        lvs[2].attr = "Swi-a-s---".into();
+        // A merge under way: the snapshot is hidden, both are flagged.
+        let merging = LVS_JSON
+            .replace(r#""lv_name":"snap0""#, r#""lv_name":"[snap0]""#)
+            .replace(r#""lv_merging":"0""#, r#""lv_merging":"1""#);
+        let lvs = parse_lvs(&merging).unwrap();
+        assert_eq!(lvs[2].name, "snap0");
         assert!(lvs[1].is_merging() && lvs[2].is_merging() && lvs[2].is_snapshot());
-        let hidden = LVS_JSON.replace(r#""lv_name":"snap0""#, r#""lv_name":"[snap0]""#);
-        assert_eq!(parse_lvs(&hidden).unwrap()[2].name, "snap0");
-        lvs[2].attr = "Swi-M-s---".into();
-        assert!(lvs[2].is_invalid_snapshot());
+        // A failed merge makes the snapshot unusable; an inactive LV's -1 is not set.
+        let failed = LVS_JSON.replace(r#""lv_merge_failed":"0""#, r#""lv_merge_failed":"1""#);
+        assert!(parse_lvs(&failed).unwrap()[2].is_invalid_snapshot());
+        let unknown = LVS_JSON.replace(r#""lv_device_open":"1""#, r#""lv_device_open":"-1""#);
+        assert!(!parse_lvs(&unknown).unwrap()[1].is_open());
     }
 
     #[test]

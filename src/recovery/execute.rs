@@ -180,18 +180,15 @@ impl Executor {
             Step::InstallBootloader { disk, root } => {
                 bootloader::install(&self.root_dir, disk, root)
             }
+            Step::MarkComplete { vg } => lvm.vg_tag(vg, TAG_COMPLETE, true),
             Step::CreateSnapshot {
                 vg,
                 origin,
                 snapshot,
                 extents,
                 ..
-            } => {
-                nix::unistd::sync();
-                lvm.snapshot(vg, origin, snapshot, *extents).map(drop)
             }
-            Step::MarkComplete { vg } => lvm.vg_tag(vg, TAG_COMPLETE, true),
-            Step::FreshBackup {
+            | Step::FreshBackup {
                 vg,
                 origin,
                 snapshot,
@@ -200,7 +197,10 @@ impl Executor {
             } => {
                 nix::unistd::sync();
                 lvm.snapshot(vg, origin, snapshot, *extents)?;
-                lvm.lv_del_tag(vg, origin, TAG_ROLLBACK)
+                if matches!(step, Step::FreshBackup { .. }) {
+                    lvm.lv_del_tag(vg, origin, TAG_ROLLBACK)?;
+                }
+                Ok(())
             }
         }
     }
