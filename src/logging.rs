@@ -24,7 +24,8 @@ pub const TARGET_LOG_DIR: &str = "var/log/zshield";
 struct Logger {
     start: Instant,
     file: Mutex<Option<File>>,
-    console: Mutex<Option<File>>,
+    /// Every console of the kernel, when zshield writes to them itself.
+    consoles: Mutex<Vec<File>>,
 }
 
 static LOGGER: std::sync::OnceLock<Logger> = std::sync::OnceLock::new();
@@ -44,8 +45,10 @@ impl log::Log for Logger {
         };
         if let Some(line) = console {
             eprintln!("{line}");
-            if let Some(console) = self.console.lock().ok().as_mut().and_then(|c| c.as_mut()) {
-                let _ = writeln!(console, "{line}");
+            if let Ok(mut consoles) = self.consoles.lock() {
+                for console in consoles.iter_mut() {
+                    let _ = writeln!(console, "{line}");
+                }
             }
         }
         if let Some(file) = self.file.lock().ok().as_mut().and_then(|f| f.as_mut()) {
@@ -58,9 +61,11 @@ impl log::Log for Logger {
         if let Some(file) = self.file.lock().ok().as_mut().and_then(|f| f.as_mut()) {
             let _ = file.sync_all();
         }
-        if let Some(console) = self.console.lock().ok().as_mut().and_then(|c| c.as_mut()) {
-            // Until the last byte has left the serial line, not only the buffer.
-            let _ = nix::sys::termios::tcdrain(&*console);
+        if let Ok(consoles) = self.consoles.lock() {
+            for console in consoles.iter() {
+                // Until the last byte has left the serial line, not only the buffer.
+                let _ = nix::sys::termios::tcdrain(console);
+            }
         }
     }
 }
@@ -70,7 +75,8 @@ impl log::Log for Logger {
 pub enum Console {
     /// Standard error is the console (a terminal, dracut's shell hooks).
     Stderr,
-    /// Standard error is the journal: write to `/dev/console` as well.
+    /// Standard error is the journal: write to every console of the kernel
+    /// (screen and serial) as well.
     Direct,
 }
 
@@ -98,24 +104,45 @@ pub fn init_logging(log_file: Option<&Path>, console: Console) {
             .open(path)
             .ok()
     });
-    let console = match console {
-        Console::Stderr => None,
-        Console::Direct => {
-            use std::os::unix::fs::OpenOptionsExt;
-            std::fs::OpenOptions::new()
-                .write(true)
-                .custom_flags(nix::libc::O_NOCTTY)
-                .open("/dev/console")
-                .ok()
-        }
+    let consoles = match console {
+        Console::Stderr => Vec::new(),
+        Console::Direct => open_consoles(),
     };
     let logger = LOGGER.get_or_init(|| Logger {
         start: Instant::now(),
         file: Mutex::new(file),
-        console: Mutex::new(console),
+        consoles: Mutex::new(consoles),
     });
     if log::set_logger(logger).is_ok() {
         log::set_max_level(log::LevelFilter::Debug);
+    }
+}
+
+/// The kernel's consoles (`console=tty0 console=ttyS0`: both), or
+/// /dev/console, which is only the last of them.
+fn open_consoles() -> Vec<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    // Opened without waiting for a modem's carrier, then written to blocking,
+    // so that a full buffer delays a line rather than drops it.
+    let open = |path: &str| {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(nix::libc::O_NOCTTY | nix::libc::O_NONBLOCK)
+            .open(path)
+            .ok()?;
+        fcntl(&file, FcntlArg::F_SETFL(OFlag::empty())).ok()?;
+        Some(file)
+    };
+    let active = std::fs::read_to_string("/sys/class/tty/console/active").unwrap_or_default();
+    let consoles: Vec<File> = active
+        .split_whitespace()
+        .filter_map(|name| open(&format!("/dev/{name}")))
+        .collect();
+    if consoles.is_empty() {
+        open("/dev/console").into_iter().collect()
+    } else {
+        consoles
     }
 }
 

@@ -96,16 +96,20 @@ impl From<anyhow::Error> for Failure {
     }
 }
 
+fn load_config(path: &Path) -> Result<Config> {
+    if !path.exists() {
+        log::warn!(
+            "no configuration file {}: using the built-in defaults",
+            path.display()
+        );
+    }
+    Ok(Config::load(path)?)
+}
+
 /// Resolves the configuration with the command line's overrides: the
 /// configuration, the target and the golden.
 fn load(req: &Request) -> Result<(Config, String, String)> {
-    if !req.config.exists() {
-        log::warn!(
-            "no configuration file {}: using the built-in defaults",
-            req.config.display()
-        );
-    }
-    let mut config = Config::load(&req.config)?;
+    let mut config = load_config(&req.config)?;
     if let Some(dir) = &req.provision {
         check_provision_dir(dir).map_err(|e| anyhow!("zshield.provision={dir}: {e}"))?;
         config.provision.dir = dir.clone();
@@ -230,7 +234,7 @@ fn factory_reset(req: &Request, report: &mut Report) -> Result<Outcome, Failure>
 }
 
 fn rollback(req: &Request, report: &mut Report) -> Result<Outcome, Failure> {
-    let config = Config::load(&req.config).map_err(anyhow::Error::from)?;
+    let config = load_config(&req.config)?;
     let probe = report.phase("probe", |_| rollback::probe(&config, &Lvm))?;
     let plan = rollback::plan(&config, &probe)?;
     run(req, report, plan, || Ok(Vec::new()))
