@@ -228,7 +228,8 @@ mod tests {
 
     #[test]
     fn reads_dracut_cmdline_d_after_proc_cmdline() {
-        let dir = std::env::temp_dir().join(format!("zshield-cmdline-{}", std::process::id()));
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         std::fs::create_dir_all(dir.join("proc")).unwrap();
         std::fs::create_dir_all(dir.join("etc/cmdline.d")).unwrap();
         std::fs::write(dir.join("proc/cmdline"), "root=/dev/sda2 ro\n").unwrap();
@@ -238,8 +239,7 @@ mod tests {
         )
         .unwrap();
         std::fs::write(dir.join("etc/cmdline.d/ignored.txt"), "zshield.wipe\n").unwrap();
-        let a = BootArgs::read(&dir).unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
+        let a = BootArgs::read(dir).unwrap();
         assert_eq!(a.mode(), Ok(Some(Mode::Latest)));
         assert!(!a.wipe);
     }

@@ -33,6 +33,8 @@ fn sh(cmd: &str) -> String {
 struct Loop {
     dev: String,
     image: PathBuf,
+    /// Holds the image; removed with it.
+    _dir: tempfile::TempDir,
 }
 
 impl Loop {
@@ -41,16 +43,14 @@ impl Loop {
             sh("id -u") == "0",
             "the host tests need root (loop devices)"
         );
-        let dir = std::env::temp_dir().join("zshield-host-tests");
-        std::fs::create_dir_all(&dir).unwrap();
-        let image = dir.join(format!("{name}-{}.img", std::process::id()));
-        let _ = std::fs::remove_file(&image);
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join(format!("{name}.img"));
         sh(&format!("truncate -s {size} {}", image.display()));
         let dev = sh(&format!(
             "losetup --find --show --partscan {}",
             image.display()
         ));
-        Loop { dev, image }
+        Loop { dev, image, _dir: dir }
     }
 
     fn block(&self) -> BlockDev {
@@ -65,7 +65,6 @@ impl Loop {
 impl Drop for Loop {
     fn drop(&mut self) {
         let _ = Command::new("losetup").args(["-d", &self.dev]).status();
-        let _ = std::fs::remove_file(&self.image);
     }
 }
 
@@ -190,7 +189,8 @@ fn a_disk_in_use_cannot_be_repartitioned() {
     sfdisk(&l.dev, "label: gpt\\n,,L,\\n");
     sh(&format!("mkfs.ext4 -q {}p1", l.dev));
     let disk = l.block();
-    let dir = std::env::temp_dir().join(format!("zshield-busy-{}", std::process::id()));
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("busy");
     let mut mounts = MountStack::new();
     // Read-only, so that only a write of zshield's could change the image.
     mounts.ext4(&format!("{}p1", l.dev), &dir, true).unwrap();
@@ -270,8 +270,8 @@ fn golden_copy_keeps_links_acls_capabilities_sparse_owners_and_times() {
         "mkfs.ext4 -q {} && mkfs.ext4 -q {}",
         src.dev, dst.dev
     ));
-    let base = std::env::temp_dir().join(format!("zshield-copy-{}", std::process::id()));
-    let (from, to) = (base.join("from"), base.join("to"));
+    let base = tempfile::tempdir().unwrap();
+    let (from, to) = (base.path().join("from"), base.path().join("to"));
     let mut mounts = MountStack::new();
     mounts.ext4(&src.dev, &from, false).unwrap();
     make_fixtures(&from);
@@ -324,7 +324,6 @@ fn golden_copy_keeps_links_acls_capabilities_sparse_owners_and_times() {
         "/boot/* must be left to the /boot copy"
     );
     mounts.unmount_all().unwrap();
-    let _ = std::fs::remove_dir_all(&base);
 }
 
 /// `zshield plan` end to end: a golden on one loop disk, a blank target on
@@ -340,7 +339,8 @@ fn plan_command_prints_the_steps_and_refuses_the_golden_disk() {
         std::time::Duration::from_secs(10),
     )
     .unwrap();
-    let tree = std::env::temp_dir().join(format!("zshield-plan-tree-{}", std::process::id()));
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("tree");
     sh(&format!(
         "mkdir -p {t}/etc {t}/sbin {t}/boot && echo 'ID=debian' > {t}/etc/os-release && touch {t}/sbin/init \
          && echo 'LABEL=golden-root / ext4 ro 0 0' > {t}/etc/fstab \
@@ -392,6 +392,15 @@ fn plan_command_prints_the_steps_and_refuses_the_golden_disk() {
         text.contains("take snapshot vgroup/snap0 of lv-root (512 MiB)"),
         "{text}"
     );
+    // Without its tools the plan still shows, with one warning line each.
+    for missing in [
+        "zshield: warning: the tool lvm is missing",
+        "zshield: warning: the tool mkfs.ext4 is missing",
+        "zshield: warning: the tool rsync is missing",
+        "zshield: warning: the golden system has no grub-install",
+    ] {
+        assert!(text.contains(missing), "{missing} not in {text}");
+    }
 
     let (ok, text) = run(&golden.dev);
     assert!(!ok);
@@ -406,6 +415,4 @@ fn plan_command_prints_the_steps_and_refuses_the_golden_disk() {
 
     assert_eq!(target.sha256(), target_before, "plan wrote the target");
     assert_eq!(golden.sha256(), golden_before, "plan wrote the golden");
-    let _ = std::fs::remove_dir_all(&tree);
-    let _ = std::fs::remove_file(&config);
 }

@@ -178,21 +178,21 @@ mod tests {
 
     #[test]
     fn the_disk_names_its_golden_and_drops_the_golden_only_defaults() {
-        let root = std::env::temp_dir().join(format!("zshield-grub-{}", std::process::id()));
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
         std::fs::create_dir_all(root.join("etc/default/grub.d")).unwrap();
         std::fs::write(root.join("etc/default/grub"), "GRUB_TIMEOUT=5\n").unwrap();
         std::fs::write(root.join(GOLDEN_ONLY_DEFAULTS), "GRUB_CMDLINE_LINUX=x\n").unwrap();
-        configure_defaults(&root, "UUID=0b4c6e7e-2f0a-4d8e-9c39-6a1f2a7d5e11").unwrap();
+        configure_defaults(root, "UUID=0b4c6e7e-2f0a-4d8e-9c39-6a1f2a7d5e11").unwrap();
         let text = std::fs::read_to_string(root.join("etc/default/grub")).unwrap();
         assert!(text.contains("\nGRUB_ZSHIELD_GOLDEN=UUID=0b4c6e7e-2f0a-4d8e-9c39-6a1f2a7d5e11\n"));
         assert!(text.contains("\nGRUB_DISABLE_LINUX_UUID=true\n"));
         assert!(!root.join(GOLDEN_ONLY_DEFAULTS).exists());
         // Again, with nothing left to remove: the same file.
-        configure_defaults(&root, "UUID=0b4c6e7e-2f0a-4d8e-9c39-6a1f2a7d5e11").unwrap();
+        configure_defaults(root, "UUID=0b4c6e7e-2f0a-4d8e-9c39-6a1f2a7d5e11").unwrap();
         assert_eq!(
             text,
             std::fs::read_to_string(root.join("etc/default/grub")).unwrap()
         );
-        std::fs::remove_dir_all(&root).unwrap();
     }
 }
