@@ -4,10 +4,11 @@
 //! they stand out among the boot messages; the log file also keeps the
 //! commands run and what they said, with times.
 //!
-//! In a systemd initramfs zshield's own output reaches the console through the
-//! journal, later and in its own time: the last lines before a power-off would
-//! be lost. There zshield writes each console line to `/dev/console` itself
-//! (the unit sends its output to the journal only) and waits for the console
+//! In the initramfs standard error is /dev/console (the recovery unit has
+//! `StandardOutput=tty`): lines are out as soon as they are written, not queued
+//! in the journal when the power goes. /dev/console is only the last of the
+//! kernel's consoles (`console=tty0 console=ttyS0`: the serial line), so
+//! zshield writes to the others (the screen) itself, and waits for all of them
 //! to drain before the machine goes down.
 
 use std::fs::File;
@@ -62,33 +63,23 @@ impl log::Log for Logger {
             let _ = file.sync_all();
         }
         if let Ok(consoles) = self.consoles.lock() {
+            // Until the last byte has left the serial line, not only the buffer.
+            let _ = nix::sys::termios::tcdrain(std::io::stderr());
             for console in consoles.iter() {
-                // Until the last byte has left the serial line, not only the buffer.
                 let _ = nix::sys::termios::tcdrain(console);
             }
         }
     }
 }
 
-/// Where console lines go besides standard error.
+/// Where console lines go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Console {
-    /// Standard error is the console (a terminal, dracut's shell hooks).
+    /// Standard error only (a terminal, a service's journal).
     Stderr,
-    /// Standard error is the journal: write to every console of the kernel
-    /// (screen and serial) as well.
-    Direct,
-}
-
-impl Console {
-    /// `Direct` when systemd connected standard error to the journal in the initramfs.
-    pub fn detect(in_initramfs: bool) -> Console {
-        if in_initramfs && std::env::var_os("JOURNAL_STREAM").is_some() {
-            Console::Direct
-        } else {
-            Console::Stderr
-        }
-    }
+    /// Standard error, which is /dev/console, and every other console of the
+    /// kernel: the initramfs, where the operator reads them.
+    Every,
 }
 
 /// Logs to the console and, when it can be created, to `log_file`. The first
@@ -106,7 +97,7 @@ pub fn init_logging(log_file: Option<&Path>, console: Console) {
     });
     let consoles = match console {
         Console::Stderr => Vec::new(),
-        Console::Direct => open_consoles(),
+        Console::Every => other_consoles(),
     };
     let logger = LOGGER.get_or_init(|| Logger {
         start: Instant::now(),
@@ -118,9 +109,9 @@ pub fn init_logging(log_file: Option<&Path>, console: Console) {
     }
 }
 
-/// The kernel's consoles (`console=tty0 console=ttyS0`: both), or
-/// /dev/console, which is only the last of them.
-fn open_consoles() -> Vec<File> {
+/// The kernel's consoles but the last, which /dev/console is (the kernel lists
+/// them in /sys/class/tty/console/active, /dev/console's last).
+fn other_consoles() -> Vec<File> {
     use std::os::unix::fs::OpenOptionsExt;
     use nix::fcntl::{fcntl, FcntlArg, OFlag};
     // Opened without waiting for a modem's carrier, then written to blocking,
@@ -135,15 +126,12 @@ fn open_consoles() -> Vec<File> {
         Some(file)
     };
     let active = std::fs::read_to_string("/sys/class/tty/console/active").unwrap_or_default();
-    let consoles: Vec<File> = active
-        .split_whitespace()
+    let mut names: Vec<&str> = active.split_whitespace().collect();
+    names.pop();
+    names
+        .into_iter()
         .filter_map(|name| open(&format!("/dev/{name}")))
-        .collect();
-    if consoles.is_empty() {
-        open("/dev/console").into_iter().collect()
-    } else {
-        consoles
-    }
+        .collect()
 }
 
 /// Keeps the kernel's routine messages off the console while zshield speaks

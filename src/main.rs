@@ -133,7 +133,11 @@ fn recover_command(mode: Option<Mode>, dry_run: bool, place: Where, boot: &BootA
     } else {
         ""
     };
-    let console = Console::detect(in_initramfs);
+    let console = if in_initramfs {
+        Console::Every
+    } else {
+        Console::Stderr
+    };
     let mode = match mode {
         Some(mode) => mode,
         None => match boot.mode() {

@@ -193,11 +193,12 @@ pub fn recover(req: &Request) -> Result<Outcome, Failure> {
 fn conclude(report: &mut Report, result: &Result<Outcome, Failure>) {
     match result {
         Ok(_) => report.conclude(Status::Ok, None),
-        Err(failure @ Failure::Refused(_)) => {
-            report.conclude(Status::Refused, Some(failure.to_string()))
-        }
-        Err(failure @ Failure::Failed { .. }) => {
-            report.conclude(Status::Failed, Some(failure.to_string()))
+        Err(failure) => {
+            let status = match failure {
+                Failure::Refused(_) => Status::Refused,
+                Failure::Failed { .. } => Status::Failed,
+            };
+            report.conclude(status, Some(failure.to_string()))
         }
     }
 }
@@ -216,12 +217,12 @@ fn factory_reset(req: &Request, report: &mut Report) -> Result<Outcome, Failure>
         plan::plan(&probe, &config, &Options { wipe: req.wipe }, &mut new_uuid)
             .map_err(anyhow::Error::from)
     })?;
-    if req.dry_run {
+    let result = run(req, report, plan, || validate(&probe));
+    if let Ok(Outcome::DryRun) = result {
         for line in missing_tools(&probe.golden.root_tree) {
             log::warn!("{line}");
         }
     }
-    let result = run(req, report, plan, || validate(&probe));
     let unmounted = golden_mounts.unmount_all();
     match (result, unmounted) {
         (Ok(Outcome::Done), Err(error)) => Err(Failure::Failed {

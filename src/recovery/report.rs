@@ -131,7 +131,7 @@ impl Report {
         result.with_context(|| format!("step {number}/{total} ({description}) failed"))
     }
 
-    /// How the run ended, once: `Ok` or, from the error, `Refused` or `Failed`.
+    /// How the run ended, and the error line when it did not end well.
     pub fn conclude(&mut self, status: Status, error: Option<String>) {
         self.status = status;
         self.error = error;
