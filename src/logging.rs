@@ -112,8 +112,8 @@ pub fn init_logging(log_file: Option<&Path>, console: Console) {
 /// The kernel's consoles but the last, which /dev/console is (the kernel lists
 /// them in /sys/class/tty/console/active, /dev/console's last).
 fn other_consoles() -> Vec<File> {
-    use std::os::unix::fs::OpenOptionsExt;
     use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    use std::os::unix::fs::OpenOptionsExt;
     // Opened without waiting for a modem's carrier, then written to blocking,
     // so that a full buffer delays a line rather than drops it.
     let open = |path: &str| {

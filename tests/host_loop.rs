@@ -50,7 +50,11 @@ impl Loop {
             "losetup --find --show --partscan {}",
             image.display()
         ));
-        Loop { dev, image, _dir: dir }
+        Loop {
+            dev,
+            image,
+            _dir: dir,
+        }
     }
 
     fn block(&self) -> BlockDev {

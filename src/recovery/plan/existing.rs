@@ -1,0 +1,260 @@
+//! Finishing a zshield layout that is there, complete or cut off: what goes
+//! (the root, its snapshots, data volumes whose filesystem was never made),
+//! what stays (the data volumes), and whether the VG has room.
+
+use crate::disk::content::ExistingLayout;
+use crate::layout::{fresh_vg_extents, partition_dev, EXTENT, TAG_COMPLETE, TAG_FS_READY};
+use crate::lvm::report::Lv;
+use crate::recovery::step::{Refusal, Step};
+use crate::units::human;
+
+use super::{refuse, Demand, Planner, Volumes};
+
+impl Planner<'_> {
+    /// A zshield layout, complete or cut off: finish it, keeping the data volumes.
+    pub(super) fn existing(
+        &mut self,
+        layout: &ExistingLayout,
+    ) -> Result<(String, Volumes), Refusal> {
+        let c = self.config;
+        let probe = self.probe;
+        let boot_dev = partition_dev(&probe.target.dev, layout.boot.number);
+        let pv_dev = partition_dev(&probe.target.dev, layout.pv.number);
+        let pv = probe.pvs.iter().find(|p| p.name == pv_dev);
+        let vg = probe.vgs.iter().find(|v| v.name == c.vg);
+        if vg.is_some() && pv.is_none_or(|p| p.vg != c.vg) {
+            return refuse(format!(
+                "a volume group named {} exists, but not on {pv_dev} of the target: refusing to make a second one; rename or remove it",
+                c.vg
+            ));
+        }
+        if layout.label != c.label {
+            log::warn!(
+                "the target keeps its {} partition table although the configuration asks for {}",
+                layout.label,
+                c.label
+            );
+        }
+        let lvs: Vec<&Lv> = probe.lvs.iter().filter(|l| l.vg == c.vg).collect();
+        let find = |name: &str| lvs.iter().find(|l| l.name == name).copied();
+
+        // Extents: a VG still to be made is counted like a fresh one; an existing one as LVM says.
+        let (extent_size, total, mut free) = match vg {
+            Some(v) => (v.extent_size, v.extent_count, v.free_count),
+            None => {
+                let n = fresh_vg_extents(layout.pv.size);
+                (EXTENT, n, n)
+            }
+        };
+        let demand = Demand::new(c, total, extent_size);
+
+        // Snapshots of the root first: LVM will not remove an origin that has one.
+        let mut removals: Vec<&Lv> = lvs
+            .iter()
+            .copied()
+            .filter(|l| l.is_snapshot() && l.origin == c.root.name)
+            .collect();
+        for name in [&c.snapshot.name, &c.root.name] {
+            if let Some(lv) = find(name).filter(|lv| !removals.contains(lv)) {
+                removals.push(lv);
+            }
+        }
+        let mut kept = Vec::new();
+        for data in &c.data {
+            match find(&data.name) {
+                Some(lv) if lv.has_tag(TAG_FS_READY) => kept.push(data.name.clone()),
+                // Created, but its filesystem was never finished: it never held data.
+                Some(lv) => removals.push(lv),
+                None => {}
+            }
+        }
+        free += removals.iter().map(|l| l.size / extent_size).sum::<u64>();
+        let kept_extents: u64 = c
+            .data
+            .iter()
+            .zip(&demand.data)
+            .filter(|(dv, _)| kept.contains(&dv.name))
+            .map(|(_, e)| e)
+            .sum();
+        let needed = demand.total() - kept_extents;
+        if needed > free {
+            return refuse(format!(
+                "volume group {} on {} has {} free for the recovery but needs {}: free space in the VG (remove LVs zshield does not manage) or use zshield.wipe",
+                c.vg,
+                probe.target.dev,
+                human(free * extent_size),
+                human(needed * extent_size)
+            ));
+        }
+
+        let complete = vg.is_some_and(|v| v.has_tag(TAG_COMPLETE));
+        if complete {
+            self.steps.push(Step::UnmarkComplete { vg: self.vg() });
+        }
+        for lv in removals {
+            self.steps.push(Step::RemoveLv {
+                vg: self.vg(),
+                lv: lv.name.clone(),
+            });
+        }
+        let boot_uuid = self.mkfs_boot(&boot_dev);
+        if pv.is_none() {
+            self.steps.push(Step::CreatePv {
+                dev: pv_dev.clone(),
+            });
+        }
+        if vg.is_none() {
+            self.steps.push(Step::CreateVg {
+                vg: self.vg(),
+                pv: pv_dev,
+            });
+        }
+        let kept_words = if kept.is_empty() {
+            "nothing".to_string()
+        } else {
+            kept.join(", ")
+        };
+        let found = if complete {
+            format!("a complete zshield layout (kept with their data: {kept_words})")
+        } else {
+            format!("a zshield layout cut off before its end, to be finished (kept with their data: {kept_words})")
+        };
+        Ok((
+            found,
+            Volumes {
+                boot_dev,
+                boot_uuid,
+                demand,
+                kept,
+            },
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{names, plan_of, refusal};
+    use super::super::Options;
+    use crate::fixtures::{blank_probe, complete_probe, config, gpt_layout, uuids};
+    use crate::layout::TAG_LAYOUT;
+    use crate::lvm::report::Pv;
+    use crate::recovery::plan::plan;
+    use crate::recovery::step::Step;
+    use crate::units::{Size, GIB};
+
+    #[test]
+    fn refuses_a_vg_of_our_name_whose_pv_is_not_the_target_partition() {
+        // Its PV is on /dev/sdb10 (not a partition of the layout), or not seen at all.
+        let mut probe = complete_probe();
+        probe.pvs[0].name = "/dev/sdb10".into();
+        let r = refusal(&probe);
+        assert!(r.contains("but not on /dev/sdb3"), "{r}");
+        probe.pvs.clear();
+        probe.target.holders.clear();
+        let r = refusal(&probe);
+        assert!(r.contains("but not on /dev/sdb3"), "{r}");
+    }
+
+    #[test]
+    fn reprovisioning_keeps_the_data_volumes() {
+        let p = plan_of(&complete_probe(), Options::default()).unwrap();
+        assert_eq!(
+            names(&p)[..6],
+            [
+                "unmark-complete",
+                "remove-lv",
+                "remove-lv",
+                "mkfs-boot",
+                "create-lv",
+                "mkfs-lv"
+            ]
+        );
+        assert_eq!(
+            p.steps[1],
+            Step::RemoveLv {
+                vg: "vgroup".into(),
+                lv: "snap0".into()
+            }
+        );
+        assert_eq!(
+            p.steps[2],
+            Step::RemoveLv {
+                vg: "vgroup".into(),
+                lv: "lv-root".into()
+            }
+        );
+        for step in &p.steps {
+            let text = serde_json::to_string(step).unwrap();
+            if text.contains("lv-user") || text.contains("lv-audit") {
+                assert!(
+                    matches!(step, Step::KeepLv { .. } | Step::ConfigureTarget { .. }),
+                    "a data volume is touched by {step}"
+                );
+            }
+        }
+        assert!(
+            p.found.contains("complete zshield layout") && p.found.contains("lv-user, lv-audit")
+        );
+        assert_eq!(
+            p.steps.last(),
+            Some(&Step::MarkComplete {
+                vg: "vgroup".into()
+            })
+        );
+    }
+
+    #[test]
+    fn a_half_made_layout_is_finished() {
+        // Cut off after the partition table and the PV: no VG yet.
+        let mut probe = blank_probe();
+        probe.content = gpt_layout();
+        probe.pvs = vec![Pv {
+            name: "/dev/sdb3".into(),
+            vg: "".into(),
+        }];
+        let p = plan_of(&probe, Options::default()).unwrap();
+        assert_eq!(names(&p)[..3], ["mkfs-boot", "create-vg", "create-lv"]);
+        assert!(p.found.contains("cut off"));
+
+        // Cut off while making lv-audit's filesystem: it never held data.
+        let mut probe = complete_probe();
+        probe.vgs[0].tags = vec![TAG_LAYOUT.into()];
+        probe.lvs.retain(|l| l.name != "snap0");
+        probe.lvs[2].tags.clear();
+        let p = plan_of(&probe, Options::default()).unwrap();
+        assert!(
+            !names(&p).contains(&"unmark-complete".to_string()),
+            "the VG was never complete"
+        );
+        assert!(p.steps.contains(&Step::RemoveLv {
+            vg: "vgroup".into(),
+            lv: "lv-audit".into()
+        }));
+        assert!(p.steps.contains(&Step::KeepLv {
+            vg: "vgroup".into(),
+            lv: "lv-user".into()
+        }));
+        assert!(p.steps.contains(&Step::MarkFsReady {
+            vg: "vgroup".into(),
+            lv: "lv-audit".into()
+        }));
+    }
+
+    #[test]
+    fn not_enough_room_in_an_existing_vg_is_refused() {
+        let mut probe = complete_probe();
+        probe.vgs[0].free_count = 0;
+        // What lv-root and snap0 free is just enough for the same sizes…
+        assert!(plan_of(&probe, Options::default()).is_ok());
+        // …but not for a larger root.
+        let mut c = config();
+        c.root.size = Size::Bytes(2 * GIB);
+        let r = plan(&probe, &c, &Options::default(), &mut uuids())
+            .unwrap_err()
+            .0;
+        assert!(
+            r.contains("has 1.7 GiB free for the recovery but needs 2.5 GiB"),
+            "{r}"
+        );
+    }
+}
