@@ -2,7 +2,11 @@
 # `make demo` and `make test` install their own prerequisites (scripts/install-deps.sh).
 
 TARGET      := x86_64-unknown-linux-musl
-BIN         := target/$(TARGET)/release/zshield
+# FEATURES=failpoints: the QEMU tests' binary, with the test failpoint
+# (qemu/build-golden.sh --variant test), built apart from the product's.
+FEATURES    ?=
+TARGET_DIR  := target$(if $(FEATURES),/$(FEATURES))
+BIN         := $(TARGET_DIR)/$(TARGET)/release/zshield
 DESTDIR     ?=
 SBINDIR     := /usr/sbin
 DRACUTDIR   := /usr/lib/dracut/modules.d/90zshield
@@ -18,7 +22,7 @@ deps:
 	scripts/install-deps.sh
 
 build:
-	cargo build --release --locked --target $(TARGET)
+	cargo build --release --locked --target $(TARGET) --target-dir $(TARGET_DIR) $(if $(FEATURES),--features $(FEATURES))
 
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(SBINDIR)/zshield
@@ -41,6 +45,7 @@ image: deps build
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --locked --all-targets -- -D warnings
+	cargo clippy --locked --all-targets --features failpoints -- -D warnings
 	shellcheck -x qemu/*.sh tests/qemu/*.sh tests/qemu/scenarios/*.sh tests/qemu/checks/*.sh \
 		initramfs/90zshield/*.sh scripts/*.sh .ci/run grub/41_zshield \
 		qemu/test-overlay/etc/zshield/provision/hooks/*.sh qemu/test-overlay/usr/local/share/zshield-test/*/hooks/*.sh

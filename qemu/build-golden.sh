@@ -38,6 +38,9 @@ case $variant_name in
     *) echo "build-golden: error: unknown variant '$variant_name' (product or test)" >&2; exit 2 ;;
 esac
 outdir=$(realpath -m "${1:-$default_out}")
+# The tests' zshield has the test failpoint; the product's never.
+make_args=()
+[ "$variant_name" = product ] || make_args=(FEATURES=failpoints)
 cache=${ZSHIELD_CACHE:-$HOME/.cache/zshield}
 work=$outdir/work
 staging=$work/root
@@ -104,7 +107,7 @@ phase_root() {
 phase_product() {
     rm -rf "$work/product"
     mkdir -p "$work/product"
-    make -s -C "$repo" install DESTDIR="$work/product"
+    make -s -C "$repo" install DESTDIR="$work/product" "${make_args[@]}"
     inputs_hash=$(
         {
             echo "$root_key"
@@ -135,7 +138,8 @@ phase_install() {
     mkdir -p "$staging"
     tar -C "$staging" --xattrs --xattrs-include='*' --numeric-owner -xpf "$root_tar"
 
-    make -s -C "$repo" install DESTDIR="$staging"
+    make -s -C "$repo" install DESTDIR="$staging" "${make_args[@]}"
+    check_failpoint
 
     # The product enables the daily backup (it refuses on the golden itself,
     # whose root is not lv-root, and runs on every disk made from it).
@@ -155,6 +159,17 @@ check_grub_switch() {
     out=$(chroot "$staging" /etc/grub.d/41_zshield 2>&1) || die "41_zshield failed with GRUB_DISABLE_ZSHIELD=true: $out"
     rm -f "$cfg"
     [ -z "$out" ] || die "41_zshield still printed with GRUB_DISABLE_ZSHIELD=true: $out"
+}
+
+# The failpoint's line is in the binary exactly when the feature is.
+check_failpoint() {
+    local has=no
+    grep -aq 'cutting the power' "$staging/usr/sbin/zshield" && has=yes
+    case $variant_name:$has in
+        product:yes) die "the product's zshield carries the test failpoint (built with FEATURES=failpoints?)" ;;
+        test:no) die "the test golden's zshield has no test failpoint (FEATURES=failpoints)" ;;
+    esac
+    log "zshield test failpoint: $has"
 }
 
 install_test_parts() {

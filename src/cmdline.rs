@@ -74,35 +74,96 @@ pub struct BootArgs {
     pub wipe: bool,
     /// `root=` of this boot: the golden root unless configured otherwise.
     pub root: Option<String>,
-    /// Test only: `zshield.test.cut_after=STEP` cuts the power (no sync, no
-    /// unmount) right after the first step of that kind, as a power loss would.
+    /// Test only (a binary built with the `failpoints` feature):
+    /// `zshield.test.cut_after=STEP` cuts the power (no sync, no unmount)
+    /// right after the first step of that kind, as a power loss would.
     pub cut_after: Option<String>,
     /// `zshield.provision=DIR`: another provisioning directory of the golden
     /// (one golden, several product lines).
     pub provision: Option<String>,
+    /// What is wrong with the arguments, one sentence each: a recovery asked
+    /// for with any of these does not run.
+    pub problems: Vec<String>,
+    /// `zshield_recovery=` found outside the boot entry, and ignored.
+    pub ignored: Vec<String>,
 }
 
+/// The zshield arguments this binary knows.
+fn known_keys() -> Vec<&'static str> {
+    let mut keys = vec![
+        "zshield_recovery",
+        "zshield.target",
+        "zshield.golden",
+        "zshield.after",
+        "zshield.dry_run",
+        "zshield.wipe",
+        "zshield.provision",
+    ];
+    if cfg!(feature = "failpoints") {
+        keys.push(FAILPOINT_KEY);
+    }
+    keys
+}
+
+const FAILPOINT_KEY: &str = "zshield.test.cut_after";
+
+/// Where the arguments come from: the boot entry (`/proc/cmdline`) or a
+/// file of the initramfs (`/etc/cmdline.d/NAME.conf`).
+pub const PROC_CMDLINE: &str = "/proc/cmdline";
+
 impl BootArgs {
-    /// Parses one or more command lines; a later argument wins, as in the kernel.
+    /// Parses the boot entry's command line alone.
     pub fn parse(text: &str) -> BootArgs {
+        BootArgs::parse_sources(&[(PROC_CMDLINE.to_string(), text.to_string())])
+    }
+
+    /// Parses command lines in order, each named by where it comes from; a
+    /// later option wins, as in the kernel. Only the boot entry may ask for a
+    /// recovery: a command line built into the initramfs would ask for it at
+    /// every boot, of the golden and of every disk provisioned from it.
+    pub fn parse_sources(sources: &[(String, String)]) -> BootArgs {
         let mut args = BootArgs::default();
-        for word in split_words(text) {
-            let (key, value) = match word.split_once('=') {
-                Some((k, v)) => (k, Some(v.to_string())),
-                None => (word.as_str(), None),
-            };
-            let non_empty = || value.clone().filter(|v| !v.is_empty());
-            match key {
-                "zshield_recovery" => args.recovery = non_empty(),
-                "zshield.target" => args.target = non_empty(),
-                "zshield.golden" => args.golden = non_empty(),
-                "zshield.after" => args.after = non_empty(),
-                "zshield.dry_run" => args.dry_run = flag(value.as_deref()),
-                "zshield.wipe" => args.wipe = flag(value.as_deref()),
-                "root" => args.root = non_empty(),
-                "zshield.test.cut_after" => args.cut_after = non_empty(),
-                "zshield.provision" => args.provision = non_empty(),
-                _ => {}
+        let known = known_keys();
+        for (source, text) in sources {
+            for word in split_words(text) {
+                let (key, value) = match word.split_once('=') {
+                    Some((k, v)) => (k, Some(v.to_string())),
+                    None => (word.as_str(), None),
+                };
+                let ours = key.starts_with("zshield.") || key.starts_with("zshield_");
+                if ours && !known.contains(&key) {
+                    args.problems.push(format!(
+                        "unknown argument {word} (did you mean {}?)",
+                        nearest(key, &known)
+                    ));
+                    continue;
+                }
+                let non_empty = || value.clone().filter(|v| !v.is_empty());
+                match key {
+                    "zshield_recovery" if source != PROC_CMDLINE => {
+                        args.ignored.push(format!("{word} from {source}"));
+                    }
+                    "zshield_recovery" => {
+                        let asked = non_empty();
+                        if let (Some(before), Some(now)) = (&args.recovery, &asked) {
+                            if before != now {
+                                args.problems.push(format!(
+                                    "zshield_recovery={before} and zshield_recovery={now} both given: say one"
+                                ));
+                            }
+                        }
+                        args.recovery = asked.or(args.recovery.take());
+                    }
+                    "zshield.target" => args.target = non_empty(),
+                    "zshield.golden" => args.golden = non_empty(),
+                    "zshield.after" => args.after = non_empty(),
+                    "zshield.dry_run" => args.dry_run = args.flag(&word, value.as_deref()),
+                    "zshield.wipe" => args.wipe = args.flag(&word, value.as_deref()),
+                    "root" => args.root = non_empty(),
+                    "zshield.provision" => args.provision = non_empty(),
+                    FAILPOINT_KEY => args.cut_after = non_empty(),
+                    _ => {}
+                }
             }
         }
         args
@@ -111,7 +172,10 @@ impl BootArgs {
     /// Reads `/proc/cmdline` and then dracut's `cmdline.d` under `root`
     /// (`/` in production; a fixture directory in tests).
     pub fn read(root: &Path) -> std::io::Result<BootArgs> {
-        let mut text = std::fs::read_to_string(root.join("proc/cmdline"))?;
+        let mut sources = vec![(
+            PROC_CMDLINE.to_string(),
+            std::fs::read_to_string(root.join("proc/cmdline"))?,
+        )];
         if let Ok(entries) = std::fs::read_dir(root.join("etc/cmdline.d")) {
             let mut confs: Vec<_> = entries
                 .filter_map(|e| e.ok().map(|e| e.path()))
@@ -119,15 +183,40 @@ impl BootArgs {
                 .collect();
             confs.sort();
             for conf in confs {
-                text.push(' ');
-                text.push_str(&std::fs::read_to_string(conf)?);
+                let text = std::fs::read_to_string(&conf)?;
+                let name = Path::new("/").join(conf.strip_prefix(root).unwrap_or(&conf));
+                sources.push((name.display().to_string(), text));
             }
         }
-        Ok(BootArgs::parse(&text))
+        Ok(BootArgs::parse_sources(&sources))
     }
 
+    /// The recovery asked for, if any; an error when it is unknown or when
+    /// anything else of zshield's on the command line is wrong.
     pub fn mode(&self) -> Result<Option<Mode>, String> {
-        self.recovery.as_deref().map(str::parse).transpose()
+        let Some(mode) = self
+            .recovery
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(|e| format!("zshield_recovery: {e}"))?
+        else {
+            return Ok(None);
+        };
+        match self.problems.as_slice() {
+            [] => Ok(Some(mode)),
+            problems => Err(problems.join("; ")),
+        }
+    }
+
+    /// A flag's value; a value that is none is a problem, and off.
+    fn flag(&mut self, word: &str, value: Option<&str>) -> bool {
+        flag(value).unwrap_or_else(|| {
+            self.problems.push(format!(
+                "{word}: a flag takes 1/0, yes/no, true/false or on/off"
+            ));
+            false
+        })
     }
 
     pub fn after(&self) -> Result<After, String> {
@@ -139,9 +228,42 @@ impl BootArgs {
     }
 }
 
-/// `zshield.wipe` and `zshield.wipe=1` are on; `=0`, `=no`, `=false` are off.
-fn flag(value: Option<&str>) -> bool {
-    !matches!(value, Some("0" | "no" | "false" | "off"))
+/// A bare flag and 1/yes/true/on are on, 0/no/false/off off (any case);
+/// anything else is not a flag value.
+fn flag(value: Option<&str>) -> Option<bool> {
+    let Some(value) = value else {
+        return Some(true);
+    };
+    match value.to_ascii_lowercase().as_str() {
+        "1" | "yes" | "true" | "on" => Some(true),
+        "0" | "no" | "false" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+/// The known key closest to `key`, by edit distance.
+fn nearest<'a>(key: &str, known: &[&'a str]) -> &'a str {
+    let distance = |a: &str, b: &str| {
+        let b: Vec<char> = b.chars().collect();
+        let mut row: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut diagonal = row[0];
+            row[0] = i + 1;
+            for (j, cb) in b.iter().enumerate() {
+                let above = row[j + 1];
+                row[j + 1] = (above + 1)
+                    .min(row[j] + 1)
+                    .min(diagonal + usize::from(ca != *cb));
+                diagonal = above;
+            }
+        }
+        row[b.len()]
+    };
+    known
+        .iter()
+        .copied()
+        .min_by_key(|k| distance(key, k))
+        .unwrap_or("zshield_recovery")
 }
 
 /// Splits a command line into words, honouring double quotes like the kernel.
@@ -188,15 +310,78 @@ mod tests {
         let a = BootArgs::parse(
             "root=/dev/sda2 zshield_recovery=default zshield.target=/dev/disk/by-id/x \
              zshield.golden=UUID=abc zshield.after=poweroff zshield.dry_run zshield.wipe \
-             zshield.test.cut_after=copy-root zshield.provision=/opt/line-b",
+             zshield.provision=/opt/line-b",
         );
         assert_eq!(a.mode(), Ok(Some(Mode::Default)));
         assert_eq!(a.target.as_deref(), Some("/dev/disk/by-id/x"));
         assert_eq!(a.golden.as_deref(), Some("UUID=abc"));
         assert_eq!(a.after(), Ok(After::Poweroff));
         assert!(a.dry_run && a.wipe);
-        assert_eq!(a.cut_after.as_deref(), Some("copy-root"));
         assert_eq!(a.provision.as_deref(), Some("/opt/line-b"));
+        assert!(a.problems.is_empty(), "{:?}", a.problems);
+    }
+
+    #[test]
+    fn unknown_arguments_are_refused_naming_the_nearest_known_one() {
+        let cases = [
+            (
+                "zshield.dry-run",
+                "unknown argument zshield.dry-run (did you mean zshield.dry_run?)",
+            ),
+            (
+                "zshield.tagret=/dev/sdc",
+                "unknown argument zshield.tagret=/dev/sdc (did you mean zshield.target?)",
+            ),
+            ("zshield_recover=latest", "(did you mean zshield_recovery?)"),
+        ];
+        for (arg, said) in cases {
+            let err = BootArgs::parse(&format!("zshield_recovery=default {arg}"))
+                .mode()
+                .unwrap_err();
+            assert!(err.contains(said), "{arg}: {err}");
+        }
+        // A normal boot is not judged: it asks for nothing.
+        assert_eq!(BootArgs::parse("zshield.dry-run").mode(), Ok(None));
+    }
+
+    #[test]
+    fn flags_take_yes_and_no_words_and_nothing_else() {
+        let on = |text: &str| BootArgs::parse(&format!("zshield_recovery=default {text}"));
+        for (text, wipe) in [
+            ("zshield.wipe", true),
+            ("zshield.wipe=ON", true),
+            ("zshield.wipe=Yes", true),
+            ("zshield.wipe=1", true),
+            ("zshield.wipe=False", false),
+            ("zshield.wipe=off", false),
+            ("zshield.wipe=0", false),
+        ] {
+            let a = on(text);
+            assert_eq!((a.wipe, a.mode().is_ok()), (wipe, true), "{text}");
+        }
+        for text in [
+            "zshield.wipe=n",
+            "zshield.wipe=disable",
+            "zshield.dry_run=2",
+        ] {
+            let err = on(text).mode().unwrap_err();
+            assert!(err.contains(text) && err.contains("yes/no"), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_test_failpoint_is_known_only_to_the_tests_binary() {
+        let a = BootArgs::parse("zshield_recovery=default zshield.test.cut_after=copy-root");
+        if cfg!(feature = "failpoints") {
+            assert_eq!(a.cut_after.as_deref(), Some("copy-root"));
+            assert_eq!(a.mode(), Ok(Some(Mode::Default)));
+        } else {
+            assert_eq!(a.cut_after, None);
+            assert!(a
+                .mode()
+                .unwrap_err()
+                .contains("unknown argument zshield.test.cut_after"));
+        }
     }
 
     #[test]
@@ -208,8 +393,17 @@ mod tests {
     }
 
     #[test]
-    fn later_argument_wins_and_flags_can_be_turned_off() {
-        let a = BootArgs::parse("zshield_recovery=default zshield_recovery=latest zshield.wipe=0");
+    fn two_different_recoveries_are_refused_and_a_later_option_wins() {
+        let err = BootArgs::parse("zshield_recovery=default zshield_recovery=latest")
+            .mode()
+            .unwrap_err();
+        assert!(
+            err.contains("zshield_recovery=default and zshield_recovery=latest"),
+            "{err}"
+        );
+        let a = BootArgs::parse(
+            "zshield_recovery=latest zshield_recovery=latest zshield.wipe zshield.wipe=0",
+        );
         assert_eq!(a.mode(), Ok(Some(Mode::Latest)));
         assert!(!a.wipe);
     }
@@ -227,7 +421,7 @@ mod tests {
     }
 
     #[test]
-    fn reads_dracut_cmdline_d_after_proc_cmdline() {
+    fn only_the_boot_entry_asks_for_a_recovery() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
         std::fs::create_dir_all(dir.join("proc")).unwrap();
@@ -235,12 +429,21 @@ mod tests {
         std::fs::write(dir.join("proc/cmdline"), "root=/dev/sda2 ro\n").unwrap();
         std::fs::write(
             dir.join("etc/cmdline.d/50-zshield.conf"),
-            "zshield_recovery=latest\n",
+            "zshield_recovery=default zshield.after=poweroff\n",
         )
         .unwrap();
         std::fs::write(dir.join("etc/cmdline.d/ignored.txt"), "zshield.wipe\n").unwrap();
         let a = BootArgs::read(dir).unwrap();
-        assert_eq!(a.mode(), Ok(Some(Mode::Latest)));
+        // Built into an initramfs it would reset the disk at every boot.
+        assert_eq!(a.mode(), Ok(None));
+        assert_eq!(
+            a.ignored,
+            ["zshield_recovery=default from /etc/cmdline.d/50-zshield.conf"]
+        );
+        // Options do come from cmdline.d, and only from its .conf files.
+        assert_eq!(a.after(), Ok(After::Poweroff));
         assert!(!a.wipe);
+        std::fs::write(dir.join("proc/cmdline"), "zshield_recovery=latest\n").unwrap();
+        assert_eq!(BootArgs::read(dir).unwrap().mode(), Ok(Some(Mode::Latest)));
     }
 }

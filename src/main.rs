@@ -141,12 +141,22 @@ fn recover_command(mode: Option<Mode>, dry_run: bool, place: Where, boot: &BootA
     let mode = match mode {
         Some(mode) => mode,
         None => match boot.mode() {
-            // Every normal boot: nothing asked, nothing done, nothing printed.
-            Ok(None) => return ExitCode::SUCCESS,
+            // Every normal boot: nothing asked, nothing done, nothing printed,
+            // unless the initramfs itself asks for a recovery.
+            Ok(None) => {
+                if !boot.ignored.is_empty() {
+                    init_logging(None, console);
+                    log::warn!(
+                        "ignoring {}: only the boot entry can ask for a recovery; remove it from the image",
+                        boot.ignored.join(", ")
+                    );
+                }
+                return ExitCode::SUCCESS;
+            }
             Ok(Some(mode)) => mode,
             Err(e) => {
                 init_logging(None, console);
-                log::error!("zshield_recovery: {e}; no disk was changed{continues}");
+                log::error!("{e}; no disk was changed{continues}");
                 log::logger().flush();
                 return ExitCode::FAILURE;
             }
