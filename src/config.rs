@@ -250,8 +250,7 @@ fn size<'de, D: Deserializer<'de>>(d: D) -> Result<Size, D::Error> {
         Text(String),
     }
     match Raw::deserialize(d)? {
-        Raw::Number(0) => Err(serde::de::Error::custom("a size must not be 0")),
-        Raw::Number(n) => Ok(Size::Bytes(n)),
+        Raw::Number(n) => Size::bytes(n).map_err(serde::de::Error::custom),
         Raw::Text(t) => t.parse().map_err(serde::de::Error::custom),
     }
 }
@@ -318,6 +317,22 @@ name = "lv-user"
 size = 268435456
 mount = "/home"
 "#;
+
+    #[test]
+    fn sizes_too_large_for_any_disk_are_refused_with_their_key() {
+        for text in [
+            "boot_size = 18446744073709551615\n",
+            "boot_size = \"16777216T\"\n",
+            "[root]\nname = \"lv-root\"\nsize = 1152921504606846977\n",
+        ] {
+            let err = Config::parse(text, "t").unwrap_err().to_string();
+            assert!(
+                err.contains("1 EiB") && err.contains("line "),
+                "{text}: {err}"
+            );
+        }
+        assert!(Config::parse("boot_size = \"1024T\"\n", "t").is_ok());
+    }
 
     #[test]
     fn defaults_follow_the_product() {

@@ -9,8 +9,10 @@
 //! - `disk/`: block devices, what a disk holds, mounts, the golden;
 //! - `layout`: the on-disk contract every mode shares;
 //! - at the bottom, pure parts and plumbing: `cmdline`, `config`, `fstab`,
-//!   `units`, `runner` (the one command runner), `logging`, `failpoint`.
+//!   `units`, `accounts`, `runner` (the one command runner), `logging`,
+//!   `failpoint`.
 
+pub mod accounts;
 pub mod backup;
 pub mod cmdline;
 pub mod config;

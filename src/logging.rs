@@ -13,6 +13,7 @@
 
 use std::fs::File;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -89,11 +90,15 @@ pub fn init_logging(log_file: Option<&Path>, console: Console) {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).ok()?;
         }
-        std::fs::OpenOptions::new()
+        // It holds every hook's output: root and adm only.
+        let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o640)
             .open(path)
-            .ok()
+            .ok()?;
+        let _ = crate::accounts::restrict_to_adm(path, Path::new("/"));
+        Some(file)
     });
     let consoles = match console {
         Console::Stderr => Vec::new(),
@@ -113,7 +118,6 @@ pub fn init_logging(log_file: Option<&Path>, console: Console) {
 /// them in /sys/class/tty/console/active, /dev/console's last).
 fn other_consoles() -> Vec<File> {
     use nix::fcntl::{fcntl, FcntlArg, OFlag};
-    use std::os::unix::fs::OpenOptionsExt;
     // Opened without waiting for a modem's carrier, then written to blocking,
     // so that a full buffer delays a line rather than drops it.
     let open = |path: &str| {

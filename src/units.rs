@@ -6,6 +6,9 @@ use std::str::FromStr;
 pub const KIB: u64 = 1024;
 pub const MIB: u64 = 1024 * KIB;
 pub const GIB: u64 = 1024 * MIB;
+/// No disk is larger; a size above it is a typo, and would overflow the
+/// layout's arithmetic.
+pub const MAX_SIZE: u64 = 1 << 60;
 
 /// A size from the configuration: a number of bytes, or a share of the volume
 /// group (`20%VG`), resolved once the VG's size is known.
@@ -26,7 +29,7 @@ impl Size {
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("invalid size {0:?}: write bytes (1073741824), units (512M, 100G, 1GiB, 500GB) or a share of the volume group (20%VG)")]
+#[error("invalid size {0:?}: write bytes (1073741824), units (512M, 100G, 1GiB, 500GB) or a share of the volume group (20%VG), from 1 byte to 1 EiB")]
 pub struct SizeError(pub String);
 
 impl FromStr for Size {
@@ -59,10 +62,17 @@ impl FromStr for Size {
             _ => return Err(err()),
         };
         let bytes = n.checked_mul(factor).ok_or_else(err)?;
-        if bytes == 0 {
-            return Err(err());
+        Size::bytes(bytes).map_err(|_| err())
+    }
+}
+
+impl Size {
+    /// A size in bytes, from 1 byte to `MAX_SIZE`.
+    pub fn bytes(n: u64) -> Result<Size, SizeError> {
+        if n == 0 || n > MAX_SIZE {
+            return Err(SizeError(n.to_string()));
         }
-        Ok(Size::Bytes(bytes))
+        Ok(Size::Bytes(n))
     }
 }
 

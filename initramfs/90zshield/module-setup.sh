@@ -20,7 +20,11 @@ installkernel() {
 
 install() {
     inst_simple /usr/sbin/zshield
-    [ -e /etc/zshield/zshield.conf ] && inst_simple /etc/zshield/zshield.conf
+    if [ -e /etc/zshield/zshield.conf ]; then
+        inst_simple /etc/zshield/zshield.conf
+    else
+        dwarn "zshield: /etc/zshield/zshield.conf is missing: every recovery from this initramfs will be refused"
+    fi
     inst_multiple lvm mkfs.ext4 mke2fs rsync udevadm
     [ -e /etc/mke2fs.conf ] && inst_simple /etc/mke2fs.conf
 

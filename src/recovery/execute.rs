@@ -57,7 +57,7 @@ impl Executor {
     /// when its root is mounted, everything is synced, the target unmounted.
     pub fn close(mut self, report: &mut Report) -> Result<()> {
         if self.root_mounted {
-            match report.write(&self.root_dir.join(TARGET_LOG_DIR)) {
+            match report.write(&self.root_dir.join(TARGET_LOG_DIR), &self.root_dir) {
                 Ok(path) => log::info!(
                     "report on the target: /{}",
                     path.strip_prefix(&self.root_dir).unwrap_or(&path).display()

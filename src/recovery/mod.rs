@@ -96,10 +96,26 @@ impl From<anyhow::Error> for Failure {
     }
 }
 
-fn load_config(path: &Path) -> Result<Config> {
+/// How a missing configuration file is taken.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Missing {
+    /// A recovery never guesses: the built-in defaults name a target disk
+    /// that may not be this machine's.
+    Refuse,
+    /// `zshield plan` shows what the defaults would do.
+    ShowDefaults,
+}
+
+fn load_config(path: &Path, missing: Missing) -> Result<Config> {
     if !path.exists() {
+        if missing == Missing::Refuse {
+            anyhow::bail!(
+                "no configuration file {}: a recovery does not guess the target disk; install it in the image (make install does) and rebuild the initramfs with the zshield dracut module",
+                path.display()
+            );
+        }
         log::warn!(
-            "no configuration file {}: using the built-in defaults",
+            "no configuration file {}: showing the built-in defaults",
             path.display()
         );
     }
@@ -108,8 +124,8 @@ fn load_config(path: &Path) -> Result<Config> {
 
 /// Resolves the configuration with the command line's overrides: the
 /// configuration, the target and the golden.
-fn load(req: &Request) -> Result<(Config, String, String)> {
-    let mut config = load_config(&req.config)?;
+fn load(req: &Request, missing: Missing) -> Result<(Config, String, String)> {
+    let mut config = load_config(&req.config, missing)?;
     if let Some(dir) = &req.provision {
         check_provision_dir(dir).map_err(|e| anyhow!("zshield.provision={dir}: {e}"))?;
         config.provision.dir = dir.clone();
@@ -151,7 +167,7 @@ fn new_uuid() -> String {
 
 /// `zshield plan`: what `recover --mode default` would do here, touching nothing.
 pub fn print_plan(req: &Request) -> Result<()> {
-    let (config, target, golden) = load(req)?;
+    let (config, target, golden) = load(req, Missing::ShowDefaults)?;
     let lvm = in_path("lvm").then_some(Lvm);
     if lvm.is_none() {
         log::warn!("no lvm tool here: existing volume groups are not taken into account");
@@ -182,7 +198,7 @@ pub fn recover(req: &Request) -> Result<Outcome, Failure> {
         Mode::Latest => rollback(req, &mut report),
     };
     conclude(&mut report, &result);
-    match report.write(Path::new(RUN_DIR)) {
+    match report.write(Path::new(RUN_DIR), Path::new("/")) {
         Ok(path) => log::info!("report: {}", path.display()),
         Err(e) => log::warn!("{e:#}"),
     }
@@ -204,7 +220,7 @@ fn conclude(report: &mut Report, result: &Result<Outcome, Failure>) {
 }
 
 fn factory_reset(req: &Request, report: &mut Report) -> Result<Outcome, Failure> {
-    let (config, target, golden) = load(req)?;
+    let (config, target, golden) = load(req, Missing::Refuse)?;
     log::info!(
         "target {target}, golden {golden}, layout {} on VG {}",
         config.label,
@@ -235,7 +251,7 @@ fn factory_reset(req: &Request, report: &mut Report) -> Result<Outcome, Failure>
 }
 
 fn rollback(req: &Request, report: &mut Report) -> Result<Outcome, Failure> {
-    let config = load_config(&req.config)?;
+    let config = load_config(&req.config, Missing::Refuse)?;
     let probe = report.phase("probe", |_| rollback::probe(&config, &Lvm))?;
     let plan = rollback::plan(&config, &probe)?;
     run(req, report, plan, || Ok(Vec::new()))
@@ -321,4 +337,25 @@ pub fn after(after: After) {
             After::Continue => "continue",
         }
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recovery_without_its_configuration_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let missing = tmp.path().join("zshield.conf");
+        let err = load_config(&missing, Missing::Refuse).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("no configuration file")
+                && format!("{err:#}").contains("does not guess the target disk"),
+            "{err:#}"
+        );
+        assert_eq!(
+            load_config(&missing, Missing::ShowDefaults).unwrap(),
+            Config::default()
+        );
+    }
 }

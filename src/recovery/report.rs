@@ -9,6 +9,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
+use crate::accounts::restrict_to_adm;
 use crate::cmdline::Mode;
 use crate::logging::{now_utc, RUN_DIR};
 use crate::recovery::step::{Plan, Step};
@@ -142,19 +143,22 @@ impl Report {
         format!("{}-{}", self.started.replace(['-', ':'], ""), self.mode)
     }
 
-    /// Writes `<stem>.json` and a copy of the human log into `dir`.
-    pub fn write(&mut self, dir: &Path) -> Result<PathBuf> {
+    /// Writes `<stem>.json` and a copy of the human log into `dir`, a
+    /// directory of the system whose root is `root` (for its group `adm`).
+    pub fn write(&mut self, dir: &Path, root: &Path) -> Result<PathBuf> {
         self.seconds = self.start.elapsed().as_secs_f64();
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let json = dir.join(format!("{}.json", self.stem()));
         let text = serde_json::to_string_pretty(self)? + "\n";
         std::fs::write(&json, text).with_context(|| format!("cannot write {}", json.display()))?;
+        restrict_to_adm(&json, root)?;
         let log = Path::new(RUN_DIR).join("zshield.log");
         let log_copy = dir.join(format!("{}.log", self.stem()));
         if log.exists() && log != log_copy {
             log::logger().flush();
             std::fs::copy(&log, &log_copy)
                 .with_context(|| format!("cannot write {}", log_copy.display()))?;
+            restrict_to_adm(&log_copy, root)?;
         }
         Ok(json)
     }
@@ -170,7 +174,10 @@ mod tests {
         r.started = "2026-11-22T03:04:05Z".into();
         assert_eq!(r.stem(), "20261122T030405Z-default");
         let dir = tempfile::tempdir().unwrap();
-        let json = r.write(dir.path()).unwrap();
+        let json = r.write(dir.path(), dir.path()).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&json).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o640, "{mode:o}");
         let value: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
         assert_eq!(value["mode"], "default");

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
+use crate::accounts::id_of;
 use crate::config::ProvisionConfig;
 use crate::disk::mounts::MountStack;
 use crate::runner::Cmd;
@@ -209,19 +210,6 @@ fn parse_mode(text: &str) -> Option<u32> {
     u32::from_str_radix(text, 8).ok().filter(|m| *m <= 0o7777)
 }
 
-/// The id of `name` in an `/etc/passwd` or `/etc/group` text (a number is
-/// taken as it is).
-fn lookup_id(db: &str, name: &str) -> Option<u32> {
-    if let Ok(id) = name.parse() {
-        return Some(id);
-    }
-    db.lines().find_map(|line| {
-        let mut f = line.split(':');
-        (f.next()? == name).then_some(())?;
-        f.nth(1)?.parse().ok()
-    })
-}
-
 /// The entries for `arch`, checked against the target: each source exists
 /// (`source_is_file`), each owner and group is known to the target, and no
 /// destination is installed twice.
@@ -252,13 +240,13 @@ pub fn resolve(
                 e.source
             )));
         }
-        let uid = lookup_id(passwd, &e.owner).ok_or_else(|| {
+        let uid = id_of(passwd, &e.owner).ok_or_else(|| {
             at(format!(
                 "unknown owner {:?}: no such user in the target's /etc/passwd",
                 e.owner
             ))
         })?;
-        let gid = lookup_id(group, &e.group).ok_or_else(|| {
+        let gid = id_of(group, &e.group).ok_or_else(|| {
             at(format!(
                 "unknown group {:?}: no such group in the target's /etc/group",
                 e.group

@@ -31,7 +31,8 @@ pub fn steps(probe: &Probe, c: &Config, boot_dev: &str, boot_uuid: &str) -> Vec<
         fstab.push(FstabEntry {
             spec: mapper_path(vg, &data.name),
             mount_point: data.mount.clone(),
-            options: "defaults,nodev".into(),
+            // Data volumes hold no devices and no programs to run as their owner.
+            options: "defaults,nodev,nosuid".into(),
             passno: 2,
         });
     }

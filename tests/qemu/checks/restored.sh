@@ -29,6 +29,21 @@ json_report() {
     return 1
 }
 
+no_suid_no_dev() { # MOUNT_POINT
+    local options
+    options=$(findmnt -no OPTIONS "$1")
+    [[ ",$options," == *,nosuid,* && ",$options," == *,nodev,* ]] || { echo "$1 options: $options"; return 1; }
+}
+
+reports_private() { # every report and log copy: 0640 root:adm
+    local f bad=""
+    for f in /var/log/zshield/*.json /var/log/zshield/*.log; do
+        [ -e "$f" ] || continue
+        [ "$(stat -c %a:%U:%G "$f")" = 640:root:adm ] || bad="$bad $f=$(stat -c %a:%U:%G "$f")"
+    done
+    [ -z "$bad" ] || { echo "not 0640 root:adm:$bad"; return 1; }
+}
+
 cmdline_root() {
     tr ' ' '\n' </proc/cmdline | grep -qx 'root=/dev/mapper/vgroup-lv--root' ||
         { echo "cmdline: $(cat /proc/cmdline)"; return 1; }
@@ -60,6 +75,9 @@ check home-on-lv-user expect_eq "/home source" "$(findmnt -no SOURCE /home)" /de
 check audit-on-lv-audit expect_eq "/var/log/audit source" "$(findmnt -no SOURCE /var/log/audit)" /dev/mapper/vgroup-lv--audit
 check boot-mounted boot_is_mounted
 check json-report json_report
+check reports-private reports_private
+check home-nosuid-nodev no_suid_no_dev /home
+check audit-nosuid-nodev no_suid_no_dev /var/log/audit
 check fixture-capability capability_kept
 check fixture-acl acl_kept
 check fixture-hardlink hardlink_kept
