@@ -420,3 +420,161 @@ fn plan_command_prints_the_steps_and_refuses_the_golden_disk() {
     assert_eq!(target.sha256(), target_before, "plan wrote the target");
     assert_eq!(golden.sha256(), golden_before, "plan wrote the golden");
 }
+
+/// A golden root partition and a configuration for `zshield plan`.
+struct PlanSetup {
+    _golden: Loop,
+    golden_part: String,
+    config: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl PlanSetup {
+    fn new() -> PlanSetup {
+        let golden = Loop::new("zap-golden", 64 * MIB);
+        sfdisk(&golden.dev, "label: dos\\n,,L,\\n");
+        let golden_part = format!("{}p1", golden.dev);
+        blockdev::wait_for_nodes(
+            std::slice::from_ref(&golden_part),
+            std::time::Duration::from_secs(10),
+        )
+        .unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        sh(&format!(
+            "mkdir -p {t}/etc {t}/sbin && echo 'ID=debian' > {t}/etc/os-release && touch {t}/sbin/init \
+             && echo 'LABEL=golden-root / ext4 ro 0 0' > {t}/etc/fstab \
+             && mkfs.ext4 -q -L golden-root -d {t} {golden_part}",
+            t = tmp.path().join("tree").display()
+        ));
+        let config = tmp.path().join("zshield.conf");
+        std::fs::write(&config, "boot_size = \"64M\"\n[root]\nname = \"lv-root\"\nsize = \"64M\"\n[snapshot]\nname = \"snap0\"\nsize = \"16M\"\n").unwrap();
+        PlanSetup {
+            _golden: golden,
+            golden_part,
+            config,
+            _tmp: tmp,
+        }
+    }
+
+    /// `zshield plan` for `target`: whether it succeeded, and what it said.
+    fn plan(&self, target: &str) -> (bool, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_zshield"))
+            .args(["plan", "--config"])
+            .arg(&self.config)
+            .args(["--golden", &self.golden_part, "--target", target])
+            .env("PATH", "/nonexistent")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+/// A disk whose partition table was zapped (`wipefs -a`, as `sgdisk
+/// --zap-all` leaves it) still holds what its first partition held: zshield
+/// names it and where it starts, refuses, and leaves the disk as it was.
+#[test]
+fn what_a_zapped_table_leaves_is_found_and_refused() {
+    let setup = PlanSetup::new();
+    // Made by the real tools where Debian has them; LVM, md, ZFS and bcache
+    // written at their documented offsets (the host kernel has no dm or md).
+    // The smallest disk each tool takes (XFS wants 300 MB), so that hashing it is quick.
+    let cases = [
+        ("an ext2/3/4 filesystem", 64, "mkfs.ext4 -q -F {p}"),
+        ("an XFS filesystem", 320, "mkfs.xfs -q -f {p}"),
+        ("a btrfs filesystem", 160, "mkfs.btrfs -q -f {p}"),
+        ("a FAT filesystem", 64, "mkfs.vfat -F 32 {p} >/dev/null"),
+        ("an NTFS filesystem", 64, "mkntfs -Q -F -q {p}"),
+        ("a swap area", 64, "mkswap {p} >/dev/null"),
+        (
+            "a LUKS encrypted volume",
+            64,
+            "echo -n pass | cryptsetup luksFormat -q --type luks2 --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --key-file=- {p}",
+        ),
+        (
+            "an ISO 9660 image",
+            64,
+            "xorriso -as mkisofs -quiet -o {p} /etc/hostname 2>/dev/null",
+        ),
+        (
+            "an LVM physical volume",
+            64,
+            "printf 'LABELONE' | dd of={p} bs=1 seek=512 conv=notrunc status=none \
+             && printf 'LVM2 001' | dd of={p} bs=1 seek=536 conv=notrunc status=none",
+        ),
+        (
+            "a Linux RAID (md 1.1/1.2) member",
+            64,
+            "printf '\\374\\116\\053\\251' | dd of={p} bs=1 seek=4096 conv=notrunc status=none",
+        ),
+        (
+            "a ZFS label",
+            64,
+            "printf '\\014\\261\\272\\000\\000\\000\\000\\000' | dd of={p} bs=1 seek=131072 conv=notrunc status=none",
+        ),
+        (
+            "a bcache device",
+            64,
+            "printf '\\306\\205\\163\\366\\116\\032\\105\\312\\202\\145\\365\\177\\110\\272\\155\\201' | dd of={p} bs=1 seek=4120 conv=notrunc status=none",
+        ),
+    ];
+    for (what, mib, make) in cases {
+        let l = Loop::new("zapped", mib * MIB);
+        sfdisk(&l.dev, "label: gpt\\nstart=2048,type=L\\n");
+        let part = format!("{}p1", l.dev);
+        blockdev::wait_for_nodes(
+            std::slice::from_ref(&part),
+            std::time::Duration::from_secs(10),
+        )
+        .unwrap();
+        sh(&make.replace("{p}", &part));
+        sh(&format!("wipefs -q -a {}", l.dev));
+        let before = l.sha256();
+        let expected = format!("{what} at 1 MiB");
+        let Content::Foreign(found) = content_of(&l.block()) else {
+            panic!("{what}: not foreign")
+        };
+        assert!(found.contains(&expected), "{what}: {found:?}");
+        let (ok, text) = setup.plan(&l.dev);
+        assert!(
+            !ok && text.contains(&expected) && text.contains("zshield.wipe"),
+            "{what}: {text}"
+        );
+        assert_eq!(l.sha256(), before, "{what}: the refusal changed the disk");
+    }
+
+    // Data in the middle of the disk only, where a sample falls.
+    let l = Loop::new("middle", 3 * GIB);
+    sh(&format!(
+        "printf 'data' | dd of={} bs=1 seek={} conv=notrunc status=none",
+        l.image.display(),
+        2 * GIB + 4096
+    ));
+    let Content::Foreign(found) = content_of(&l.block()) else {
+        panic!("data in the middle: not foreign")
+    };
+    assert!(
+        found[0].contains(&format!("unrecognised data at byte {}", 2 * GIB + 4096)),
+        "{found:?}"
+    );
+
+    // An msdos zshield disk whose first MiB was zeroed: its /boot is still there.
+    let l = Loop::new("msdos-zeroed", 512 * MIB);
+    let disk = l.block();
+    let parts = fresh_partitions(Label::Msdos, disk.size(), 128 * MIB);
+    blockdev::write_table(&disk, Label::Msdos, &parts, MSDOS_SIGNATURE_MAGIC | 7).unwrap();
+    blockdev::reread_partitions(&disk, &expected(&parts)).unwrap();
+    sh(&format!(
+        "mkfs.ext4 -q {}p1 && dd if=/dev/zero of={} bs=1M count=1 conv=notrunc status=none",
+        l.dev, l.dev
+    ));
+    let Content::Foreign(found) = content_of(&disk) else {
+        panic!("zeroed msdos zshield disk: not foreign")
+    };
+    assert!(
+        found.contains(&"an ext2/3/4 filesystem at 1 MiB".to_string()),
+        "{found:?}"
+    );
+}

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::config::Label;
-use crate::disk::content::{Evidence, Table, TablePartition, EVIDENCE_BYTES};
+use crate::disk::content::{
+    Evidence, Table, TablePartition, HEAD_BYTES, SAMPLE_BYTES, SAMPLE_EVERY, TAIL_BYTES,
+};
 use crate::layout::{partition_dev, NewPartition, PartKind, MSDOS_LINUX, MSDOS_LVM};
 use crate::runner::Cmd;
 
@@ -248,22 +250,34 @@ pub fn parse_devno(text: &str) -> Option<u64> {
     ))
 }
 
-/// Reads the first and last MiB of a disk and its partition table.
+/// Reads what zshield judges a disk by (`content::Evidence`): its first
+/// 64 MiB, its last 16 MiB, 64 KiB at every GiB, and its partition table.
 pub fn read_evidence(disk: &BlockDev) -> Result<Evidence> {
     let file =
         File::open(&disk.dev).with_context(|| format!("cannot open {} to read it", disk.dev))?;
     let size = disk.size();
-    let len = EVIDENCE_BYTES.min(size) as usize;
-    let mut head = vec![0; len];
-    file.read_exact_at(&mut head, 0)
-        .with_context(|| format!("cannot read the start of {}", disk.dev))?;
-    let mut tail = vec![0; len];
-    file.read_exact_at(&mut tail, size - len as u64)
-        .with_context(|| format!("cannot read the end of {}", disk.dev))?;
+    let read = |offset: u64, len: u64| -> Result<Vec<u8>> {
+        let mut buf = vec![0; len as usize];
+        file.read_exact_at(&mut buf, offset)
+            .with_context(|| format!("cannot read {len} bytes at {offset} of {}", disk.dev))?;
+        Ok(buf)
+    };
+    let head = read(0, HEAD_BYTES.min(size))?;
+    let tail_len = TAIL_BYTES.min(size);
+    let tail = read(size - tail_len, tail_len)?;
+    let mut samples = Vec::new();
+    let mut at = SAMPLE_EVERY;
+    while at + SAMPLE_BYTES <= size - tail_len {
+        samples.push((at, read(at, SAMPLE_BYTES)?));
+        at += SAMPLE_EVERY;
+    }
     let sector = disk.logical_sector_size();
     let mut evidence = Evidence {
+        size,
+        sector,
         head,
         tail,
+        samples,
         table: None,
         table_error: None,
     };

@@ -1,12 +1,15 @@
-//! What a disk holds, judged from its first and last MiB and its partition
-//! table: blank, a zshield layout (complete or half-made), or something foreign.
+//! What a disk holds, judged from its partition table, the signatures at its
+//! start, at the usual partition starts and at its end, and samples across
+//! the whole of it: blank, a zshield layout (complete or half-made), or
+//! something foreign. Blank means nothing was found anywhere zshield looked.
 
 use crate::config::Label;
+use crate::disk::signatures;
 use crate::layout::{
     GPT_BIOS_NAME, GPT_BIOS_TYPE, GPT_BOOT_NAME, GPT_LINUX_FS_TYPE, GPT_LVM_NAME, GPT_LVM_TYPE,
     MSDOS_LINUX, MSDOS_LVM, MSDOS_SIGNATURE_MAGIC,
 };
-use crate::units::MIB;
+use crate::units::{human, GIB, KIB, MIB};
 
 /// One partition of a table read from a disk, in bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,15 +62,28 @@ pub enum Content {
 /// The raw evidence read from a disk.
 #[derive(Debug, Clone, Default)]
 pub struct Evidence {
-    /// The first MiB (or the whole disk if smaller).
+    /// The disk's size in bytes.
+    pub size: u64,
+    /// Its logical sector size.
+    pub sector: u64,
+    /// The first `HEAD_BYTES` (or the whole disk if smaller).
     pub head: Vec<u8>,
-    /// The last MiB.
+    /// The last `TAIL_BYTES`.
     pub tail: Vec<u8>,
+    /// `SAMPLE_BYTES` at every GiB between them, with their offsets.
+    pub samples: Vec<(u64, Vec<u8>)>,
     /// The partition table, when one could be parsed.
     pub table: Option<Table>,
     /// What could not be parsed (a damaged GPT, say).
     pub table_error: Option<String>,
 }
+
+/// How much zshield reads of a disk to judge it: the first 64 MiB (every
+/// usual partition start), the last 16 MiB, 64 KiB at every GiB.
+pub const HEAD_BYTES: u64 = 64 * MIB;
+pub const TAIL_BYTES: u64 = 16 * MIB;
+pub const SAMPLE_BYTES: u64 = 64 * KIB;
+pub const SAMPLE_EVERY: u64 = GIB;
 
 pub fn classify(e: &Evidence) -> Content {
     if let Some(table) = &e.table {
@@ -80,14 +96,54 @@ pub fn classify(e: &Evidence) -> Content {
     if let Some(err) = &e.table_error {
         found.push(format!("a damaged partition table ({err})"));
     }
-    found.extend(signatures(&e.head, &e.tail));
-    if found.is_empty() && is_zero(&e.head) && is_zero(&e.tail) {
-        return Content::Blank;
+    found.extend(found_signatures(e).into_iter().map(|(what, _)| what));
+    if found.is_empty() {
+        if let Some(offset) = first_data(e) {
+            found.push(format!(
+                "unrecognised data at byte {offset} ({})",
+                human(offset)
+            ));
+        }
     }
     if found.is_empty() {
-        found.push("unrecognised data in its first or last MiB".into());
+        Content::Blank
+    } else {
+        Content::Foreign(found)
     }
-    Content::Foreign(found)
+}
+
+/// Every known signature on the disk, in words, with where what it names
+/// starts (for the wipe).
+pub fn found_signatures(e: &Evidence) -> Vec<(String, u64)> {
+    let mut found: Vec<(String, u64)> = Vec::new();
+    for start in signatures::candidate_starts() {
+        for what in signatures::at_start(&e.head, start as usize) {
+            found.push((format!("{what} {}", signatures::place(start)), start));
+        }
+    }
+    let end = e.size.saturating_sub(TAIL_BYTES);
+    for what in signatures::of_disk(&e.head, &e.tail, e.size, e.sector.max(512)) {
+        found.push((what.to_string(), if what.contains("end") { end } else { 0 }));
+    }
+    found
+}
+
+/// A new disk reads as zeros, some as 0xFF.
+fn is_blank(buf: &[u8]) -> bool {
+    buf.iter().all(|&b| b == 0) || buf.iter().all(|&b| b == 0xFF)
+}
+
+/// The offset of the first region read that holds data.
+fn first_data(e: &Evidence) -> Option<u64> {
+    let position = |buf: &[u8], at: u64| {
+        (!is_blank(buf)).then(|| {
+            let first = buf[0];
+            at + buf.iter().position(|&b| b != first).unwrap_or(0) as u64
+        })
+    };
+    position(&e.head, 0)
+        .or_else(|| e.samples.iter().find_map(|(at, buf)| position(buf, *at)))
+        .or_else(|| position(&e.tail, e.size - e.tail.len() as u64))
 }
 
 fn zshield_layout(table: &Table) -> Option<ExistingLayout> {
@@ -168,52 +224,6 @@ fn describe_table(table: &Table) -> String {
     }
 }
 
-/// Well-known signatures in the first and last MiB of a disk without a table.
-fn signatures(head: &[u8], tail: &[u8]) -> Vec<String> {
-    let at = |buf: &[u8], offset: usize, magic: &[u8]| {
-        buf.get(offset..offset + magic.len()) == Some(magic)
-    };
-    let mut found: Vec<String> = Vec::new();
-    if (0..4).any(|sector| at(head, sector * 512, b"LABELONE")) {
-        found.push("an LVM physical volume on the whole disk".into());
-    }
-    if at(head, 1024 + 56, &[0x53, 0xEF]) {
-        found.push("an ext2/3/4 filesystem on the whole disk".into());
-    }
-    if at(head, 0, b"XFSB") {
-        found.push("an XFS filesystem on the whole disk".into());
-    }
-    if at(head, 0x10040, b"_BHRfS_M") {
-        found.push("a btrfs filesystem on the whole disk".into());
-    }
-    if at(head, 4096 - 10, b"SWAPSPACE2") {
-        found.push("a swap area on the whole disk".into());
-    }
-    if at(head, 0x8001, b"CD001") {
-        found.push("an ISO 9660 image".into());
-    }
-    if at(head, 4096, &[0xFC, 0x4E, 0x2B, 0xA9]) {
-        found.push("a Linux RAID (md) member".into());
-    }
-    if at(head, 510, &[0x55, 0xAA]) && !found.iter().any(|f| f.contains("ISO")) {
-        found.push("a boot sector or unreadable partition table".into());
-    }
-    if at(head, 512, b"EFI PART") {
-        found.push("a GPT header".into());
-    }
-    if tail.len() >= 512 && at(tail, tail.len() - 512, b"EFI PART") {
-        found.push("a backup GPT header at the end of the disk".into());
-    }
-    found
-}
-
-fn is_zero(buf: &[u8]) -> bool {
-    buf.iter().all(|&b| b == 0)
-}
-
-/// How much zshield reads at each end of a disk to judge it.
-pub const EVIDENCE_BYTES: u64 = MIB;
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,10 +238,17 @@ mod tests {
         }
     }
 
+    /// A blank 8 GiB disk, as read (a short head keeps the tests light:
+    /// candidates past it are not looked at).
     fn zeros() -> Evidence {
         Evidence {
-            head: vec![0; MIB as usize],
-            tail: vec![0; MIB as usize],
+            size: 8 * GIB,
+            sector: 512,
+            head: vec![0; 2 * MIB as usize],
+            tail: vec![0; TAIL_BYTES as usize],
+            samples: (1..8)
+                .map(|g| (g * GIB, vec![0; SAMPLE_BYTES as usize]))
+                .collect(),
             ..Default::default()
         }
     }
@@ -247,8 +264,39 @@ mod tests {
     }
 
     #[test]
-    fn zeros_are_blank() {
+    fn zeros_are_blank_and_so_are_ones() {
         assert_eq!(classify(&zeros()), Content::Blank);
+        let mut e = zeros();
+        e.head.fill(0xFF);
+        e.tail.fill(0xFF);
+        assert_eq!(classify(&e), Content::Blank);
+    }
+
+    #[test]
+    fn a_filesystem_whose_table_was_zapped_is_foreign_and_placed() {
+        let mut e = zeros();
+        e.head[MIB as usize + 1080..MIB as usize + 1082].copy_from_slice(&[0x53, 0xEF]);
+        let Content::Foreign(found) = classify(&e) else {
+            panic!()
+        };
+        assert_eq!(found, ["an ext2/3/4 filesystem at 1 MiB"]);
+        assert_eq!(found_signatures(&e)[0].1, MIB);
+    }
+
+    #[test]
+    fn data_in_the_middle_of_the_disk_is_not_blank() {
+        let mut e = zeros();
+        e.samples[3].1[100] = 1;
+        let Content::Foreign(found) = classify(&e) else {
+            panic!()
+        };
+        assert_eq!(
+            found,
+            [format!(
+                "unrecognised data at byte {} (4 GiB)",
+                4 * GIB + 100
+            )]
+        );
     }
 
     #[test]
@@ -320,6 +368,7 @@ mod tests {
     fn names_whole_disk_signatures() {
         let mut e = zeros();
         e.head[512..520].copy_from_slice(b"LABELONE");
+        e.head[536..544].copy_from_slice(b"LVM2 001");
         e.head[1080..1082].copy_from_slice(&[0x53, 0xEF]);
         let Content::Foreign(found) = classify(&e) else {
             panic!()
@@ -343,6 +392,7 @@ mod tests {
     fn unknown_bytes_are_not_blank() {
         let mut e = zeros();
         e.head[300_000] = 7;
+        e.head[300_001] = 7;
         let Content::Foreign(found) = classify(&e) else {
             panic!()
         };

@@ -5,3 +5,4 @@ pub mod blockdev;
 pub mod content;
 pub mod golden;
 pub mod mounts;
+pub mod signatures;
