@@ -9,7 +9,7 @@ use crate::config::{Config, Label};
 use crate::disk::content::Content;
 use crate::layout::{
     align_up, fresh_numbers, fresh_partitions, fresh_vg_extents, partition_dev, size_in_extents,
-    wipe_ranges, ALIGN, EXTENT, MSDOS_SIGNATURE_MAGIC, PE_START, TAG_LAYOUT,
+    wipe_ranges, ALIGN, EXTENT, MSDOS_SIGNATURE_MAGIC, PE_START, TAG_FS_READY, TAG_LAYOUT,
 };
 use crate::recovery::probe::Probe;
 use crate::recovery::step::{Plan, Refusal, Step};
@@ -63,7 +63,17 @@ pub fn plan(
         steps: Vec::new(),
         new_uuid,
     };
-    let wipe_hint = "boot with zshield.wipe to erase the whole disk, or check the target";
+    // A disk whose table zshield no longer recognises may still carry its
+    // VG: then erasing it is never the advice.
+    let data = zshield_data_volumes(probe, &target_vgs);
+    let wipe_hint = if data.is_empty() {
+        "boot with zshield.wipe to erase the whole disk, or check the target".to_string()
+    } else {
+        format!(
+            "it still carries zshield's data volumes {}: do not erase it; restore its partition table (its backup GPT, or testdisk), or copy their data elsewhere before anything else",
+            data.join(", ")
+        )
+    };
     let wipe_all = Some(probe.partitions.as_slice());
     let (found, volumes) = match &probe.content {
         Content::Blank => ("a blank disk".to_string(), planner.fresh(None, &[])?),
@@ -108,6 +118,24 @@ pub fn plan(
         golden: Some(probe.golden.dev.clone()),
         steps: planner.steps,
     })
+}
+
+/// `VG/LV` of the data volumes (made by zshield, holding data) of the VGs
+/// on the target.
+fn zshield_data_volumes(probe: &Probe, target_vgs: &[String]) -> Vec<String> {
+    let ours = |vg: &str| {
+        target_vgs.iter().any(|v| v == vg)
+            && probe
+                .vgs
+                .iter()
+                .any(|v| v.name == vg && v.has_tag(TAG_LAYOUT))
+    };
+    probe
+        .lvs
+        .iter()
+        .filter(|lv| ours(&lv.vg) && lv.has_tag(TAG_FS_READY))
+        .map(|lv| format!("{}/{}", lv.vg, lv.name))
+        .collect()
 }
 
 /// What the LVM part of the plan decided, for the steps that follow it.
@@ -394,6 +422,20 @@ pub(super) mod tests {
             &[(0, MIB), (MIB, MIB), (3 * GIB, MIB), (4 * GIB - MIB, MIB)]
         );
         assert!(p.found.contains("wiped"));
+    }
+
+    #[test]
+    fn a_lost_table_over_zshield_data_is_never_advised_to_be_wiped() {
+        // The table is gone, LVM still sees the VG on the disk.
+        let mut probe = complete_probe();
+        probe.content = Content::Foreign(vec!["an LVM physical volume at 258 MiB".into()]);
+        let r = refusal(&probe);
+        assert!(
+            !r.contains("zshield.wipe")
+                && r.contains("data volumes vgroup/lv-user, vgroup/lv-audit")
+                && r.contains("restore its partition table"),
+            "{r}"
+        );
     }
 
     #[test]
