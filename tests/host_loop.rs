@@ -9,7 +9,7 @@ use std::process::Command;
 
 use zshield::config::Label;
 use zshield::disk::blockdev::{self, BlockDev, ReadOnlyGuard};
-use zshield::disk::content::{classify, Content};
+use zshield::disk::content::{classify, found_signatures, old_areas, Content};
 use zshield::disk::mounts::MountStack;
 use zshield::layout::{fresh_partitions, wipe_ranges, NewPartition, MSDOS_SIGNATURE_MAGIC};
 use zshield::target::copy::copy_tree;
@@ -165,14 +165,24 @@ fn foreign_table_is_named_and_a_wipe_leaves_nothing_behind() {
         "{found:?}"
     );
 
-    let old: Vec<(u64, u64)> = disk
+    // What a factory reset with zshield.wipe erases: the ends of every old
+    // partition and where each signature starts (ext4's backup superblocks).
+    let kernel: Vec<(u64, u64)> = disk
         .partitions()
         .iter()
         .map(|(_, p)| (p.start(), p.size()))
         .collect();
+    let old = old_areas(&blockdev::read_evidence(&disk).unwrap(), &kernel);
     blockdev::wipe(&disk, &wipe_ranges(disk.size(), &old)).unwrap();
     blockdev::reread_partitions(&disk, &[]).unwrap();
-    assert_eq!(content_of(&disk), Content::Blank);
+    // No table and no signature left; the old filesystem's body is still
+    // there, so the disk is not blank.
+    let evidence = blockdev::read_evidence(&disk).unwrap();
+    assert!(evidence.table.is_none() && found_signatures(&evidence).is_empty());
+    let Content::Foreign(found) = classify(&evidence) else {
+        panic!("a wiped disk with data left is not blank")
+    };
+    assert!(found[0].starts_with("unrecognised data"), "{found:?}");
     assert!(
         disk.partitions().is_empty(),
         "the kernel still sees old partitions"

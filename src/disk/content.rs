@@ -128,6 +128,23 @@ pub fn found_signatures(e: &Evidence) -> Vec<(String, u64)> {
     found
 }
 
+/// `(start, size)` of what the disk held, for a wipe: the partitions of its
+/// table (or those the kernel knows), and a MiB where each signature found
+/// without them starts.
+pub fn old_areas(e: &Evidence, kernel_partitions: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut areas: Vec<(u64, u64)> = match &e.table {
+        Some(t) => t.partitions().iter().map(|p| (p.start, p.size)).collect(),
+        None => kernel_partitions.to_vec(),
+    };
+    areas.extend(
+        found_signatures(e)
+            .into_iter()
+            .filter(|(_, start)| *start > 0)
+            .map(|(_, start)| (start, MIB)),
+    );
+    areas
+}
+
 /// A new disk reads as zeros, some as 0xFF.
 fn is_blank(buf: &[u8]) -> bool {
     buf.iter().all(|&b| b == 0) || buf.iter().all(|&b| b == 0xFF)

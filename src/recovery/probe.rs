@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 
 use crate::config::ProvisionConfig;
 use crate::disk::blockdev::{ext_superblock, read_evidence, settle_udev, BlockDev, Holder};
-use crate::disk::content::{classify, found_signatures, Content};
+use crate::disk::content::{classify, old_areas, Content};
 use crate::disk::golden;
 use crate::disk::mounts::{mount_point_of, mounts_of, MountStack};
 use crate::fstab;
@@ -18,7 +18,6 @@ use crate::logging::RUN_DIR;
 use crate::lvm::report::{Lv, Pv, Vg};
 use crate::lvm::Lvm;
 use crate::target::provision::{self, Provision};
-use crate::units::MIB;
 
 /// How long to wait for a device named on the command line to appear.
 const DEVICE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -163,20 +162,11 @@ pub fn probe(
         }
     }
     let evidence = read_evidence(&target)?;
-    let mut old_partitions: Vec<(u64, u64)> = match &evidence.table {
-        Some(t) => t.partitions().iter().map(|p| (p.start, p.size)).collect(),
-        None => partitions
-            .iter()
-            .map(|(_, p)| (p.start(), p.size()))
-            .collect(),
-    };
-    // What a lost table left behind: a wipe erases where each of them starts.
-    old_partitions.extend(
-        found_signatures(&evidence)
-            .into_iter()
-            .filter(|(_, start)| *start > 0)
-            .map(|(_, start)| (start, MIB)),
-    );
+    let kernel_partitions: Vec<(u64, u64)> = partitions
+        .iter()
+        .map(|(_, p)| (p.start(), p.size()))
+        .collect();
+    let old_partitions = old_areas(&evidence, &kernel_partitions);
     let (pvs, vgs, lvs) = match lvm {
         Some(lvm) => (lvm.pvs()?, lvm.vgs()?, lvm.lvs()?),
         None => (Vec::new(), Vec::new(), Vec::new()),
