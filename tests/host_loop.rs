@@ -344,50 +344,13 @@ fn golden_copy_keeps_links_acls_capabilities_sparse_owners_and_times() {
 /// another; then the same with the names swapped, which must be refused.
 #[test]
 fn plan_command_prints_the_steps_and_refuses_the_golden_disk() {
-    let golden = Loop::new("plan-golden", 256 * MIB);
-    let target = Loop::new("plan-target", 4 * GIB);
-    sfdisk(&golden.dev, "label: dos\\n,,L,\\n");
-    let golden_part = format!("{}p1", golden.dev);
-    blockdev::wait_for_nodes(
-        std::slice::from_ref(&golden_part),
-        std::time::Duration::from_secs(10),
-    )
-    .unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let tree = tmp.path().join("tree");
-    sh(&format!(
-        "mkdir -p {t}/etc {t}/sbin {t}/boot && echo 'ID=debian' > {t}/etc/os-release && touch {t}/sbin/init \
-         && echo 'LABEL=golden-root / ext4 ro 0 0' > {t}/etc/fstab \
-         && mkfs.ext4 -q -L golden-root -d {t} {golden_part}",
-        t = tree.display()
-    ));
-    let config = tree.with_extension("conf");
-    std::fs::write(
-        &config,
+    let setup = PlanSetup::new(
         "boot_size = \"256M\"\n[root]\nname = \"lv-root\"\nsize = \"1280M\"\n[snapshot]\nname = \"snap0\"\nsize = \"512M\"\n\
          [[data]]\nname = \"lv-user\"\nsize = \"256M\"\nmount = \"/home\"\n",
-    )
-    .unwrap();
-    let zshield = env!("CARGO_BIN_EXE_zshield");
-    let run = |target: &str| {
-        let out = Command::new(zshield)
-            .args([
-                "plan",
-                "--config",
-                &config.display().to_string(),
-                "--golden",
-                &golden_part,
-                "--target",
-                target,
-            ])
-            .env("PATH", "/nonexistent") // no lvm here: LVM state is the QEMU tests' business
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    );
+    let golden = &setup.golden;
+    let target = Loop::new("plan-target", 4 * GIB);
+    let run = |dev: &str| setup.plan(dev);
     let target_before = target.sha256();
     let golden_before = golden.sha256();
 
@@ -433,15 +396,15 @@ fn plan_command_prints_the_steps_and_refuses_the_golden_disk() {
 
 /// A golden root partition and a configuration for `zshield plan`.
 struct PlanSetup {
-    _golden: Loop,
+    golden: Loop,
     golden_part: String,
     config: PathBuf,
     _tmp: tempfile::TempDir,
 }
 
 impl PlanSetup {
-    fn new() -> PlanSetup {
-        let golden = Loop::new("zap-golden", 64 * MIB);
+    fn new(config: &str) -> PlanSetup {
+        let golden = Loop::new("plan-golden", 64 * MIB);
         sfdisk(&golden.dev, "label: dos\\n,,L,\\n");
         let golden_part = format!("{}p1", golden.dev);
         blockdev::wait_for_nodes(
@@ -456,17 +419,18 @@ impl PlanSetup {
              && mkfs.ext4 -q -L golden-root -d {t} {golden_part}",
             t = tmp.path().join("tree").display()
         ));
-        let config = tmp.path().join("zshield.conf");
-        std::fs::write(&config, "boot_size = \"64M\"\n[root]\nname = \"lv-root\"\nsize = \"64M\"\n[snapshot]\nname = \"snap0\"\nsize = \"16M\"\n").unwrap();
+        let path = tmp.path().join("zshield.conf");
+        std::fs::write(&path, config).unwrap();
         PlanSetup {
-            _golden: golden,
+            golden,
             golden_part,
-            config,
+            config: path,
             _tmp: tmp,
         }
     }
 
-    /// `zshield plan` for `target`: whether it succeeded, and what it said.
+    /// `zshield plan` for `target` (no lvm here: LVM state is the QEMU
+    /// tests' business): whether it succeeded, and what it said.
     fn plan(&self, target: &str) -> (bool, String) {
         let out = Command::new(env!("CARGO_BIN_EXE_zshield"))
             .args(["plan", "--config"])
@@ -487,7 +451,9 @@ impl PlanSetup {
 /// names it and where it starts, refuses, and leaves the disk as it was.
 #[test]
 fn what_a_zapped_table_leaves_is_found_and_refused() {
-    let setup = PlanSetup::new();
+    let setup = PlanSetup::new(
+        "boot_size = \"64M\"\n[root]\nname = \"lv-root\"\nsize = \"64M\"\n[snapshot]\nname = \"snap0\"\nsize = \"16M\"\n",
+    );
     // Made by the real tools where Debian has them; LVM, md, ZFS and bcache
     // written at their documented offsets (the host kernel has no dm or md).
     // The smallest disk each tool takes (XFS wants 300 MB), so that hashing it is quick.
