@@ -56,7 +56,8 @@ impl Executor {
     /// Ends a run that got as far as it did: the report goes onto the target
     /// when its root is mounted, everything is synced, the target unmounted.
     pub fn close(mut self, report: &mut Report) -> Result<()> {
-        if self.root_mounted {
+        // A root the copy has reached: a fresh lv-root is empty when mounted.
+        if self.root_mounted && self.root_dir.join("etc").exists() {
             match report.write(&self.root_dir.join(TARGET_LOG_DIR), &self.root_dir) {
                 Ok(path) => log::info!(
                     "report on the target: /{}",
@@ -71,7 +72,7 @@ impl Executor {
 
     fn mount_root(&mut self, root: &str) -> Result<()> {
         self.mounts.ext4(root, &self.root_dir, false)?;
-        self.root_mounted = self.root_dir.join("etc").exists();
+        self.root_mounted = true;
         Ok(())
     }
 
