@@ -194,18 +194,17 @@ impl BootArgs {
     /// The recovery asked for, if any; an error when it is unknown or when
     /// anything else of zshield's on the command line is wrong.
     pub fn mode(&self) -> Result<Option<Mode>, String> {
-        let Some(mode) = self
-            .recovery
-            .as_deref()
-            .map(str::parse)
-            .transpose()
-            .map_err(|e| format!("zshield_recovery: {e}"))?
-        else {
+        let Some(asked) = self.recovery.as_deref() else {
             return Ok(None);
         };
-        match self.problems.as_slice() {
-            [] => Ok(Some(mode)),
-            problems => Err(problems.join("; ")),
+        let mode = asked
+            .parse::<Mode>()
+            .map_err(|e| format!("zshield_recovery: {e}"));
+        let mut problems: Vec<String> = mode.as_ref().err().cloned().into_iter().collect();
+        problems.extend(self.problems.iter().cloned());
+        match (mode, problems.is_empty()) {
+            (Ok(mode), true) => Ok(Some(mode)),
+            _ => Err(problems.join("; ")),
         }
     }
 

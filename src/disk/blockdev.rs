@@ -16,6 +16,7 @@ use crate::disk::content::{
 };
 use crate::layout::{partition_dev, NewPartition, PartKind, MSDOS_LINUX, MSDOS_LVM};
 use crate::runner::Cmd;
+use crate::units::MIB;
 
 mod ioctl {
     use nix::libc::{c_char, c_int, c_void};
@@ -262,22 +263,17 @@ pub fn read_evidence(disk: &BlockDev) -> Result<Evidence> {
             .with_context(|| format!("cannot read {len} bytes at {offset} of {}", disk.dev))?;
         Ok(buf)
     };
-    let head = read(0, HEAD_BYTES.min(size))?;
-    let tail_len = TAIL_BYTES.min(size);
-    let tail = read(size - tail_len, tail_len)?;
-    let mut samples = Vec::new();
-    let mut at = SAMPLE_EVERY;
-    while at + SAMPLE_BYTES <= size - tail_len {
-        samples.push((at, read(at, SAMPLE_BYTES)?));
-        at += SAMPLE_EVERY;
-    }
+    // The table first: a disk that has one is judged by it, and the rest
+    // (80 MiB and a sample every GiB, seconds under emulation) is read only
+    // for a disk without one.
     let sector = disk.logical_sector_size();
+    let first = MIB.min(size);
     let mut evidence = Evidence {
         size,
         sector,
-        head,
-        tail,
-        samples,
+        head: read(0, first)?,
+        tail: read(size - first, first)?,
+        samples: Vec::new(),
         table: None,
         table_error: None,
     };
@@ -289,6 +285,17 @@ pub fn read_evidence(disk: &BlockDev) -> Result<Evidence> {
         }
     } else if evidence.head.get(510..512) == Some(&[0x55, 0xAA]) {
         evidence.table = read_msdos(&evidence.head, sector);
+    }
+    if evidence.table.is_some() {
+        return Ok(evidence);
+    }
+    evidence.head = read(0, HEAD_BYTES.min(size))?;
+    let tail_len = TAIL_BYTES.min(size);
+    evidence.tail = read(size - tail_len, tail_len)?;
+    let mut at = SAMPLE_EVERY;
+    while at + SAMPLE_BYTES <= size - tail_len {
+        evidence.samples.push((at, read(at, SAMPLE_BYTES)?));
+        at += SAMPLE_EVERY;
     }
     Ok(evidence)
 }
