@@ -9,7 +9,7 @@ use std::process::Command;
 
 use zshield::config::Label;
 use zshield::disk::blockdev::{self, BlockDev, ReadOnlyGuard};
-use zshield::disk::content::{classify, found_signatures, old_areas, Content};
+use zshield::disk::content::{found_signatures, old_areas, Content};
 use zshield::disk::mounts::MountStack;
 use zshield::layout::{fresh_partitions, wipe_ranges, NewPartition, MSDOS_SIGNATURE_MAGIC};
 use zshield::target::copy::copy_tree;
@@ -83,7 +83,7 @@ fn sfdisk(dev: &str, script: &str) {
 }
 
 fn content_of(disk: &BlockDev) -> Content {
-    classify(&blockdev::read_evidence(disk).unwrap())
+    blockdev::examine(disk).unwrap().1
 }
 
 #[test]
@@ -172,14 +172,14 @@ fn foreign_table_is_named_and_a_wipe_leaves_nothing_behind() {
         .iter()
         .map(|(_, p)| (p.start(), p.size()))
         .collect();
-    let old = old_areas(&blockdev::read_evidence(&disk).unwrap(), &kernel);
+    let old = old_areas(&blockdev::examine(&disk).unwrap().0, &kernel);
     blockdev::wipe(&disk, &wipe_ranges(disk.size(), &old)).unwrap();
     blockdev::reread_partitions(&disk, &[]).unwrap();
     // No table and no signature left; the old filesystem's body is still
     // there, so the disk is not blank.
-    let evidence = blockdev::read_evidence(&disk).unwrap();
+    let (evidence, content) = blockdev::examine(&disk).unwrap();
     assert!(evidence.table.is_none() && found_signatures(&evidence).is_empty());
-    let Content::Foreign(found) = classify(&evidence) else {
+    let Content::Foreign(found) = content else {
         panic!("a wiped disk with data left is not blank")
     };
     assert!(found[0].starts_with("unrecognised data"), "{found:?}");

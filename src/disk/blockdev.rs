@@ -12,7 +12,8 @@ use anyhow::{bail, Context, Result};
 
 use crate::config::Label;
 use crate::disk::content::{
-    Evidence, Table, TablePartition, HEAD_BYTES, SAMPLE_BYTES, SAMPLE_EVERY, TAIL_BYTES,
+    classify, Content, Evidence, Table, TablePartition, HEAD_BYTES, SAMPLE_BYTES, SAMPLE_EVERY,
+    TAIL_BYTES,
 };
 use crate::layout::{partition_dev, NewPartition, PartKind, MSDOS_LINUX, MSDOS_LVM};
 use crate::runner::Cmd;
@@ -251,9 +252,20 @@ pub fn parse_devno(text: &str) -> Option<u64> {
     ))
 }
 
-/// Reads what zshield judges a disk by (`content::Evidence`): its first
-/// 64 MiB, its last 16 MiB, 64 KiB at every GiB, and its partition table.
-pub fn read_evidence(disk: &BlockDev) -> Result<Evidence> {
+/// How much of a disk `read_evidence` reads.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Reach {
+    /// Its first and last MiB and its partition table: enough to recognise
+    /// zshield's own layout, which is judged by its table alone.
+    Table,
+    /// Also its first 64 MiB, its last 16 MiB and 64 KiB at every GiB (80 MiB
+    /// and more, seconds under emulation): what is needed to call a disk
+    /// blank, and to find every signature start a wipe must erase.
+    Whole,
+}
+
+/// Reads what zshield judges a disk by (`content::Evidence`).
+fn read_evidence(disk: &BlockDev, reach: Reach) -> Result<Evidence> {
     let file =
         File::open(&disk.dev).with_context(|| format!("cannot open {} to read it", disk.dev))?;
     let size = disk.size();
@@ -263,16 +275,16 @@ pub fn read_evidence(disk: &BlockDev) -> Result<Evidence> {
             .with_context(|| format!("cannot read {len} bytes at {offset} of {}", disk.dev))?;
         Ok(buf)
     };
-    // The table first: a disk that has one is judged by it, and the rest
-    // (80 MiB and a sample every GiB, seconds under emulation) is read only
-    // for a disk without one.
     let sector = disk.logical_sector_size();
-    let first = MIB.min(size);
+    let (head_len, tail_len) = match reach {
+        Reach::Table => (MIB.min(size), MIB.min(size)),
+        Reach::Whole => (HEAD_BYTES.min(size), TAIL_BYTES.min(size)),
+    };
     let mut evidence = Evidence {
         size,
         sector,
-        head: read(0, first)?,
-        tail: read(size - first, first)?,
+        head: read(0, head_len)?,
+        tail: read(size - tail_len, tail_len)?,
         samples: Vec::new(),
         table: None,
         table_error: None,
@@ -286,18 +298,28 @@ pub fn read_evidence(disk: &BlockDev) -> Result<Evidence> {
     } else if evidence.head.get(510..512) == Some(&[0x55, 0xAA]) {
         evidence.table = read_msdos(&evidence.head, sector);
     }
-    if evidence.table.is_some() {
-        return Ok(evidence);
-    }
-    evidence.head = read(0, HEAD_BYTES.min(size))?;
-    let tail_len = TAIL_BYTES.min(size);
-    evidence.tail = read(size - tail_len, tail_len)?;
-    let mut at = SAMPLE_EVERY;
-    while at + SAMPLE_BYTES <= size - tail_len {
-        evidence.samples.push((at, read(at, SAMPLE_BYTES)?));
-        at += SAMPLE_EVERY;
+    if reach == Reach::Whole {
+        let mut at = SAMPLE_EVERY;
+        while at + SAMPLE_BYTES <= size - tail_len {
+            evidence.samples.push((at, read(at, SAMPLE_BYTES)?));
+            at += SAMPLE_EVERY;
+        }
     }
     Ok(evidence)
+}
+
+/// What `disk` holds, with the evidence it was judged by. zshield's own disk
+/// is judged by its table; any other may be called blank or wiped, and both
+/// need all of the evidence.
+pub fn examine(disk: &BlockDev) -> Result<(Evidence, Content)> {
+    let evidence = read_evidence(disk, Reach::Table)?;
+    let content = classify(&evidence);
+    if matches!(content, Content::Zshield(_)) {
+        return Ok((evidence, content));
+    }
+    let evidence = read_evidence(disk, Reach::Whole)?;
+    let content = classify(&evidence);
+    Ok((evidence, content))
 }
 
 fn lb_size(sector: u64) -> Result<gpt::disk::LogicalBlockSize> {

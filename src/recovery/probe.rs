@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use crate::config::ProvisionConfig;
-use crate::disk::blockdev::{ext_superblock, read_evidence, settle_udev, BlockDev, Holder};
-use crate::disk::content::{classify, old_areas, Content};
+use crate::disk::blockdev::{examine, ext_superblock, settle_udev, BlockDev, Holder};
+use crate::disk::content::{old_areas, Content};
 use crate::disk::golden;
 use crate::disk::mounts::{mount_point_of, mounts_of, MountStack};
 use crate::fstab;
@@ -161,7 +161,7 @@ pub fn probe(
             devnos.insert(dev.devno);
         }
     }
-    let evidence = read_evidence(&target)?;
+    let (evidence, content) = examine(&target)?;
     let kernel_partitions: Vec<(u64, u64)> = partitions
         .iter()
         .map(|(_, p)| (p.start(), p.size()))
@@ -182,7 +182,7 @@ pub fn probe(
             holders,
         },
         golden,
-        content: classify(&evidence),
+        content,
         partitions: old_partitions,
         pvs,
         vgs,
