@@ -152,6 +152,7 @@ pub fn gpt_layout() -> Content {
             258 * MIB,
             4 * GIB - 259 * MIB,
         ),
+        repair: None,
     })
 }
 

@@ -15,6 +15,7 @@ use crate::disk::content::{
     classify, Content, Evidence, Table, TablePartition, HEAD_BYTES, SAMPLE_BYTES, SAMPLE_EVERY,
     TAIL_BYTES,
 };
+use crate::disk::gpt_copies;
 use crate::layout::{partition_dev, NewPartition, PartKind, MSDOS_LINUX, MSDOS_LVM};
 use crate::runner::Cmd;
 use crate::units::MIB;
@@ -289,14 +290,15 @@ fn read_evidence(disk: &BlockDev, reach: Reach) -> Result<Evidence> {
         table: None,
         table_error: None,
     };
-    let gpt_magic_at = sector as usize;
-    if evidence.head.get(gpt_magic_at..gpt_magic_at + 8) == Some(b"EFI PART") {
-        match read_gpt(&disk.dev, sector) {
-            Ok(t) => evidence.table = Some(t),
-            Err(e) => evidence.table_error = Some(format!("GPT: {e}")),
+    match gpt_copies::read(&evidence.head, &evidence.tail, size, sector) {
+        Ok(Some(found)) => {
+            evidence.table = Some(Table::Gpt {
+                partitions: found.partitions,
+                damage: found.damage,
+            })
         }
-    } else if evidence.head.get(510..512) == Some(&[0x55, 0xAA]) {
-        evidence.table = read_msdos(&evidence.head, sector);
+        Ok(None) => evidence.table = read_msdos(&evidence.head, sector),
+        Err(e) => evidence.table_error = Some(format!("GPT: {e}")),
     }
     if reach == Reach::Whole {
         let mut at = SAMPLE_EVERY;
@@ -328,26 +330,6 @@ fn lb_size(sector: u64) -> Result<gpt::disk::LogicalBlockSize> {
         4096 => Ok(gpt::disk::LogicalBlockSize::Lb4096),
         other => bail!("unsupported logical sector size {other}"),
     }
-}
-
-fn read_gpt(dev: &str, sector: u64) -> Result<Table> {
-    let disk = gpt::GptConfig::new()
-        .writable(false)
-        .logical_block_size(lb_size(sector)?)
-        .open(dev)?;
-    let partitions = disk
-        .partitions()
-        .iter()
-        .filter(|(_, p)| p.is_used())
-        .map(|(number, p)| TablePartition {
-            number: *number,
-            start: p.first_lba * sector,
-            size: (p.last_lba + 1 - p.first_lba) * sector,
-            kind: p.part_type_guid.guid.to_string().to_uppercase(),
-            name: p.name.clone(),
-        })
-        .collect();
-    Ok(Table::Gpt { partitions })
 }
 
 /// An msdos table with at least one partition; a protective MBR alone (0xEE)
@@ -395,6 +377,38 @@ pub fn wipe(disk: &BlockDev, ranges: &[(u64, u64)]) -> Result<()> {
     }
     file.sync_all()?;
     Ok(())
+}
+
+/// Makes a GPT whole again from its `intact` copy (and its protective MBR),
+/// then has the kernel read it: with the primary copy damaged, the kernel
+/// saw no partitions.
+pub fn repair_gpt(disk: &BlockDev, intact: gpt_copies::Copy) -> Result<()> {
+    let e = read_evidence(disk, Reach::Table)?;
+    let writes = gpt_copies::repair(&e.head, &e.tail, e.size, e.sector, intact)
+        .map_err(|why| anyhow::anyhow!("cannot repair the GPT of {}: {why}", disk.dev))?;
+    let file = open_for_writing(&disk.dev)?;
+    for (offset, bytes) in &writes {
+        file.write_all_at(bytes, *offset).with_context(|| {
+            format!(
+                "cannot write {} bytes at {offset} of {}",
+                bytes.len(),
+                disk.dev
+            )
+        })?;
+    }
+    file.sync_all()?;
+    drop(file);
+    let Some(Table::Gpt { partitions, .. }) = read_evidence(disk, Reach::Table)?.table else {
+        bail!(
+            "the GPT of {} does not read back after its repair",
+            disk.dev
+        );
+    };
+    let expected: Vec<(u32, u64, u64)> = partitions
+        .iter()
+        .map(|p| (p.number, p.start, p.size))
+        .collect();
+    reread_partitions(disk, &expected)
 }
 
 /// Writes a new partition table (protective MBR + both GPT headers, or an

@@ -4,6 +4,7 @@
 //! something foreign. Blank means nothing was found anywhere zshield looked.
 
 use crate::config::Label;
+use crate::disk::gpt_copies::Damage;
 use crate::disk::signatures;
 use crate::layout::{
     GPT_BIOS_NAME, GPT_BIOS_TYPE, GPT_BOOT_NAME, GPT_LINUX_FS_TYPE, GPT_LVM_NAME, GPT_LVM_TYPE,
@@ -27,6 +28,8 @@ pub struct TablePartition {
 pub enum Table {
     Gpt {
         partitions: Vec<TablePartition>,
+        /// One copy (or the protective MBR) damaged, the other intact.
+        damage: Option<Damage>,
     },
     Msdos {
         signature: u32,
@@ -37,7 +40,7 @@ pub enum Table {
 impl Table {
     pub fn partitions(&self) -> &[TablePartition] {
         match self {
-            Table::Gpt { partitions } | Table::Msdos { partitions, .. } => partitions,
+            Table::Gpt { partitions, .. } | Table::Msdos { partitions, .. } => partitions,
         }
     }
 }
@@ -48,6 +51,8 @@ pub struct ExistingLayout {
     pub label: Label,
     pub boot: TablePartition,
     pub pv: TablePartition,
+    /// A GPT to repair from its intact copy before anything else.
+    pub repair: Option<Damage>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,7 +170,7 @@ fn first_data(e: &Evidence) -> Option<u64> {
 
 fn zshield_layout(table: &Table) -> Option<ExistingLayout> {
     match table {
-        Table::Gpt { partitions } => {
+        Table::Gpt { partitions, damage } => {
             let [bios, boot, pv] = partitions.as_slice() else {
                 return None;
             };
@@ -179,6 +184,7 @@ fn zshield_layout(table: &Table) -> Option<ExistingLayout> {
                 label: Label::Gpt,
                 boot: boot.clone(),
                 pv: pv.clone(),
+                repair: damage.clone(),
             })
         }
         Table::Msdos {
@@ -195,6 +201,7 @@ fn zshield_layout(table: &Table) -> Option<ExistingLayout> {
                 label: Label::Msdos,
                 boot: boot.clone(),
                 pv: pv.clone(),
+                repair: None,
             })
         }
     }
@@ -218,7 +225,7 @@ fn type_name(kind: &str) -> &str {
 
 fn describe_table(table: &Table) -> String {
     let (kind, parts) = match table {
-        Table::Gpt { partitions } => ("GPT", partitions),
+        Table::Gpt { partitions, .. } => ("GPT", partitions),
         Table::Msdos { partitions, .. } => ("msdos", partitions),
     };
     let list: Vec<String> = parts
@@ -277,6 +284,7 @@ mod tests {
                 part(2, GPT_LINUX_FS_TYPE, GPT_BOOT_NAME),
                 part(3, GPT_LVM_TYPE, GPT_LVM_NAME),
             ],
+            damage: None,
         }
     }
 
@@ -335,7 +343,7 @@ mod tests {
     #[test]
     fn a_gpt_with_other_names_is_foreign() {
         let mut t = zshield_gpt();
-        if let Table::Gpt { partitions } = &mut t {
+        if let Table::Gpt { partitions, .. } = &mut t {
             partitions[2].name = "data".into();
         }
         let e = Evidence {

@@ -4,5 +4,6 @@
 pub mod blockdev;
 pub mod content;
 pub mod golden;
+pub mod gpt_copies;
 pub mod mounts;
 pub mod signatures;

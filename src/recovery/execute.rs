@@ -84,6 +84,9 @@ impl Executor {
         let lvm = &self.lvm;
         match step {
             Step::DeactivateVg { vg } => lvm.deactivate(vg),
+            Step::RepairGpt { disk, intact, .. } => {
+                blockdev::repair_gpt(&BlockDev::open(disk)?, *intact)
+            }
             Step::Wipe { disk, ranges } => {
                 let disk = BlockDev::open(disk)?;
                 blockdev::wipe(&disk, ranges)?;

@@ -226,13 +226,40 @@ fn factory_reset(req: &Request, report: &mut Report) -> Result<Outcome, Failure>
         config.label,
         config.vg
     );
+    let (outcome, reread) = reset_once(req, report, &config, &target, &golden)?;
+    if outcome == Outcome::DryRun || !reread {
+        return Ok(outcome);
+    }
+    log::info!("the partition table of {target} is whole again: reading the disk again");
+    match reset_once(req, report, &config, &target, &golden)? {
+        (_, true) => Err(Failure::Failed {
+            error: anyhow!(
+                "the partition table of {target} still reads as damaged after its repair"
+            ),
+            disk: target,
+            mode: req.mode,
+        }),
+        (outcome, false) => Ok(outcome),
+    }
+}
+
+/// One probe, plan and run of a factory reset; `true` when the plan only
+/// repaired the partition table and the disk must be read again.
+fn reset_once(
+    req: &Request,
+    report: &mut Report,
+    config: &Config,
+    target: &str,
+    golden: &str,
+) -> Result<(Outcome, bool), Failure> {
     let (probe, mut golden_mounts) = report.phase("probe", |_| {
-        probe::probe(&golden, &target, Some(&Lvm), &config.provision)
+        probe::probe(golden, target, Some(&Lvm), &config.provision)
     })?;
     let plan = report.phase("plan", |_| {
-        plan::plan(&probe, &config, &Options { wipe: req.wipe }, &mut new_uuid)
+        plan::plan(&probe, config, &Options { wipe: req.wipe }, &mut new_uuid)
             .map_err(anyhow::Error::from)
     })?;
+    let reread = plan.rereads_disk();
     let result = run(req, report, plan, || validate(&probe));
     if let Ok(Outcome::DryRun) = result {
         for line in missing_tools(&probe.golden.root_tree) {
@@ -246,7 +273,7 @@ fn factory_reset(req: &Request, report: &mut Report) -> Result<Outcome, Failure>
             disk: probe.target.dev.clone(),
             mode: req.mode,
         }),
-        (result, _) => result,
+        (result, _) => result.map(|outcome| (outcome, reread)),
     }
 }
 

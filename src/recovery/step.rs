@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::config::Label;
+use crate::disk::gpt_copies::Copy;
 use crate::fstab;
 use crate::layout::{NewPartition, BOOT_COPY};
 use crate::target::provision::{Provision, HOOKS_DIR, MANIFEST};
@@ -17,6 +18,14 @@ use crate::units::human;
 #[serde(tag = "step", rename_all = "kebab-case")]
 pub enum Step {
     // Factory reset: the disk and its volumes.
+    /// A zshield GPT with one copy damaged: the whole plan is this step,
+    /// then the disk is read and planned again (until the kernel reads the
+    /// table, LVM cannot see the volume group on it).
+    RepairGpt {
+        disk: String,
+        intact: Copy,
+        damage: String,
+    },
     DeactivateVg {
         vg: String,
     },
@@ -198,6 +207,14 @@ impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Step::DeactivateVg { vg } => write!(f, "deactivate volume group {vg}"),
+            Step::RepairGpt {
+                disk,
+                intact,
+                damage,
+            } => write!(
+                f,
+                "repair the GPT of {disk} from its {intact} copy ({damage})"
+            ),
             Step::Wipe { disk, ranges } => {
                 let total: u64 = ranges.iter().map(|r| r.1).sum();
                 write!(
@@ -339,6 +356,14 @@ impl Plan {
         for (i, step) in self.steps.iter().enumerate() {
             log::info!("plan: {:2}. {step}", i + 1);
         }
+        if self.rereads_disk() {
+            log::info!("plan: then zshield reads the disk again and plans the rest");
+        }
+    }
+
+    /// Whether the disk must be read and planned again after this plan.
+    pub fn rereads_disk(&self) -> bool {
+        matches!(self.steps.last(), Some(Step::RepairGpt { .. }))
     }
 }
 

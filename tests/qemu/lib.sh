@@ -161,18 +161,32 @@ zt_recover() {
     zt_assert_no_line ZTEST-BEGIN
 }
 
+# The disk a factory reset of a blank disk makes with this golden, kept for
+# the scenarios that start from one: build/qemu/provisioned-<CF sha256>.img.
+zt_provisioned_cache() {
+    echo "$ZT_DIR/../provisioned-$(grep '^GOLDEN_CF_SHA256=' "$ZT_GOLDEN/golden.env" | cut -d= -f2).img"
+}
+
+# zt_keep_provisioned TARGET: TARGET was just provisioned from a blank disk
+# (and not booted yet): keep it for zt_provisioned.
+zt_keep_provisioned() {
+    local cache
+    cache=$(zt_provisioned_cache)
+    rm -f "$ZT_DIR"/../provisioned-*.img
+    cp --sparse=always "$1" "$cache.part"
+    mv "$cache.part" "$cache"
+}
+
 # zt_provisioned TARGET: TARGET becomes a disk just provisioned by a factory
-# reset of this golden (a blank disk + zshield_recovery=default). The first
-# scenario that asks makes it; later ones copy it (build/qemu/provisioned-*).
+# reset of this golden (a blank disk + zshield_recovery=default). default-blank
+# keeps its disk; a scenario run without it makes one.
 zt_provisioned() {
     local target=$1 cache
-    cache=$ZT_DIR/../provisioned-$(grep '^GOLDEN_CF_SHA256=' "$ZT_GOLDEN/golden.env" | cut -d= -f2).img
+    cache=$(zt_provisioned_cache)
     if [ ! -f "$cache" ]; then
         zt_new_disk "$target"
         zt_recover provision "$target"
-        rm -f "$ZT_DIR"/../provisioned-*.img
-        cp --sparse=always "$target" "$cache.part"
-        mv "$cache.part" "$cache"
+        zt_keep_provisioned "$target"
     fi
     cp --sparse=always "$cache" "$target"
     zt_info "target: a freshly provisioned disk"

@@ -6,7 +6,7 @@ mod existing;
 mod system;
 
 use crate::config::{Config, Label};
-use crate::disk::content::Content;
+use crate::disk::content::{Content, ExistingLayout};
 use crate::layout::{
     align_up, fresh_numbers, fresh_partitions, fresh_vg_extents, partition_dev, size_in_extents,
     wipe_ranges, ALIGN, EXTENT, MSDOS_SIGNATURE_MAGIC, PE_START, TAG_FS_READY, TAG_LAYOUT,
@@ -86,6 +86,21 @@ pub fn plan(
             }
             let volumes = planner.fresh(wipe_all, &target_vgs)?;
             (format!("{found} (wiped: zshield.wipe)"), volumes)
+        }
+        Content::Zshield(ExistingLayout {
+            repair: Some(damage),
+            ..
+        }) => {
+            return Ok(Plan {
+                target: dev.clone(),
+                found: format!("a zshield layout with a damaged GPT ({})", damage.what),
+                golden: Some(probe.golden.dev.clone()),
+                steps: vec![Step::RepairGpt {
+                    disk: dev.clone(),
+                    intact: damage.intact,
+                    damage: damage.what.clone(),
+                }],
+            });
         }
         Content::Zshield(layout) => {
             let vg = probe.vgs.iter().find(|v| v.name == config.vg);
@@ -292,6 +307,7 @@ impl Planner<'_> {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
+    use crate::disk::gpt_copies::{Copy, Damage};
     use crate::fixtures::{blank_probe, complete_probe, config, uuids};
     use crate::units::{Size, GIB};
 
@@ -373,6 +389,34 @@ pub(super) mod tests {
             extents: 320,
             bytes: 1280 * MIB
         }));
+    }
+
+    #[test]
+    fn a_damaged_zshield_gpt_is_repaired_first_then_planned_again() {
+        // The kernel saw no partitions: LVM sees no volume group.
+        let mut probe = blank_probe();
+        probe.content = crate::fixtures::gpt_layout();
+        let Content::Zshield(layout) = &mut probe.content else {
+            unreachable!()
+        };
+        layout.repair = Some(Damage {
+            intact: Copy::Backup,
+            what: "primary copy damaged: no GPT signature".into(),
+        });
+        let p = plan_of(&probe, Options::default()).unwrap();
+        assert_eq!(names(&p), ["repair-gpt"]);
+        assert!(p.rereads_disk());
+        assert_eq!(
+            p.found,
+            "a zshield layout with a damaged GPT (primary copy damaged: no GPT signature)"
+        );
+        assert_eq!(
+            p.steps[0].to_string(),
+            "repair the GPT of /dev/sdb from its backup copy (primary copy damaged: no GPT signature)"
+        );
+        assert!(!plan_of(&complete_probe(), Options::default())
+            .unwrap()
+            .rereads_disk());
     }
 
     #[test]

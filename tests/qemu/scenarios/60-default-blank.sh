@@ -5,6 +5,7 @@ target=$ZT_DIR/target.img
 zt_new_disk "$target"
 
 zt_recover recover "$target"
+zt_keep_provisioned "$target"
 
 zt_assert_line "hook 10_first.sh: succeeded"
 zt_assert_line "factory test 90_factory_test.sh: passed"

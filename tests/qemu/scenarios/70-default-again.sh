@@ -1,9 +1,9 @@
 # default-again: a second factory reset of a provisioned disk restores the
-# system root and keeps the data volumes (/home, /var/log/audit).
+# system root and keeps the data volumes (/home, /var/log/audit), even when
+# the disk's primary GPT was lost in between: the table is repaired from its
+# backup copy first (the kernel shows no partitions without it).
 target=$ZT_DIR/target.img
-zt_new_disk "$target"
-
-zt_recover recover1 "$target"
+zt_provisioned "$target"
 
 zt_cmd "$ZT_DIR/markers.cmd" - <<'SCRIPT'
 write_marker() { echo kept >"$1/ztest-marker" && sync; }
@@ -15,8 +15,13 @@ zt_vm markers --disk "$target" --cmd "$ZT_DIR/markers.cmd"
 zt_assert_value root-source /dev/mapper/vgroup-lv--root
 zt_assert_checks "$ZT_DIR/markers.cmd"
 
+dd if=/dev/zero of="$target" bs=512 seek=1 count=1 conv=notrunc status=none
+
 # The second time the target is named as an operator should: by its id.
 zt_recover recover2 "$target" zshield.target=/dev/disk/by-id/scsi-0QEMU_QEMU_HARDDISK_ZTARGET
+zt_assert_line "holds a zshield layout with a damaged GPT (primary copy damaged: no GPT signature)"
+zt_assert_line_with "repair the GPT of " "from its backup copy (primary copy damaged: no GPT signature)"
+zt_assert_line "is whole again: reading the disk again"
 zt_assert_line "holds a complete zshield layout (kept with their data: lv-user, lv-audit)"
 
 zt_cmd "$ZT_DIR/again.cmd" "$ZT_CHECKS/restored.sh" - <<'SCRIPT'
