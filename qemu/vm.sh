@@ -4,11 +4,13 @@
 #
 # usage: qemu/vm.sh --log FILE [--timeout SECS] [--golden DIR]
 #                   [--cf IMG [--cf-bus ide|scsi]] [--disk IMG [--disk-bus scsi|ide]]
+#                   [--spare IMG]
 #                   [--boot-from cf|disk] [--reboot yes] [--pick N]
 #                   [--cmd FILE] [--append "ARGS"]
 #
 #   --cf IMG      the CompactFlash disk; IDE by default, as a real CF card is
 #   --disk IMG    the target hard disk; virtio-scsi by default, serial ZTARGET
+#   --spare IMG   a second hard disk on virtio-scsi, serial ZSPARE
 #   --boot-from   the firmware's boot disk (default cf); SeaBIOS boots from
 #                 its first hard disk only, and does not go on to the other
 #   --reboot yes  a guest reboot boots again instead of ending QEMU
@@ -34,11 +36,11 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-usage() { sed -n '4,24s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 2; }
+usage() { sed -n '4,26s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 2; }
 die() { echo "vm: error: $*" >&2; exit 2; }
 
 log="" timeout=900 golden=${ZSHIELD_GOLDEN:-$repo/build/golden}
-cf="" cf_bus=ide disk="" disk_bus=scsi cmd="" append="" direct=no initrd=initrd.img
+cf="" cf_bus=ide disk="" disk_bus=scsi spare="" cmd="" append="" direct=no initrd=initrd.img
 boot_from=cf reboot=no pick=""
 while [ $# -gt 0 ]; do
     [ $# -ge 2 ] || usage
@@ -50,6 +52,7 @@ while [ $# -gt 0 ]; do
         --cf-bus) cf_bus=$2 ;;
         --disk) disk=$2 ;;
         --disk-bus) disk_bus=$2 ;;
+        --spare) spare=$2 ;;
         --cmd) cmd=$2 ;;
         --append) append=$2 direct=yes ;;
         --initrd) initrd=$2 ;;
@@ -62,7 +65,7 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$log" ] || usage
 [ -n "$cf$disk" ] || die "give --cf and/or --disk"
-for f in "$cf" "$disk" "$cmd"; do
+for f in "$cf" "$disk" "$spare" "$cmd"; do
     [ -z "$f" ] || [ -f "$f" ] || die "no such file: $f"
 done
 
@@ -128,6 +131,7 @@ case "$boot_from" in
         ;;
     *) die "--boot-from takes cf or disk" ;;
 esac
+[ -z "$spare" ] || add_disk "$spare" scsi spare ZSPARE
 
 # shellcheck disable=SC2317  # called by the trap
 cleanup() {

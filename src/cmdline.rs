@@ -62,6 +62,19 @@ impl std::str::FromStr for After {
     }
 }
 
+/// `zshield.wipe`: the operator's consent to erase a disk that holds
+/// something zshield did not make.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Wipe {
+    #[default]
+    No,
+    /// A bare `zshield.wipe`: whatever disk is the target, taken only when
+    /// one disk alone could be.
+    Any,
+    /// `zshield.wipe=<serial>` (or WWN, or by-path name): that disk only.
+    Disk(String),
+}
+
 /// The zshield arguments of one boot.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BootArgs {
@@ -71,7 +84,7 @@ pub struct BootArgs {
     pub golden: Option<String>,
     pub after: Option<String>,
     pub dry_run: bool,
-    pub wipe: bool,
+    pub wipe: Wipe,
     /// `root=` of this boot: the golden root unless configured otherwise.
     pub root: Option<String>,
     /// Test only (a binary built with the `failpoints` feature):
@@ -158,7 +171,7 @@ impl BootArgs {
                     "zshield.golden" => args.golden = non_empty(),
                     "zshield.after" => args.after = non_empty(),
                     "zshield.dry_run" => args.dry_run = args.flag(&word, value.as_deref()),
-                    "zshield.wipe" => args.wipe = args.flag(&word, value.as_deref()),
+                    "zshield.wipe" => args.wipe = Wipe::from_value(value.as_deref()),
                     "root" => args.root = non_empty(),
                     "zshield.provision" => args.provision = non_empty(),
                     FAILPOINT_KEY => args.cut_after = non_empty(),
@@ -224,6 +237,18 @@ impl BootArgs {
             .map(str::parse)
             .transpose()
             .map(Option::unwrap_or_default)
+    }
+}
+
+impl Wipe {
+    /// A flag's words say yes or no; any other value names the disk.
+    pub fn from_value(value: Option<&str>) -> Wipe {
+        match (flag(value), value) {
+            (Some(true), _) => Wipe::Any,
+            (Some(false), _) => Wipe::No,
+            (None, Some(disk)) if !disk.is_empty() => Wipe::Disk(disk.to_string()),
+            (None, _) => Wipe::Any,
+        }
     }
 }
 
@@ -296,7 +321,7 @@ mod tests {
         let a = BootArgs::parse("BOOT_IMAGE=/vmlinuz root=LABEL=golden-root ro quiet\n");
         assert_eq!(a.mode(), Ok(None));
         assert_eq!(a.root.as_deref(), Some("LABEL=golden-root"));
-        assert!(!a.dry_run && !a.wipe);
+        assert!(!a.dry_run && a.wipe == Wipe::No);
     }
 
     #[test]
@@ -315,7 +340,7 @@ mod tests {
         assert_eq!(a.target.as_deref(), Some("/dev/disk/by-id/x"));
         assert_eq!(a.golden.as_deref(), Some("UUID=abc"));
         assert_eq!(a.after(), Ok(After::Poweroff));
-        assert!(a.dry_run && a.wipe);
+        assert!(a.dry_run && a.wipe == Wipe::Any);
         assert_eq!(a.provision.as_deref(), Some("/opt/line-b"));
         assert!(a.problems.is_empty(), "{:?}", a.problems);
     }
@@ -347,22 +372,21 @@ mod tests {
     fn flags_take_yes_and_no_words_and_nothing_else() {
         let on = |text: &str| BootArgs::parse(&format!("zshield_recovery=default {text}"));
         for (text, wipe) in [
-            ("zshield.wipe", true),
-            ("zshield.wipe=ON", true),
-            ("zshield.wipe=Yes", true),
-            ("zshield.wipe=1", true),
-            ("zshield.wipe=False", false),
-            ("zshield.wipe=off", false),
-            ("zshield.wipe=0", false),
+            ("zshield.wipe", Wipe::Any),
+            ("zshield.wipe=ON", Wipe::Any),
+            ("zshield.wipe=Yes", Wipe::Any),
+            ("zshield.wipe=1", Wipe::Any),
+            ("zshield.wipe=False", Wipe::No),
+            ("zshield.wipe=off", Wipe::No),
+            ("zshield.wipe=0", Wipe::No),
+            // Anything else names the one disk to erase.
+            ("zshield.wipe=ZTARGET", Wipe::Disk("ZTARGET".into())),
+            ("zshield.wipe=n", Wipe::Disk("n".into())),
         ] {
             let a = on(text);
-            assert_eq!((a.wipe, a.mode().is_ok()), (wipe, true), "{text}");
+            assert_eq!((a.mode().is_ok(), a.wipe), (true, wipe), "{text}");
         }
-        for text in [
-            "zshield.wipe=n",
-            "zshield.wipe=disable",
-            "zshield.dry_run=2",
-        ] {
+        for text in ["zshield.dry_run=2", "zshield.dry_run=disable"] {
             let err = on(text).mode().unwrap_err();
             assert!(err.contains(text) && err.contains("yes/no"), "{err}");
         }
@@ -404,7 +428,7 @@ mod tests {
             "zshield_recovery=latest zshield_recovery=latest zshield.wipe zshield.wipe=0",
         );
         assert_eq!(a.mode(), Ok(Some(Mode::Latest)));
-        assert!(!a.wipe);
+        assert_eq!(a.wipe, Wipe::No);
     }
 
     #[test]
@@ -441,7 +465,7 @@ mod tests {
         );
         // Options do come from cmdline.d, and only from its .conf files.
         assert_eq!(a.after(), Ok(After::Poweroff));
-        assert!(!a.wipe);
+        assert_eq!(a.wipe, Wipe::No);
         std::fs::write(dir.join("proc/cmdline"), "zshield_recovery=latest\n").unwrap();
         assert_eq!(BootArgs::read(dir).unwrap().mode(), Ok(Some(Mode::Latest)));
     }

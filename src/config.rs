@@ -9,6 +9,9 @@ use crate::units::{Size, GIB};
 
 pub const DEFAULT_PATH: &str = "/etc/zshield/zshield.conf";
 
+/// `target = "auto"`: the one disk that could be the target.
+pub const TARGET_AUTO: &str = "auto";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Label {
@@ -86,7 +89,7 @@ impl Default for Config {
     /// backup to create a new snapshot before it drops the old one.
     fn default() -> Self {
         Config {
-            target: "/dev/sdb".into(),
+            target: TARGET_AUTO.into(),
             golden: None,
             label: Label::Gpt,
             boot_size: GIB,
@@ -191,9 +194,9 @@ impl Config {
                 "boot_size must be at least 64M (it holds kernels and initramfs images)".into(),
             );
         }
-        if !self.target.starts_with("/dev/") {
+        if self.target != TARGET_AUTO && !self.target.starts_with("/dev/") {
             return Err(format!(
-                "target {:?} must be a device path under /dev",
+                "target {:?} must be \"auto\" or a device path under /dev",
                 self.target
             ));
         }
@@ -337,7 +340,7 @@ mount = "/home"
     #[test]
     fn defaults_follow_the_product() {
         let c = Config::default();
-        assert_eq!(c.target, "/dev/sdb");
+        assert_eq!(c.target, TARGET_AUTO);
         assert_eq!(c.vg, "vgroup");
         assert_eq!(c.root.size, Size::Bytes(100 * GIB));
         assert_eq!(c.snapshot.name, "snap0");

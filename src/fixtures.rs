@@ -5,6 +5,7 @@ use crate::config::Config;
 use crate::config::Label;
 use crate::disk::blockdev::Holder;
 use crate::disk::content::{Content, ExistingLayout, TablePartition};
+use crate::disk::identity::Identity;
 use crate::layout::{
     EXTENT, GPT_BOOT_NAME, GPT_LINUX_FS_TYPE, GPT_LVM_NAME, GPT_LVM_TYPE, TAG_COMPLETE,
     TAG_FS_READY, TAG_LAYOUT,
@@ -113,6 +114,7 @@ pub fn blank_probe() -> Probe {
             read_only: false,
             mounts: vec![],
             holders: vec![],
+            identity: target_identity(),
         },
         golden: GoldenRoot {
             spec: "LABEL=golden-root".into(),
@@ -130,6 +132,19 @@ pub fn blank_probe() -> Probe {
         vgs: vec![],
         lvs: vec![],
         provision: Provision::default(),
+        candidates: vec![target_identity()],
+    }
+}
+
+/// The virtual target disk as udev names it.
+pub fn target_identity() -> Identity {
+    Identity {
+        dev: "/dev/sdb".into(),
+        model: Some("QEMU HARDDISK".into()),
+        serial: Some("ZTARGET".into()),
+        path: Some("pci-0000:00:04.0-scsi-0:0:0:0".into()),
+        size: 4 * GIB,
+        ..Identity::default()
     }
 }
 

@@ -165,6 +165,20 @@ pub fn size_in_extents(size: Size, vg_extents: u64, extent_size: u64) -> u64 {
         .max(1)
 }
 
+/// Less than any disk the layout fits on: /boot and the LVs of a fixed
+/// size (a share of the VG counts nothing); the planner checks the real need.
+/// A bare `zshield.wipe` and `target = "auto"` leave smaller disks out.
+pub fn least_disk_size(config: &Config) -> u64 {
+    let fixed = |size: Size| match size {
+        Size::Bytes(bytes) => bytes,
+        Size::PercentOfVg(_) => 0,
+    };
+    align_up(config.boot_size, ALIGN)
+        + fixed(config.root.size)
+        + fixed(config.snapshot.size)
+        + config.data.iter().map(|d| fixed(d.size)).sum::<u64>()
+}
+
 /// The first and last MiB of the disk and of every old partition: where
 /// partition tables, LVM labels, filesystem and RAID superblocks live.
 pub fn wipe_ranges(disk_size: u64, partitions: &[(u64, u64)]) -> Vec<(u64, u64)> {

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use zshield::cmdline::{After, BootArgs, Mode};
+use zshield::cmdline::{After, BootArgs, Mode, Wipe};
 use zshield::config::DEFAULT_PATH;
 use zshield::logging::{self, init_logging, Console, RUN_DIR};
 use zshield::recovery::{self, Outcome, Request};
@@ -35,9 +35,11 @@ struct Where {
     /// Golden root (overrides the configuration, zshield.golden= and root=).
     #[arg(long)]
     golden: Option<String>,
-    /// Allow erasing a disk that holds something zshield did not make.
-    #[arg(long)]
-    wipe: bool,
+    /// Allow erasing a disk that holds something zshield did not make:
+    /// `--wipe=SERIAL` that disk only, a bare `--wipe` the target when it is
+    /// the one disk that could be (as zshield.wipe= on the kernel line).
+    #[arg(long, num_args = 0..=1, default_missing_value = "yes", value_name = "SERIAL")]
+    wipe: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -118,7 +120,10 @@ fn request(mode: Mode, place: Where, boot: &BootArgs, dry_run: bool, after: Afte
         target: place.target.or_else(|| boot.target.clone()),
         golden: place.golden.or_else(|| boot.golden.clone()),
         root: boot.root.clone(),
-        wipe: place.wipe || boot.wipe,
+        wipe: match &place.wipe {
+            Some(value) => Wipe::from_value(Some(value)),
+            None => boot.wipe.clone(),
+        },
         dry_run,
         after,
         cut_after: boot.cut_after.clone(),

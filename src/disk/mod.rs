@@ -5,5 +5,6 @@ pub mod blockdev;
 pub mod content;
 pub mod golden;
 pub mod gpt_copies;
+pub mod identity;
 pub mod mounts;
 pub mod signatures;

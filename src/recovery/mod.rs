@@ -15,10 +15,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context, Result};
 
-use crate::cmdline::{After, Mode};
+use crate::cmdline::{After, Mode, Wipe};
 use crate::config::{check_provision_dir, Config};
 use crate::disk::blockdev::ReadOnlyGuard;
-use crate::layout::on_disk;
+use crate::layout::{least_disk_size, on_disk};
 use crate::logging::RUN_DIR;
 use crate::lvm::Lvm;
 use crate::target::bootloader;
@@ -37,7 +37,7 @@ pub struct Request {
     pub golden: Option<String>,
     /// `root=` of this boot.
     pub root: Option<String>,
-    pub wipe: bool,
+    pub wipe: Wipe,
     pub dry_run: bool,
     pub after: After,
     /// Test only: simulate a power loss after the first step of this kind.
@@ -172,8 +172,21 @@ pub fn print_plan(req: &Request) -> Result<()> {
     if lvm.is_none() {
         log::warn!("no lvm tool here: existing volume groups are not taken into account");
     }
-    let (probe, _golden_mounts) = probe::probe(&golden, &target, lvm.as_ref(), &config.provision)?;
-    let plan = plan::plan(&probe, &config, &Options { wipe: req.wipe }, &mut new_uuid)?;
+    let (probe, _golden_mounts) = probe::probe(
+        &golden,
+        &target,
+        lvm.as_ref(),
+        &config.provision,
+        least_disk_size(&config),
+    )?;
+    let plan = plan::plan(
+        &probe,
+        &config,
+        &Options {
+            wipe: req.wipe.clone(),
+        },
+        &mut new_uuid,
+    )?;
     plan.show();
     for line in missing_tools(&probe.golden.root_tree) {
         log::warn!("{line}");
@@ -253,11 +266,24 @@ fn reset_once(
     golden: &str,
 ) -> Result<(Outcome, bool), Failure> {
     let (probe, mut golden_mounts) = report.phase("probe", |_| {
-        probe::probe(golden, target, Some(&Lvm), &config.provision)
+        probe::probe(
+            golden,
+            target,
+            Some(&Lvm),
+            &config.provision,
+            least_disk_size(config),
+        )
     })?;
     let plan = report.phase("plan", |_| {
-        plan::plan(&probe, config, &Options { wipe: req.wipe }, &mut new_uuid)
-            .map_err(anyhow::Error::from)
+        plan::plan(
+            &probe,
+            config,
+            &Options {
+                wipe: req.wipe.clone(),
+            },
+            &mut new_uuid,
+        )
+        .map_err(anyhow::Error::from)
     })?;
     let reread = plan.rereads_disk();
     let result = run(req, report, plan, || validate(&probe));

@@ -4,14 +4,15 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
-use crate::config::ProvisionConfig;
+use crate::config::{ProvisionConfig, TARGET_AUTO};
 use crate::disk::blockdev::{examine, ext_superblock, settle_udev, BlockDev, Holder};
 use crate::disk::content::{old_areas, Content};
 use crate::disk::golden;
+use crate::disk::identity::{self, Identity};
 use crate::disk::mounts::{mount_point_of, mounts_of, MountStack};
 use crate::fstab;
 use crate::logging::RUN_DIR;
@@ -35,6 +36,8 @@ pub struct TargetDisk {
     /// `/dev/sdb1 on /mnt`, one per mount of the disk or its partitions.
     pub mounts: Vec<String>,
     pub holders: Vec<Holder>,
+    /// Model, serial and size: how the operator knows the disk.
+    pub identity: Identity,
 }
 
 /// The golden root filesystem of this boot.
@@ -80,6 +83,35 @@ pub struct Probe {
     pub lvs: Vec<Lv>,
     /// The golden's per-unit files and hooks for this architecture, checked.
     pub provision: Provision,
+    /// The disks that could be the target (not the golden's, not removable,
+    /// not on USB, large enough): a bare `zshield.wipe` needs it to be one.
+    pub candidates: Vec<Identity>,
+}
+
+/// `target = "auto"`: the one disk that could be the target, waiting a while
+/// for one to appear; refused when there are several.
+fn auto_target(candidates: impl Fn() -> Vec<Identity>) -> Result<String> {
+    let deadline = Instant::now() + DEVICE_TIMEOUT;
+    loop {
+        match candidates().as_slice() {
+            [one] => {
+                log::info!("target auto: {one}, the only disk that could be the target");
+                return Ok(one.dev.clone());
+            }
+            [] if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(250)),
+            [] => bail!(
+                "target auto: no disk could be the target (none that is not the golden's, not removable, not on USB and large enough): connect the hard disk, or name it with zshield.target="
+            ),
+            several => {
+                let named: Vec<String> = several.iter().map(|d| d.to_string()).collect();
+                bail!(
+                    "target auto: {} disks could be the target ({}): name one with zshield.target=/dev/disk/by-id/… or in the configuration's target",
+                    several.len(),
+                    named.join("; ")
+                )
+            }
+        }
+    }
 }
 
 /// Mounts `dev` read-only at `dir`, or reuses the place it is mounted already
@@ -99,6 +131,7 @@ pub fn probe(
     target_spec: &str,
     lvm: Option<&Lvm>,
     provision: &ProvisionConfig,
+    least_size: u64,
 ) -> Result<(Probe, MountStack)> {
     settle_udev();
     let mut golden_mounts = MountStack::new();
@@ -146,9 +179,16 @@ pub fn probe(
         boot_tree: golden_boot,
     };
 
-    golden::resolve(target_spec, DEVICE_TIMEOUT)
-        .with_context(|| format!("the target disk {target_spec} is not there: check the configuration's target or zshield.target="))?;
-    let target = BlockDev::open(target_spec)?;
+    let golden_disks: BTreeSet<String> = golden.disks.iter().cloned().collect();
+    let candidates = || identity::candidates(&identity::all_disks(), &golden_disks, least_size);
+    let target_spec = if target_spec == TARGET_AUTO {
+        auto_target(candidates)?
+    } else {
+        golden::resolve(target_spec, DEVICE_TIMEOUT)
+            .with_context(|| format!("the target disk {target_spec} is not there: check the configuration's target or zshield.target="))?;
+        target_spec.to_string()
+    };
+    let target = BlockDev::open(&target_spec)?;
     let partitions = target.partitions();
     let mut holders = target.holders();
     for (_, p) in &partitions {
@@ -180,6 +220,7 @@ pub fn probe(
             read_only: target.read_only(),
             mounts: mounts_of(&devnos),
             holders,
+            identity: Identity::of(&target),
         },
         golden,
         content,
@@ -188,6 +229,7 @@ pub fn probe(
         vgs,
         lvs,
         provision,
+        candidates: candidates(),
     };
     Ok((probe, golden_mounts))
 }

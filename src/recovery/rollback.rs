@@ -172,6 +172,7 @@ pub fn plan(config: &Config, probe: &Probe) -> Result<Plan, Refusal> {
     })?;
     Ok(Plan {
         found: found.in_words(),
+        disk: None,
         golden: None,
         steps: steps(&found, &disk),
         target: disk,

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::config::Label;
 use crate::disk::gpt_copies::Copy;
+use crate::disk::identity::Identity;
 use crate::fstab;
 use crate::layout::{NewPartition, BOOT_COPY};
 use crate::target::provision::{Provision, HOOKS_DIR, MANIFEST};
@@ -335,6 +336,8 @@ impl fmt::Display for Step {
 pub struct Plan {
     /// The disk the recovery writes.
     pub target: String,
+    /// How the operator knows it (model, serial, size), for a factory reset.
+    pub disk: Option<Identity>,
     /// What the target holds, in words.
     pub found: String,
     /// The golden root device a factory reset copies from.
@@ -348,7 +351,9 @@ impl Plan {
         match &self.golden {
             Some(golden) => log::info!(
                 "plan: target {} holds {}; golden root {golden}",
-                self.target,
+                self.disk
+                    .as_ref()
+                    .map_or(self.target.clone(), |d| d.to_string()),
                 self.found
             ),
             None => log::info!("plan: {} holds {}", self.target, self.found),

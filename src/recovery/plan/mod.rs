@@ -5,8 +5,10 @@ mod checks;
 mod existing;
 mod system;
 
+use crate::cmdline::Wipe;
 use crate::config::{Config, Label};
 use crate::disk::content::{Content, ExistingLayout};
+use crate::disk::identity::Identity;
 use crate::layout::{
     align_up, fresh_numbers, fresh_partitions, fresh_vg_extents, partition_dev, size_in_extents,
     wipe_ranges, ALIGN, EXTENT, MSDOS_SIGNATURE_MAGIC, PE_START, TAG_FS_READY, TAG_LAYOUT,
@@ -15,10 +17,45 @@ use crate::recovery::probe::Probe;
 use crate::recovery::step::{Plan, Refusal, Step};
 use crate::units::{human, MIB};
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Options {
     /// `zshield.wipe`: the operator allows erasing foreign content.
-    pub wipe: bool,
+    pub wipe: Wipe,
+}
+
+/// The kernel argument that allows erasing `disk`: by its serial (or WWN,
+/// or port), so that it holds whatever the disks are called next boot.
+fn wipe_argument(disk: &Identity) -> String {
+    match disk.consent() {
+        Some(id) => format!("zshield.wipe={id}"),
+        None => "zshield.wipe".into(),
+    }
+}
+
+/// Whether the operator's `wipe` allows erasing the target; a consent that
+/// names another disk, or a bare one with several disks about, is refused.
+fn wipe_allowed(probe: &Probe, wipe: &Wipe) -> Result<bool, Refusal> {
+    let target = &probe.target.identity;
+    match wipe {
+        Wipe::No => Ok(false),
+        Wipe::Disk(given) if target.is_named_by(given) => Ok(true),
+        Wipe::Disk(given) => refuse(format!(
+            "zshield.wipe={given} does not name the target {target}: refusing to erase it; to erase this disk boot with {}",
+            wipe_argument(target)
+        )),
+        Wipe::Any => match probe.candidates.as_slice() {
+            [one] if one.dev == target.dev => Ok(true),
+            others => {
+                let named: Vec<String> = others.iter().map(|d| d.to_string()).collect();
+                refuse(format!(
+                    "a bare zshield.wipe erases only when one disk alone could be the target, and here {} could ({}): refusing to erase {target}; boot with {} to erase it",
+                    others.len(),
+                    named.join("; "),
+                    wipe_argument(target)
+                ))
+            }
+        },
+    }
 }
 
 fn refuse<T>(message: String) -> Result<T, Refusal> {
@@ -66,8 +103,12 @@ pub fn plan(
     // A disk whose table zshield no longer recognises may still carry its
     // VG: then erasing it is never the advice.
     let data = zshield_data_volumes(probe, &target_vgs);
+    let named = &probe.target.identity;
     let wipe_hint = if data.is_empty() {
-        "boot with zshield.wipe to erase the whole disk, or check the target".to_string()
+        format!(
+            "boot with {} to erase the whole disk, or check the target",
+            wipe_argument(named)
+        )
     } else {
         format!(
             "it still carries zshield's data volumes {}: do not erase it; restore its partition table (its backup GPT, or testdisk), or copy their data elsewhere before anything else",
@@ -79,13 +120,16 @@ pub fn plan(
         Content::Blank => ("a blank disk".to_string(), planner.fresh(None, &[])?),
         Content::Foreign(found) => {
             let found = found.join("; ");
-            if !options.wipe {
+            if !wipe_allowed(probe, &options.wipe)? {
                 return refuse(format!(
-                    "target {dev} holds {found}: refusing to overwrite it; {wipe_hint}"
+                    "target {named} holds {found}: refusing to overwrite it; {wipe_hint}"
                 ));
             }
             let volumes = planner.fresh(wipe_all, &target_vgs)?;
-            (format!("{found} (wiped: zshield.wipe)"), volumes)
+            (
+                format!("{found} (wiped: {})", wipe_argument(named)),
+                volumes,
+            )
         }
         Content::Zshield(ExistingLayout {
             repair: Some(damage),
@@ -93,6 +137,7 @@ pub fn plan(
         }) => {
             return Ok(Plan {
                 target: dev.clone(),
+                disk: Some(probe.target.identity.clone()),
                 found: format!("a zshield layout with a damaged GPT ({})", damage.what),
                 golden: Some(probe.golden.dev.clone()),
                 steps: vec![Step::RepairGpt {
@@ -113,13 +158,16 @@ pub fn plan(
                 None => None,
             };
             match foreign_lvm {
-                Some(what) if !options.wipe => {
+                Some(what) if !wipe_allowed(probe, &options.wipe)? => {
                     return refuse(format!(
-                        "target {dev} carries a zshield partition table but {what}: refusing to touch it; {wipe_hint}"
+                        "target {named} carries a zshield partition table but {what}: refusing to touch it; {wipe_hint}"
                     ));
                 }
                 Some(what) => (
-                    format!("a zshield partition table with {what} (wiped: zshield.wipe)"),
+                    format!(
+                        "a zshield partition table with {what} (wiped: {})",
+                        wipe_argument(named)
+                    ),
                     planner.fresh(wipe_all, &target_vgs)?,
                 ),
                 None => planner.existing(layout)?,
@@ -129,6 +177,7 @@ pub fn plan(
     planner.volumes_and_system(&volumes);
     Ok(Plan {
         target: dev.clone(),
+        disk: Some(named.clone()),
         found,
         golden: Some(probe.golden.dev.clone()),
         steps: planner.steps,
@@ -452,11 +501,47 @@ pub(super) mod tests {
         probe.partitions = vec![(MIB, 3 * GIB)];
         let r = refusal(&probe);
         assert!(
-            r.contains("holds a foreign GPT") && r.contains("zshield.wipe"),
+            r.starts_with(
+                "target /dev/sdb (QEMU HARDDISK, serial ZTARGET, 4 GiB) holds a foreign GPT"
+            ) && r.contains("boot with zshield.wipe=ZTARGET to erase"),
             "{r}"
         );
 
-        let p = plan_of(&probe, Options { wipe: true }).unwrap();
+        // Consent names the disk: another serial is refused, naming both.
+        let other = Options {
+            wipe: Wipe::Disk("WD-OTHER".into()),
+        };
+        let r = plan_of(&probe, other).unwrap_err().0;
+        assert!(
+            r.contains("zshield.wipe=WD-OTHER does not name the target /dev/sdb (QEMU HARDDISK, serial ZTARGET")
+                && r.contains("boot with zshield.wipe=ZTARGET"),
+            "{r}"
+        );
+        let by_serial = Options {
+            wipe: Wipe::Disk("ZTARGET".into()),
+        };
+        let p = plan_of(&probe, by_serial).unwrap();
+        assert!(
+            p.found.ends_with("(wiped: zshield.wipe=ZTARGET)"),
+            "{}",
+            p.found
+        );
+
+        // A bare zshield.wipe only when one disk alone could be the target.
+        let mut two = probe.clone();
+        two.candidates.push(Identity {
+            dev: "/dev/sdc".into(),
+            serial: Some("ZSPARE".into()),
+            ..two.target.identity.clone()
+        });
+        let r = plan_of(&two, Options { wipe: Wipe::Any }).unwrap_err().0;
+        assert!(
+            r.contains("here 2 could (/dev/sdb (QEMU HARDDISK, serial ZTARGET, 4 GiB); /dev/sdc (QEMU HARDDISK, serial ZSPARE, 4 GiB))")
+                && r.contains("boot with zshield.wipe=ZTARGET"),
+            "{r}"
+        );
+
+        let p = plan_of(&probe, Options { wipe: Wipe::Any }).unwrap();
         assert_eq!(names(&p)[..2], ["wipe", "partition"]);
         let Step::Wipe { ranges, .. } = &p.steps[0] else {
             panic!()
@@ -487,7 +572,7 @@ pub(super) mod tests {
         let mut probe = complete_probe();
         probe.vgs[0].tags.clear();
         assert!(refusal(&probe).contains("did not make"));
-        let p = plan_of(&probe, Options { wipe: true }).unwrap();
+        let p = plan_of(&probe, Options { wipe: Wipe::Any }).unwrap();
         assert_eq!(names(&p)[..3], ["deactivate-vg", "wipe", "partition"]);
     }
 

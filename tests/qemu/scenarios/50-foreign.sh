@@ -1,6 +1,6 @@
 # foreign: a target that already holds a GPT with one Linux partition is not
 # zshield's: refused (naming what it found) and left byte-identical, unless
-# zshield.wipe allows it; then the provisioned disk boots on its own.
+# zshield.wipe=<its serial> allows it; then the provisioned disk boots on its own.
 target=$ZT_DIR/target.img
 zt_new_disk "$target"
 printf 'label: gpt\n,,L\n' | sfdisk --quiet "$target"
@@ -10,11 +10,14 @@ zt_vm refused --cf "$ZT_CF" --disk "$target" \
     --append "zshield_recovery=default zshield.after=poweroff"
 zt_assert_line "zshield: error:"
 zt_assert_line_re 'zshield: error: .*(gpt|partition)'
+# The refusal names the disk and the argument that erases that disk only.
+zt_assert_line_with "zshield: error: target /dev/sdb (QEMU HARDDISK, serial ZTARGET, 4 GiB)" "boot with zshield.wipe=ZTARGET"
 zt_assert_no_line "zshield: done:"
 zt_assert_line ZTEST-END
 zt_assert_same_sha "$target" "$target_sha" "foreign target disk"
 
-zt_recover wiped "$target" zshield.wipe
+zt_recover wiped "$target" zshield.wipe=ZTARGET
+zt_assert_line "(wiped: zshield.wipe=ZTARGET)"
 
 zt_cmd "$ZT_DIR/restored.cmd" "$ZT_CHECKS/restored.sh"
 zt_boot_restored restored "$target" "$ZT_DIR/restored.cmd"
