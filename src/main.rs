@@ -201,7 +201,15 @@ fn recover_command(mode: Option<Mode>, dry_run: bool, place: Where, boot: &BootA
             ExitCode::SUCCESS
         }
         Err(failure) => {
-            log::error!("{failure}{continues}");
+            let stops = in_initramfs
+                && recovery::stops_the_boot(
+                    &failure,
+                    recovery::root_disks(req.root.as_deref()).as_ref(),
+                );
+            log::error!("{failure}{}", if stops { "" } else { continues });
+            if stops {
+                recovery::stop_after_failure(&failure, after);
+            }
             log::logger().flush();
             ExitCode::FAILURE
         }

@@ -409,7 +409,10 @@ fn plan_command_prints_the_steps_and_refuses_the_golden_disk() {
     let (ok, text) = run(&target.dev);
     assert!(ok, "{text}");
     assert!(
-        text.contains(&format!("plan: target {} holds a blank disk", target.dev)),
+        text.contains(&format!(
+            "plan: target {} (no serial, 4 GiB) holds a blank disk",
+            target.dev
+        )),
         "{text}"
     );
     assert!(

@@ -10,14 +10,17 @@ pub mod report;
 pub mod rollback;
 pub mod step;
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 
 use crate::cmdline::{After, Mode, Wipe};
 use crate::config::{check_provision_dir, Config};
-use crate::disk::blockdev::ReadOnlyGuard;
+use crate::disk::blockdev::{BlockDev, ReadOnlyGuard};
+use crate::disk::golden;
 use crate::layout::{least_disk_size, on_disk};
 use crate::logging::RUN_DIR;
 use crate::lvm::Lvm;
@@ -370,6 +373,55 @@ fn validate(probe: &Probe) -> Result<Vec<ReadOnlyGuard>> {
         .collect()
 }
 
+/// Whether a failure must stop the machine instead of letting the boot go
+/// on: after a write, unless this boot's root (`root_disks`, the disks
+/// under it; None when it cannot be found) is known to be elsewhere than the
+/// disk the failure left partly written. Booting a half-made root would bring
+/// the appliance up unprovisioned, and dracut's way out is a root shell.
+pub fn stops_the_boot(failure: &Failure, root_disks: Option<&BTreeSet<String>>) -> bool {
+    match failure {
+        Failure::Refused(_) => false,
+        Failure::Failed { disk, .. } => root_disks.is_none_or(|disks| disks.contains(disk)),
+    }
+}
+
+/// The disks under this boot's root device, when it can be found now.
+pub fn root_disks(root: Option<&str>) -> Option<BTreeSet<String>> {
+    let dev = golden::resolve(root?, Duration::ZERO).ok()?;
+    Some(BlockDev::open(&dev).ok()?.underlying_disks())
+}
+
+/// After a failure that left the disk under this boot's root partly written:
+/// what to do, on every console, then the machine stops at that screen
+/// (halted: no boot, no shell), or powers off with `zshield.after=poweroff`.
+pub fn stop_after_failure(failure: &Failure, after: After) {
+    if let Failure::Failed { disk, mode, .. } = failure {
+        log::warn!("the root of this boot is on {disk}, which is partly written: it is not booted");
+        log::warn!(
+            "to finish: {}",
+            match mode {
+                Mode::Default => "boot with the CompactFlash card and pick \"Recover to factory default\" again",
+                Mode::Latest => "pick \"Recover to latest backup\" again, or \"Recover to factory default\" with the CompactFlash card",
+            }
+        );
+    }
+    use nix::sys::reboot::{reboot, RebootMode};
+    let mode = if after == After::Poweroff {
+        log::warn!("powering off (zshield.after=poweroff)");
+        RebootMode::RB_POWER_OFF
+    } else {
+        log::warn!("the machine is halted here: turn it off");
+        RebootMode::RB_HALT_SYSTEM
+    };
+    nix::unistd::sync();
+    log::logger().flush();
+    let Err(e) = reboot(mode);
+    log::error!("cannot stop the machine: {e}; do not boot it until the recovery is finished");
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
 /// Reboots or powers off straight away (everything is synced and unmounted),
 /// once the console has shown every line; `continue` returns and the boot goes on.
 pub fn after(after: After) {
@@ -395,6 +447,23 @@ pub fn after(after: After) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_failure_under_this_boots_root_stops_the_boot() {
+        let failed = Failure::Failed {
+            error: anyhow!("hook failed"),
+            disk: "/dev/sdb".into(),
+            mode: Mode::Default,
+        };
+        let on = |disks: &[&str]| disks.iter().map(|d| d.to_string()).collect::<BTreeSet<_>>();
+        assert!(stops_the_boot(&failed, Some(&on(&["/dev/sdb"]))));
+        // A root that cannot be found is a doubt.
+        assert!(stops_the_boot(&failed, None));
+        // The golden root: the boot goes on into it.
+        assert!(!stops_the_boot(&failed, Some(&on(&["/dev/sda"]))));
+        let refused = Failure::Refused(anyhow!("the target is in use"));
+        assert!(!stops_the_boot(&refused, None));
+    }
 
     #[test]
     fn a_recovery_without_its_configuration_is_refused() {
