@@ -274,6 +274,19 @@ initrd_without_systemd() {
         die "the initrd built without systemd still holds systemd"
 }
 
+# The test initrd with zshield_recovery=default in its /etc/cmdline.d, as a
+# golden built with it there would have: the disk it provisions must still
+# boot normally (zshield takes zshield_recovery= from the boot entry only).
+# The kernel unpacks archives one after the other: a small one is appended.
+initrd_with_recovery_arg() { # FROM TO
+    local extra
+    extra=$(mktemp -d)
+    mkdir -p "$extra/etc/cmdline.d"
+    echo "zshield_recovery=default" >"$extra/etc/cmdline.d/90-ztest-recovery.conf"
+    { cat "$1"; (cd "$extra" && find . | cpio --quiet -o -H newc -R 0:0); } >"$2"
+    rm -rf "$extra"
+}
+
 # ---------------------------------------------------------------- block-device
 # Size of an image for a tree: its disk usage + 40 %, in whole MiB, at least $2.
 image_mib() {
@@ -431,7 +444,10 @@ phase_finalise() {
     rm -f "$outdir/stamp"
     cp "$work/boot/vmlinuz-$kver" "$outdir/vmlinuz"
     cp "$work/boot/initrd.img-$kver" "$outdir/initrd.img"
-    [ "$variant_name" = product ] || cp "$work/initrd-nosystemd.img" "$outdir/initrd-nosystemd.img"
+    if [ "$variant_name" != product ]; then
+        cp "$work/initrd-nosystemd.img" "$outdir/initrd-nosystemd.img"
+        initrd_with_recovery_arg "$outdir/initrd.img" "$outdir/initrd-cmdline.img"
+    fi
     cp "$work/grub.cfg" "$outdir/grub.cfg"
     cp --sparse=always "$work/cf.img" "$outdir/cf.img"
 }

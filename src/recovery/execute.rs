@@ -110,7 +110,7 @@ impl Executor {
             Step::CreatePv { dev } => lvm.pvcreate(dev),
             Step::CreateVg { vg, pv } => lvm.vgcreate(vg, pv, TAG_LAYOUT),
             Step::UnmarkComplete { vg } => lvm.vg_tag(vg, TAG_COMPLETE, false),
-            Step::RemoveLv { vg, lv } => lvm.lvremove(vg, lv),
+            Step::RemoveLv { vg, lv } => remove_lv(lvm, vg, lv),
             Step::CreateLv {
                 vg, lv, extents, ..
             } => lvm.lvcreate(vg, lv, *extents).map(drop),
@@ -283,6 +283,20 @@ fn configure(
         log::info!("removed /etc/lvm/devices/system.devices (it named the build machine's disks)");
     }
     bootloader::configure_defaults(root, golden)
+}
+
+/// Removes `vg/lv`; one that is gone already counts as removed: a snapshot
+/// whose merge into the root was cut off by a power loss goes on merging once
+/// the VG is active, and may end between the probe and this step.
+fn remove_lv(lvm: &Lvm, vg: &str, lv: &str) -> Result<()> {
+    let Err(error) = lvm.lvremove(vg, lv) else {
+        return Ok(());
+    };
+    if lvm.lvs()?.iter().any(|l| l.vg == vg && l.name == lv) {
+        return Err(error);
+    }
+    log::info!("{vg}/{lv} is gone already (its merge into the origin ended meanwhile)");
+    Ok(())
 }
 
 fn mkfs(dev: &str, uuid: &str, label: &str) -> Result<()> {

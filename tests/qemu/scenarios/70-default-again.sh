@@ -1,7 +1,8 @@
 # default-again: a second factory reset of a provisioned disk restores the
 # system root and keeps the data volumes (/home, /var/log/audit), even when
 # the disk's primary GPT was lost in between: the table is repaired from its
-# backup copy first (the kernel shows no partitions without it).
+# backup copy first (the kernel shows no partitions without it). A recovery
+# argument in the initramfs's cmdline.d never resets the disk.
 target=$ZT_DIR/target.img
 zt_provisioned "$target"
 
@@ -11,11 +12,25 @@ check home-marker-written write_marker /home
 check audit-marker-written write_marker /var/log/audit
 check root-marker-written write_marker /root
 SCRIPT
-zt_vm markers --disk "$target" --cmd "$ZT_DIR/markers.cmd"
+# Booted with an initrd that carries zshield_recovery=default in its
+# cmdline.d (as a golden built with it would pass it to every disk it
+# provisions): zshield ignores it with a warning and the disk boots.
+zt_vm markers --disk "$target" --initrd initrd-cmdline.img \
+    --append "root=/dev/mapper/vgroup-lv--root" --cmd "$ZT_DIR/markers.cmd"
 zt_assert_value root-source /dev/mapper/vgroup-lv--root
 zt_assert_checks "$ZT_DIR/markers.cmd"
+zt_assert_line "zshield: warning: ignoring zshield_recovery=default from /etc/cmdline.d/90-ztest-recovery.conf"
+zt_assert_no_line "factory reset starting"
 
 dd if=/dev/zero of="$target" bs=512 seek=1 count=1 conv=notrunc status=none
+damaged=$(zt_sha "$target")
+
+# A dry run on the damaged disk shows the repair and writes nothing.
+zt_vm dry-run --cf "$ZT_CF" --disk "$target" \
+    --append "zshield_recovery=default zshield.dry_run zshield.after=poweroff"
+zt_assert_line "repair the GPT of /dev/sdb from its backup copy"
+zt_assert_line "dry run: nothing was written"
+zt_assert_same_sha "$target" "$damaged" "damaged target disk (dry run)"
 
 # The second time the target is named as an operator should: by its id.
 zt_recover recover2 "$target" zshield.target=/dev/disk/by-id/scsi-0QEMU_QEMU_HARDDISK_ZTARGET

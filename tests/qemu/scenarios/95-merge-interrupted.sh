@@ -2,6 +2,8 @@
 # (failpoint zshield.test.cut_after=merge-started, at its first progress
 # line), then again right after the next boot has finished the merge; the
 # third zshield_recovery=latest does the rest, and the root is the backup's.
+# A copy of the disk as the first cut left it (the merge half done) gets a
+# factory reset instead: it completes and keeps the data volumes.
 target=$ZT_DIR/target.img
 zt_provisioned "$target"
 
@@ -9,6 +11,7 @@ zt_cmd "$ZT_DIR/change.cmd" - <<'SCRIPT'
 echo at-backup >/root/ztest-changed
 check backup-taken zshield_backup
 echo after-backup >/root/ztest-changed
+echo user-data >/home/ztest-user-data
 # Enough changed blocks for the merge to take a while.
 dd if=/dev/zero of=/root/ztest-big bs=1M count=320 conv=fsync status=none
 sync
@@ -20,6 +23,8 @@ zt_assert_checks "$ZT_DIR/change.cmd"
 zt_latest cut "$target" zshield.test.cut_after=merge-started
 zt_assert_line "test failpoint zshield.test.cut_after"
 zt_assert_no_line "zshield: done:"
+cut_copy=$ZT_DIR/cut-then-reset.img
+cp --sparse=always "$target" "$cut_copy"
 
 # The next one finishes the merge, and the power goes again right after it.
 zt_latest resume "$target" zshield.test.cut_after=resume-merge
@@ -41,3 +46,11 @@ check fresh-backup-exists bash -c 'lvs --noheadings -o lv_attr,origin vgroup/sna
 check status-healthy zshield status
 SCRIPT
 zt_boot_restored restored "$target" "$ZT_DIR/restored.cmd"
+
+zt_recover reset-over-merge "$cut_copy"
+zt_assert_line "holds a complete zshield layout (kept with their data: lv-user, lv-audit)"
+zt_cmd "$ZT_DIR/reset.cmd" "$ZT_CHECKS/restored.sh" - <<'SCRIPT'
+check user-data-kept grep -qx user-data /home/ztest-user-data
+check root-is-the-golden-s test ! -e /root/ztest-changed
+SCRIPT
+zt_boot_restored reset-restored "$cut_copy" "$ZT_DIR/reset.cmd"
