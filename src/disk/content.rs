@@ -5,24 +5,13 @@
 
 use crate::config::Label;
 use crate::disk::gpt_copies::Damage;
+pub use crate::disk::partition::TablePartition;
 use crate::disk::signatures;
 use crate::layout::{
     GPT_BIOS_NAME, GPT_BIOS_TYPE, GPT_BOOT_NAME, GPT_LINUX_FS_TYPE, GPT_LVM_NAME, GPT_LVM_TYPE,
     MSDOS_LINUX, MSDOS_LVM, MSDOS_SIGNATURE_MAGIC,
 };
 use crate::units::{human, GIB, KIB, MIB};
-
-/// One partition of a table read from a disk, in bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TablePartition {
-    pub number: u32,
-    pub start: u64,
-    pub size: u64,
-    /// GPT: the type GUID in upper case; msdos: the type byte as `0x83`.
-    pub kind: String,
-    /// GPT partition name; empty on msdos.
-    pub name: String,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Table {

@@ -10,7 +10,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::disk::content::TablePartition;
+use crate::disk::partition::TablePartition;
 
 const SIGNATURE: &[u8; 8] = b"EFI PART";
 const HEADER_SIZE: usize = 92;

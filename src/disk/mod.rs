@@ -7,4 +7,5 @@ pub mod golden;
 pub mod gpt_copies;
 pub mod identity;
 pub mod mounts;
+pub mod partition;
 pub mod signatures;
