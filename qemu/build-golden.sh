@@ -277,13 +277,17 @@ initrd_without_systemd() {
 # The test initrd with zshield_recovery=default in its /etc/cmdline.d, as a
 # golden built with it there would have: the disk it provisions must still
 # boot normally (zshield takes zshield_recovery= from the boot entry only).
-# The kernel unpacks archives one after the other: a small one is appended.
+# The kernel unpacks archives one after the other: a small one is appended,
+# at a multiple of 4 bytes (the zeros between are skipped), or the kernel
+# takes it for a compressed archive with a bad magic.
 initrd_with_recovery_arg() { # FROM TO
     local extra
     extra=$(mktemp -d)
     mkdir -p "$extra/etc/cmdline.d"
     echo "zshield_recovery=default" >"$extra/etc/cmdline.d/90-ztest-recovery.conf"
-    { cat "$1"; (cd "$extra" && find . | cpio --quiet -o -H newc -R 0:0); } >"$2"
+    cp "$1" "$2"
+    truncate -s %4 "$2"
+    (cd "$extra" && find . | cpio --quiet -o -H newc -R 0:0) >>"$2"
     rm -rf "$extra"
 }
 
