@@ -41,6 +41,8 @@ outdir=$(realpath -m "${1:-$default_out}")
 # The tests' zshield has the test failpoint; the product's never.
 make_args=()
 [ "$variant_name" = product ] || make_args=(FEATURES=failpoints)
+# USER:PASSWORD of the recovery entries' GRUB password: the product has none.
+grub_login=""
 cache=${ZSHIELD_CACHE:-$HOME/.cache/zshield}
 work=$outdir/work
 staging=$work/root
@@ -148,17 +150,23 @@ phase_install() {
         "$staging/etc/systemd/system/timers.target.wants/zshield-backup.timer"
 
     rsync -rlpt --chown=0:0 "$image_overlay/" "$staging/"
-    check_grub_switch
+    check_grub_settings
     [ "$variant_name" = product ] || install_test_parts
 }
 
-# GRUB_DISABLE_ZSHIELD=true in the GRUB defaults takes the recovery entries away.
-check_grub_switch() {
+# The settings of zshield's GRUB scripts: GRUB_DISABLE_ZSHIELD=true takes the
+# recovery entries away; without GRUB_ZSHIELD_PASSWORD there is no password,
+# and a malformed one fails grub-mkconfig (the old menu stays).
+check_grub_settings() {
     local cfg=$staging/etc/default/grub.d/zz-zshield-build-check.cfg out
     echo "GRUB_DISABLE_ZSHIELD=true" >"$cfg"
     out=$(chroot "$staging" /etc/grub.d/41_zshield 2>&1) || die "41_zshield failed with GRUB_DISABLE_ZSHIELD=true: $out"
-    rm -f "$cfg"
     [ -z "$out" ] || die "41_zshield still printed with GRUB_DISABLE_ZSHIELD=true: $out"
+    out=$(chroot "$staging" /etc/grub.d/01_zshield_password 2>&1) || die "01_zshield_password failed without a password: $out"
+    [ -z "$out" ] || die "01_zshield_password printed without a password: $out"
+    echo "GRUB_ZSHIELD_PASSWORD=secret" >"$cfg"
+    ! out=$(chroot "$staging" /etc/grub.d/01_zshield_password 2>&1) || die "01_zshield_password took a password that is not a PBKDF2 hash: $out"
+    rm -f "$cfg"
 }
 
 # The failpoint's line is in the binary exactly when the feature is.
@@ -181,6 +189,17 @@ install_test_parts() {
     ln -sf /etc/systemd/system/zshield-test-probe.service \
         "$staging/etc/systemd/system/multi-user.target.wants/zshield-test-probe.service"
     ln -sf /dev/null "$staging/etc/systemd/system/serial-getty@ttyS0.service"
+
+    # A GRUB password on the recovery entries (grub/01_zshield_password), made
+    # by the golden's own grub-mkpasswd-pbkdf2; the tests type the login at
+    # GRUB's prompt (GOLDEN_GRUB_LOGIN), the disks zshield provisions inherit it.
+    grub_login=zshield:ztest-recovery
+    local hash
+    hash=$(printf '%s\n%s\n' "${grub_login#*:}" "${grub_login#*:}" | chroot "$staging" grub-mkpasswd-pbkdf2 |
+        sed -n 's/^PBKDF2 hash of your password is //p')
+    [ -n "$hash" ] || die "grub-mkpasswd-pbkdf2 in the golden made no hash"
+    printf '%s\n' "# TEST ONLY: the recovery entries' GRUB password (login $grub_login)" \
+        "GRUB_ZSHIELD_PASSWORD=$hash" >"$staging/etc/default/grub.d/zshield-password.cfg"
 
     # Fixtures: what a careless copy loses (capabilities, ACLs, hard links,
     # holes, owners without a passwd entry).
@@ -470,6 +489,7 @@ GOLDEN_KVER=$kver
 GOLDEN_ROOT_UUID=$root_uuid
 GOLDEN_BOOT_UUID=$boot_uuid
 GOLDEN_INITRD_SYSTEMD=$initrd_systemd
+GOLDEN_GRUB_LOGIN=$grub_login
 GOLDEN_CF_SHA256=$(awk '$2 == "cf.img" { print $1 }' "$outdir/SHA256SUMS")
 EOF
     # The stamp is written last: a build stopped half-way is never taken as done.

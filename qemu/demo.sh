@@ -3,8 +3,9 @@
 #   1. build the golden (qemu/build-golden.sh) and a fresh virtual appliance:
 #      a CompactFlash card holding the golden, and a blank 4 GiB hard disk;
 #   2. boot the CF through the firmware, pick "Recover to factory default" in
-#      its GRUB menu on the serial console, and show zshield's console lines as
-#      they come; zshield reboots when done, which ends this VM;
+#      its GRUB menu on the serial console and type the recovery password,
+#      show zshield's console lines as they come; zshield reboots when done,
+#      which ends this VM;
 #   3. boot the restored hard disk alone, through SeaBIOS and its own GRUB;
 #   4. summarise: boot durations, root device, logical volumes, report.
 # Work files: <repo>/build/demo/. Exits non-zero if any step fails.
@@ -30,10 +31,12 @@ truncate -s 4G "$work/disk.img"
 entry="Recover to factory default"
 index=$(grep -E "^(menuentry|submenu) '" "$golden/grub.cfg" | cut -d"'" -f2 | grep -nxF "$entry" | cut -d: -f1)
 [ -n "$index" ] || die "the CF menu has no '$entry' entry ($golden/grub.cfg)"
-say "factory reset: the CF's GRUB menu, entry '$entry'"
+# The test golden's recovery entries have a GRUB password: type its login.
+login=$(grep '^GOLDEN_GRUB_LOGIN=' "$golden/golden.env" | cut -d= -f2-)
+say "factory reset: the CF's GRUB menu, entry '$entry'${login:+, login ${login%%:*}}"
 t0=$SECONDS
 "$repo/qemu/vm.sh" --log "$work/reset.log" --timeout "$timeout" --golden "$golden" \
-    --cf "$work/cf.img" --disk "$work/disk.img" --pick "$((index - 1))" &
+    --cf "$work/cf.img" --disk "$work/disk.img" --pick "$((index - 1)) $login" &
 vm=$!
 # zshield's lines, live; tail stops by itself once vm.sh has returned.
 tail -n +1 -F -s 0.2 --pid="$vm" "$work/reset.log" 2>/dev/null |

@@ -5,7 +5,7 @@
 # usage: qemu/vm.sh --log FILE [--timeout SECS] [--golden DIR]
 #                   [--cf IMG [--cf-bus ide|scsi]] [--disk IMG [--disk-bus scsi|ide]]
 #                   [--spare IMG]
-#                   [--boot-from cf|disk] [--reboot yes] [--pick N]
+#                   [--boot-from cf|disk] [--reboot yes] [--pick "KEYS"]
 #                   [--cmd FILE] [--append "ARGS"]
 #
 #   --cf IMG      the CompactFlash disk; IDE by default, as a real CF card is
@@ -14,8 +14,10 @@
 #   --boot-from   the firmware's boot disk (default cf); SeaBIOS boots from
 #                 its first hard disk only, and does not go on to the other
 #   --reboot yes  a guest reboot boots again instead of ending QEMU
-#   --pick N      at the first GRUB menu, press Down N times and Enter, as a
-#                 person at the serial console would
+#   --pick KEYS   at GRUB's menu, as a person at the serial console would,
+#                 words in turn: N presses Down N times and Enter, `e' and `c'
+#                 press that key (edit, command line), each once the menu is
+#                 drawn (again); USER:PASSWORD answers GRUB's login prompt
 #   --cmd FILE    a bash script for the golden's test probe, on a 1 MiB
 #                 virtio-blk disk with serial "ztestcmd" (padded with NULs)
 #   --append ARGS boot the golden's kernel and initrd directly with
@@ -36,7 +38,7 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-usage() { sed -n '4,26s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 2; }
+usage() { sed -n '4,/^# Judge/s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 2; }
 die() { echo "vm: error: $*" >&2; exit 2; }
 
 log="" timeout=900 golden=${ZSHIELD_GOLDEN:-$repo/build/golden}
@@ -69,7 +71,9 @@ for f in "$cf" "$disk" "$spare" "$cmd"; do
     [ -z "$f" ] || [ -f "$f" ] || die "no such file: $f"
 done
 
-[[ "$pick" =~ ^[0-9]*$ ]] || die "--pick takes a number of Down presses"
+for key in $pick; do
+    [[ "$key" =~ ^([0-9]+|e|c|[^:]+:.+)$ ]] || die "--pick: '$key' is not N, e, c or USER:PASSWORD"
+done
 args=(
     -accel tcg -cpu max -smp 2 -m 2048
     -display none -monitor none -nic none
@@ -162,30 +166,70 @@ else
         -append "root=LABEL=golden-root ro console=ttyS0,115200 rd.driver.pre=ata_piix panic=-1 fsck.mode=skip${append:+ $append}")
 fi
 
-# pick_entry N: waits for GRUB's countdown under the menu, then presses Down
-# N times and Enter. GRUB reads VT100 arrow keys from its serial terminal.
-pick_entry() {
+# press_keys: types --pick's words into the serial console, each once GRUB
+# shows what it answers: the menu (the first time, its countdown; after that,
+# a new draw of it), or the login prompt.
+press_keys() {
+    local key i draws=0 logins=0
+    for key in $pick; do
+        case "$key" in
+            *:*)
+                logins=$((logins + 1))
+                wait_for "Enter username:" "$logins" || return 0
+                type_line "${key%%:*}"
+                wait_for "Enter password:" "$logins" || return 0
+                type_line "${key#*:}"
+                echo "vm: typed the GRUB login ${key%%:*}:***"
+                ;;
+            *)
+                draws=$((draws + 1))
+                if [ "$draws" = 1 ]; then
+                    wait_for "will be executed automatically" 1 || return 0
+                else
+                    wait_for "Use the ^ and v keys" "$draws" || return 0
+                    sleep 1 # the rest of the draw
+                fi
+                case "$key" in
+                    e | c) printf '%s' "$key" >"$tmp/serial.in" ;;
+                    *)
+                        for ((i = 0; i < key; i++)); do
+                            printf '\033[B' >"$tmp/serial.in"
+                            sleep 0.3
+                        done
+                        printf '\r' >"$tmp/serial.in"
+                        ;;
+                esac
+                echo "vm: pressed $([ "$key" = e ] || [ "$key" = c ] && echo "'$key'" || echo "Down x$key, Enter") at GRUB's menu"
+                ;;
+        esac
+    done
+}
+# wait_for TEXT N: until the console has shown TEXT N times.
+wait_for() {
     local i
     for ((i = 0; i < timeout * 10; i++)); do
-        grep -aq "will be executed automatically" "$log" && break
+        [ "$(grep -aoF -- "$1" "$log" | wc -l)" -lt "$2" ] || return 0
         sleep 0.1
     done
-    for ((i = 0; i < $1; i++)); do
-        printf '\033[B' >"$tmp/serial.in"
-        sleep 0.3
+    return 1
+}
+type_line() {
+    local i
+    for ((i = 0; i < ${#1}; i++)); do
+        printf '%s' "${1:i:1}" >"$tmp/serial.in"
+        sleep 0.05
     done
     printf '\r' >"$tmp/serial.in"
-    echo "vm: picked menu entry $1 (Down x$1, Enter)"
 }
 
 mkdir -p "$(dirname "$log")"
 : >"$log"
-echo "vm: start: ${cf:+cf=$cf($cf_bus) }${disk:+disk=$disk($disk_bus) }${cmd:+cmd=$cmd }$([ "$direct" = yes ] && echo "kernel args: $append" || echo "firmware boot from $boot_disk${pick:+, menu entry $pick}")"
+echo "vm: start: ${cf:+cf=$cf($cf_bus) }${disk:+disk=$disk($disk_bus) }${cmd:+cmd=$cmd }$([ "$direct" = yes ] && echo "kernel args: $append" || echo "firmware boot from $boot_disk${pick:+, GRUB keys: $pick}")"
 t0=$SECONDS
 rc=0
 if [ -n "$pick" ]; then
     cat "$tmp/serial.out" >"$log" &
-    pick_entry "$pick" &
+    press_keys &
 fi
 timeout -k 10 "$timeout" qemu-system-x86_64 "${args[@]}" || rc=$?
 [ -z "$pick" ] || wait %1 2>/dev/null || :

@@ -222,6 +222,12 @@ zt_menu_index() {
     echo $((n - 1))
 }
 
+# zt_grub_login: USER:PASSWORD of the golden's recovery entries, as
+# qemu/vm.sh --pick types it at GRUB's login prompt.
+zt_grub_login() {
+    grep '^GOLDEN_GRUB_LOGIN=' "$ZT_GOLDEN/golden.env" | cut -d= -f2-
+}
+
 # zt_assert_menu [LOG]: a GRUB menu with the normal and both recovery entries
 # was on the serial console.
 zt_assert_menu() {

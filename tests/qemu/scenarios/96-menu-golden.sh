@@ -1,9 +1,12 @@
-# menu-golden: the CF booted through the firmware and its GRUB menu; a person
-# presses Enter on the normal entry. The golden boots read-only (a write to /
-# fails) and zshield does nothing.
+# menu-golden: the CF booted through the firmware and its GRUB menu. A person
+# without the recovery password picks "Recover to factory default", then tries
+# to edit an entry and to open GRUB's command line: each asks for the login
+# and refuses a wrong one. Then Enter on the normal entry boots the golden
+# read-only without a password, and zshield does nothing.
 target=$ZT_DIR/target.img
 zt_new_disk "$target"
 target_sha=$(zt_sha "$target")
+wrong=$(zt_grub_login | cut -d: -f1):not-the-password
 
 zt_cmd "$ZT_DIR/golden.cmd" - <<'SCRIPT'
 check root-mounted-ro bash -c 'findmnt -no OPTIONS / | tr , "\n" | grep -qx ro'
@@ -12,8 +15,11 @@ check root-by-uuid grep -q "root=UUID=$GOLDEN_ROOT_UUID ro " /proc/cmdline
 check no-recovery-arg bash -c '! grep -q zshield_recovery /proc/cmdline'
 check no-fsck-of-the-golden grep -qw fsck.mode=skip /proc/cmdline
 SCRIPT
-zt_vm golden --cf "$ZT_CF" --disk "$target" --pick 0 --cmd "$ZT_DIR/golden.cmd"
+zt_vm golden --cf "$ZT_CF" --disk "$target" --cmd "$ZT_DIR/golden.cmd" \
+    --pick "$(zt_menu_index "Recover to factory default") $wrong e $wrong c $wrong 0"
 zt_assert_menu
+zt_assert_count_min "Enter password:" 3
+zt_assert_count_min "access denied" 3
 zt_assert_value root-source /dev/sda2
 zt_assert_checks "$ZT_DIR/golden.cmd"
 zt_assert_no_line "zshield: "
