@@ -71,8 +71,11 @@ for f in "$cf" "$disk" "$spare" "$cmd"; do
     [ -z "$f" ] || [ -f "$f" ] || die "no such file: $f"
 done
 
+keys_shown="" # --pick without its passwords
 for key in $pick; do
     [[ "$key" =~ ^([0-9]+|e|c|[^:]+:.+)$ ]] || die "--pick: '$key' is not N, e, c or USER:PASSWORD"
+    keys_shown+=" ${key%%:*}"
+    [[ "$key" != *:* ]] || keys_shown+=":***"
 done
 args=(
     -accel tcg -cpu max -smp 2 -m 2048
@@ -224,7 +227,7 @@ type_line() {
 
 mkdir -p "$(dirname "$log")"
 : >"$log"
-echo "vm: start: ${cf:+cf=$cf($cf_bus) }${disk:+disk=$disk($disk_bus) }${cmd:+cmd=$cmd }$([ "$direct" = yes ] && echo "kernel args: $append" || echo "firmware boot from $boot_disk${pick:+, GRUB keys: $pick}")"
+echo "vm: start: ${cf:+cf=$cf($cf_bus) }${disk:+disk=$disk($disk_bus) }${cmd:+cmd=$cmd }$([ "$direct" = yes ] && echo "kernel args: $append" || echo "firmware boot from $boot_disk${pick:+, GRUB keys:$keys_shown}")"
 t0=$SECONDS
 rc=0
 if [ -n "$pick" ]; then

@@ -18,7 +18,7 @@ use crate::disk::content::{
 use crate::disk::gpt_copies;
 use crate::layout::{partition_dev, NewPartition, PartKind, MSDOS_LINUX, MSDOS_LVM};
 use crate::runner::Cmd;
-use crate::units::MIB;
+use crate::units::{human, MIB};
 
 mod ioctl {
     use nix::libc::{c_char, c_int, c_void};
@@ -319,7 +319,19 @@ pub fn examine(disk: &BlockDev) -> Result<(Evidence, Content)> {
     if matches!(content, Content::Zshield(_)) {
         return Ok((evidence, content));
     }
+    let started = Instant::now();
     let evidence = read_evidence(disk, Reach::Whole)?;
+    let read: usize = evidence.head.len()
+        + evidence.tail.len()
+        + evidence.samples.iter().map(|(_, b)| b.len()).sum::<usize>();
+    log::info!(
+        "read {} across all of its {}: {} in {} places, {:.1} s",
+        disk.dev,
+        human(evidence.size),
+        human(read as u64),
+        evidence.samples.len() + 2,
+        started.elapsed().as_secs_f64()
+    );
     let content = classify(&evidence);
     Ok((evidence, content))
 }
