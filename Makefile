@@ -53,9 +53,9 @@ lint:
 test-unit:
 	cargo test --locked --lib --bins
 
-# Loop devices, as root; one thread, since the tests share the loop driver.
+# Loop devices and card images, as root; one thread, since the tests share the loop driver.
 test-host:
-	cargo test --locked --test host_loop -- --test-threads=1
+	cargo test --locked --test host_loop --test host_blockmap -- --test-threads=1
 
 # The product image builds, and its manifest checks out.
 test-image: image

@@ -16,12 +16,15 @@
 #   initramfs     dracut inside the staging root
 #   block-device  ext4 images filled with mkfs.ext4 -d (no loop mounts), cf.img
 #   bootloader    the golden's own grub-install and grub-mkconfig on cf.img (loop device)
+#   blockmap      the block map of the card's file systems, on its reserved
+#                 partition (zshield golden-map), checked (zshield verify-golden)
 #   finalise      kernel, initrd, menu and facts for vm.sh and the tests
-#   convert       cf.qcow2, and SHA256SUMS of both images
+#   convert       cf.qcow2, and SHA256SUMS of both images and the block map
 # Everything after `root` is skipped when its inputs did not change.
 #
-# Outputs in OUTDIR: cf.img (raw, for dd), cf.qcow2, SHA256SUMS, grub.cfg (the
-# CF menu), vmlinuz, initrd.img, golden.env.
+# Outputs in OUTDIR: cf.img (raw, for dd), cf.qcow2, cf.blockmap (the map that
+# cf.img carries), SHA256SUMS, grub.cfg (the CF menu), vmlinuz, initrd.img,
+# golden.env.
 # Needs root (chroot, loop devices, file capabilities, ownership), mmdebstrap,
 # e2fsprogs, fdisk, qemu-utils.
 set -euo pipefail
@@ -128,7 +131,7 @@ tar_hash() {
 
 up_to_date() {
     local f
-    for f in cf.img cf.qcow2 SHA256SUMS grub.cfg vmlinuz initrd.img golden.env stamp; do
+    for f in cf.img cf.qcow2 cf.blockmap SHA256SUMS grub.cfg vmlinuz initrd.img golden.env stamp; do
         [ -e "$outdir/$f" ] || return 1
     done
     [ "$(cat "$outdir/stamp")" = "$inputs_hash" ]
@@ -320,13 +323,19 @@ image_mib() {
     echo "$mib"
 }
 
-mkfs_image() { # mkfs_image IMAGE LABEL UUID TREE MIB
+# The golden file systems are copied block by block onto bigger volumes and
+# grown there (resize2fs): 4 KiB blocks, as a big file system has; a journal
+# fit for one of some GiB (resize2fs keeps the journal as it is); and
+# metadata_csum_seed, so that a copy takes a UUID of its own without every
+# metadata checksum being rewritten.
+mkfs_image() { # mkfs_image IMAGE LABEL UUID TREE MIB JOURNAL_MIB
     local inodes
     # Enough inodes for the tree and some more whatever the size heuristic says.
     inodes=$(($(find "$4" | wc -l) * 3 / 2 + 1024))
     rm -f "$1"
     truncate -s "${5}M" "$1"
-    mkfs.ext4 -q -F -L "$2" -U "$3" -N "$inodes" -d "$4" "$1"
+    mkfs.ext4 -q -F -b 4096 -O metadata_csum_seed -J "size=$6" \
+        -L "$2" -U "$3" -N "$inodes" -d "$4" "$1"
 }
 
 # mkfs.ext4 -d copies extended attributes; prove it did for each fixture.
@@ -358,12 +367,13 @@ phase_block_device() {
     mkdir -m 0755 "$staging/boot"
 
     local boot_mib root_mib reserved_mib=16
-    boot_mib=$(image_mib "$work/boot" 64)
-    root_mib=$(image_mib "$staging" 256)
+    local boot_journal=4 root_journal=64
+    boot_mib=$(($(image_mib "$work/boot" 64) + boot_journal))
+    root_mib=$(($(image_mib "$staging" 256) + root_journal))
     root_uuid=$(cat /proc/sys/kernel/random/uuid)
     boot_uuid=$(cat /proc/sys/kernel/random/uuid)
-    mkfs_image "$work/boot.img" golden-boot "$boot_uuid" "$work/boot" "$boot_mib"
-    mkfs_image "$work/root.img" golden-root "$root_uuid" "$staging" "$root_mib"
+    mkfs_image "$work/boot.img" golden-boot "$boot_uuid" "$work/boot" "$boot_mib" "$boot_journal"
+    mkfs_image "$work/root.img" golden-root "$root_uuid" "$staging" "$root_mib" "$root_journal"
     log "boot.img ${boot_mib} MiB, root.img ${root_mib} MiB"
     [ "$variant_name" = product ] || check_fixtures "$work/root.img"
 
@@ -461,6 +471,16 @@ check_menu() {
     log "CF menu: $(grep -E "^(menuentry|submenu) '" "$cfg" | cut -d"'" -f2 | paste -sd'|' | sed 's/|/ | /g')"
 }
 
+# ---------------------------------------------------------------- blockmap
+# Last of all that writes cf.img: the map covers the file systems as shipped.
+phase_blockmap() {
+    local zshield=$work/product/usr/sbin/zshield out
+    "$zshield" golden-map "$work/cf.img" >"$work/cf.blockmap" || die "zshield golden-map failed"
+    out=$("$zshield" verify-golden "$work/cf.img" 2>&1) ||
+        die "cf.img does not match its own block map: $(tail -n 1 <<<"$out")"
+    log "$(tail -n 1 <<<"$out" | sed 's/^zshield: //')"
+}
+
 # ---------------------------------------------------------------- finalise
 phase_finalise() {
     mkdir -p "$outdir"
@@ -472,6 +492,7 @@ phase_finalise() {
         initrd_with_recovery_arg "$outdir/initrd.img" "$outdir/initrd-cmdline.img"
     fi
     cp "$work/grub.cfg" "$outdir/grub.cfg"
+    cp "$work/cf.blockmap" "$outdir/cf.blockmap"
     cp --sparse=always "$work/cf.img" "$outdir/cf.img"
 }
 
@@ -481,7 +502,7 @@ phase_convert() {
     qemu-img convert -f raw -O qcow2 "$outdir/cf.img" "$outdir/cf.qcow2"
     qemu-img compare -q -f raw -F qcow2 "$outdir/cf.img" "$outdir/cf.qcow2" ||
         die "cf.qcow2 does not hold the same disk as cf.img"
-    (cd "$outdir" && sha256sum cf.img cf.qcow2 >SHA256SUMS)
+    (cd "$outdir" && sha256sum cf.img cf.qcow2 cf.blockmap >SHA256SUMS)
     cat >"$outdir/golden.env" <<EOF
 # Facts of this golden, for qemu/vm.sh, qemu/demo.sh and tests/qemu (sourced by bash).
 GOLDEN_VARIANT=$variant_name
@@ -507,6 +528,7 @@ else
     phase initramfs phase_initramfs
     phase block-device phase_block_device
     phase bootloader phase_bootloader
+    phase blockmap phase_blockmap
     phase finalise phase_finalise
     phase convert phase_convert
 fi

@@ -16,7 +16,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::Mutex;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Where the log lives while the recovery runs: /run survives switch_root.
 pub const RUN_DIR: &str = "/run/zshield";
@@ -195,6 +195,40 @@ pub fn now_utc() -> String {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
     )
+}
+
+/// Logs progress every 10% or every 10 s, whichever comes first.
+pub struct Meter<'a> {
+    what: &'a str,
+    last_percent: u32,
+    last_time: Instant,
+}
+
+impl<'a> Meter<'a> {
+    pub fn new(what: &'a str) -> Meter<'a> {
+        Meter {
+            what,
+            last_percent: 0,
+            last_time: Instant::now(),
+        }
+    }
+
+    /// `detail` (a speed, say) is shown beside the figure when not empty.
+    pub fn update(&mut self, percent: u32, detail: &str) {
+        if percent >= self.last_percent + 10
+            || (percent > self.last_percent && self.last_time.elapsed() > Duration::from_secs(10))
+        {
+            if percent < 100 {
+                if detail.is_empty() {
+                    log::info!("{}: {percent}%", self.what);
+                } else {
+                    log::info!("{}: {percent}% ({detail})", self.what);
+                }
+            }
+            self.last_percent = percent;
+            self.last_time = Instant::now();
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! The zshield command line. Invoked as `zshield_backup` it takes a backup.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -7,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 use zshield::cmdline::{After, BootArgs, Mode, Wipe};
 use zshield::config::DEFAULT_PATH;
+use zshield::disk::blockmap;
 use zshield::logging::{self, init_logging, Console, RUN_DIR};
 use zshield::recovery::{self, Outcome, Request};
 
@@ -66,6 +68,19 @@ enum Command {
         #[arg(long, default_value = DEFAULT_PATH)]
         config: PathBuf,
     },
+    /// Check a golden card (a device or an image file) against the block map
+    /// it carries, range by range; writes nothing. Exit 1 when it does not match.
+    VerifyGolden {
+        /// The card, e.g. /dev/sdX just written with dd, or cf.img.
+        card: PathBuf,
+    },
+    /// Make the block map of a golden card image (its file systems' used
+    /// ranges and their SHA-256), store it on the image's reserved partition
+    /// and print it (JSON). Run by the image builder.
+    GoldenMap {
+        /// The card image, e.g. build/image/cf.img.
+        image: PathBuf,
+    },
     /// Show the layout and the backup; exit 1 when there is no valid backup
     /// younger than two days.
     Status {
@@ -99,6 +114,23 @@ fn main() -> ExitCode {
         } => recover_command(mode, dry_run, place, &boot),
         Command::Backup { config } => backup_command(&config),
         Command::Status { config, json } => status_command(&config, json),
+        Command::VerifyGolden { card } => verify_golden_command(&card),
+        Command::GoldenMap { image } => {
+            init_logging(None, Console::Stderr);
+            match blockmap::make(&image) {
+                Ok(map) => match std::io::stdout().write_all(&map.encode()) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        log::error!("cannot print the block map: {e}");
+                        ExitCode::FAILURE
+                    }
+                },
+                Err(e) => {
+                    log::error!("{e:#}; the image has no block map");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Plan { place } => {
             init_logging(None, Console::Stderr);
             let req = request(Mode::Default, place, &boot, true, After::Continue);
@@ -239,6 +271,27 @@ fn backup_command(config: &std::path::Path) -> ExitCode {
         }
         Err(e) => {
             log::error!("backup failed: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn verify_golden_command(card: &std::path::Path) -> ExitCode {
+    init_logging(None, Console::Stderr);
+    match blockmap::verify(card) {
+        Ok(v) => {
+            log::info!(
+                "{}: the golden card matches its block map: {} in {} ranges read in {:.1} s ({:.1} MB/s)",
+                card.display(),
+                zshield::units::human(v.bytes),
+                v.ranges,
+                v.seconds,
+                v.bytes as f64 / v.seconds.max(0.001) / 1e6
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            log::error!("{e:#}; nothing was written");
             ExitCode::FAILURE
         }
     }

@@ -346,7 +346,7 @@ fn lb_size(sector: u64) -> Result<gpt::disk::LogicalBlockSize> {
 
 /// An msdos table with at least one partition; a protective MBR alone (0xEE)
 /// or a boot sector without partitions is left to the signature check.
-fn read_msdos(head: &[u8], sector: u64) -> Option<Table> {
+pub fn read_msdos(head: &[u8], sector: u64) -> Option<Table> {
     let mbr = mbrman::MBR::read_from(&mut std::io::Cursor::new(head), sector as u32).ok()?;
     let partitions: Vec<TablePartition> = mbr
         .iter()
@@ -641,7 +641,12 @@ pub fn ext_superblock(dev: &str) -> Option<(String, String)> {
     let file = File::open(dev).ok()?;
     let mut sb = [0u8; 1024];
     file.read_exact_at(&mut sb, 1024).ok()?;
-    if sb[56..58] != [0x53, 0xEF] {
+    ext_identity(&sb)
+}
+
+/// The UUID and label of an ext2/3/4 superblock (the 1 KiB at byte 1024).
+pub fn ext_identity(sb: &[u8]) -> Option<(String, String)> {
+    if sb.get(56..58)? != [0x53, 0xEF] {
         return None;
     }
     let u = &sb[104..120];

@@ -2,6 +2,7 @@
 //! mounts, and the golden card.
 
 pub mod blockdev;
+pub mod blockmap;
 pub mod content;
 pub mod golden;
 pub mod gpt_copies;

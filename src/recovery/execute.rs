@@ -13,6 +13,7 @@ use crate::disk::mounts::MountStack;
 use crate::failpoint;
 use crate::fstab::{self, GoldenNames};
 use crate::layout::{mapper_path, BOOT_COPY, TAG_COMPLETE, TAG_FS_READY, TAG_LAYOUT, TAG_ROLLBACK};
+use crate::logging::Meter;
 use crate::logging::TARGET_LOG_DIR;
 use crate::lvm::report::Lv;
 use crate::lvm::Lvm;
@@ -20,7 +21,7 @@ use crate::recovery::report::Report;
 use crate::recovery::step::{FstabEntry, Plan, Step};
 use crate::runner::Cmd;
 use crate::target::bootloader;
-use crate::target::copy::{copy_tree, mirror_tree, Meter};
+use crate::target::copy::{copy_tree, mirror_tree};
 use crate::target::provision;
 
 pub struct Executor {

@@ -1,10 +1,10 @@
 //! Copying the golden tree onto the target, with progress on the console.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
+use crate::logging::Meter;
 use crate::runner::Cmd;
 
 /// What one copy moved, from rsync's own statistics.
@@ -64,40 +64,6 @@ fn rsync(from: &Path, to: &Path, exclude: &[&str], delete: bool, what: &str) -> 
         crate::units::human(stats.bytes)
     );
     Ok(stats)
-}
-
-/// Logs progress every 10% or every 10 s, whichever comes first.
-pub struct Meter<'a> {
-    what: &'a str,
-    last_percent: u32,
-    last_time: Instant,
-}
-
-impl<'a> Meter<'a> {
-    pub fn new(what: &'a str) -> Meter<'a> {
-        Meter {
-            what,
-            last_percent: 0,
-            last_time: Instant::now(),
-        }
-    }
-
-    /// `detail` (a speed, say) is shown beside the figure when not empty.
-    pub fn update(&mut self, percent: u32, detail: &str) {
-        if percent >= self.last_percent + 10
-            || (percent > self.last_percent && self.last_time.elapsed() > Duration::from_secs(10))
-        {
-            if percent < 100 {
-                if detail.is_empty() {
-                    log::info!("{}: {percent}%", self.what);
-                } else {
-                    log::info!("{}: {percent}% ({detail})", self.what);
-                }
-            }
-            self.last_percent = percent;
-            self.last_time = Instant::now();
-        }
-    }
 }
 
 /// `  1,234,567  45%   12.34MB/s    0:00:05 (xfr#12, to-chk=3/40)` → 45

@@ -2,7 +2,8 @@
 # without the recovery password picks "Recover to factory default", then tries
 # to edit an entry and to open GRUB's command line: each asks for the login
 # and refuses a wrong one. Then Enter on the normal entry boots the golden
-# read-only without a password, and zshield does nothing.
+# read-only without a password, zshield does nothing, and
+# `zshield verify-golden` finds the card in its slot as its block map says.
 target=$ZT_DIR/target.img
 zt_new_disk "$target"
 target_sha=$(zt_sha "$target")
@@ -14,6 +15,12 @@ check write-to-root-fails bash -c '! touch /ztest-write 2>/dev/null'
 check root-by-uuid grep -q "root=UUID=$GOLDEN_ROOT_UUID ro " /proc/cmdline
 check no-recovery-arg bash -c '! grep -q zshield_recovery /proc/cmdline'
 check no-fsck-of-the-golden grep -qw fsck.mode=skip /proc/cmdline
+# The card in its slot matches the block map it carries (what an OEM runs
+# after writing a card), and checking it writes nothing.
+verify=$(zshield verify-golden /dev/sda 2>&1)
+verified=$?
+echo "ZTEST verify-golden=$(tail -n 1 <<<"$verify" | sed "s/^zshield: //")"
+check golden-card-matches-its-block-map test "$verified" = 0
 SCRIPT
 zt_vm golden --cf "$ZT_CF" --disk "$target" --cmd "$ZT_DIR/golden.cmd" \
     --pick "$(zt_menu_index "Recover to factory default") $wrong e $wrong c $wrong 0"
@@ -22,5 +29,6 @@ zt_assert_count_min "Enter password:" 3
 zt_assert_count_min "access denied" 3
 zt_assert_value root-source /dev/sda2
 zt_assert_checks "$ZT_DIR/golden.cmd"
+zt_info "$(zt_value verify-golden)"
 zt_assert_no_line "zshield: "
 zt_assert_same_sha "$target" "$target_sha" "target disk"

@@ -1,0 +1,549 @@
+//! The golden card's block map: for each golden file system, the ranges of
+//! blocks it uses and their SHA-256, made when the image is built and stored
+//! on the card's reserved partition. A card is checked (and later copied)
+//! range by range against it, as bmaptool does with its `.bmap` files.
+//!
+//! On the card the map is one header line and its JSON:
+//! `ZSHIELD-BLOCKMAP 1 <JSON length> <SHA-256 of the JSON>\n{...}`, at the
+//! start of the reserved partition (msdos type 0xda), zeros after it.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{bail, ensure, Context, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::disk::blockdev::{ext_identity, read_msdos};
+use crate::disk::content::Table;
+use crate::disk::partition::TablePartition;
+use crate::logging::Meter;
+use crate::runner::Cmd;
+use crate::units::{human, MIB};
+
+const MAGIC: &str = "ZSHIELD-BLOCKMAP";
+const VERSION: u32 = 1;
+/// The msdos type of the card's reserved partition, which holds the map.
+const RESERVED_TYPE: &str = "0xda";
+/// The longest range hashed as one: short enough to say where a card is
+/// damaged, long enough for large sequential reads.
+const MAX_RANGE_BYTES: u64 = 4 * MIB;
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct BlockMap {
+    pub filesystems: Vec<FsMap>,
+}
+
+/// One ext2/3/4 file system of the card and the blocks it uses.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct FsMap {
+    pub label: String,
+    pub uuid: String,
+    /// Its partition on the card, and where that starts, in bytes.
+    pub partition: u32,
+    pub offset: u64,
+    pub block_size: u64,
+    /// Its size in blocks.
+    pub blocks: u64,
+    pub features: Vec<String>,
+    pub ranges: Vec<Range>,
+}
+
+/// `blocks` blocks from block `block` of a file system, and their SHA-256.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Range {
+    pub block: u64,
+    pub blocks: u64,
+    pub sha256: String,
+}
+
+impl FsMap {
+    pub fn used_bytes(&self) -> u64 {
+        self.ranges.iter().map(|r| r.blocks).sum::<u64>() * self.block_size
+    }
+}
+
+impl BlockMap {
+    pub fn used_bytes(&self) -> u64 {
+        self.filesystems.iter().map(FsMap::used_bytes).sum()
+    }
+
+    /// The header line and the JSON, as stored on the card.
+    pub fn encode(&self) -> Vec<u8> {
+        let json = serde_json::to_vec_pretty(self).expect("a block map serialises");
+        let mut out =
+            format!("{MAGIC} {VERSION} {} {}\n", json.len(), sha256_hex(&json)).into_bytes();
+        out.extend_from_slice(&json);
+        out
+    }
+
+    /// Reads a map as [`BlockMap::encode`] wrote it; `bytes` may go on past it.
+    pub fn decode(bytes: &[u8]) -> Result<BlockMap> {
+        let end = bytes
+            .iter()
+            .take(200)
+            .position(|&b| b == b'\n')
+            .context("no block map header")?;
+        let header = std::str::from_utf8(&bytes[..end]).context("no block map header")?;
+        let fields: Vec<&str> = header.split(' ').collect();
+        let [magic, version, len, digest] = fields[..] else {
+            bail!("no block map header");
+        };
+        ensure!(magic == MAGIC, "no block map header");
+        ensure!(
+            version == VERSION.to_string(),
+            "block map version {version}, this zshield reads version {VERSION}"
+        );
+        let len: usize = len.parse().context("bad block map length")?;
+        let json = bytes
+            .get(end + 1..end + 1 + len)
+            .context("the block map is cut short")?;
+        ensure!(
+            sha256_hex(json) == digest,
+            "the block map itself is damaged (its SHA-256 does not match)"
+        );
+        serde_json::from_slice(json).context("the block map does not parse")
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// What `dumpe2fs` says of a file system: its identity and the blocks in use.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Ext4Usage {
+    pub label: String,
+    pub uuid: String,
+    pub features: Vec<String>,
+    pub block_size: u64,
+    pub blocks: u64,
+    /// `(first block, count)`, sorted, adjacent ones merged.
+    pub used: Vec<(u64, u64)>,
+}
+
+/// Reads `dumpe2fs` output: the header fields, then each group's block range
+/// and its free blocks; everything in a group that is not free is used, and so
+/// are the blocks before the first group (the boot block of 1 KiB file systems).
+/// e2fsprogs computes the bitmaps of groups never initialised (BLOCK_UNINIT).
+pub fn parse_dumpe2fs(text: &str) -> Result<Ext4Usage> {
+    let field = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key).map(str::trim))
+            .with_context(|| format!("dumpe2fs printed no '{key}'"))
+    };
+    let number = |key: &str| -> Result<u64> {
+        field(key)?
+            .parse()
+            .with_context(|| format!("dumpe2fs: '{key}' is not a number"))
+    };
+    let label = match field("Filesystem volume name:")? {
+        "<none>" => String::new(),
+        l => l.to_string(),
+    };
+    let mut used: Vec<(u64, u64)> = Vec::new();
+    let mut group: Option<(u64, u64)> = None;
+    let mut next = 0;
+    for line in text.lines() {
+        // `Group 3: (Blocks 24577-32768) csum 0x18b9 [ITABLE_ZEROED]`
+        if let Some((_, rest)) = line
+            .strip_prefix("Group ")
+            .and_then(|l| l.split_once(": (Blocks "))
+        {
+            let range = rest
+                .split_once(')')
+                .with_context(|| format!("dumpe2fs: unexpected group line '{line}'"))?
+                .0;
+            group = Some(block_range(range)?);
+        } else if let Some(free) = line.trim_start().strip_prefix("Free blocks:") {
+            let Some((first, last)) = group.take() else {
+                continue; // the header's count of free blocks
+            };
+            add(&mut used, next, first);
+            next = first;
+            for part in free.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                let (start, end) = block_range(part)?;
+                ensure!(
+                    start >= next && end <= last,
+                    "dumpe2fs: free blocks {part} outside their group or out of order"
+                );
+                add(&mut used, next, start);
+                next = end + 1;
+            }
+            add(&mut used, next, last + 1);
+            next = last + 1;
+        }
+    }
+    let blocks = number("Block count:")?;
+    ensure!(
+        next == blocks,
+        "dumpe2fs: the groups end at block {next}, the file system at {blocks}"
+    );
+    Ok(Ext4Usage {
+        label,
+        uuid: field("Filesystem UUID:")?.to_string(),
+        features: field("Filesystem features:")?
+            .split_whitespace()
+            .map(String::from)
+            .collect(),
+        block_size: number("Block size:")?,
+        blocks,
+        used,
+    })
+}
+
+/// `12-34` or `12` → `(first, last)`.
+fn block_range(text: &str) -> Result<(u64, u64)> {
+    let parse = |s: &str| -> Result<u64> {
+        s.trim()
+            .parse()
+            .with_context(|| format!("dumpe2fs: '{text}' is not a block range"))
+    };
+    match text.split_once('-') {
+        Some((a, b)) => Ok((parse(a)?, parse(b)?)),
+        None => parse(text).map(|a| (a, a)),
+    }
+}
+
+/// Adds blocks `[from, to)` to `used`, merged with the last range if they touch.
+fn add(used: &mut Vec<(u64, u64)>, from: u64, to: u64) {
+    if to <= from {
+        return;
+    }
+    match used.last_mut() {
+        Some((start, count)) if *start + *count == from => *count += to - from,
+        _ => used.push((from, to - from)),
+    }
+}
+
+/// `used` cut into pieces of at most `max` blocks.
+pub fn split(used: &[(u64, u64)], max: u64) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    for &(mut start, mut count) in used {
+        while count > 0 {
+            let n = count.min(max);
+            out.push((start, n));
+            start += n;
+            count -= n;
+        }
+    }
+    out
+}
+
+/// A card: a block device or an image file, read with positioned reads.
+struct Card {
+    name: String,
+    file: File,
+    partitions: Vec<TablePartition>,
+}
+
+impl Card {
+    fn open(path: &Path, write: bool) -> Result<Card> {
+        let name = path.display().to_string();
+        let file = OpenOptions::new()
+            .read(true)
+            .write(write)
+            .open(path)
+            .with_context(|| format!("cannot open {name}"))?;
+        let mut head = vec![0; 512];
+        file.read_exact_at(&mut head, 0)
+            .with_context(|| format!("cannot read {name}"))?;
+        let Some(Table::Msdos { partitions, .. }) = read_msdos(&head, 512) else {
+            bail!("{name} has no msdos partition table: it is not a golden card");
+        };
+        Ok(Card {
+            name,
+            file,
+            partitions,
+        })
+    }
+
+    fn reserved(&self) -> Result<&TablePartition> {
+        self.partitions
+            .iter()
+            .find(|p| p.kind == RESERVED_TYPE)
+            .with_context(|| {
+                format!(
+                    "{} has no reserved partition (type {RESERVED_TYPE}) to hold a block map",
+                    self.name
+                )
+            })
+    }
+
+    fn read(&self, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let mut buf = vec![0; len as usize];
+        self.file.read_exact_at(&mut buf, offset).with_context(|| {
+            format!("cannot read {len} bytes at byte {offset} of {}", self.name)
+        })?;
+        Ok(buf)
+    }
+}
+
+/// Maps every ext2/3/4 file system of the card image `path` (from
+/// `dumpe2fs`) and stores the map on its reserved partition.
+pub fn make(path: &Path) -> Result<BlockMap> {
+    ensure!(
+        path.metadata()
+            .with_context(|| format!("cannot open {}", path.display()))?
+            .is_file(),
+        "{} is not an image file: a block map is made when the image is built",
+        path.display()
+    );
+    let card = Card::open(path, true)?;
+    let mut filesystems = Vec::new();
+    for part in &card.partitions {
+        if ext_identity(&card.read(part.start + 1024, 1024)?).is_none() {
+            continue;
+        }
+        let text = Cmd::new("dumpe2fs")
+            .arg(format!("{}?offset={}", card.name, part.start))
+            .run()?;
+        let usage = parse_dumpe2fs(&text)
+            .with_context(|| format!("partition {} of {}", part.number, card.name))?;
+        let max = MAX_RANGE_BYTES / usage.block_size;
+        let mut ranges = Vec::new();
+        for (block, blocks) in split(&usage.used, max) {
+            let bytes = card.read(
+                part.start + block * usage.block_size,
+                blocks * usage.block_size,
+            )?;
+            ranges.push(Range {
+                block,
+                blocks,
+                sha256: sha256_hex(&bytes),
+            });
+        }
+        let fs = FsMap {
+            label: usage.label,
+            uuid: usage.uuid,
+            partition: part.number,
+            offset: part.start,
+            block_size: usage.block_size,
+            blocks: usage.blocks,
+            features: usage.features,
+            ranges,
+        };
+        log::info!(
+            "partition {} ({}): {} of {} used, in {} ranges",
+            fs.partition,
+            fs.label,
+            human(fs.used_bytes()),
+            human(fs.blocks * fs.block_size),
+            fs.ranges.len()
+        );
+        filesystems.push(fs);
+    }
+    ensure!(
+        !filesystems.is_empty(),
+        "{} holds no ext2/3/4 file system to map",
+        card.name
+    );
+    let map = BlockMap { filesystems };
+    let encoded = map.encode();
+    let reserved = card.reserved()?;
+    ensure!(
+        encoded.len() as u64 <= reserved.size,
+        "the block map ({}) does not fit on the reserved partition ({})",
+        human(encoded.len() as u64),
+        human(reserved.size)
+    );
+    // Zeros after the map: nothing of an older, longer one stays behind it.
+    let mut area = encoded;
+    area.resize(area.len().max(reserved.size.min(MIB) as usize), 0);
+    card.file
+        .write_all_at(&area, reserved.start)
+        .and_then(|()| card.file.sync_all())
+        .with_context(|| format!("cannot write the block map onto {}", card.name))?;
+    Ok(map)
+}
+
+/// The block map stored on the card (or image) at `path`.
+pub fn load(path: &Path) -> Result<BlockMap> {
+    let card = Card::open(path, false)?;
+    load_from(&card)
+}
+
+fn load_from(card: &Card) -> Result<BlockMap> {
+    let reserved = card.reserved()?;
+    let area = card.read(reserved.start, reserved.size.min(16 * MIB))?;
+    BlockMap::decode(&area).with_context(|| {
+        format!(
+            "{}: no readable block map on partition {}",
+            card.name, reserved.number
+        )
+    })
+}
+
+/// What checking a card read.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verified {
+    pub bytes: u64,
+    pub ranges: usize,
+    pub seconds: f64,
+}
+
+/// Reads every range of the card's map and checks its SHA-256; writes nothing.
+pub fn verify(path: &Path) -> Result<Verified> {
+    let started = Instant::now();
+    let card = Card::open(path, false)?;
+    let map = load_from(&card)?;
+    let total = map.used_bytes().max(1);
+    let mut done = 0;
+    let mut ranges = 0;
+    let mut meter = Meter::new("verifying the golden card");
+    for fs in &map.filesystems {
+        let sb = card.read(fs.offset + 1024, 1024)?;
+        let uuid = ext_identity(&sb).map(|(uuid, _)| uuid);
+        ensure!(
+            uuid.as_deref() == Some(fs.uuid.as_str()),
+            "{}: partition {} is not the file system of its block map ({} expected): \
+             the card was not written from this image; write it again",
+            card.name,
+            fs.partition,
+            fs.uuid
+        );
+        for range in &fs.ranges {
+            let at = fs.offset + range.block * fs.block_size;
+            let bytes = card.read(at, range.blocks * fs.block_size)?;
+            if sha256_hex(&bytes) != range.sha256 {
+                bail!(
+                    "{}: {} blocks {}-{} (card bytes {at}-{}) do not match the block map: \
+                     the card is damaged; replace the CompactFlash card",
+                    card.name,
+                    fs.label,
+                    range.block,
+                    range.block + range.blocks - 1,
+                    at + bytes.len() as u64 - 1
+                );
+            }
+            done += bytes.len() as u64;
+            ranges += 1;
+            let seconds = started.elapsed().as_secs_f64().max(0.001);
+            meter.update(
+                (done * 100 / total) as u32,
+                &format!("{:.1} MB/s", done as f64 / seconds / 1e6),
+            );
+        }
+    }
+    Ok(Verified {
+        bytes: done,
+        ranges,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DUMPE2FS: &str = "\
+Filesystem volume name:   golden-root
+Filesystem UUID:          b534b0ee-0bfa-497c-b356-0be0f683aaf1
+Filesystem features:      has_journal ext_attr resize_inode dir_index filetype extent 64bit flex_bg sparse_super metadata_csum
+Block count:              40
+Free blocks:              17
+First block:              1
+Block size:               1024
+Group descriptor size:    64
+
+Group 0: (Blocks 1-16) csum 0xe908 [ITABLE_ZEROED]
+  Primary superblock at 1, Group descriptors at 2-2
+  16 free blocks, 0 free inodes, 2 directories
+  Free blocks: 5-8, 10
+  Free inodes: 
+Group 1: (Blocks 17-32) csum 0x3d31 [INODE_UNINIT, BLOCK_UNINIT, ITABLE_ZEROED]
+  Free blocks: 20-32
+  Free inodes: 
+Group 2: (Blocks 33-39) csum 0x3d31 [ITABLE_ZEROED]
+  Free blocks: 
+  Free inodes: 
+";
+
+    #[test]
+    fn used_blocks_are_what_each_group_does_not_list_as_free() {
+        let usage = parse_dumpe2fs(DUMPE2FS).unwrap();
+        assert_eq!(usage.label, "golden-root");
+        assert_eq!(usage.uuid, "b534b0ee-0bfa-497c-b356-0be0f683aaf1");
+        assert_eq!(usage.block_size, 1024);
+        assert_eq!(usage.blocks, 40);
+        assert!(usage.features.contains(&"metadata_csum".to_string()));
+        // Block 0 (before the first group) to 4, 9, 11 to 19, 33 to 39.
+        assert_eq!(usage.used, vec![(0, 5), (9, 1), (11, 9), (33, 7)]);
+        assert_eq!(
+            split(&usage.used, 4),
+            vec![
+                (0, 4),
+                (4, 1),
+                (9, 1),
+                (11, 4),
+                (15, 4),
+                (19, 1),
+                (33, 4),
+                (37, 3)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_dumpe2fs_that_does_not_add_up_is_refused() {
+        let short = DUMPE2FS.replace(
+            "Block count:              40",
+            "Block count:              41",
+        );
+        let err = parse_dumpe2fs(&short).unwrap_err().to_string();
+        assert!(err.contains("the groups end at block 40"), "{err}");
+        let outside = DUMPE2FS.replace("Free blocks: 20-32", "Free blocks: 20-33");
+        assert!(parse_dumpe2fs(&outside).is_err());
+        let no_label = DUMPE2FS.replace("golden-root", "<none>");
+        assert_eq!(parse_dumpe2fs(&no_label).unwrap().label, "");
+    }
+
+    fn map() -> BlockMap {
+        BlockMap {
+            filesystems: vec![FsMap {
+                label: "golden-boot".into(),
+                uuid: "da3ff23a-ac16-4140-a562-8c4120d05841".into(),
+                partition: 1,
+                offset: MIB,
+                block_size: 4096,
+                blocks: 16384,
+                features: vec!["has_journal".into()],
+                ranges: vec![Range {
+                    block: 0,
+                    blocks: 3,
+                    sha256: sha256_hex(b"x"),
+                }],
+            }],
+        }
+    }
+
+    #[test]
+    fn the_stored_map_reads_back_and_damage_to_it_is_found() {
+        let mut stored = map().encode();
+        assert!(stored.starts_with(b"ZSHIELD-BLOCKMAP 1 "));
+        assert_eq!(map().used_bytes(), 3 * 4096);
+        stored.extend_from_slice(&[0; 100]);
+        assert_eq!(BlockMap::decode(&stored).unwrap(), map());
+
+        let at = stored.iter().position(|&b| b == b'{').unwrap() + 10;
+        stored[at] ^= 1;
+        let err = BlockMap::decode(&stored).unwrap_err().to_string();
+        assert!(err.contains("damaged"), "{err}");
+        assert!(BlockMap::decode(&[0; 512]).is_err());
+        let cut = map().encode();
+        assert!(BlockMap::decode(&cut[..cut.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn sha256_is_the_standard_one() {
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}
