@@ -14,7 +14,7 @@ CONFDIR     := /etc/zshield
 UNITDIR     := /usr/lib/systemd/system
 GRUBDIR     := /etc/grub.d
 
-.PHONY: all build deps install image test test-unit test-host test-image test-qemu lint demo clean
+.PHONY: all build deps install image test test-unit test-host test-image test-qemu lint demo bench clean
 
 all: build
 
@@ -68,6 +68,10 @@ test: deps lint test-unit test-host test-image test-qemu
 
 demo: deps build
 	qemu/demo.sh
+
+# The golden copy on loop devices: raw write, rsync, block copy (checked and not).
+bench: deps
+	scripts/bench-copy.sh
 
 clean:
 	cargo clean

@@ -94,6 +94,8 @@ pub struct BootArgs {
     /// `zshield.provision=DIR`: another provisioning directory of the golden
     /// (one golden, several product lines).
     pub provision: Option<String>,
+    /// `zshield.copy=auto|blocks|files`: how to copy the golden root, this once.
+    pub copy: Option<String>,
     /// What is wrong with the arguments, one sentence each: a recovery asked
     /// for with any of these does not run.
     pub problems: Vec<String>,
@@ -111,6 +113,7 @@ fn known_keys() -> Vec<&'static str> {
         "zshield.dry_run",
         "zshield.wipe",
         "zshield.provision",
+        "zshield.copy",
     ];
     if cfg!(feature = "failpoints") {
         keys.push(FAILPOINT_KEY);
@@ -174,6 +177,7 @@ impl BootArgs {
                     "zshield.wipe" => args.wipe = Wipe::from_value(value.as_deref()),
                     "root" => args.root = non_empty(),
                     "zshield.provision" => args.provision = non_empty(),
+                    "zshield.copy" => args.copy = non_empty(),
                     FAILPOINT_KEY => args.cut_after = non_empty(),
                     _ => {}
                 }

@@ -28,6 +28,32 @@ impl fmt::Display for Label {
     }
 }
 
+/// `copy`: how the golden root reaches lv-root.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CopyMethod {
+    /// Block by block when the card has a block map of the golden root and it
+    /// fits; file by file otherwise.
+    #[default]
+    Auto,
+    /// Block by block, or refuse.
+    Blocks,
+    /// File by file (rsync).
+    Files,
+}
+
+impl std::str::FromStr for CopyMethod {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(CopyMethod::Auto),
+            "blocks" => Ok(CopyMethod::Blocks),
+            "files" => Ok(CopyMethod::Files),
+            other => Err(format!("copy \"{other}\" is not auto, blocks or files")),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Volume {
@@ -82,6 +108,7 @@ pub struct Config {
     pub snapshot: Volume,
     pub data: Vec<DataVolume>,
     pub provision: ProvisionConfig,
+    pub copy: CopyMethod,
 }
 
 impl Default for Config {
@@ -115,6 +142,7 @@ impl Default for Config {
                 },
             ],
             provision: ProvisionConfig::default(),
+            copy: CopyMethod::Auto,
         }
     }
 }

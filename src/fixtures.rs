@@ -4,6 +4,7 @@
 use crate::config::Config;
 use crate::config::Label;
 use crate::disk::blockdev::Holder;
+use crate::disk::blockmap::{FsMap, Range};
 use crate::disk::content::{Content, ExistingLayout, TablePartition};
 use crate::disk::identity::Identity;
 use crate::layout::{
@@ -125,6 +126,7 @@ pub fn blank_probe() -> Probe {
             uuid: Some("0b4c6e7e-2f0a-4d8e-9c39-6a1f2a7d5e11".into()),
             root_tree: "/run/zshield/golden".into(),
             boot_tree: "/run/zshield/golden-boot".into(),
+            block_map: Err("no block map in this fixture".into()),
         },
         content: Content::Blank,
         partitions: vec![],
@@ -195,4 +197,26 @@ pub fn complete_probe() -> Probe {
         dm_name: Some("vgroup-lv--root".into()),
     }];
     probe
+}
+
+/// The block map entry of a golden root of 512 MiB with 300 MiB used.
+pub fn golden_root_map() -> FsMap {
+    FsMap {
+        label: "golden-root".into(),
+        uuid: "0b4c6e7e-2f0a-4d8e-9c39-6a1f2a7d5e11".into(),
+        partition: 2,
+        offset: 65 * MIB,
+        block_size: 4096,
+        blocks: 131_072,
+        features: vec![
+            "has_journal".into(),
+            "metadata_csum".into(),
+            "metadata_csum_seed".into(),
+        ],
+        ranges: vec![Range {
+            block: 0,
+            blocks: 76_800,
+            sha256: "00".repeat(32),
+        }],
+    }
 }

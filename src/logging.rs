@@ -213,6 +213,15 @@ impl<'a> Meter<'a> {
         }
     }
 
+    /// `done` of `total` bytes since `started`, with the speed.
+    pub fn update_rate(&mut self, done: u64, total: u64, started: Instant) {
+        let seconds = started.elapsed().as_secs_f64().max(0.001);
+        self.update(
+            (done * 100 / total.max(1)) as u32,
+            &format!("{:.1} MB/s", done as f64 / seconds / 1e6),
+        );
+    }
+
     /// `detail` (a speed, say) is shown beside the figure when not empty.
     pub fn update(&mut self, percent: u32, detail: &str) {
         if percent >= self.last_percent + 10

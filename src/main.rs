@@ -160,6 +160,7 @@ fn request(mode: Mode, place: Where, boot: &BootArgs, dry_run: bool, after: Afte
         after,
         cut_after: boot.cut_after.clone(),
         provision: boot.provision.clone(),
+        copy: boot.copy.clone(),
     }
 }
 

@@ -6,7 +6,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use zshield::disk::blockmap::{self, BlockMap};
+use zshield::disk::blockmap::{self, BlockMap, Digests};
+use zshield::target::copy::copy_blocks;
 use zshield::units::MIB;
 
 fn sh(cmd: &str) {
@@ -31,7 +32,11 @@ fn card(dir: &Path) -> PathBuf {
     let tree = dir.join("tree");
     sh(&format!(
         "mkdir -p {t}/etc {t}/data && echo golden >{t}/etc/os-release \
-         && head -c 3000000 /dev/urandom >{t}/data/random && ln {t}/data/random {t}/data/link",
+         && head -c 3000000 /dev/urandom >{t}/data/random && ln {t}/data/random {t}/data/link \
+         && echo acl >{t}/data/acl && setfacl -m u:1234:r {t}/data/acl \
+         && cp /bin/true {t}/data/cap && setcap cap_net_raw+ep {t}/data/cap \
+         && echo owned >{t}/data/owned && chown 4321:4321 {t}/data/owned \
+         && truncate -s 8M {t}/data/sparse && echo tail >>{t}/data/sparse",
         t = tree.display()
     ));
     let card = dir.join("cf.img");
@@ -122,7 +127,7 @@ fn a_card_is_checked_against_the_map_it_carries_and_damage_is_named() {
     assert!(err.contains("zshield: error: "), "{err}");
     assert!(err.contains("replace the CompactFlash card"), "{err}");
     let start = root.offset + range.block * 4096;
-    assert!(err.contains(&format!("card bytes {start}-")), "{err}");
+    assert!(err.contains(&format!("(bytes {start}-")), "{err}");
     assert!(err.contains("nothing was written"), "{err}");
     assert_eq!(
         std::fs::read(&card).unwrap(),
@@ -151,4 +156,101 @@ fn a_card_without_a_map_or_a_place_for_one_is_refused() {
         err.contains("has no reserved partition (type 0xda)"),
         "{err}"
     );
+}
+
+/// Mounts `image` read-only for as long as it lives.
+struct Mounted(tempfile::TempDir);
+
+impl Mounted {
+    fn new(image: &Path) -> Mounted {
+        let dir = tempfile::tempdir().unwrap();
+        sh(&format!(
+            "mount -o loop,ro {} {}",
+            image.display(),
+            dir.path().display()
+        ));
+        Mounted(dir)
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
+#[test]
+fn a_block_copy_is_the_golden_with_its_own_name_grown_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let card = card(dir.path());
+    assert!(zshield(&["golden-map", card.to_str().unwrap()])
+        .status
+        .success());
+    let map = blockmap::load(&card).unwrap().filesystems.remove(1);
+    let golden = dir.path().join("root.img");
+    let copy = dir.path().join("lv-root.img");
+    sh(&format!("truncate -s 96M {}", copy.display()));
+    let uuid = "0b5e8c41-6f0a-4f3e-9d7a-0123456789ab";
+
+    let copy_golden = || {
+        copy_blocks(
+            golden.to_str().unwrap(),
+            copy.to_str().unwrap(),
+            &map,
+            uuid,
+            "lv-root",
+            Digests::Check,
+        )
+    };
+    let stats = copy_golden().unwrap();
+    assert_eq!(stats.bytes, map.used_bytes());
+    let probe = |what: &str| {
+        let out = Command::new("blkid")
+            .args(["-p", "-o", "value", "-s", what])
+            .arg(&copy)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(probe("UUID"), uuid);
+    assert_eq!(probe("LABEL"), "lv-root");
+    let blocks = Command::new("dumpe2fs")
+        .args(["-h"])
+        .arg(&copy)
+        .output()
+        .unwrap();
+    let blocks = String::from_utf8_lossy(&blocks.stdout).to_string();
+    assert!(
+        blocks.contains(&format!("Block count:              {}", 96 * MIB / 4096)),
+        "{blocks}"
+    );
+
+    // File by file the same: contents, modes, owners, times, hard links,
+    // ACLs, capabilities, holes (rsync lists any difference it would carry).
+    let (a, b) = (Mounted::new(&golden), Mounted::new(&copy));
+    let diff = Command::new("rsync")
+        .args([
+            "-naHAXSc",
+            "--numeric-ids",
+            "--itemize-changes",
+            "--exclude=/lost+found",
+        ])
+        .arg(format!("{}/", a.0.path().display()))
+        .arg(format!("{}/", b.0.path().display()))
+        .output()
+        .unwrap();
+    assert!(diff.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&diff.stdout),
+        "",
+        "the copy differs from the golden"
+    );
+    drop((a, b));
+
+    // A damaged golden: the range is refused before it is written.
+    let range = &map.ranges[map.ranges.len() / 2];
+    flip_byte(&golden, range.block * 4096 + 11);
+    let err = copy_golden().unwrap_err().to_string();
+    assert!(err.contains("replace the CompactFlash card"), "{err}");
+    assert!(err.contains(&format!("blocks {}-", range.block)), "{err}");
 }

@@ -5,7 +5,7 @@
 # shellcheck disable=SC2154
 
 check() {
-    require_binaries zshield lvm mkfs.ext4 rsync udevadm || return 1
+    require_binaries zshield lvm mkfs.ext4 e2fsck resize2fs rsync udevadm || return 1
     return 0
 }
 
@@ -25,7 +25,7 @@ install() {
     else
         dwarn "zshield: /etc/zshield/zshield.conf is missing: every recovery from this initramfs will be refused"
     fi
-    inst_multiple lvm mkfs.ext4 mke2fs rsync udevadm
+    inst_multiple lvm mkfs.ext4 mke2fs e2fsck resize2fs rsync udevadm
     [ -e /etc/mke2fs.conf ] && inst_simple /etc/mke2fs.conf
 
     if dracut_module_included "systemd"; then

@@ -4,6 +4,7 @@
 pub mod blockdev;
 pub mod blockmap;
 pub mod content;
+pub mod ext4;
 pub mod golden;
 pub mod gpt_copies;
 pub mod identity;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use crate::disk::blockdev::{self, BlockDev};
+use crate::disk::blockmap::{self, Digests};
 use crate::disk::golden;
 use crate::disk::mounts::MountStack;
 use crate::failpoint;
@@ -21,8 +22,9 @@ use crate::recovery::report::Report;
 use crate::recovery::step::{FstabEntry, Plan, Step};
 use crate::runner::Cmd;
 use crate::target::bootloader;
-use crate::target::copy::{copy_tree, mirror_tree};
+use crate::target::copy::{copy_blocks, copy_tree, mirror_tree};
 use crate::target::provision;
+use crate::units::human;
 
 pub struct Executor {
     lvm: Lvm,
@@ -110,6 +112,15 @@ impl Executor {
             Step::MkfsBoot { dev, uuid } => mkfs(dev, uuid, "boot"),
             Step::CreatePv { dev } => lvm.pvcreate(dev),
             Step::CreateVg { vg, pv } => lvm.vgcreate(vg, pv, TAG_LAYOUT),
+            Step::VerifyGolden { from, map } => {
+                let v = blockmap::verify_fs(from, map)?;
+                log::info!(
+                    "the golden root matches the card's block map: {} in {:.1} s",
+                    human(v.bytes),
+                    v.seconds
+                );
+                Ok(())
+            }
             Step::UnmarkComplete { vg } => lvm.vg_tag(vg, TAG_COMPLETE, false),
             Step::RemoveLv { vg, lv } => remove_lv(lvm, vg, lv),
             Step::CreateLv {
@@ -124,6 +135,18 @@ impl Executor {
             Step::MountTarget { root, boot } => {
                 self.mount_root(root)?;
                 self.mount_boot(boot)
+            }
+            Step::CopyRootBlocks {
+                from,
+                to,
+                uuid,
+                label,
+                map,
+                ..
+            } => {
+                report.copied_root_blocks =
+                    Some(copy_blocks(from, to, map, uuid, label, Digests::Check)?);
+                Ok(())
             }
             Step::CopyRoot { tree, .. } => {
                 report.copied_root = Some(copy_tree(

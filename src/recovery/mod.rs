@@ -47,6 +47,8 @@ pub struct Request {
     pub cut_after: Option<String>,
     /// Another provisioning directory of the golden (`zshield.provision=`).
     pub provision: Option<String>,
+    /// How to copy the golden root this once (`zshield.copy=`).
+    pub copy: Option<String>,
 }
 
 /// How a recovery that did not fail ended.
@@ -133,6 +135,11 @@ fn load(req: &Request, missing: Missing) -> Result<(Config, String, String)> {
         check_provision_dir(dir).map_err(|e| anyhow!("zshield.provision={dir}: {e}"))?;
         config.provision.dir = dir.clone();
     }
+    if let Some(copy) = &req.copy {
+        config.copy = copy
+            .parse()
+            .map_err(|e| anyhow!("zshield.copy={copy}: {e}"))?;
+    }
     let target = req.target.clone().unwrap_or_else(|| config.target.clone());
     let golden = req
         .golden
@@ -151,7 +158,7 @@ fn in_path(tool: &str) -> bool {
 /// What a factory reset runs here and in the golden, and is missing: one
 /// line each.
 fn missing_tools(golden_root: &Path) -> Vec<String> {
-    let mut missing: Vec<String> = ["lvm", "mkfs.ext4", "rsync"]
+    let mut missing: Vec<String> = ["lvm", "mkfs.ext4", "e2fsck", "resize2fs", "rsync"]
         .into_iter()
         .filter(|tool| !in_path(tool))
         .map(|tool| {

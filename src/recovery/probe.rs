@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::config::{ProvisionConfig, TARGET_AUTO};
 use crate::disk::blockdev::{examine, ext_superblock, settle_udev, BlockDev, Holder};
+use crate::disk::blockmap::{self, FsMap};
 use crate::disk::content::{old_areas, Content};
 use crate::disk::golden;
 use crate::disk::identity::{self, Identity};
@@ -57,6 +58,8 @@ pub struct GoldenRoot {
     /// Where the golden root and its /boot are mounted, read-only.
     pub root_tree: PathBuf,
     pub boot_tree: PathBuf,
+    /// The golden root's entry in the card's block map, or why there is none.
+    pub block_map: Result<FsMap, String>,
 }
 
 impl GoldenRoot {
@@ -114,6 +117,21 @@ fn auto_target(candidates: impl Fn() -> Vec<Identity>) -> Result<String> {
     }
 }
 
+/// The golden root's entry in the block map its card carries.
+fn golden_block_map(disks: &[String], uuid: Option<&str>) -> Result<FsMap, String> {
+    let uuid = uuid.ok_or("the golden root is not an ext2/3/4 file system")?;
+    let [disk] = disks else {
+        return Err("the golden root is not on one disk".into());
+    };
+    let map = blockmap::load(Path::new(disk)).map_err(|e| format!("no block map: {e:#}"))?;
+    map.filesystems
+        .into_iter()
+        .find(|fs| fs.uuid == uuid)
+        .ok_or_else(|| {
+            format!("the block map of {disk} does not list the golden root (UUID {uuid})")
+        })
+}
+
 /// Mounts `dev` read-only at `dir`, or reuses the place it is mounted already
 /// (the running golden system, for `zshield plan`).
 fn mount_golden(dev: &BlockDev, dir: &Path, mounts: &mut MountStack) -> Result<PathBuf> {
@@ -168,15 +186,18 @@ pub fn probe(
     }
     let disks: Vec<String> = disks.into_iter().collect();
     let provision = provision::load(&golden_root, provision)?;
+    let uuid = ext_superblock(&golden_dev.dev).map(|(uuid, _)| uuid);
+    let block_map = golden_block_map(&disks, uuid.as_deref());
     let golden = GoldenRoot {
         spec: golden_spec.to_string(),
         dev: golden_dev.dev.clone(),
         names: golden::names_on(&disks),
         disks,
         boot_dev,
-        uuid: ext_superblock(&golden_dev.dev).map(|(uuid, _)| uuid),
+        uuid,
         root_tree: golden_root,
         boot_tree: golden_boot,
+        block_map,
     };
 
     let golden_disks: BTreeSet<String> = golden.disks.iter().cloned().collect();

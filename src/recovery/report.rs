@@ -13,7 +13,7 @@ use crate::accounts::restrict_to_adm;
 use crate::cmdline::Mode;
 use crate::logging::{now_utc, RUN_DIR};
 use crate::recovery::step::{Plan, Step};
-use crate::target::copy::CopyStats;
+use crate::target::copy::{BlockCopyStats, CopyStats};
 use crate::target::provision::HookResult;
 
 /// How a recovery ended.
@@ -60,6 +60,7 @@ pub struct Report {
     pub plan: Option<Plan>,
     pub steps: Vec<StepRecord>,
     pub copied_root: Option<CopyStats>,
+    pub copied_root_blocks: Option<BlockCopyStats>,
     pub copied_boot: Option<CopyStats>,
     /// The provisioning hooks that ran, in order (a `*factory_test*` hook's
     /// result is the OEM's factory test).
@@ -82,6 +83,7 @@ impl Report {
             plan: None,
             steps: Vec::new(),
             copied_root: None,
+            copied_root_blocks: None,
             copied_boot: None,
             hooks: Vec::new(),
             start: Instant::now(),

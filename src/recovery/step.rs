@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::config::Label;
+use crate::disk::blockmap::FsMap;
 use crate::disk::gpt_copies::Copy;
 use crate::disk::identity::Identity;
 use crate::fstab;
@@ -52,6 +53,12 @@ pub enum Step {
         vg: String,
         pv: String,
     },
+    /// The golden root read and checked against the card's block map before
+    /// the target's working system is removed.
+    VerifyGolden {
+        from: String,
+        map: FsMap,
+    },
     UnmarkComplete {
         vg: String,
     },
@@ -83,11 +90,23 @@ pub enum Step {
         root: String,
         boot: String,
     },
+    /// The golden root onto the root volume block by block, each range
+    /// checked against the card's block map; the copy gets `uuid` and
+    /// `label`, then is grown to the volume and checked.
+    CopyRootBlocks {
+        from: String,
+        to: String,
+        uuid: String,
+        label: String,
+        why: String,
+        map: FsMap,
+    },
     CopyRoot {
         from: String,
         /// Where the golden root is mounted (read-only).
         tree: PathBuf,
         to: String,
+        why: String,
     },
     CopyBoot {
         from: String,
@@ -191,7 +210,10 @@ impl Step {
     pub fn writes_disk(&self) -> bool {
         !matches!(
             self,
-            Step::KeepLv { .. } | Step::DeactivateVg { .. } | Step::MountTarget { .. }
+            Step::KeepLv { .. }
+                | Step::DeactivateVg { .. }
+                | Step::MountTarget { .. }
+                | Step::VerifyGolden { .. }
         )
     }
 }
@@ -244,6 +266,12 @@ impl fmt::Display for Step {
             Step::MkfsBoot { dev, uuid } => write!(f, "make ext4 for /boot on {dev} (UUID {uuid})"),
             Step::CreatePv { dev } => write!(f, "create LVM physical volume {dev}"),
             Step::CreateVg { vg, pv } => write!(f, "create volume group {vg} on {pv}"),
+            Step::VerifyGolden { from, map } => write!(
+                f,
+                "check the golden root {from} against the card's block map ({} in {} ranges) before anything is removed",
+                human(map.used_bytes()),
+                map.ranges.len()
+            ),
             Step::UnmarkComplete { vg } => write!(f, "mark {vg} as being provisioned"),
             Step::RemoveLv { vg, lv } => write!(f, "remove {vg}/{lv}"),
             Step::CreateLv { vg, lv, bytes, .. } => {
@@ -253,8 +281,12 @@ impl fmt::Display for Step {
             Step::MarkFsReady { vg, lv } => write!(f, "mark {vg}/{lv} as holding data"),
             Step::KeepLv { vg, lv } => write!(f, "keep {vg}/{lv} with its data"),
             Step::MountTarget { root, boot } => write!(f, "mount {root} and {boot}"),
-            Step::CopyRoot { from, to, .. } => {
-                write!(f, "copy the golden root {from} onto {to}")
+            Step::CopyRootBlocks { from, to, uuid, why, .. } => write!(
+                f,
+                "copy the golden root {from} onto {to} block by block, checking each range, as UUID {uuid}; grow it to the volume and check it ({why})"
+            ),
+            Step::CopyRoot { from, to, why, .. } => {
+                write!(f, "copy the golden root {from} onto {to} file by file ({why})")
             }
             Step::CopyBoot { from, to, .. } => {
                 write!(f, "copy the golden /boot {from} onto {to}")

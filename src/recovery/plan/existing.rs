@@ -8,7 +8,7 @@ use crate::lvm::report::Lv;
 use crate::recovery::step::{Refusal, Step};
 use crate::units::human;
 
-use super::{refuse, Demand, Planner, Volumes};
+use super::{copy, refuse, Demand, Planner, RootCopy, Volumes};
 
 impl Planner<'_> {
     /// A zshield layout, complete or cut off: finish it, keeping the data volumes.
@@ -47,6 +47,7 @@ impl Planner<'_> {
             }
         };
         let demand = Demand::new(c, total, extent_size);
+        let root_copy = copy::choose(&probe.golden, c.copy, demand.root * extent_size)?;
 
         // Snapshots of the root first: LVM will not remove an origin that has one.
         let mut removals: Vec<&Lv> = lvs
@@ -89,6 +90,13 @@ impl Planner<'_> {
 
         let complete = vg.is_some_and(|v| v.has_tag(TAG_COMPLETE));
         if complete {
+            // A damaged card must not cost the unit its working system.
+            if let RootCopy::Blocks { map, .. } = &root_copy {
+                self.steps.push(Step::VerifyGolden {
+                    from: probe.golden.dev.clone(),
+                    map: map.clone(),
+                });
+            }
             self.steps.push(Step::UnmarkComplete { vg: self.vg() });
         }
         for lv in removals {
@@ -125,6 +133,7 @@ impl Planner<'_> {
                 boot_dev,
                 boot_uuid,
                 demand,
+                root_copy,
                 kept,
             },
         ))

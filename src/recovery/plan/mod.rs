@@ -2,6 +2,7 @@
 //! Pure: every refusal happens here, before anything is written.
 
 mod checks;
+mod copy;
 mod existing;
 mod system;
 
@@ -10,12 +11,14 @@ use crate::config::{Config, Label};
 use crate::disk::content::{Content, ExistingLayout};
 use crate::disk::identity::Identity;
 use crate::layout::{
-    align_up, fresh_numbers, fresh_partitions, fresh_vg_extents, partition_dev, size_in_extents,
-    wipe_ranges, ALIGN, EXTENT, MSDOS_SIGNATURE_MAGIC, PE_START, TAG_FS_READY, TAG_LAYOUT,
+    align_up, fresh_numbers, fresh_partitions, fresh_vg_extents, mapper_path, partition_dev,
+    size_in_extents, wipe_ranges, ALIGN, EXTENT, MSDOS_SIGNATURE_MAGIC, PE_START, TAG_FS_READY,
+    TAG_LAYOUT,
 };
 use crate::recovery::probe::Probe;
 use crate::recovery::step::{Plan, Refusal, Step};
 use crate::units::{human, MIB};
+pub(super) use copy::RootCopy;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Options {
@@ -174,7 +177,7 @@ pub fn plan(
             }
         }
     };
-    planner.volumes_and_system(&volumes);
+    planner.volumes_and_system(volumes);
     Ok(Plan {
         target: dev.clone(),
         disk: Some(named.clone()),
@@ -207,6 +210,7 @@ struct Volumes {
     boot_dev: String,
     boot_uuid: String,
     demand: Demand,
+    root_copy: RootCopy,
     /// Data volumes kept with their data.
     kept: Vec<String>,
 }
@@ -251,6 +255,7 @@ impl Planner<'_> {
         let pv = parts.last().expect("a layout always has a PV partition");
         let available = fresh_vg_extents(pv.size);
         let demand = Demand::new(c, available, EXTENT);
+        let root_copy = copy::choose(&self.probe.golden, c.copy, demand.root * EXTENT)?;
         let needed = demand.total();
         if needed > available || pv.size < PE_START + EXTENT {
             let lv_bytes = needed * EXTENT;
@@ -298,6 +303,7 @@ impl Planner<'_> {
             boot_dev,
             boot_uuid,
             demand,
+            root_copy,
             kept: Vec::new(),
         })
     }
@@ -305,12 +311,15 @@ impl Planner<'_> {
     /// lv-root and the data volumes not kept; then the system on them: copy,
     /// configuration, provisioning, GRUB; then the first snapshot, which
     /// captures the finished root, and the mark that the layout is complete.
-    fn volumes_and_system(&mut self, v: &Volumes) {
+    fn volumes_and_system(&mut self, v: Volumes) {
         let c = self.config;
         let probe = self.probe;
         let vg = self.vg();
         let d = &v.demand;
         self.create_lv(&c.root.name, d.root, d.extent_size);
+        if let RootCopy::Files { .. } = v.root_copy {
+            self.mkfs_lv(&c.root.name);
+        }
         for (data, extents) in c.data.iter().zip(&d.data) {
             if v.kept.contains(&data.name) {
                 self.steps.push(Step::KeepLv {
@@ -319,15 +328,37 @@ impl Planner<'_> {
                 });
             } else {
                 self.create_lv(&data.name, *extents, d.extent_size);
+                self.mkfs_lv(&data.name);
                 self.steps.push(Step::MarkFsReady {
                     vg: vg.clone(),
                     lv: data.name.clone(),
                 });
             }
         }
+        // The data volumes first, as with mkfs: a reset cut off after the
+        // copy finds them made and keeps them.
+        let copy_files = match v.root_copy {
+            RootCopy::Blocks { map, why } => {
+                self.steps.push(Step::CopyRootBlocks {
+                    from: probe.golden.dev.clone(),
+                    to: mapper_path(&vg, &c.root.name),
+                    uuid: (self.new_uuid)(),
+                    label: c.root.name.clone(),
+                    why,
+                    map,
+                });
+                None
+            }
+            RootCopy::Files { why } => Some(why),
+        };
 
-        self.steps
-            .extend(system::steps(probe, c, &v.boot_dev, &v.boot_uuid));
+        self.steps.extend(system::steps(
+            probe,
+            c,
+            &v.boot_dev,
+            &v.boot_uuid,
+            copy_files,
+        ));
         self.steps.push(Step::CreateSnapshot {
             vg: vg.clone(),
             origin: c.root.name.clone(),
@@ -339,15 +370,17 @@ impl Planner<'_> {
     }
 
     fn create_lv(&mut self, lv: &str, extents: u64, extent_size: u64) {
-        let vg = self.vg();
         self.steps.push(Step::CreateLv {
-            vg: vg.clone(),
+            vg: self.vg(),
             lv: lv.into(),
             extents,
             bytes: extents * extent_size,
         });
+    }
+
+    fn mkfs_lv(&mut self, lv: &str) {
         self.steps.push(Step::MkfsLv {
-            vg,
+            vg: self.vg(),
             lv: lv.into(),
             uuid: (self.new_uuid)(),
         });

@@ -9,7 +9,15 @@ use crate::recovery::step::{FstabEntry, Step};
 
 /// The system steps onto a target whose /boot is `boot_dev` (of filesystem
 /// `boot_uuid`) and whose root is the configuration's root LV.
-pub fn steps(probe: &Probe, c: &Config, boot_dev: &str, boot_uuid: &str) -> Vec<Step> {
+/// `copy_files` says why the root is copied file by file; without it, it was
+/// copied block by block before.
+pub fn steps(
+    probe: &Probe,
+    c: &Config,
+    boot_dev: &str,
+    boot_uuid: &str,
+    copy_files: Option<String>,
+) -> Vec<Step> {
     let mut steps = Vec::new();
     let vg = &c.vg;
     let root = mapper_path(vg, &c.root.name);
@@ -41,16 +49,19 @@ pub fn steps(probe: &Probe, c: &Config, boot_dev: &str, boot_uuid: &str) -> Vec<
         .boot_dev
         .clone()
         .unwrap_or_else(|| format!("{}:/boot", golden.dev));
-    steps.extend([
-        Step::MountTarget {
-            root: root.clone(),
-            boot: boot_dev.to_string(),
-        },
-        Step::CopyRoot {
+    steps.push(Step::MountTarget {
+        root: root.clone(),
+        boot: boot_dev.to_string(),
+    });
+    if let Some(why) = copy_files {
+        steps.push(Step::CopyRoot {
             from: golden.dev.clone(),
             tree: golden.root_tree.clone(),
             to: root.clone(),
-        },
+            why,
+        });
+    }
+    steps.extend([
         Step::CopyBoot {
             from: golden_boot,
             tree: golden.boot_tree.clone(),

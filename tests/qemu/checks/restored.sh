@@ -87,8 +87,12 @@ check fixture-uid-4321 owner_kept
 # For the record in make test's output: how long the golden copy took, from the
 # newest factory reset's report.
 reset_reports=(/var/log/zshield/*-default.json)
-for step in copy-root copy-boot; do
+for step in copy-root-blocks copy-root copy-boot; do
     echo "ZTEST $step-seconds=$(awk -v name="\"name\": \"$step\"" \
-        'index($0, name) { found = 1 } found && /"seconds"/ { gsub(/[^0-9.]/, ""); print; exit }' \
+        'index($0, name) { found = 1 } found && /"seconds"/ { gsub(/[^0-9.]/, ""); printf "%.1f", $0; exit }' \
         "${reset_reports[-1]}" 2>/dev/null)"
+done
+for part in copy_seconds resize_seconds check_seconds; do
+    echo "ZTEST $part=$(awk -v name="\"$part\"" \
+        'index($0, name) { gsub(/[^0-9.]/, ""); printf "%.1f", $0; exit }' "${reset_reports[-1]}" 2>/dev/null)"
 done

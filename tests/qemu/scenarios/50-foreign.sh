@@ -1,6 +1,8 @@
 # foreign: a target that already holds a GPT with one Linux partition is not
 # zshield's: refused (naming what it found) and left byte-identical, unless
 # zshield.wipe=<its serial> allows it; then the provisioned disk boots on its own.
+# This reset copies the golden root file by file (zshield.copy=files), so that
+# make test shows both copies side by side (default-blank copies by blocks).
 target=$ZT_DIR/target.img
 zt_new_disk "$target"
 printf 'label: gpt\n,,L\n' | sfdisk --quiet "$target"
@@ -16,8 +18,10 @@ zt_assert_no_line "zshield: done:"
 zt_assert_line ZTEST-END
 zt_assert_same_sha "$target" "$target_sha" "foreign target disk"
 
-zt_recover wiped "$target" zshield.wipe=ZTARGET
+zt_recover wiped "$target" zshield.wipe=ZTARGET zshield.copy=files
 zt_assert_line "(wiped: zshield.wipe=ZTARGET)"
+zt_assert_line "file by file (asked for: copy = \"files\")"
 
 zt_cmd "$ZT_DIR/restored.cmd" "$ZT_CHECKS/restored.sh"
 zt_boot_restored restored "$target" "$ZT_DIR/restored.cmd"
+zt_info "golden root copy file by file (rsync), from the report: $(zt_value copy-root-seconds) s"

@@ -14,8 +14,9 @@ cut_boot() { # cut_boot NAME STEP
 
 # Only the partition table is there: the next run finishes from it.
 cut_boot cut-after-partition partition
-# The LVs are made and the root half copied: the next run again.
-cut_boot cut-after-copy copy-root
+# The LVs are made and the root copied block by block (under its own UUID,
+# never the golden's): the next run again.
+cut_boot cut-after-copy copy-root-blocks
 zt_assert_line "holds a zshield layout cut off before its end, to be finished"
 
 zt_recover finish "$target"

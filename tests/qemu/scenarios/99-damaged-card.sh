@@ -1,0 +1,36 @@
+# damaged-card: a CompactFlash card with one byte changed inside a block the
+# golden root uses, and a disk holding a complete system. The factory reset
+# checks the card against its block map before anything is removed and refuses
+# ("replace the CompactFlash card"): the disk, its system and its data volumes
+# stay byte-identical, and `zshield verify-golden` finds the damage as well.
+# The damaged card is a copy: this scenario's own CF stays pristine.
+target=$ZT_DIR/target.img
+zt_provisioned "$target"
+target_sha=$(zt_sha "$target")
+
+# A byte in the first block of the golden root's fifth range, from the map.
+read -r fs_offset block < <(awk '
+    /"label": "golden-root"/ { root = 1 }
+    root && /"offset":/ { gsub(/[^0-9]/, ""); offset = $0 }
+    root && /"block":/ && ++n == 5 { gsub(/[^0-9]/, ""); print offset, $0; exit }
+' "$ZT_GOLDEN/cf.blockmap")
+damaged=$ZT_DIR/damaged-cf.img
+cp --sparse=always "$ZT_CF" "$damaged"
+at=$((fs_offset + block * 4096 + 100))
+printf '\x5a' | dd of="$damaged" bs=1 seek="$at" conv=notrunc status=none
+zt_info "damaged card: byte $at changed (golden root block $block)"
+
+zt_cmd "$ZT_DIR/refused.cmd" - <<'SCRIPT'
+verify=$(zshield verify-golden /dev/sda 2>&1)
+echo "ZTEST verify-golden=$(tail -n 1 <<<"$verify" | sed "s/^zshield: //")"
+check verify-golden-finds-the-damage grep -q "replace the CompactFlash card" <<<"$verify"
+SCRIPT
+zt_vm refused --cf "$damaged" --disk "$target" --cmd "$ZT_DIR/refused.cmd" \
+    --append "zshield_recovery=default zshield.after=poweroff"
+zt_assert_line "check the golden root /dev/sda2 against the card's block map"
+zt_assert_line_with "zshield: error:" "the card is damaged; replace the CompactFlash card"
+zt_assert_line_with "zshield: error:" "no disk was changed"
+zt_assert_no_line "zshield: done:"
+zt_assert_checks "$ZT_DIR/refused.cmd"
+zt_info "verify-golden: $(zt_value verify-golden)"
+zt_assert_same_sha "$target" "$target_sha" "target disk (its system and data volumes)"
