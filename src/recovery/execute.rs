@@ -48,7 +48,8 @@ impl Executor {
 
     /// Runs every step of `plan`; stops at the first that fails.
     pub fn run(&mut self, plan: &Plan, report: &mut Report) -> Result<()> {
-        let total = plan.steps.len();
+        // After a GPT repair the disk is planned again: its steps follow the repair's.
+        let total = report.steps.len() + plan.steps.len();
         for step in &plan.steps {
             report.step(total, step, |report| self.step(step, report))?;
             failpoint::after_step(self.cut_after.as_deref(), &step.name(), report.steps.len());
