@@ -91,6 +91,9 @@ pub struct BootArgs {
     /// `zshield.test.cut_after=STEP` cuts the power (no sync, no unmount)
     /// right after the first step of that kind, as a power loss would.
     pub cut_after: Option<String>,
+    /// Test only: `zshield.test.digests=skip` copies the golden by blocks
+    /// without checking them, to measure what checking costs.
+    pub skip_digests: bool,
     /// `zshield.provision=DIR`: another provisioning directory of the golden
     /// (one golden, several product lines).
     pub provision: Option<String>,
@@ -116,12 +119,13 @@ fn known_keys() -> Vec<&'static str> {
         "zshield.copy",
     ];
     if cfg!(feature = "failpoints") {
-        keys.push(FAILPOINT_KEY);
+        keys.extend([FAILPOINT_KEY, DIGESTS_KEY]);
     }
     keys
 }
 
 const FAILPOINT_KEY: &str = "zshield.test.cut_after";
+const DIGESTS_KEY: &str = "zshield.test.digests";
 
 /// Where the arguments come from: the boot entry (`/proc/cmdline`) or a
 /// file of the initramfs (`/etc/cmdline.d/NAME.conf`).
@@ -179,6 +183,12 @@ impl BootArgs {
                     "zshield.provision" => args.provision = non_empty(),
                     "zshield.copy" => args.copy = non_empty(),
                     FAILPOINT_KEY => args.cut_after = non_empty(),
+                    DIGESTS_KEY => match value.as_deref() {
+                        Some("skip") => args.skip_digests = true,
+                        _ => args
+                            .problems
+                            .push(format!("{word}: the only value is skip")),
+                    },
                     _ => {}
                 }
             }
@@ -398,12 +408,18 @@ mod tests {
 
     #[test]
     fn the_test_failpoint_is_known_only_to_the_tests_binary() {
-        let a = BootArgs::parse("zshield_recovery=default zshield.test.cut_after=copy-root");
+        let a = BootArgs::parse(
+            "zshield_recovery=default zshield.test.cut_after=copy-root zshield.test.digests=skip",
+        );
         if cfg!(feature = "failpoints") {
             assert_eq!(a.cut_after.as_deref(), Some("copy-root"));
+            assert!(a.skip_digests);
             assert_eq!(a.mode(), Ok(Some(Mode::Default)));
+            let wrong = BootArgs::parse("zshield_recovery=default zshield.test.digests=no");
+            assert!(wrong.mode().unwrap_err().contains("the only value is skip"));
         } else {
             assert_eq!(a.cut_after, None);
+            assert!(!a.skip_digests);
             assert!(a
                 .mode()
                 .unwrap_err()

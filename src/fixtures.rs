@@ -127,6 +127,7 @@ pub fn blank_probe() -> Probe {
             root_tree: "/run/zshield/golden".into(),
             boot_tree: "/run/zshield/golden-boot".into(),
             block_map: Err("no block map in this fixture".into()),
+            boot_map: Err("no block map in this fixture".into()),
         },
         content: Content::Blank,
         partitions: vec![],
@@ -217,6 +218,26 @@ pub fn golden_root_map() -> FsMap {
             block: 0,
             blocks: 76_800,
             sha256: "00".repeat(32),
+            zero: false,
+        }],
+    }
+}
+
+/// The block map entry of a golden /boot of 64 MiB with 48 MiB used.
+pub fn golden_boot_map() -> FsMap {
+    FsMap {
+        label: "golden-boot".into(),
+        uuid: "5d0c1d57-30a3-4c3e-a8a1-7d8e2f6b9c04".into(),
+        partition: 1,
+        offset: MIB,
+        block_size: 4096,
+        blocks: 16_384,
+        features: vec!["has_journal".into(), "metadata_csum_seed".into()],
+        ranges: vec![Range {
+            block: 0,
+            blocks: 12_288,
+            sha256: "00".repeat(32),
+            zero: false,
         }],
     }
 }

@@ -159,6 +159,7 @@ fn request(mode: Mode, place: Where, boot: &BootArgs, dry_run: bool, after: Afte
         dry_run,
         after,
         cut_after: boot.cut_after.clone(),
+        skip_digests: boot.skip_digests,
         provision: boot.provision.clone(),
         copy: boot.copy.clone(),
     }

@@ -10,6 +10,7 @@
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::mpsc::sync_channel;
 use std::time::Instant;
 
 use anyhow::{bail, ensure, Context, Result};
@@ -57,6 +58,10 @@ pub struct Range {
     pub block: u64,
     pub blocks: u64,
     pub sha256: String,
+    /// Every byte of it is zero (a fresh journal, zeroed tables): a copy
+    /// writes zeros without reading them from the card.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub zero: bool,
 }
 
 impl FsMap {
@@ -316,6 +321,7 @@ pub fn make(path: &Path) -> Result<BlockMap> {
                 block,
                 blocks,
                 sha256: sha256_hex(&bytes),
+                zero: bytes.iter().all(|&b| b == 0),
             });
         }
         let fs = FsMap {
@@ -383,35 +389,135 @@ fn load_from(card: &Card) -> Result<BlockMap> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Digests {
     Check,
-    /// Only to measure what checking costs (the copy benchmark).
+    /// Only to measure what checking costs (the copy benchmark, and a test
+    /// golden's `zshield.test.digests=skip`).
     Skip,
 }
 
-/// Reads `range` of the file system `fs`, which starts at byte `start` of
-/// `file` (called `name`), into `buf`, and checks it against its SHA-256
-/// unless told to skip; returns where the range starts in `file`.
-pub fn read_range(
-    file: &File,
-    name: &str,
-    fs: &FsMap,
-    (start, range): (u64, &Range),
-    buf: &mut Vec<u8>,
-    digests: Digests,
-) -> Result<u64> {
-    let at = start + range.block * fs.block_size;
-    buf.resize((range.blocks * fs.block_size) as usize, 0);
-    file.read_exact_at(buf, at)
-        .with_context(|| format!("cannot read {} bytes at byte {at} of {name}", buf.len()))?;
-    ensure!(
-        digests == Digests::Skip || sha256_hex(buf) == range.sha256,
-        "{name}: {} blocks {}-{} (bytes {at}-{} of {name}) do not match the card's block map: \
-         the card is damaged; replace the CompactFlash card",
-        fs.label,
-        range.block,
-        range.block + range.blocks - 1,
-        at + buf.len() as u64 - 1
-    );
-    Ok(at)
+/// How many ranges may be on their way between reading, checking and the
+/// caller at once (each up to 4 MiB).
+const IN_FLIGHT: usize = 4;
+
+/// Ranges of one file system read from a card (or any copy of it).
+pub struct RangeReader<'a> {
+    pub file: &'a File,
+    pub name: &'a str,
+    pub fs: &'a FsMap,
+    /// Where the file system starts in `file`.
+    pub start: u64,
+    pub digests: Digests,
+    /// Takes the ranges the map says are zeros from the map instead of the
+    /// card: a copy needs their content, not proof of the card's health.
+    pub zeros_from_map: bool,
+}
+
+impl RangeReader<'_> {
+    /// Reads `ranges` in this order on one thread, checks each against its
+    /// SHA-256 on another, and hands each checked range, with where it starts
+    /// in `file`, to `each` on the caller's thread: reading, checking and
+    /// (for a copy) writing overlap. A range that does not match stops the
+    /// stream before `each` sees it or any range after it.
+    pub fn stream(
+        &self,
+        ranges: &[&Range],
+        mut each: impl FnMut(&Range, u64, &mut [u8]) -> Result<()>,
+    ) -> Result<()> {
+        std::thread::scope(|scope| {
+            let (free_tx, free_rx) = sync_channel::<Vec<u8>>(IN_FLIGHT);
+            let (read_tx, read_rx) = sync_channel::<(usize, u64, Vec<u8>)>(IN_FLIGHT);
+            let (checked_tx, checked_rx) = sync_channel::<(usize, u64, Vec<u8>)>(IN_FLIGHT);
+            for _ in 0..IN_FLIGHT {
+                free_tx.send(Vec::new()).expect("the pool has room");
+            }
+            let reader = scope.spawn(move || -> Result<()> {
+                for (i, range) in ranges.iter().enumerate() {
+                    // Either receiver gone means the stream has stopped.
+                    let Ok(mut buf) = free_rx.recv() else {
+                        return Ok(());
+                    };
+                    let at = self.read(range, &mut buf)?;
+                    if read_tx.send((i, at, buf)).is_err() {
+                        return Ok(());
+                    }
+                }
+                Ok(())
+            });
+            let checker = scope.spawn(move || -> Result<()> {
+                for (i, at, buf) in read_rx {
+                    self.check(ranges[i], at, &buf)?;
+                    if checked_tx.send((i, at, buf)).is_err() {
+                        return Ok(());
+                    }
+                }
+                Ok(())
+            });
+            let mut handed = 0;
+            let mut result = Ok(());
+            for (i, at, mut buf) in checked_rx {
+                if let Err(e) = each(ranges[i], at, &mut buf) {
+                    result = Err(e);
+                    break;
+                }
+                handed += 1;
+                // The reader may have stopped; then the buffer is not needed.
+                let _ = free_tx.send(buf);
+            }
+            drop(free_tx);
+            let joined = |h: std::thread::ScopedJoinHandle<'_, Result<()>>, what: &str| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("the {what} thread panicked")))
+            };
+            // The failure of the earliest range: the caller's (it has seen only
+            // checked ranges), else the checker's, else the reader's.
+            let checked = joined(checker, "checking");
+            let read = joined(reader, "reading");
+            result.and(checked).and(read)?;
+            ensure!(
+                handed == ranges.len(),
+                "{}: the stream of {} ended after {handed} of {} ranges",
+                self.name,
+                self.fs.label,
+                ranges.len()
+            );
+            Ok(())
+        })
+    }
+
+    /// Reads `range` into `buf`; returns where it starts in `file`.
+    fn read(&self, range: &Range, buf: &mut Vec<u8>) -> Result<u64> {
+        let at = self.start + range.block * self.fs.block_size;
+        let len = (range.blocks * self.fs.block_size) as usize;
+        if range.zero && self.zeros_from_map {
+            buf.clear();
+            buf.resize(len, 0);
+            return Ok(at);
+        }
+        buf.resize(len, 0);
+        self.file
+            .read_exact_at(buf, at)
+            .with_context(|| format!("cannot read {len} bytes at byte {at} of {}", self.name))?;
+        Ok(at)
+    }
+
+    fn check(&self, range: &Range, at: u64, buf: &[u8]) -> Result<()> {
+        let matches = match self.digests {
+            Digests::Skip => true,
+            // The map's own digest covers the flag: all zeros is that range's SHA-256.
+            Digests::Check if range.zero => buf.iter().all(|&b| b == 0),
+            Digests::Check => sha256_hex(buf) == range.sha256,
+        };
+        ensure!(
+            matches,
+            "{name}: {} blocks {}-{} (bytes {at}-{} of {name}) do not match the card's block map: \
+             the card is damaged; replace the CompactFlash card",
+            self.fs.label,
+            range.block,
+            range.block + range.blocks - 1,
+            at + buf.len() as u64 - 1,
+            name = self.name,
+        );
+        Ok(())
+    }
 }
 
 /// Reads every range of the file system `fs` on `dev` (its partition) and
@@ -419,15 +525,22 @@ pub fn read_range(
 pub fn verify_fs(dev: &str, fs: &FsMap) -> Result<Verified> {
     let started = Instant::now();
     let file = File::open(dev).with_context(|| format!("cannot open {dev}"))?;
-    let total = fs.used_bytes();
+    let reader = RangeReader {
+        file: &file,
+        name: dev,
+        fs,
+        start: 0,
+        digests: Digests::Check,
+        zeros_from_map: false,
+    };
     let mut meter = Meter::new("checking the golden root against the block map");
-    let mut buf = Vec::new();
+    let total = fs.used_bytes();
     let mut done = 0;
-    for range in &fs.ranges {
-        read_range(&file, dev, fs, (0, range), &mut buf, Digests::Check)?;
+    reader.stream(&fs.ranges.iter().collect::<Vec<_>>(), |_, _, buf| {
         done += buf.len() as u64;
         meter.update_rate(done, total, started);
-    }
+        Ok(())
+    })?;
     Ok(Verified {
         bytes: done,
         ranges: fs.ranges.len(),
@@ -463,20 +576,20 @@ pub fn verify(path: &Path) -> Result<Verified> {
             fs.partition,
             fs.uuid
         );
-        let mut buf = Vec::new();
-        for range in &fs.ranges {
-            read_range(
-                &card.file,
-                &card.name,
-                fs,
-                (fs.offset, range),
-                &mut buf,
-                Digests::Check,
-            )?;
+        let reader = RangeReader {
+            file: &card.file,
+            name: &card.name,
+            fs,
+            start: fs.offset,
+            digests: Digests::Check,
+            zeros_from_map: false,
+        };
+        reader.stream(&fs.ranges.iter().collect::<Vec<_>>(), |_, _, buf| {
             done += buf.len() as u64;
             ranges += 1;
             meter.update_rate(done, total, started);
-        }
+            Ok(())
+        })?;
     }
     Ok(Verified {
         bytes: done,
@@ -565,6 +678,7 @@ Group 2: (Blocks 33-39) csum 0x3d31 [ITABLE_ZEROED]
                     block: 0,
                     blocks: 3,
                     sha256: sha256_hex(b"x"),
+                    zero: false,
                 }],
             }],
         }
@@ -593,5 +707,72 @@ Group 2: (Blocks 33-39) csum 0x3d31 [ITABLE_ZEROED]
             sha256_hex(b"abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    #[test]
+    fn a_stream_stops_before_a_damaged_range_and_takes_zeros_from_the_map_only_for_a_copy() {
+        let mut card = tempfile::tempfile().unwrap();
+        let good = vec![7u8; 8192];
+        let mut data = good.clone();
+        data.extend_from_slice(&[0; 4096]);
+        data.extend_from_slice(&[1; 4096]); // the map says zeros
+        data.extend_from_slice(&good);
+        std::io::Write::write_all(&mut card, &data).unwrap();
+        let range = |block, blocks, bytes: &[u8], zero| Range {
+            block,
+            blocks,
+            sha256: sha256_hex(bytes),
+            zero,
+        };
+        let mut fs = map().filesystems.remove(0);
+        fs.ranges = vec![
+            range(0, 2, &good, false),
+            range(2, 1, &[0; 4096], true),
+            range(3, 1, &[0; 4096], true),
+            range(4, 2, &good, false),
+        ];
+        let mut reader = RangeReader {
+            file: &card,
+            name: "card.img",
+            fs: &fs,
+            start: 0,
+            digests: Digests::Check,
+            zeros_from_map: true,
+        };
+        let all: Vec<&Range> = fs.ranges.iter().collect();
+        let mut seen = Vec::new();
+        reader
+            .stream(&all, |r, at, buf| {
+                assert_eq!(at, r.block * 4096);
+                seen.push((r.block, buf.iter().all(|&b| b == 0)));
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(seen, [(0, false), (2, true), (3, true), (4, false)]);
+
+        // Read from the card, the damaged zero range stops the stream there.
+        reader.zeros_from_map = false;
+        seen.clear();
+        let err = reader
+            .stream(&all, |r, _, _| {
+                seen.push((r.block, true));
+                Ok(())
+            })
+            .unwrap_err()
+            .to_string();
+        assert_eq!(seen, [(0, true), (2, true)]);
+        assert!(
+            err.contains("golden-boot blocks 3-3 (bytes 12288-16383 of card.img)")
+                && err.contains("replace the CompactFlash card"),
+            "{err}"
+        );
+        // The caller's own failure stops it too, and is what the stream returns.
+        let err = reader
+            .stream(&all, |r, _, _| {
+                anyhow::ensure!(r.block == 0, "cannot write");
+                Ok(())
+            })
+            .unwrap_err();
+        assert_eq!(err.to_string(), "cannot write");
     }
 }

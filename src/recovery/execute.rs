@@ -33,17 +33,29 @@ pub struct Executor {
     mounts: MountStack,
     root_mounted: bool,
     cut_after: Option<String>,
+    /// Whether block copies check what they read (always, but in a test).
+    digests: Digests,
 }
 
 impl Executor {
-    pub fn new(root_dir: PathBuf, cut_after: Option<String>) -> Executor {
+    pub fn new(root_dir: PathBuf, cut_after: Option<String>, digests: Digests) -> Executor {
         Executor {
             lvm: Lvm,
             root_dir,
             mounts: MountStack::new(),
             root_mounted: false,
             cut_after,
+            digests,
         }
+    }
+
+    /// The first backup, too, must hold the /boot of its root.
+    fn keep_boot_copy(&self, tree: &Path) -> Result<()> {
+        let copy = self.root_dir.join(BOOT_COPY);
+        std::fs::create_dir_all(&copy)
+            .with_context(|| format!("cannot create {}", copy.display()))?;
+        mirror_tree(tree, &copy, "keeping a copy of /boot for backups")?;
+        Ok(())
     }
 
     /// Runs every step of `plan`; stops at the first that fails.
@@ -111,6 +123,17 @@ impl Executor {
                 blockdev::reread_partitions(&disk, &expected)
             }
             Step::MkfsBoot { dev, uuid } => mkfs(dev, uuid, "boot"),
+            Step::CopyBootBlocks {
+                from,
+                to,
+                uuid,
+                map,
+                ..
+            } => {
+                report.copied_boot_blocks =
+                    Some(copy_blocks(from, to, map, uuid, "boot", self.digests)?);
+                Ok(())
+            }
             Step::CreatePv { dev } => lvm.pvcreate(dev),
             Step::CreateVg { vg, pv } => lvm.vgcreate(vg, pv, TAG_LAYOUT),
             Step::VerifyGolden { from, map } => {
@@ -146,7 +169,7 @@ impl Executor {
                 ..
             } => {
                 report.copied_root_blocks =
-                    Some(copy_blocks(from, to, map, uuid, label, Digests::Check)?);
+                    Some(copy_blocks(from, to, map, uuid, label, self.digests)?);
                 Ok(())
             }
             Step::CopyRoot { tree, .. } => {
@@ -165,13 +188,9 @@ impl Executor {
                     &[],
                     "copying the golden /boot",
                 )?);
-                // The first backup, too, must hold the /boot of its root.
-                let copy = self.root_dir.join(BOOT_COPY);
-                std::fs::create_dir_all(&copy)
-                    .with_context(|| format!("cannot create {}", copy.display()))?;
-                mirror_tree(tree, &copy, "keeping a copy of /boot for backups")?;
-                Ok(())
+                self.keep_boot_copy(tree)
             }
+            Step::KeepBootCopy { tree } => self.keep_boot_copy(tree),
             Step::ConfigureTarget {
                 fstab,
                 mount_points,

@@ -20,6 +20,7 @@ use anyhow::{anyhow, Context, Result};
 use crate::cmdline::{After, Mode, Wipe};
 use crate::config::{check_provision_dir, Config};
 use crate::disk::blockdev::{BlockDev, ReadOnlyGuard};
+use crate::disk::blockmap::Digests;
 use crate::disk::golden;
 use crate::layout::{least_disk_size, on_disk};
 use crate::logging::RUN_DIR;
@@ -45,6 +46,8 @@ pub struct Request {
     pub after: After,
     /// Test only: simulate a power loss after the first step of this kind.
     pub cut_after: Option<String>,
+    /// Test only: copy by blocks without checking them (`zshield.test.digests=skip`).
+    pub skip_digests: bool,
     /// Another provisioning directory of the golden (`zshield.provision=`).
     pub provision: Option<String>,
     /// How to copy the golden root this once (`zshield.copy=`).
@@ -335,7 +338,16 @@ fn run(
         return Ok(Outcome::DryRun);
     }
     let _read_only = report.phase("validate", |_| validate())?;
-    let mut exec = Executor::new(Path::new(RUN_DIR).join("target"), req.cut_after.clone());
+    let digests = if req.skip_digests {
+        Digests::Skip
+    } else {
+        Digests::Check
+    };
+    let mut exec = Executor::new(
+        Path::new(RUN_DIR).join("target"),
+        req.cut_after.clone(),
+        digests,
+    );
     let executed = report.phase("execute", |report| exec.run(&plan, report));
     let wrote = report.steps.iter().any(|s| s.writes_disk);
     let result = match executed {

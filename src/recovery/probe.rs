@@ -60,6 +60,8 @@ pub struct GoldenRoot {
     pub boot_tree: PathBuf,
     /// The golden root's entry in the card's block map, or why there is none.
     pub block_map: Result<FsMap, String>,
+    /// The same for the golden /boot.
+    pub boot_map: Result<FsMap, String>,
 }
 
 impl GoldenRoot {
@@ -117,19 +119,34 @@ fn auto_target(candidates: impl Fn() -> Vec<Identity>) -> Result<String> {
     }
 }
 
-/// The golden root's entry in the block map its card carries.
-fn golden_block_map(disks: &[String], uuid: Option<&str>) -> Result<FsMap, String> {
-    let uuid = uuid.ok_or("the golden root is not an ext2/3/4 file system")?;
-    let [disk] = disks else {
-        return Err("the golden root is not on one disk".into());
+/// The entries of the golden root and of the golden /boot (`None`: a
+/// directory of the root) in the block map their card carries, or why there
+/// is none.
+fn golden_block_maps(
+    disks: &[String],
+    root: Option<&str>,
+    boot: Option<Option<String>>,
+) -> (Result<FsMap, String>, Result<FsMap, String>) {
+    let card = match disks {
+        [disk] => blockmap::load(Path::new(disk))
+            .map(|map| (disk, map))
+            .map_err(|e| format!("no block map: {e:#}")),
+        _ => Err("the golden is not on one disk".into()),
     };
-    let map = blockmap::load(Path::new(disk)).map_err(|e| format!("no block map: {e:#}"))?;
-    map.filesystems
-        .into_iter()
-        .find(|fs| fs.uuid == uuid)
-        .ok_or_else(|| {
-            format!("the block map of {disk} does not list the golden root (UUID {uuid})")
-        })
+    let entry = |uuid: Option<&str>, what: &str| -> Result<FsMap, String> {
+        let uuid = uuid.ok_or_else(|| format!("{what} is not an ext2/3/4 file system"))?;
+        let (disk, map) = card.as_ref().map_err(Clone::clone)?;
+        map.filesystems
+            .iter()
+            .find(|fs| fs.uuid == uuid)
+            .cloned()
+            .ok_or_else(|| format!("the block map of {disk} does not list {what} (UUID {uuid})"))
+    };
+    let boot = match boot {
+        Some(uuid) => entry(uuid.as_deref(), "the golden /boot"),
+        None => Err("the golden /boot is a directory of its root".into()),
+    };
+    (entry(root, "the golden root"), boot)
 }
 
 /// Mounts `dev` read-only at `dir`, or reuses the place it is mounted already
@@ -187,7 +204,10 @@ pub fn probe(
     let disks: Vec<String> = disks.into_iter().collect();
     let provision = provision::load(&golden_root, provision)?;
     let uuid = ext_superblock(&golden_dev.dev).map(|(uuid, _)| uuid);
-    let block_map = golden_block_map(&disks, uuid.as_deref());
+    let boot_uuid = boot_dev
+        .as_ref()
+        .map(|dev| ext_superblock(dev).map(|(uuid, _)| uuid));
+    let (block_map, boot_map) = golden_block_maps(&disks, uuid.as_deref(), boot_uuid);
     let golden = GoldenRoot {
         spec: golden_spec.to_string(),
         dev: golden_dev.dev.clone(),
@@ -198,6 +218,7 @@ pub fn probe(
         root_tree: golden_root,
         boot_tree: golden_boot,
         block_map,
+        boot_map,
     };
 
     let golden_disks: BTreeSet<String> = golden.disks.iter().cloned().collect();

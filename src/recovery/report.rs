@@ -62,6 +62,7 @@ pub struct Report {
     pub copied_root: Option<CopyStats>,
     pub copied_root_blocks: Option<BlockCopyStats>,
     pub copied_boot: Option<CopyStats>,
+    pub copied_boot_blocks: Option<BlockCopyStats>,
     /// The provisioning hooks that ran, in order (a `*factory_test*` hook's
     /// result is the OEM's factory test).
     pub hooks: Vec<HookResult>,
@@ -85,6 +86,7 @@ impl Report {
             copied_root: None,
             copied_root_blocks: None,
             copied_boot: None,
+            copied_boot_blocks: None,
             hooks: Vec::new(),
             start: Instant::now(),
         }

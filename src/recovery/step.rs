@@ -46,6 +46,16 @@ pub enum Step {
         dev: String,
         uuid: String,
     },
+    /// The golden /boot onto the /boot partition block by block, as
+    /// [`Step::CopyRootBlocks`] does with the root; it takes the place of
+    /// [`Step::MkfsBoot`].
+    CopyBootBlocks {
+        from: String,
+        to: String,
+        uuid: String,
+        why: String,
+        map: FsMap,
+    },
     CreatePv {
         dev: String,
     },
@@ -113,6 +123,12 @@ pub enum Step {
         /// Where the golden /boot is mounted (read-only).
         tree: PathBuf,
         to: String,
+    },
+    /// After a block copy of /boot: only the copy of it in the root that the
+    /// first backup needs (`CopyBoot` makes it too).
+    KeepBootCopy {
+        /// Where the golden /boot is mounted (read-only).
+        tree: PathBuf,
     },
     ConfigureTarget {
         fstab: Vec<FstabEntry>,
@@ -264,11 +280,16 @@ impl fmt::Display for Step {
                 )
             }
             Step::MkfsBoot { dev, uuid } => write!(f, "make ext4 for /boot on {dev} (UUID {uuid})"),
+            Step::CopyBootBlocks { from, to, uuid, why, .. } => write!(
+                f,
+                "copy the golden /boot {from} onto {to} block by block, checking each range, as UUID {uuid}; grow it to the partition and check it ({why})"
+            ),
             Step::CreatePv { dev } => write!(f, "create LVM physical volume {dev}"),
             Step::CreateVg { vg, pv } => write!(f, "create volume group {vg} on {pv}"),
             Step::VerifyGolden { from, map } => write!(
                 f,
-                "check the golden root {from} against the card's block map ({} in {} ranges) before anything is removed",
+                "check {} {from} against the card's block map ({} in {} ranges) before anything is removed",
+                map.label,
                 human(map.used_bytes()),
                 map.ranges.len()
             ),
@@ -290,6 +311,9 @@ impl fmt::Display for Step {
             }
             Step::CopyBoot { from, to, .. } => {
                 write!(f, "copy the golden /boot {from} onto {to}")
+            }
+            Step::KeepBootCopy { .. } => {
+                write!(f, "keep a copy of /boot in the root (/{BOOT_COPY}) for backups")
             }
             Step::ConfigureTarget { fstab, golden, .. } => {
                 let mps: Vec<&str> = fstab.iter().map(|e| e.mount_point.as_str()).collect();

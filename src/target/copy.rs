@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::{ensure, Context, Result};
 
-use crate::disk::blockmap::{read_range, Digests, FsMap, Range};
+use crate::disk::blockmap::{Digests, FsMap, Range, RangeReader};
 use crate::disk::ext4::{self, SUPERBLOCK_OFFSET};
 use crate::logging::Meter;
 use crate::runner::Cmd;
@@ -113,30 +113,43 @@ pub fn copy_blocks(
         "the block map of {} does not cover its superblock",
         map.label
     );
+    let ranges: Vec<&Range> = first.into_iter().chain(last).collect();
+    let reader = RangeReader {
+        file: &source,
+        name: from,
+        fs: map,
+        start: 0,
+        digests,
+        zeros_from_map: true,
+    };
+    let what = format!("copying {} block by block", map.label);
     let total = map.used_bytes().max(1);
     let mut done = 0;
-    let mut meter = Meter::new("copying the golden root block by block");
-    let mut buf = Vec::new();
-    for range in first.into_iter().chain(last) {
-        let at = read_range(&source, from, map, (0, range), &mut buf, digests)?;
+    let mut meter = Meter::new(&what);
+    reader.stream(&ranges, |range, at, buf| {
         if holds_superblock(range) {
             let sb = (SUPERBLOCK_OFFSET as u64 - at) as usize;
             ext4::rename(&mut buf[sb..sb + 1024], uuid, label)
                 .with_context(|| format!("the copy of {}", map.label))?;
         }
         target
-            .write_all_at(&buf, at)
+            .write_all_at(buf, at)
             .with_context(|| format!("cannot write {} bytes at byte {at} of {to}", buf.len()))?;
         done += buf.len() as u64;
         meter.update_rate(done, total, started);
-    }
+        Ok(())
+    })?;
     target
         .sync_all()
         .with_context(|| format!("cannot flush {to}"))?;
     drop(target);
     let copy_seconds = started.elapsed().as_secs_f64();
+    let checked = match digests {
+        Digests::Check => "checked against the block map",
+        Digests::Skip => "NOT checked (zshield.test.digests=skip)",
+    };
     log::info!(
-        "copying the golden root block by block: 100%, {} in {} ranges checked against the block map, {:.1} s",
+        "{what}: 100%, {} in {} ranges {checked}, {:.1} s",
         human(done),
         map.ranges.len(),
         copy_seconds

@@ -1,6 +1,6 @@
-//! How the golden root reaches lv-root: block by block from the card's block
-//! map when it can (and `copy` allows), file by file otherwise; the plan says
-//! which and why.
+//! How the golden root reaches lv-root, and the golden /boot its partition:
+//! block by block from the card's block map when it can (and `copy`
+//! allows), file by file otherwise; the plan says which and why.
 
 use crate::config::CopyMethod;
 use crate::disk::blockmap::FsMap;
@@ -9,55 +9,85 @@ use crate::recovery::step::Refusal;
 use crate::units::human;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RootCopy {
+pub enum FsCopy {
     Blocks { map: FsMap, why: String },
     Files { why: String },
 }
 
 /// The copy for a golden root onto a root volume of `root_bytes`.
-pub fn choose(
-    golden: &GoldenRoot,
-    method: CopyMethod,
-    root_bytes: u64,
-) -> Result<RootCopy, Refusal> {
-    if method == CopyMethod::Files {
-        return Ok(RootCopy::Files {
-            why: "asked for: copy = \"files\"".into(),
-        });
+/// `copy = "blocks"` is refused when the root cannot be copied so.
+pub fn choose(golden: &GoldenRoot, method: CopyMethod, root_bytes: u64) -> Result<FsCopy, Refusal> {
+    let what = Place {
+        golden: "the golden root",
+        target: "the root volume",
+        bytes: root_bytes,
+    };
+    match choose_for(&golden.block_map, method, &what) {
+        FsCopy::Files { why } if method == CopyMethod::Blocks => Err(Refusal(format!(
+            "copy = \"blocks\", but {why}: rebuild the golden image with its block map, or set copy = \"auto\""
+        ))),
+        chosen => Ok(chosen),
     }
-    match usable_map(golden, root_bytes) {
-        Ok(map) => Ok(RootCopy::Blocks {
+}
+
+/// The copy for the golden /boot onto a /boot partition of `boot_bytes`:
+/// `copy = "blocks"` is about the root; a /boot that cannot be copied by
+/// blocks is copied file by file.
+pub fn choose_boot(golden: &GoldenRoot, method: CopyMethod, boot_bytes: u64) -> FsCopy {
+    let what = Place {
+        golden: "the golden /boot",
+        target: "the /boot partition",
+        bytes: boot_bytes,
+    };
+    choose_for(&golden.boot_map, method, &what)
+}
+
+/// A golden file system and where it goes.
+struct Place {
+    golden: &'static str,
+    target: &'static str,
+    bytes: u64,
+}
+
+fn choose_for(map: &Result<FsMap, String>, method: CopyMethod, to: &Place) -> FsCopy {
+    if method == CopyMethod::Files {
+        return FsCopy::Files {
+            why: "asked for: copy = \"files\"".into(),
+        };
+    }
+    match usable_map(map, to) {
+        Ok(map) => FsCopy::Blocks {
             why: format!(
-                "the card's block map lists the golden root ({} used of {}, in {} ranges)",
+                "the card's block map lists {} ({} used of {}, in {} ranges)",
+                to.golden,
                 human(map.used_bytes()),
                 human(map.blocks * map.block_size),
                 map.ranges.len()
             ),
             map,
-        }),
-        Err(why) if method == CopyMethod::Auto => Ok(RootCopy::Files { why }),
-        Err(why) => Err(Refusal(format!(
-            "copy = \"blocks\", but {why}: rebuild the golden image with its block map, or set copy = \"auto\""
-        ))),
+        },
+        Err(why) => FsCopy::Files { why },
     }
 }
 
-fn usable_map(golden: &GoldenRoot, root_bytes: u64) -> Result<FsMap, String> {
-    let map = golden.block_map.clone()?;
+fn usable_map(map: &Result<FsMap, String>, to: &Place) -> Result<FsMap, String> {
+    let map = map.clone()?;
     let size = map.blocks * map.block_size;
-    if size > root_bytes {
+    if size > to.bytes {
         return Err(format!(
-            "the golden root file system ({}) is larger than the root volume ({})",
+            "{} file system ({}) is larger than {} ({})",
+            to.golden,
             human(size),
-            human(root_bytes)
+            to.target,
+            human(to.bytes)
         ));
     }
     let has = |f: &str| map.features.iter().any(|g| g == f);
     if has("metadata_csum") && !has("metadata_csum_seed") {
-        return Err(
-            "the golden root has metadata checksums without metadata_csum_seed (a copy could not take a UUID of its own)"
-                .into(),
-        );
+        return Err(format!(
+            "{} has metadata checksums without metadata_csum_seed (a copy could not take a UUID of its own)",
+            to.golden
+        ));
     }
     Ok(map)
 }
@@ -67,7 +97,7 @@ mod tests {
     use super::super::tests::{names, plan_of};
     use super::super::Options;
     use super::*;
-    use crate::fixtures::{blank_probe, complete_probe, golden_root_map};
+    use crate::fixtures::{blank_probe, complete_probe, golden_boot_map, golden_root_map};
     use crate::recovery::step::Step;
     use crate::units::{GIB, MIB};
 
@@ -134,21 +164,21 @@ mod tests {
         let mut golden = blank_probe().golden;
         let files = choose(&golden, CopyMethod::Auto, GIB).unwrap();
         assert!(
-            matches!(&files, RootCopy::Files { why } if why.contains("no block map")),
+            matches!(&files, FsCopy::Files { why } if why.contains("no block map")),
             "{files:?}"
         );
         golden.block_map = Ok(golden_root_map());
         let blocks = choose(&golden, CopyMethod::Auto, GIB).unwrap();
         assert!(
-            matches!(&blocks, RootCopy::Blocks { why, .. } if why.contains("the card's block map lists the golden root")),
+            matches!(&blocks, FsCopy::Blocks { why, .. } if why.contains("the card's block map lists the golden root")),
             "{blocks:?}"
         );
         let forced = choose(&golden, CopyMethod::Files, GIB).unwrap();
-        assert!(matches!(forced, RootCopy::Files { why } if why.contains("copy = \"files\"")));
+        assert!(matches!(forced, FsCopy::Files { why } if why.contains("copy = \"files\"")));
 
         let small = choose(&golden, CopyMethod::Auto, 256 * MIB).unwrap();
         assert!(
-            matches!(&small, RootCopy::Files { why } if why.contains("larger than the root volume (256 MiB)")),
+            matches!(&small, FsCopy::Files { why } if why.contains("larger than the root volume (256 MiB)")),
             "{small:?}"
         );
         let refused = choose(&golden, CopyMethod::Blocks, 256 * MIB).unwrap_err();
@@ -160,6 +190,67 @@ mod tests {
         map.features.retain(|f| f != "metadata_csum_seed");
         golden.block_map = Ok(map);
         let unseeded = choose(&golden, CopyMethod::Auto, GIB).unwrap();
-        assert!(matches!(unseeded, RootCopy::Files { why } if why.contains("metadata_csum_seed")));
+        assert!(matches!(unseeded, FsCopy::Files { why } if why.contains("metadata_csum_seed")));
+    }
+
+    #[test]
+    fn boot_is_copied_by_blocks_in_place_of_its_mkfs_and_checked_before_a_working_system_goes() {
+        let mut probe = blank_probe();
+        probe.golden.boot_map = Ok(golden_boot_map());
+        let p = plan_of(&probe, Options::default()).unwrap();
+        let n = names(&p);
+        assert_eq!(n[1], "copy-boot-blocks", "{n:?}");
+        assert!(!n.iter().any(|s| s == "mkfs-boot" || s == "copy-boot"));
+        assert!(n.iter().any(|s| s == "keep-boot-copy"));
+        let (uuid, to) = p
+            .steps
+            .iter()
+            .find_map(|s| match s {
+                Step::CopyBootBlocks { uuid, to, from, .. } => {
+                    assert_eq!(from, "/dev/sda1");
+                    Some((uuid.clone(), to.clone()))
+                }
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(to, "/dev/sdb2");
+        let fstab = p.steps.iter().find_map(|s| match s {
+            Step::ConfigureTarget { fstab, .. } => Some(fstab.clone()),
+            _ => None,
+        });
+        assert!(fstab
+            .unwrap()
+            .iter()
+            .any(|e| e.spec == format!("UUID={uuid}")));
+
+        // Too large for the partition, or copy = "files": mkfs and rsync.
+        let mut golden = probe.golden.clone();
+        let files = choose_boot(&golden, CopyMethod::Auto, 32 * MIB);
+        assert!(
+            matches!(&files, FsCopy::Files { why } if why.contains("larger than the /boot partition (32 MiB)")),
+            "{files:?}"
+        );
+        assert!(matches!(
+            choose_boot(&golden, CopyMethod::Files, GIB),
+            FsCopy::Files { .. }
+        ));
+        golden.boot_map = Err("the golden /boot is a directory of its root".into());
+        assert!(matches!(
+            choose_boot(&golden, CopyMethod::Blocks, GIB),
+            FsCopy::Files { why } if why.contains("directory")
+        ));
+
+        let mut complete = complete_probe();
+        complete.golden.boot_map = Ok(golden_boot_map());
+        complete.golden.block_map = Ok(golden_root_map());
+        let p = plan_of(&complete, Options::default()).unwrap();
+        let checked: Vec<String> = p
+            .steps
+            .iter()
+            .take_while(|s| matches!(s, Step::VerifyGolden { .. }))
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(checked.len(), 2, "{checked:?}");
+        assert!(checked[1].starts_with("check golden-boot /dev/sda1 against the card's block map"));
     }
 }

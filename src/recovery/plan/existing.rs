@@ -8,7 +8,7 @@ use crate::lvm::report::Lv;
 use crate::recovery::step::{Refusal, Step};
 use crate::units::human;
 
-use super::{copy, refuse, Demand, Planner, RootCopy, Volumes};
+use super::{copy, refuse, Demand, FsCopy, Planner, Volumes};
 
 impl Planner<'_> {
     /// A zshield layout, complete or cut off: finish it, keeping the data volumes.
@@ -48,6 +48,7 @@ impl Planner<'_> {
         };
         let demand = Demand::new(c, total, extent_size);
         let root_copy = copy::choose(&probe.golden, c.copy, demand.root * extent_size)?;
+        let boot_copy = copy::choose_boot(&probe.golden, c.copy, layout.boot.size);
 
         // Snapshots of the root first: LVM will not remove an origin that has one.
         let mut removals: Vec<&Lv> = lvs
@@ -91,9 +92,15 @@ impl Planner<'_> {
         let complete = vg.is_some_and(|v| v.has_tag(TAG_COMPLETE));
         if complete {
             // A damaged card must not cost the unit its working system.
-            if let RootCopy::Blocks { map, .. } = &root_copy {
+            if let FsCopy::Blocks { map, .. } = &root_copy {
                 self.steps.push(Step::VerifyGolden {
                     from: probe.golden.dev.clone(),
+                    map: map.clone(),
+                });
+            }
+            if let (FsCopy::Blocks { map, .. }, Some(from)) = (&boot_copy, &probe.golden.boot_dev) {
+                self.steps.push(Step::VerifyGolden {
+                    from: from.clone(),
                     map: map.clone(),
                 });
             }
@@ -105,7 +112,7 @@ impl Planner<'_> {
                 lv: lv.name.clone(),
             });
         }
-        let boot_uuid = self.mkfs_boot(&boot_dev);
+        let (boot_uuid, boot_blocks) = self.make_boot(&boot_dev, boot_copy);
         if pv.is_none() {
             self.steps.push(Step::CreatePv {
                 dev: pv_dev.clone(),
@@ -132,6 +139,7 @@ impl Planner<'_> {
             Volumes {
                 boot_dev,
                 boot_uuid,
+                boot_blocks,
                 demand,
                 root_copy,
                 kept,

@@ -18,7 +18,7 @@ use crate::layout::{
 use crate::recovery::probe::Probe;
 use crate::recovery::step::{Plan, Refusal, Step};
 use crate::units::{human, MIB};
-pub(super) use copy::RootCopy;
+pub(super) use copy::FsCopy;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Options {
@@ -209,8 +209,10 @@ fn zshield_data_volumes(probe: &Probe, target_vgs: &[String]) -> Vec<String> {
 struct Volumes {
     boot_dev: String,
     boot_uuid: String,
+    /// /boot was copied block by block (else it is made empty, for a file copy).
+    boot_blocks: bool,
     demand: Demand,
-    root_copy: RootCopy,
+    root_copy: FsCopy,
     /// Data volumes kept with their data.
     kept: Vec<String>,
 }
@@ -227,13 +229,28 @@ impl Planner<'_> {
         self.config.vg.clone()
     }
 
-    fn mkfs_boot(&mut self, dev: &str) -> String {
+    /// /boot's file system on `dev`: the golden's copied block by block, or
+    /// an empty one for the file copy. Returns its UUID and whether it holds
+    /// the copy.
+    fn make_boot(&mut self, dev: &str, copy: FsCopy) -> (String, bool) {
         let uuid = (self.new_uuid)();
-        self.steps.push(Step::MkfsBoot {
-            dev: dev.to_string(),
-            uuid: uuid.clone(),
-        });
-        uuid
+        let golden_boot = self.probe.golden.boot_dev.clone();
+        let blocks = match (copy, golden_boot) {
+            (FsCopy::Blocks { map, why }, Some(from)) => Step::CopyBootBlocks {
+                from,
+                to: dev.to_string(),
+                uuid: uuid.clone(),
+                why,
+                map,
+            },
+            _ => Step::MkfsBoot {
+                dev: dev.to_string(),
+                uuid: uuid.clone(),
+            },
+        };
+        let by_blocks = matches!(blocks, Step::CopyBootBlocks { .. });
+        self.steps.push(blocks);
+        (uuid, by_blocks)
     }
 
     /// A new layout on a blank disk, or on one wiped first (`wipe` holds the
@@ -252,6 +269,12 @@ impl Planner<'_> {
             ));
         }
         let parts = fresh_partitions(c.label, t.size, c.boot_size);
+        let (boot_number, pv_number) = fresh_numbers(c.label);
+        let boot_bytes = parts
+            .iter()
+            .find(|p| p.number == boot_number)
+            .map_or(0, |p| p.size);
+        let boot_copy = copy::choose_boot(&self.probe.golden, c.copy, boot_bytes);
         let pv = parts.last().expect("a layout always has a PV partition");
         let available = fresh_vg_extents(pv.size);
         let demand = Demand::new(c, available, EXTENT);
@@ -288,10 +311,9 @@ impl Planner<'_> {
             partitions: parts,
             msdos_signature,
         });
-        let (boot_number, pv_number) = fresh_numbers(c.label);
         let boot_dev = partition_dev(&t.dev, boot_number);
         let pv_dev = partition_dev(&t.dev, pv_number);
-        let boot_uuid = self.mkfs_boot(&boot_dev);
+        let (boot_uuid, boot_blocks) = self.make_boot(&boot_dev, boot_copy);
         self.steps.push(Step::CreatePv {
             dev: pv_dev.clone(),
         });
@@ -302,6 +324,7 @@ impl Planner<'_> {
         Ok(Volumes {
             boot_dev,
             boot_uuid,
+            boot_blocks,
             demand,
             root_copy,
             kept: Vec::new(),
@@ -317,7 +340,7 @@ impl Planner<'_> {
         let vg = self.vg();
         let d = &v.demand;
         self.create_lv(&c.root.name, d.root, d.extent_size);
-        if let RootCopy::Files { .. } = v.root_copy {
+        if let FsCopy::Files { .. } = v.root_copy {
             self.mkfs_lv(&c.root.name);
         }
         for (data, extents) in c.data.iter().zip(&d.data) {
@@ -338,7 +361,7 @@ impl Planner<'_> {
         // The data volumes first, as with mkfs: a reset cut off after the
         // copy finds them made and keeps them.
         let copy_files = match v.root_copy {
-            RootCopy::Blocks { map, why } => {
+            FsCopy::Blocks { map, why } => {
                 self.steps.push(Step::CopyRootBlocks {
                     from: probe.golden.dev.clone(),
                     to: mapper_path(&vg, &c.root.name),
@@ -349,7 +372,7 @@ impl Planner<'_> {
                 });
                 None
             }
-            RootCopy::Files { why } => Some(why),
+            FsCopy::Files { why } => Some(why),
         };
 
         self.steps.extend(system::steps(
@@ -358,6 +381,7 @@ impl Planner<'_> {
             &v.boot_dev,
             &v.boot_uuid,
             copy_files,
+            v.boot_blocks,
         ));
         self.steps.push(Step::CreateSnapshot {
             vg: vg.clone(),

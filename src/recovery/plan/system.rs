@@ -10,13 +10,14 @@ use crate::recovery::step::{FstabEntry, Step};
 /// The system steps onto a target whose /boot is `boot_dev` (of filesystem
 /// `boot_uuid`) and whose root is the configuration's root LV.
 /// `copy_files` says why the root is copied file by file; without it, it was
-/// copied block by block before.
+/// copied block by block before; `boot_blocks`, that /boot was.
 pub fn steps(
     probe: &Probe,
     c: &Config,
     boot_dev: &str,
     boot_uuid: &str,
     copy_files: Option<String>,
+    boot_blocks: bool,
 ) -> Vec<Step> {
     let mut steps = Vec::new();
     let vg = &c.vg;
@@ -61,19 +62,23 @@ pub fn steps(
             why,
         });
     }
-    steps.extend([
+    steps.push(if boot_blocks {
+        Step::KeepBootCopy {
+            tree: golden.boot_tree.clone(),
+        }
+    } else {
         Step::CopyBoot {
             from: golden_boot,
             tree: golden.boot_tree.clone(),
             to: boot_dev.to_string(),
-        },
-        Step::ConfigureTarget {
-            fstab,
-            mount_points: c.data.iter().map(|d| d.mount.clone()).collect(),
-            golden_names: golden.names.clone(),
-            golden: golden.spec_for_disk(),
-        },
-    ]);
+        }
+    });
+    steps.extend([Step::ConfigureTarget {
+        fstab,
+        mount_points: c.data.iter().map(|d| d.mount.clone()).collect(),
+        golden_names: golden.names.clone(),
+        golden: golden.spec_for_disk(),
+    }]);
     // Files and hooks after the copy and the target's configuration, before
     // GRUB: a hook may change what the menu is made from.
     if !probe.provision.files.is_empty() {

@@ -20,6 +20,25 @@ boot_is_mounted() {
         test -e "/boot/vmlinuz-$(uname -r)"
 }
 
+fills_its_device() { # MOUNT_POINT: its ext4 was grown to all of its partition or volume
+    local dev blocks block_size
+    dev=$(findmnt -no SOURCE "$1")
+    read -r blocks block_size < <(dumpe2fs -h "$dev" 2>/dev/null |
+        awk -F: '/^Block count:/ { c = $2 + 0 } /^Block size:/ { s = $2 + 0 } END { print c, s }')
+    expect_eq "$1 file system bytes" "$((blocks * block_size))" "$(blockdev --getsize64 "$dev")"
+}
+
+own_identity() { # MOUNT_POINT LABEL GOLDEN_UUID: a copy never carries the golden's names
+    local dev uuid
+    dev=$(findmnt -no SOURCE "$1")
+    uuid=$(blkid -s UUID -o value "$dev")
+    expect_eq "$1 label" "$(blkid -s LABEL -o value "$dev")" "$2" || return 1
+    if [ -z "$uuid" ] || [ "$uuid" = "$3" ]; then
+        echo "$1 UUID '$uuid' (golden's: $3)"
+        return 1
+    fi
+}
+
 json_report() {
     local f
     for f in /var/log/zshield/*.json; do
@@ -74,6 +93,10 @@ check lv-audit lv_exists lv-audit
 check home-on-lv-user expect_eq "/home source" "$(findmnt -no SOURCE /home)" /dev/mapper/vgroup-lv--user
 check audit-on-lv-audit expect_eq "/var/log/audit source" "$(findmnt -no SOURCE /var/log/audit)" /dev/mapper/vgroup-lv--audit
 check boot-mounted boot_is_mounted
+check root-fills-lv fills_its_device /
+check boot-fills-partition fills_its_device /boot
+check root-own-identity own_identity / lv-root "$GOLDEN_ROOT_UUID"
+check boot-own-identity own_identity /boot boot "$GOLDEN_BOOT_UUID"
 check json-report json_report
 check reports-private reports_private
 check home-nosuid-nodev no_suid_no_dev /home
@@ -87,7 +110,7 @@ check fixture-uid-4321 owner_kept
 # For the record in make test's output: how long the golden copy took, from the
 # newest factory reset's report.
 reset_reports=(/var/log/zshield/*-default.json)
-for step in copy-root-blocks copy-root copy-boot; do
+for step in verify-golden copy-root-blocks copy-root copy-boot-blocks copy-boot keep-boot-copy; do
     echo "ZTEST $step-seconds=$(awk -v name="\"name\": \"$step\"" \
         'index($0, name) { found = 1 } found && /"seconds"/ { gsub(/[^0-9.]/, ""); printf "%.1f", $0; exit }' \
         "${reset_reports[-1]}" 2>/dev/null)"

@@ -32,8 +32,14 @@ zt_assert_line "repair the GPT of /dev/sdb from its backup copy"
 zt_assert_line "dry run: nothing was written"
 zt_assert_same_sha "$target" "$damaged" "damaged target disk (dry run)"
 
-# The second time the target is named as an operator should: by its id.
-zt_recover recover2 "$target" zshield.target=/dev/disk/by-id/scsi-0QEMU_QEMU_HARDDISK_ZTARGET
+# The second time the target is named as an operator should: by its id. This
+# reset checks the card first, then copies without checking again (a test
+# golden's zshield.test.digests=skip), so that make test shows what checking
+# costs beside default-blank's checked copy.
+zt_recover recover2 "$target" zshield.target=/dev/disk/by-id/scsi-0QEMU_QEMU_HARDDISK_ZTARGET zshield.test.digests=skip
+zt_assert_line "check golden-root /dev/sda2 against the card's block map"
+zt_assert_line "check golden-boot /dev/sda1 against the card's block map"
+zt_assert_line_with "copying golden-root block by block: 100%" "NOT checked (zshield.test.digests=skip)"
 zt_assert_line "holds a zshield layout with a damaged GPT (primary copy damaged: no GPT signature)"
 zt_assert_line_with "repair the GPT of " "from its backup copy (primary copy damaged: no GPT signature)"
 zt_assert_line "is whole again: reading the disk again"
@@ -45,3 +51,4 @@ check audit-marker-kept grep -qx kept /var/log/audit/ztest-marker
 check root-marker-gone test ! -e /root/ztest-marker
 SCRIPT
 zt_boot_restored again "$target" "$ZT_DIR/again.cmd"
+zt_info "re-provisioning, from the report: the card checked in $(zt_value verify-golden-seconds) s (root); golden root copied by blocks unchecked $(zt_value copy-root-blocks-seconds) s (copy $(zt_value copy_seconds) s)"

@@ -27,7 +27,7 @@ check verify-golden-finds-the-damage grep -q "replace the CompactFlash card" <<<
 SCRIPT
 zt_vm refused --cf "$damaged" --disk "$target" --cmd "$ZT_DIR/refused.cmd" \
     --append "zshield_recovery=default zshield.after=poweroff"
-zt_assert_line "check the golden root /dev/sda2 against the card's block map"
+zt_assert_line "check golden-root /dev/sda2 against the card's block map"
 zt_assert_line_with "zshield: error:" "the card is damaged; replace the CompactFlash card"
 zt_assert_line_with "zshield: error:" "no disk was changed"
 zt_assert_no_line "zshield: done:"
