@@ -450,6 +450,10 @@ phase_bootloader() {
     chroot "$mnt" grub-script-check /boot/grub/grub.cfg || die "the CF menu fails grub-script-check"
     cp "$mnt/boot/grub/grub.cfg" "$work/grub.cfg"
     umount_chroot
+    # /boot was mounted: checked again, so that it ships clean and checked
+    # since (resize2fs grows only a file system checked since its last mount).
+    e2fsck -f -p "${loop_dev}p1" >"$work/e2fsck-boot.log" 2>&1 ||
+        { cat "$work/e2fsck-boot.log" >&2; die "e2fsck of the CF's /boot after grub-install failed"; }
     losetup -d "$loop_dev"
     loop_dev=""
     check_menu "$work/grub.cfg"

@@ -2,7 +2,8 @@
 # Benchmark of the golden copy on loop devices (make bench): the test golden's
 # root grown with generated files to over 1 GiB used, on a card image with its
 # block map; copied onto a 4 GiB loop device by each method, caches dropped
-# before each run, sync included, best of 3. One line per method: name,
+# before each run, sync included, best of 5 (single runs on these machines
+# vary by 2-3x: page cache and loop device work lands on the same 2 cores). One line per method: name,
 # seconds, ratio to the raw write of the used bytes:
 #   raw               dd of the used bytes (the floor of any copy)
 #   rsync             mkfs.ext4 + rsync -aHAXS --numeric-ids, mounted (the file copy)
@@ -15,7 +16,7 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 work=$repo/build/bench
 golden=${ZSHIELD_GOLDEN:-$repo/build/golden}
-runs=${BENCH_RUNS:-3}
+runs=${BENCH_RUNS:-5}
 export PATH="$HOME/.cargo/bin:$PATH"
 
 log() { printf 'bench: %s\n' "$*" >&2; }
@@ -62,8 +63,9 @@ if [ ! -s "$card" ]; then
         $((root_mib * 2048)) $(((1 + root_mib) * 2048)) | sfdisk --quiet "$card"
     dd if="$work/root.img" of="$card" bs=1M seek=1 conv=notrunc,sparse status=none
     rm -rf "$work/tree" "$work/root.img"
-    "$zshield" golden-map "$card" >"$work/card.blockmap"
 fi
+# Mapped again each time: the map is this zshield's.
+"$zshield" golden-map "$card" >"$work/card.blockmap"
 log "$("$zshield" verify-golden "$card" 2>&1 | tail -n 1)"
 
 src=$(losetup --find --show --read-only --offset $((1024 * 1024)) "$card")
