@@ -139,7 +139,8 @@ impl Executor {
             Step::VerifyGolden { from, map } => {
                 let v = blockmap::verify_fs(from, map)?;
                 log::info!(
-                    "the golden root matches the card's block map: {} in {:.1} s",
+                    "{} matches the card's block map: {} in {:.1} s",
+                    map.label,
                     human(v.bytes),
                     v.seconds
                 );
