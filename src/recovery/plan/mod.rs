@@ -235,7 +235,7 @@ impl Planner<'_> {
     fn make_boot(&mut self, dev: &str, copy: FsCopy) -> (String, bool) {
         let uuid = (self.new_uuid)();
         let golden_boot = self.probe.golden.boot_dev.clone();
-        let blocks = match (copy, golden_boot) {
+        let step = match (copy, golden_boot) {
             (FsCopy::Blocks { map, why }, Some(from)) => Step::CopyBootBlocks {
                 from,
                 to: dev.to_string(),
@@ -248,8 +248,8 @@ impl Planner<'_> {
                 uuid: uuid.clone(),
             },
         };
-        let by_blocks = matches!(blocks, Step::CopyBootBlocks { .. });
-        self.steps.push(blocks);
+        let by_blocks = matches!(step, Step::CopyBootBlocks { .. });
+        self.steps.push(step);
         (uuid, by_blocks)
     }
 
