@@ -5,6 +5,9 @@
 //! temporary name, and only then is the old one removed and the new one
 //! renamed, so that a valid backup exists at every moment. A backup cut off
 //! half-way leaves the temporary snapshot behind; the next one tidies it up.
+//!
+//! A backup is only of a system at rest: never while dpkg changes packages,
+//! never with /boot missing or not the running kernel's.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -21,6 +24,18 @@ use crate::lvm::report::{Lv, Vg};
 use crate::lvm::Lvm;
 use crate::target::copy::mirror_tree;
 use crate::units::human;
+
+/// A backup that cannot be taken now but can later (dpkg or another backup
+/// at work): `zshield backup` exits with [`TryLater::EXIT_CODE`], on which
+/// zshield-backup.service starts it again a while later.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct TryLater(pub String);
+
+impl TryLater {
+    /// EX_TEMPFAIL of sysexits.h.
+    pub const EXIT_CODE: u8 = 75;
+}
 
 /// One change to the VG, in the order a backup makes them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,6 +151,10 @@ pub fn backup(config_path: &Path) -> Result<()> {
     let lvs = lvm.lvs()?;
     let plan = plan(&config, vg.as_ref(), &lvs).map_err(anyhow::Error::msg)?;
     check_running_root(&mapper_path(&plan.vg, &plan.root))?;
+    check_packages_at_rest()?;
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .context("cannot read the running kernel's release")?;
+    check_boot(Path::new("/"), release.trim())?;
 
     mirror_tree(
         Path::new("/boot"),
@@ -219,6 +238,63 @@ fn check_running_root(root_dev: &str) -> Result<()> {
     Ok(())
 }
 
+/// The locks dpkg holds (fcntl) while it changes packages; apt takes the
+/// first for its whole run.
+const DPKG_LOCKS: [&str; 2] = ["/var/lib/dpkg/lock-frontend", "/var/lib/dpkg/lock"];
+
+fn check_packages_at_rest() -> Result<()> {
+    for lock in DPKG_LOCKS {
+        if let Some(pid) = fcntl_lock_holder(Path::new(lock))? {
+            return Err(TryLater(format!(
+                "dpkg is changing packages (process {pid} holds {lock}): no backup of a half-installed system; the old backup is kept, and the backup tries again later"
+            ))
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// The process holding a write lock on `path` (as `fcntl(F_GETLK)` tells).
+fn fcntl_lock_holder(path: &Path) -> Result<Option<i32>> {
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot open {}", path.display())),
+    };
+    // SAFETY: flock is plain data; all zeros is a valid value of it.
+    let mut probe: nix::libc::flock = unsafe { std::mem::zeroed() };
+    probe.l_type = nix::libc::F_WRLCK as i16;
+    probe.l_whence = nix::libc::SEEK_SET as i16;
+    nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_GETLK(&mut probe))
+        .with_context(|| format!("cannot ask who locks {}", path.display()))?;
+    Ok((probe.l_type != nix::libc::F_UNLCK as i16).then_some(probe.l_pid))
+}
+
+/// The backup keeps a copy of /boot for the rollback: it must be the running
+/// system's /boot, mounted, with the running kernel in it. `root` is `/`
+/// (a directory standing for it in tests).
+fn check_boot(root: &Path, release: &str) -> Result<()> {
+    let boot = root.join("boot");
+    let dev = |p: &Path| {
+        std::fs::metadata(p)
+            .map(|m| m.dev())
+            .with_context(|| format!("cannot stat {}", p.display()))
+    };
+    if dev(&boot)? == dev(root)? {
+        bail!(
+            "/boot is not mounted: a backup now would keep an empty /boot, and a rollback to it could not boot; mount /boot and take the backup again (the old backup is kept)"
+        );
+    }
+    let kernel = boot.join(format!("vmlinuz-{release}"));
+    if !kernel.exists() {
+        bail!(
+            "/boot does not hold the running kernel ({} is missing): is another /boot mounted there? The old backup is kept",
+            kernel.display()
+        );
+    }
+    Ok(())
+}
+
 /// One backup at a time: the timer and a manual run never overlap.
 fn lock() -> Result<nix::fcntl::Flock<std::fs::File>> {
     let path = Path::new(RUN_DIR).join("backup.lock");
@@ -230,10 +306,11 @@ fn lock() -> Result<nix::fcntl::Flock<std::fs::File>> {
         .open(&path)
         .with_context(|| format!("cannot open {}", path.display()))?;
     nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|_| {
-        anyhow::anyhow!(
+        TryLater(format!(
             "another backup is running (it holds {}); try again when it has finished",
             path.display()
-        )
+        ))
+        .into()
     })
 }
 
@@ -360,4 +437,46 @@ mod tests {
         let err = plan(&config, None, &[]).unwrap_err();
         assert!(err.contains("not a zshield system"), "{err}");
     }
+
+    #[test]
+    fn a_boot_that_is_not_mounted_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("boot")).unwrap();
+        let err = check_boot(root.path(), "6.1.0-1-amd64").unwrap_err().to_string();
+        assert!(err.starts_with("/boot is not mounted"), "{err}");
+    }
+
+    #[test]
+    fn finds_who_holds_dpkg_s_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = dir.path().join("lock-frontend");
+        assert_eq!(fcntl_lock_holder(&lock).unwrap(), None, "no lock file");
+        std::fs::write(&lock, "").unwrap();
+        assert_eq!(fcntl_lock_holder(&lock).unwrap(), None);
+        // dpkg's lock is fcntl's, not flock's: another process must hold it.
+        let mut holder = std::process::Command::new("perl")
+            .args(["-MFcntl", "-e", HOLD_FCNTL_LOCK])
+            .arg(&lock)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        assert_eq!(line, "locked\n");
+        let held = fcntl_lock_holder(&lock).unwrap();
+        holder.kill().unwrap();
+        holder.wait().unwrap();
+        assert_eq!(held, Some(holder.id() as i32));
+    }
+
+    /// Takes a write lock on ARGV[0] as dpkg does (struct flock of x86_64
+    /// and aarch64 Linux), says so, and keeps it for a minute.
+    const HOLD_FCNTL_LOCK: &str = r#"open(my $f, ">>", $ARGV[0]) or die "$!";
+my $lock = pack("s s x4 q q l x4", F_WRLCK, 0, 0, 0, 0);
+fcntl($f, F_SETLKW, $lock) or die "lock: $!";
+$| = 1; print "locked\n"; sleep 60;"#;
 }

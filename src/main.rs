@@ -273,7 +273,11 @@ fn backup_command(config: &std::path::Path) -> ExitCode {
         }
         Err(e) => {
             log::error!("backup failed: {e:#}");
-            ExitCode::FAILURE
+            if e.downcast_ref::<zshield::backup::TryLater>().is_some() {
+                ExitCode::from(zshield::backup::TryLater::EXIT_CODE)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

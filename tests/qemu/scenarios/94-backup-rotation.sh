@@ -1,7 +1,8 @@
 # backup-rotation: two backups in a row replace snap0 while a valid snapshot of
 # lv-root exists at every moment (sampled all along); with a nearly full VG
 # the backup falls back to remove-then-create and says so; a VG too full is
-# refused with the old backup kept; runs never overlap; the timer is enabled.
+# refused with the old backup kept, and so is a backup with /boot unmounted or
+# while dpkg works; runs never overlap; the timer is enabled.
 target=$ZT_DIR/target.img
 zt_provisioned "$target"
 
@@ -43,6 +44,24 @@ check vg-full-refused bash -c '! zshield backup --config /run/ztest-big.conf 2>/
 check vg-full-says-why grep -q "is full.*the old backup is kept" /run/ztest-full.err
 check old-backup-kept bash -c "[ \"\$(lvs --noheadings --config 'report/time_format=\"%s\"' -o lv_time vgroup/snap0 | tr -d ' ')\" = $before ]"
 check filler-removed lvremove -y vgroup/ztest-filler
+
+# Only of a system at rest: not with /boot unmounted (the rollback would get an
+# empty /boot), not while dpkg holds its lock (exit 75: the service tries again
+# later); nothing is changed, the old backup is kept.
+before=$(snap_time)
+umount /boot
+check refused-without-boot bash -c '! zshield_backup 2>/run/ztest-noboot.err && grep -q "/boot is not mounted" /run/ztest-noboot.err'
+mount /boot
+perl -MFcntl -e 'open(my $f, ">>", $ARGV[0]) or die "$!"; my $lock = pack("s s x4 q q l x4", F_WRLCK, 0, 0, 0, 0);
+    fcntl($f, F_SETLKW, $lock) or die "lock: $!"; $| = 1; print "locked\n"; sleep 120;' /var/lib/dpkg/lock-frontend >/run/ztest-dpkg.out &
+dpkg_holder=$!
+for _ in $(seq 50); do grep -q locked /run/ztest-dpkg.out && break; sleep 0.2; done
+check refused-during-dpkg bash -c 'zshield_backup 2>/run/ztest-dpkg.err; [ $? = 75 ] && grep -q "dpkg is changing packages" /run/ztest-dpkg.err'
+systemctl start zshield-backup.service 2>/dev/null
+check service-tries-again-later bash -c '[ "$(systemctl show -p SubState --value zshield-backup.service)" = auto-restart ]'
+systemctl stop zshield-backup.service
+kill "$dpkg_holder"
+check backup-kept-when-refused bash -c "[ \"\$(lvs --noheadings --config 'report/time_format=\"%s\"' -o lv_time vgroup/snap0 | tr -d ' ')\" = $before ]"
 
 # One backup at a time.
 flock /run/zshield/backup.lock sleep 5 &
