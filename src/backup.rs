@@ -15,6 +15,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 
 use crate::config::Config;
+use crate::events::{self, Event};
 use crate::layout::{
     current_backup, mapper_path, next_backup_name, size_in_extents, BOOT_COPY, TAG_COMPLETE,
     TAG_LAYOUT, TAG_ROLLBACK,
@@ -142,14 +143,46 @@ pub fn plan(config: &Config, vg: Option<&Vg>, lvs: &[Lv]) -> Result<BackupPlan, 
     })
 }
 
-/// `zshield backup`, also run as `zshield_backup` and by the daily timer.
+/// `zshield backup`, also run as `zshield_backup` and by the daily timer;
+/// what it did or why it did not goes into the event log too.
 pub fn backup(config_path: &Path) -> Result<()> {
     let _lock = lock()?;
     let config = Config::load(config_path)?;
+    let mut changed = false;
+    let result = take(&config, &mut changed);
+    let (status, detail) = match &result {
+        Ok(taken) => ("done", taken.clone()),
+        Err(e) if changed => ("failed", format!("{e:#}")),
+        Err(e) => ("refused", format!("{e:#}")),
+    };
+    if let Err(e) = record(&config, &Event::now("backup", status, detail)) {
+        log::warn!("cannot add this backup to the event log: {e:#}");
+    }
+    result.map(drop)
+}
+
+/// Appends `event` to the log on the events volume, when it is mounted where
+/// the configuration says (else the line would go into the root, and a
+/// rollback would take it away).
+fn record(config: &Config, event: &Event) -> Result<()> {
+    let Some(volume) = config.events_volume() else {
+        return Ok(());
+    };
+    let dev = mapper_path(&config.vg, &volume.name);
+    let stat = |p: &str| std::fs::metadata(p).with_context(|| format!("cannot stat {p}"));
+    if stat(&volume.mount)?.dev() != stat(&dev)?.rdev() {
+        bail!("{dev} is not mounted on {}", volume.mount);
+    }
+    events::append(Path::new(&volume.mount), Path::new("/"), event)
+}
+
+/// Takes the backup; returns what it took. `changed` turns true with the
+/// first change to the VG.
+fn take(config: &Config, changed: &mut bool) -> Result<String> {
     let lvm = Lvm;
     let vg = lvm.vgs()?.into_iter().find(|v| v.name == config.vg);
     let lvs = lvm.lvs()?;
-    let plan = plan(&config, vg.as_ref(), &lvs).map_err(anyhow::Error::msg)?;
+    let plan = plan(config, vg.as_ref(), &lvs).map_err(anyhow::Error::msg)?;
     check_running_root(&mapper_path(&plan.vg, &plan.root))?;
     check_packages_at_rest()?;
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")
@@ -171,12 +204,13 @@ pub fn backup(config_path: &Path) -> Result<()> {
         );
     }
     for change in &plan.changes {
+        *changed = true;
         apply(&lvm, &plan, change)?;
     }
-    let snap = &config.snapshot.name;
-    log::info!(
-        "backup taken: {}/{snap} is a snapshot of {}/{} ({})",
+    let taken = format!(
+        "{}/{} is a snapshot of {}/{} ({})",
         plan.vg,
+        config.snapshot.name,
         plan.vg,
         plan.root,
         plan.changes
@@ -188,7 +222,8 @@ pub fn backup(config_path: &Path) -> Result<()> {
             })
             .unwrap_or_default()
     );
-    Ok(())
+    log::info!("backup taken: {taken}");
+    Ok(taken)
 }
 
 fn apply(lvm: &Lvm, plan: &BackupPlan, change: &Change) -> Result<()> {
@@ -442,7 +477,9 @@ mod tests {
     fn a_boot_that_is_not_mounted_is_refused() {
         let root = tempfile::tempdir().unwrap();
         std::fs::create_dir(root.path().join("boot")).unwrap();
-        let err = check_boot(root.path(), "6.1.0-1-amd64").unwrap_err().to_string();
+        let err = check_boot(root.path(), "6.1.0-1-amd64")
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("/boot is not mounted"), "{err}");
     }
 

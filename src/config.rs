@@ -94,6 +94,9 @@ impl Default for ProvisionConfig {
     }
 }
 
+/// The data volume of the event log when the configuration names none.
+const DEFAULT_EVENTS_VOLUME: &str = "lv-audit";
+
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -109,6 +112,9 @@ pub struct Config {
     pub data: Vec<DataVolume>,
     pub provision: ProvisionConfig,
     pub copy: CopyMethod,
+    /// The data volume that holds the event log ("" for none); unset, it
+    /// is lv-audit when there is one.
+    pub events: Option<String>,
 }
 
 impl Default for Config {
@@ -143,6 +149,7 @@ impl Default for Config {
             ],
             provision: ProvisionConfig::default(),
             copy: CopyMethod::Auto,
+            events: None,
         }
     }
 }
@@ -180,6 +187,12 @@ impl Config {
             toml::from_str(text).map_err(|e| invalid(one_line_toml_error(&e, text)))?;
         config.validate().map_err(invalid)?;
         Ok(config)
+    }
+
+    /// The data volume that holds the event log, if any.
+    pub fn events_volume(&self) -> Option<&DataVolume> {
+        let name = self.events.as_deref().unwrap_or(DEFAULT_EVENTS_VOLUME);
+        self.data.iter().find(|d| d.name == name)
     }
 
     fn validate(&self) -> Result<(), String> {
@@ -227,6 +240,13 @@ impl Config {
                 "target {:?} must be \"auto\" or a device path under /dev",
                 self.target
             ));
+        }
+        if let Some(name) = self.events.as_deref().filter(|n| !n.is_empty()) {
+            if self.events_volume().is_none() {
+                return Err(format!(
+                    "events = {name:?} is not one of the data volumes: name one (the event log must outlive resets and rollbacks), or \"\" for none"
+                ));
+            }
         }
         let p = &self.provision;
         check_provision_dir(&p.dir).map_err(|e| format!("provision.dir {e}"))?;
@@ -394,6 +414,24 @@ mount = "/home"
         assert_eq!(c.snapshot.size, Size::PercentOfVg(25));
         assert_eq!(c.data[0].size, Size::Bytes(256 * MIB));
         assert_eq!(c.golden, None);
+    }
+
+    #[test]
+    fn the_event_log_is_on_a_data_volume() {
+        assert_eq!(Config::default().events_volume().unwrap().name, "lv-audit");
+        let c = Config::parse("events = \"lv-user\"\n", "t").unwrap();
+        assert_eq!(c.events_volume().unwrap().mount, "/home");
+        assert_eq!(
+            Config::parse("events = \"\"\n", "t")
+                .unwrap()
+                .events_volume(),
+            None
+        );
+        let e = error_of("events = \"lv-root\"\n");
+        assert!(
+            e.contains("events = \"lv-root\" is not one of the data volumes"),
+            "{e}"
+        );
     }
 
     #[test]

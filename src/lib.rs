@@ -10,13 +10,14 @@
 //! - `layout`: the on-disk contract every mode shares;
 //! - at the bottom, pure parts and plumbing: `cmdline`, `config`, `fstab`,
 //!   `units`, `accounts`, `runner` (the one command runner), `logging`,
-//!   `failpoint`.
+//!   `events` (the log that outlives resets), `failpoint`.
 
 pub mod accounts;
 pub mod backup;
 pub mod cmdline;
 pub mod config;
 pub mod disk;
+pub mod events;
 pub mod failpoint;
 #[cfg(test)]
 mod fixtures;

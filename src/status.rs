@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::events::{self, Event};
 use crate::layout::{current_backup, TAG_COMPLETE, TAG_LAYOUT};
 use crate::logging::utc_timestamp;
 use crate::lvm::report::{Lv, Vg};
@@ -48,7 +49,12 @@ pub struct Status {
     pub healthy: bool,
     pub problems: Vec<String>,
     pub warnings: Vec<String>,
+    /// The last events of the event log, oldest first.
+    pub events: Vec<Event>,
 }
+
+/// How many events `zshield status` shows.
+const SHOWN_EVENTS: usize = 8;
 
 pub fn assess(config: &Config, vg: Option<&Vg>, lvs: &[Lv], now: u64) -> Status {
     let name = &config.vg;
@@ -122,6 +128,7 @@ pub fn assess(config: &Config, vg: Option<&Vg>, lvs: &[Lv], now: u64) -> Status 
         healthy: problems.is_empty(),
         problems,
         warnings,
+        events: Vec::new(),
     }
 }
 
@@ -134,7 +141,16 @@ pub fn read(config_path: &std::path::Path) -> anyhow::Result<Status> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    Ok(assess(&config, vg.as_ref(), &lvs, now))
+    let mut status = assess(&config, vg.as_ref(), &lvs, now);
+    if let Some(volume) = config.events_volume() {
+        match events::last(std::path::Path::new(&volume.mount), SHOWN_EVENTS) {
+            Ok(events) => status.events = events,
+            Err(e) => status
+                .warnings
+                .push(format!("cannot read the event log: {e:#}")),
+        }
+    }
+    Ok(status)
 }
 
 /// The status as a person reads it.
@@ -182,6 +198,13 @@ pub fn render(s: &Status) -> String {
             );
         }
         None => out.push_str("backup: none\n"),
+    }
+    for e in &s.events {
+        let _ = writeln!(
+            out,
+            "event: {} {} {}: {}",
+            e.time, e.event, e.status, e.detail
+        );
     }
     for w in &s.warnings {
         let _ = writeln!(out, "warning: {w}");

@@ -7,18 +7,21 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
+use crate::cmdline::Mode;
 use crate::disk::blockdev::{self, BlockDev};
 use crate::disk::blockmap::{self, Digests};
 use crate::disk::golden;
 use crate::disk::mounts::MountStack;
+use crate::events::{self, Event, EVENTS_FILE};
 use crate::failpoint;
 use crate::fstab::{self, GoldenNames};
 use crate::layout::{mapper_path, BOOT_COPY, TAG_COMPLETE, TAG_FS_READY, TAG_LAYOUT, TAG_ROLLBACK};
 use crate::logging::Meter;
+use crate::logging::RUN_DIR;
 use crate::logging::TARGET_LOG_DIR;
 use crate::lvm::report::Lv;
 use crate::lvm::Lvm;
-use crate::recovery::report::Report;
+use crate::recovery::report::{Report, Status};
 use crate::recovery::step::{FstabEntry, Plan, Step};
 use crate::runner::Cmd;
 use crate::target::bootloader;
@@ -35,10 +38,17 @@ pub struct Executor {
     cut_after: Option<String>,
     /// Whether block copies check what they read (always, but in a test).
     digests: Digests,
+    /// The data volume that holds the event log.
+    events: Option<String>,
 }
 
 impl Executor {
-    pub fn new(root_dir: PathBuf, cut_after: Option<String>, digests: Digests) -> Executor {
+    pub fn new(
+        root_dir: PathBuf,
+        cut_after: Option<String>,
+        digests: Digests,
+        events: Option<String>,
+    ) -> Executor {
         Executor {
             lvm: Lvm,
             root_dir,
@@ -46,6 +56,7 @@ impl Executor {
             root_mounted: false,
             cut_after,
             digests,
+            events,
         }
     }
 
@@ -82,8 +93,33 @@ impl Executor {
                 Err(e) => log::warn!("cannot write the report on the target: {e:#}"),
             }
         }
+        if let Some(dev) = self.events.clone().filter(|dev| Path::new(dev).exists()) {
+            if let Err(e) = self.log_event(&dev, report) {
+                log::warn!("cannot add this recovery to the event log on {dev}: {e:#}");
+            }
+        }
         nix::unistd::sync();
         self.mounts.unmount_all()
+    }
+
+    /// One line for this recovery in the event log, which outlives it.
+    fn log_event(&mut self, dev: &str, report: &Report) -> Result<()> {
+        let volume = Path::new(RUN_DIR).join("events");
+        self.mounts.ext4(dev, &volume, false)?;
+        let event = match report.mode {
+            Mode::Default => "factory-reset",
+            Mode::Latest => "rollback",
+        };
+        let status = match report.status {
+            Status::Ok => "done",
+            Status::Refused => "refused",
+            Status::Failed | Status::Running => "failed",
+        };
+        let found = report.plan.as_ref().map(|p| p.found.as_str());
+        let detail = report.error.as_deref().or(found).unwrap_or_default();
+        events::append(&volume, &self.root_dir, &Event::now(event, status, detail))?;
+        log::info!("event log: {event} {status}, on {dev} ({EVENTS_FILE})");
+        Ok(())
     }
 
     fn mount_root(&mut self, root: &str) -> Result<()> {

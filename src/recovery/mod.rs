@@ -22,7 +22,7 @@ use crate::config::{check_provision_dir, Config};
 use crate::disk::blockdev::{BlockDev, ReadOnlyGuard};
 use crate::disk::blockmap::Digests;
 use crate::disk::golden;
-use crate::layout::{least_disk_size, on_disk};
+use crate::layout::{least_disk_size, mapper_path, on_disk};
 use crate::logging::RUN_DIR;
 use crate::lvm::Lvm;
 use crate::target::bootloader;
@@ -299,7 +299,7 @@ fn reset_once(
         .map_err(anyhow::Error::from)
     })?;
     let reread = plan.rereads_disk();
-    let result = run(req, report, plan, || validate(&probe));
+    let result = run(req, report, config, plan, || validate(&probe));
     if let Ok(Outcome::DryRun) = result {
         for line in missing_tools(&probe.golden.root_tree) {
             log::warn!("{line}");
@@ -320,7 +320,7 @@ fn rollback(req: &Request, report: &mut Report) -> Result<Outcome, Failure> {
     let config = load_config(&req.config, Missing::Refuse)?;
     let probe = report.phase("probe", |_| rollback::probe(&config, &Lvm))?;
     let plan = rollback::plan(&config, &probe)?;
-    run(req, report, plan, || Ok(Vec::new()))
+    run(req, report, &config, plan, || Ok(Vec::new()))
 }
 
 /// The part both recoveries share, from a plan: show it, stop on a dry run,
@@ -328,6 +328,7 @@ fn rollback(req: &Request, report: &mut Report) -> Result<Outcome, Failure> {
 fn run(
     req: &Request,
     report: &mut Report,
+    config: &Config,
     plan: Plan,
     validate: impl FnOnce() -> Result<Vec<ReadOnlyGuard>>,
 ) -> Result<Outcome, Failure> {
@@ -347,6 +348,9 @@ fn run(
         Path::new(RUN_DIR).join("target"),
         req.cut_after.clone(),
         digests,
+        config
+            .events_volume()
+            .map(|volume| mapper_path(&config.vg, &volume.name)),
     );
     let executed = report.phase("execute", |report| exec.run(&plan, report));
     let wrote = report.steps.iter().any(|s| s.writes_disk);

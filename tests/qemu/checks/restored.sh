@@ -39,6 +39,13 @@ own_identity() { # MOUNT_POINT LABEL GOLDEN_UUID: a copy never carries the golde
     fi
 }
 
+EVENTS=/var/log/audit/zshield/events.jsonl
+
+reset_in_event_log() { # the event log (on lv-audit) has the reset, and status shows it
+    grep -q '"event":"factory-reset","status":"done"' "$EVENTS" || { echo "events: $(cat "$EVENTS" 2>&1)"; return 1; }
+    zshield status 2>&1 | grep -q "^event: .* factory-reset done" || { echo "status: $(zshield status 2>&1)"; return 1; }
+}
+
 json_report() {
     local f
     for f in /var/log/zshield/*.json; do
@@ -54,9 +61,9 @@ no_suid_no_dev() { # MOUNT_POINT
     [[ ",$options," == *,nosuid,* && ",$options," == *,nodev,* ]] || { echo "$1 options: $options"; return 1; }
 }
 
-reports_private() { # every report and log copy: 0640 root:adm
+reports_private() { # every report and log copy, and the event log: 0640 root:adm
     local f bad=""
-    for f in /var/log/zshield/*.json /var/log/zshield/*.log; do
+    for f in /var/log/zshield/*.json /var/log/zshield/*.log "$EVENTS"; do
         [ -e "$f" ] || continue
         [ "$(stat -c %a:%U:%G "$f")" = 640:root:adm ] || bad="$bad $f=$(stat -c %a:%U:%G "$f")"
     done
@@ -98,6 +105,7 @@ check boot-fills-partition fills_its_device /boot
 check root-own-identity own_identity / lv-root "$GOLDEN_ROOT_UUID"
 check boot-own-identity own_identity /boot boot "$GOLDEN_BOOT_UUID"
 check json-report json_report
+check reset-in-event-log reset_in_event_log
 check reports-private reports_private
 check home-nosuid-nodev no_suid_no_dev /home
 check audit-nosuid-nodev no_suid_no_dev /var/log/audit

@@ -22,6 +22,8 @@ zt_recover wiped "$target" zshield.wipe=ZTARGET zshield.copy=files
 zt_assert_line "(wiped: zshield.wipe=ZTARGET)"
 zt_assert_line "file by file (asked for: copy = \"files\")"
 
-zt_cmd "$ZT_DIR/restored.cmd" "$ZT_CHECKS/restored.sh"
+zt_cmd "$ZT_DIR/restored.cmd" "$ZT_CHECKS/restored.sh" - <<'SCRIPT'
+check consented-wipe-in-event-log grep -q "wiped: zshield.wipe=ZTARGET" /var/log/audit/zshield/events.jsonl
+SCRIPT
 zt_boot_restored restored "$target" "$ZT_DIR/restored.cmd"
 zt_info "golden root copy file by file (rsync), from the report: $(zt_value copy-root-seconds) s"

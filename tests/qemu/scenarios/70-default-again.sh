@@ -49,6 +49,7 @@ zt_cmd "$ZT_DIR/again.cmd" "$ZT_CHECKS/restored.sh" - <<'SCRIPT'
 check home-marker-kept grep -qx kept /home/ztest-marker
 check audit-marker-kept grep -qx kept /var/log/audit/ztest-marker
 check root-marker-gone test ! -e /root/ztest-marker
+check event-log-kept-through-the-reset bash -c '[ "$(grep -c "\"event\":\"factory-reset\",\"status\":\"done\"" /var/log/audit/zshield/events.jsonl)" -ge 2 ]'
 SCRIPT
 zt_boot_restored again "$target" "$ZT_DIR/again.cmd"
 zt_info "re-provisioning, from the report: the card checked in $(zt_value verify-golden-seconds) s (root); golden root copied by blocks unchecked $(zt_value copy-root-blocks-seconds) s (copy $(zt_value copy_seconds) s)"

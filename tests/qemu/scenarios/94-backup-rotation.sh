@@ -61,6 +61,8 @@ systemctl start zshield-backup.service 2>/dev/null
 check service-tries-again-later bash -c '[ "$(systemctl show -p SubState --value zshield-backup.service)" = auto-restart ]'
 systemctl stop zshield-backup.service
 kill "$dpkg_holder"
+check refusals-in-event-log bash -c '[ "$(grep -c "\"event\":\"backup\",\"status\":\"refused\"" /var/log/audit/zshield/events.jsonl)" -ge 3 ]'
+check backups-in-event-log bash -c '[ "$(grep -c "\"event\":\"backup\",\"status\":\"done\"" /var/log/audit/zshield/events.jsonl)" -ge 3 ]'
 check backup-kept-when-refused bash -c "[ \"\$(lvs --noheadings --config 'report/time_format=\"%s\"' -o lv_time vgroup/snap0 | tr -d ' ')\" = $before ]"
 
 # One backup at a time.
