@@ -533,7 +533,8 @@ pub fn verify_fs(dev: &str, fs: &FsMap) -> Result<Verified> {
         digests: Digests::Check,
         zeros_from_map: false,
     };
-    let mut meter = Meter::new("checking the golden root against the block map");
+    let what = format!("checking {} against the block map", fs.label);
+    let mut meter = Meter::new(&what);
     let total = fs.used_bytes();
     let mut done = 0;
     reader.stream(&fs.ranges.iter().collect::<Vec<_>>(), |_, _, buf| {
