@@ -7,13 +7,15 @@
 //! `ZSHIELD-BLOCKMAP 1 <JSON length> <SHA-256 of the JSON>\n{...}`, at the
 //! start of the reserved partition (msdos type 0xda), zeros after it.
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::mpsc::sync_channel;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{anyhow, bail, ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -396,7 +398,10 @@ pub enum Digests {
 
 /// How many ranges may be on their way between reading, checking and the
 /// caller at once (each up to 4 MiB).
-const IN_FLIGHT: usize = 4;
+const IN_FLIGHT: usize = 6;
+/// Threads that check ranges: SHA-256 is most of a copy's CPU time, and the
+/// appliances (and the test VMs) have two cores at least.
+const CHECKERS: usize = 2;
 
 /// Ranges of one file system read from a card (or any copy of it).
 pub struct RangeReader<'a> {
@@ -411,12 +416,17 @@ pub struct RangeReader<'a> {
     pub zeros_from_map: bool,
 }
 
+/// A range read (or not) from the card: its place in the stream, and where
+/// it starts with its bytes.
+type Read = (usize, Result<(u64, Vec<u8>)>);
+
 impl RangeReader<'_> {
-    /// Reads `ranges` in this order on one thread, checks each against its
-    /// SHA-256 on another, and hands each checked range, with where it starts
-    /// in `file`, to `each` on the caller's thread: reading, checking and
-    /// (for a copy) writing overlap. A range that does not match stops the
-    /// stream before `each` sees it or any range after it.
+    /// Reads `ranges` in this order on one thread, checks them against their
+    /// SHA-256 on others, and hands each checked range, with where it starts
+    /// in `file`, to `each` on the caller's thread, in order: reading,
+    /// checking and (for a copy) writing overlap. The stream stops at the
+    /// first range that cannot be read or does not match, before `each` sees
+    /// it or any range after it.
     pub fn stream(
         &self,
         ranges: &[&Range],
@@ -424,62 +434,74 @@ impl RangeReader<'_> {
     ) -> Result<()> {
         std::thread::scope(|scope| {
             let (free_tx, free_rx) = sync_channel::<Vec<u8>>(IN_FLIGHT);
-            let (read_tx, read_rx) = sync_channel::<(usize, u64, Vec<u8>)>(IN_FLIGHT);
-            let (checked_tx, checked_rx) = sync_channel::<(usize, u64, Vec<u8>)>(IN_FLIGHT);
+            let (read_tx, read_rx) = sync_channel::<Read>(IN_FLIGHT);
+            let (checked_tx, checked_rx) = sync_channel::<Read>(IN_FLIGHT);
             for _ in 0..IN_FLIGHT {
                 free_tx.send(Vec::new()).expect("the pool has room");
             }
-            let reader = scope.spawn(move || -> Result<()> {
+            scope.spawn(move || {
                 for (i, range) in ranges.iter().enumerate() {
-                    // Either receiver gone means the stream has stopped.
+                    // A closed channel means the stream has stopped.
                     let Ok(mut buf) = free_rx.recv() else {
-                        return Ok(());
+                        return;
                     };
-                    let at = self.read(range, &mut buf)?;
-                    if read_tx.send((i, at, buf)).is_err() {
-                        return Ok(());
+                    let read = self.read(range, &mut buf).map(|at| (at, buf));
+                    let failed = read.is_err();
+                    if read_tx.send((i, read)).is_err() || failed {
+                        return;
                     }
                 }
-                Ok(())
             });
-            let checker = scope.spawn(move || -> Result<()> {
-                for (i, at, buf) in read_rx {
-                    self.check(ranges[i], at, &buf)?;
-                    if checked_tx.send((i, at, buf)).is_err() {
-                        return Ok(());
+            // Shared by the checkers, and gone with the last of them: a reader
+            // blocked on a full channel then sees it closed.
+            let read_rx = Arc::new(Mutex::new(read_rx));
+            for _ in 0..CHECKERS {
+                let (read_rx, checked_tx) = (Arc::clone(&read_rx), checked_tx.clone());
+                scope.spawn(move || loop {
+                    let next = read_rx.lock().map(|rx| rx.recv());
+                    let Ok(Ok((i, read))) = next else {
+                        return;
+                    };
+                    let checked = read.and_then(|(at, buf)| {
+                        self.check(ranges[i], at, &buf)?;
+                        Ok((at, buf))
+                    });
+                    if checked_tx.send((i, checked)).is_err() {
+                        return;
                     }
-                }
-                Ok(())
-            });
-            let mut handed = 0;
-            let mut result = Ok(());
-            for (i, at, mut buf) in checked_rx {
-                if let Err(e) = each(ranges[i], at, &mut buf) {
-                    result = Err(e);
-                    break;
-                }
-                handed += 1;
-                // The reader may have stopped; then the buffer is not needed.
-                let _ = free_tx.send(buf);
+                });
             }
+            drop((read_rx, checked_tx));
+            // The checkers finish out of order: ranges wait here for their turn.
+            let mut waiting = BTreeMap::new();
+            let mut next = 0;
+            let result = (|| {
+                while next < ranges.len() {
+                    let Some(checked) = waiting.remove(&next) else {
+                        let (i, checked) = checked_rx.recv().map_err(|_| {
+                            anyhow!(
+                                "{}: the stream of {} stopped after {next} of {} ranges",
+                                self.name,
+                                self.fs.label,
+                                ranges.len()
+                            )
+                        })?;
+                        waiting.insert(i, checked);
+                        continue;
+                    };
+                    let (at, mut buf) = checked?;
+                    each(ranges[next], at, &mut buf)?;
+                    next += 1;
+                    // The reader stops once it has read the last range.
+                    let _ = free_tx.send(buf);
+                }
+                Ok(())
+            })();
+            // Whatever is still on its way is dropped: the threads see their
+            // channels closed and end.
             drop(free_tx);
-            let joined = |h: std::thread::ScopedJoinHandle<'_, Result<()>>, what: &str| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("the {what} thread panicked")))
-            };
-            // The failure of the earliest range: the caller's (it has seen only
-            // checked ranges), else the checker's, else the reader's.
-            let checked = joined(checker, "checking");
-            let read = joined(reader, "reading");
-            result.and(checked).and(read)?;
-            ensure!(
-                handed == ranges.len(),
-                "{}: the stream of {} ended after {handed} of {} ranges",
-                self.name,
-                self.fs.label,
-                ranges.len()
-            );
-            Ok(())
+            drop(checked_rx);
+            result
         })
     }
 
@@ -765,6 +787,23 @@ Group 2: (Blocks 33-39) csum 0x3d31 [ITABLE_ZEROED]
         assert!(
             err.contains("golden-boot blocks 3-3 (bytes 12288-16383 of card.img)")
                 && err.contains("replace the CompactFlash card"),
+            "{err}"
+        );
+        // So does a range the card cannot give.
+        let beyond = range(40, 2, &good, false);
+        let cut = [all[0], all[1], all[2], &beyond];
+        reader.zeros_from_map = true;
+        seen.clear();
+        let err = reader
+            .stream(&cut, |r, _, _| {
+                seen.push((r.block, true));
+                Ok(())
+            })
+            .unwrap_err()
+            .to_string();
+        assert_eq!(seen, [(0, true), (2, true), (3, true)]);
+        assert!(
+            err.starts_with("cannot read 8192 bytes at byte 163840 of card.img"),
             "{err}"
         );
         // The caller's own failure stops it too, and is what the stream returns.
