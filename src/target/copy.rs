@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use anyhow::{ensure, Context, Result};
 
+use crate::disk::blockdev;
 use crate::disk::blockmap::{Digests, FsMap, Range, RangeReader};
 use crate::disk::ext4::{self, SUPERBLOCK_OFFSET};
 use crate::logging::Meter;
@@ -77,7 +78,7 @@ fn rsync(from: &Path, to: &Path, exclude: &[&str], delete: bool, what: &str) -> 
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct BlockCopyStats {
     pub bytes: u64,
-    /// Of `bytes`, the zeros written from the map without reading the card.
+    /// Of `bytes`, the zeros made from the map, without reading the card.
     pub zero_bytes: u64,
     pub ranges: usize,
     pub copy_seconds: f64,
@@ -135,13 +136,19 @@ pub fn copy_blocks(
             ext4::rename(&mut buf[sb..sb + 1024], uuid, label)
                 .with_context(|| format!("the copy of {}", map.label))?;
         }
-        target
-            .write_all_at(buf, at)
-            .with_context(|| format!("cannot write {} bytes at byte {at} of {to}", buf.len()))?;
-        done += buf.len() as u64;
+        let len = buf.len() as u64;
         if range.zero {
-            zero_bytes += buf.len() as u64;
+            // Not a write of its buffer: the device may make zeros for free.
+            blockdev::zero_out(&target, at, len)
+                .or_else(|_| target.write_all_at(buf, at).map_err(anyhow::Error::from))
+                .with_context(|| format!("cannot zero {len} bytes at byte {at} of {to}"))?;
+            zero_bytes += len;
+        } else {
+            target
+                .write_all_at(buf, at)
+                .with_context(|| format!("cannot write {len} bytes at byte {at} of {to}"))?;
         }
+        done += len;
         meter.update_rate(done, total, started);
         Ok(())
     })?;
