@@ -32,7 +32,7 @@ install: build
 	install -m 0644 initramfs/90zshield/zshield-recovery.service $(DESTDIR)$(DRACUTDIR)/
 	install -d $(DESTDIR)$(UNITDIR)
 	install -m 0644 systemd/zshield-backup.service systemd/zshield-backup.timer $(DESTDIR)$(UNITDIR)/
-	install -D -m 0755 grub/01_zshield_password grub/41_zshield -t $(DESTDIR)$(GRUBDIR)/
+	install -D -m 0755 grub/01_zshield_password grub/05_zshield_card grub/41_zshield -t $(DESTDIR)$(GRUBDIR)/
 	install -d $(DESTDIR)$(CONFDIR)
 	# Never overwrite an operator's or vendor's configuration.
 	[ -e $(DESTDIR)$(CONFDIR)/zshield.conf ] || install -m 0644 etc/zshield.conf $(DESTDIR)$(CONFDIR)/zshield.conf
@@ -47,7 +47,7 @@ lint:
 	cargo clippy --locked --all-targets -- -D warnings
 	cargo clippy --locked --all-targets --features failpoints -- -D warnings
 	shellcheck -x qemu/*.sh tests/qemu/*.sh tests/qemu/scenarios/*.sh tests/qemu/checks/*.sh \
-		initramfs/90zshield/*.sh scripts/*.sh .ci/run grub/41_zshield grub/01_zshield_password \
+		initramfs/90zshield/*.sh scripts/*.sh .ci/run grub/41_zshield grub/05_zshield_card grub/01_zshield_password \
 		qemu/test-overlay/etc/zshield/provision/hooks/*.sh qemu/test-overlay/usr/local/share/zshield-test/*/hooks/*.sh
 
 test-unit:

@@ -459,7 +459,8 @@ phase_bootloader() {
     check_menu "$work/grub.cfg"
 }
 
-# The CF menu: the normal entry boots the golden read-only by UUID, and the two
+# The CF menu: the start entry first (the disk's system, or the automatic
+# mode), the normal entry boots the golden read-only by UUID, and the two
 # recovery entries follow it with the same root and options.
 check_menu() {
     local cfg=$1 title lines
@@ -472,6 +473,9 @@ check_menu() {
         die "only $lines kernel lines of the CF menu boot root=UUID=$root_uuid ro with fsck.mode=skip ($cfg)"
     grep -qE "^\s+linux\s.* zshield_recovery=default( |$)" "$cfg" || die "no zshield_recovery=default kernel line in $cfg"
     grep -qE "^\s+linux\s.* zshield_recovery=latest( |$)" "$cfg" || die "no zshield_recovery=latest kernel line in $cfg"
+    grep -E "^(menuentry|submenu) '" "$cfg" | head -n 1 | grep -q "^menuentry 'Start the hard disk system, or install it'" ||
+        die "the CF menu does not start with the card's start entry ($cfg)"
+    grep -qE "^\s+linux\s.* zshield_recovery=auto( |$)" "$cfg" || die "no zshield_recovery=auto kernel line in $cfg"
     log "CF menu: $(grep -E "^(menuentry|submenu) '" "$cfg" | cut -d"'" -f2 | paste -sd'|' | sed 's/|/ | /g')"
 }
 

@@ -13,6 +13,16 @@ pub enum Mode {
     Default,
     /// Roll back to the latest snapshot.
     Latest,
+    /// The card's start entry: provision a blank disk or finish one cut off;
+    /// leave a complete system alone.
+    Auto,
+}
+
+impl Mode {
+    /// Whether this mode is a factory reset (explicit or automatic).
+    pub fn resets(self) -> bool {
+        matches!(self, Mode::Default | Mode::Auto)
+    }
 }
 
 impl fmt::Display for Mode {
@@ -20,6 +30,7 @@ impl fmt::Display for Mode {
         f.write_str(match self {
             Mode::Default => "default",
             Mode::Latest => "latest",
+            Mode::Auto => "auto",
         })
     }
 }
@@ -30,8 +41,9 @@ impl std::str::FromStr for Mode {
         match s {
             "default" => Ok(Mode::Default),
             "latest" => Ok(Mode::Latest),
+            "auto" => Ok(Mode::Auto),
             other => Err(format!(
-                "unknown recovery mode {other:?}: expected \"default\" or \"latest\""
+                "unknown recovery mode {other:?}: expected \"default\", \"latest\" or \"auto\""
             )),
         }
     }
@@ -448,6 +460,9 @@ mod tests {
             "zshield_recovery=latest zshield_recovery=latest zshield.wipe zshield.wipe=0",
         );
         assert_eq!(a.mode(), Ok(Some(Mode::Latest)));
+        let auto = BootArgs::parse("zshield_recovery=auto");
+        assert_eq!(auto.mode(), Ok(Some(Mode::Auto)));
+        assert!(Mode::Auto.resets() && Mode::Default.resets() && !Mode::Latest.resets());
         assert_eq!(a.wipe, Wipe::No);
     }
 

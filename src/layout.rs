@@ -26,6 +26,13 @@ pub const MSDOS_LVM: u8 = 0x8E;
 pub const TAG_LAYOUT: &str = "zshield";
 /// VG tag: the last factory reset finished; set at its very end.
 pub const TAG_COMPLETE: &str = "zshield_complete";
+/// VG tag: a factory reset failed here (not one cut off): the automatic mode
+/// does not run it again; an explicit "Recover to factory default" clears it.
+pub const TAG_FAILED: &str = "zshield_failed";
+/// In the disk's /boot file system, beside `grub/`: there while the layout is
+/// complete. The card's GRUB hands the boot over to the disk only when it finds
+/// it, so that no power-on starts a half-made system.
+pub const COMPLETE_MARKER: &str = "zshield/complete";
 /// LV tag: the filesystem of this data volume was made and may hold data.
 pub const TAG_FS_READY: &str = "zshield_fs_ready";
 /// Root LV tag: a rollback is under way, from before its merge until /boot,

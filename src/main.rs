@@ -10,7 +10,7 @@ use zshield::cmdline::{After, BootArgs, Mode, Wipe};
 use zshield::config::DEFAULT_PATH;
 use zshield::disk::blockmap;
 use zshield::logging::{self, init_logging, Console, RUN_DIR};
-use zshield::recovery::{self, Outcome, Request};
+use zshield::recovery::{self, Failure, Outcome, Request};
 
 /// The backup's own log, beside the recoveries' reports.
 const BACKUP_LOG: &str = "/var/log/zshield/backup.log";
@@ -211,10 +211,11 @@ fn recover_command(mode: Option<Mode>, dry_run: bool, place: Where, boot: &BootA
         }
     };
     // A dry run only shows the plan: go on booting unless told otherwise.
-    let after = if dry_run && boot.after.is_none() {
-        After::Continue
-    } else {
-        after
+    // The automatic mode is the factory line's: a provisioned unit powers off.
+    let after = match (boot.after.is_none(), dry_run, mode) {
+        (true, true, _) => After::Continue,
+        (true, false, Mode::Auto) => After::Poweroff,
+        _ => after,
     };
     if !in_initramfs && !dry_run {
         log::error!("zshield recover changes disks and runs only in the initramfs; use `zshield plan` or --dry-run to see what it would do");
@@ -225,6 +226,10 @@ fn recover_command(mode: Option<Mode>, dry_run: bool, place: Where, boot: &BootA
     let result = recovery::recover(&req);
     drop(quiet);
     match result {
+        Ok(Outcome::LeftAlone) => {
+            log::info!("the target holds a complete system: nothing done{continues}");
+            ExitCode::SUCCESS
+        }
         Ok(outcome) => {
             if outcome == Outcome::Done {
                 log::info!("done: {mode} recovery finished; {}", after_words(after));
@@ -235,13 +240,17 @@ fn recover_command(mode: Option<Mode>, dry_run: bool, place: Where, boot: &BootA
             ExitCode::SUCCESS
         }
         Err(failure) => {
+            // The automatic mode's FAIL stays on the screen for the factory line.
+            let auto_failed = mode == Mode::Auto && matches!(failure, Failure::Failed { .. });
             let stops = in_initramfs
-                && recovery::stops_the_boot(
-                    &failure,
-                    recovery::root_disks(req.root.as_deref()).as_ref(),
-                );
+                && (auto_failed
+                    || recovery::stops_the_boot(
+                        &failure,
+                        recovery::root_disks(req.root.as_deref()).as_ref(),
+                    ));
             log::error!("{failure}{}", if stops { "" } else { continues });
             if stops {
+                let after = if auto_failed { After::Continue } else { after };
                 recovery::stop_after_failure(&failure, after);
             }
             log::logger().flush();

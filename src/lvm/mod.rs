@@ -113,6 +113,14 @@ impl Lvm {
         Ok(())
     }
 
+    pub fn activate_lv(&self, vg: &str, lv: &str) -> Result<()> {
+        self.cmd("lvchange")
+            .args(["--activate", "y", &format!("{vg}/{lv}")])
+            .run()?;
+        settle_udev();
+        Ok(())
+    }
+
     pub fn lvrename(&self, vg: &str, from: &str, to: &str) -> Result<()> {
         self.cmd("lvrename").args([vg, from, to]).run()?;
         Ok(())

@@ -15,7 +15,10 @@ use crate::disk::mounts::MountStack;
 use crate::events::{self, Event, EVENTS_FILE};
 use crate::failpoint;
 use crate::fstab::{self, GoldenNames};
-use crate::layout::{mapper_path, BOOT_COPY, TAG_COMPLETE, TAG_FS_READY, TAG_LAYOUT, TAG_ROLLBACK};
+use crate::layout::{
+    mapper_path, BOOT_COPY, COMPLETE_MARKER, TAG_COMPLETE, TAG_FAILED, TAG_FS_READY, TAG_LAYOUT,
+    TAG_ROLLBACK,
+};
 use crate::logging::Meter;
 use crate::logging::RUN_DIR;
 use crate::logging::TARGET_LOG_DIR;
@@ -38,8 +41,8 @@ pub struct Executor {
     cut_after: Option<String>,
     /// Whether block copies check what they read (always, but in a test).
     digests: Digests,
-    /// The data volume that holds the event log.
-    events: Option<String>,
+    /// The data volume that holds the event log: VG and LV.
+    events: Option<(String, String)>,
 }
 
 impl Executor {
@@ -47,7 +50,7 @@ impl Executor {
         root_dir: PathBuf,
         cut_after: Option<String>,
         digests: Digests,
-        events: Option<String>,
+        events: Option<(String, String)>,
     ) -> Executor {
         Executor {
             lvm: Lvm,
@@ -93,7 +96,7 @@ impl Executor {
                 Err(e) => log::warn!("cannot write the report on the target: {e:#}"),
             }
         }
-        if let Some(dev) = self.events.clone().filter(|dev| Path::new(dev).exists()) {
+        if let Some(dev) = self.events_volume() {
             if let Err(e) = self.log_event(&dev, report) {
                 log::warn!("cannot add this recovery to the event log on {dev}: {e:#}");
             }
@@ -102,12 +105,32 @@ impl Executor {
         self.mounts.unmount_all()
     }
 
+    /// The event log's volume, active: a kept data volume is not activated
+    /// by the recovery itself (after a GPT repair, say). None before it exists.
+    fn events_volume(&self) -> Option<String> {
+        let (vg, lv) = self.events.as_ref()?;
+        let dev = mapper_path(vg, lv);
+        if !Path::new(&dev).exists()
+            && self
+                .lvm
+                .lvs()
+                .ok()?
+                .iter()
+                .any(|l| l.vg == *vg && l.name == *lv)
+        {
+            if let Err(e) = self.lvm.activate_lv(vg, lv) {
+                log::warn!("cannot activate the event log's volume {vg}/{lv}: {e:#}");
+            }
+        }
+        Path::new(&dev).exists().then_some(dev)
+    }
+
     /// One line for this recovery in the event log, which outlives it.
     fn log_event(&mut self, dev: &str, report: &Report) -> Result<()> {
         let volume = Path::new(RUN_DIR).join("events");
         self.mounts.ext4(dev, &volume, false)?;
         let event = match report.mode {
-            Mode::Default => "factory-reset",
+            Mode::Default | Mode::Auto => "factory-reset",
             Mode::Latest => "rollback",
         };
         let status = match report.status {
@@ -182,7 +205,11 @@ impl Executor {
                 );
                 Ok(())
             }
-            Step::UnmarkComplete { vg } => lvm.vg_tag(vg, TAG_COMPLETE, false),
+            Step::UnmarkComplete { vg, boot } => {
+                set_complete_marker(boot, false)?;
+                lvm.vg_tag(vg, TAG_COMPLETE, false)
+            }
+            Step::ClearFailure { vg } => lvm.vg_tag(vg, TAG_FAILED, false),
             Step::RemoveLv { vg, lv } => remove_lv(lvm, vg, lv),
             Step::CreateLv {
                 vg, lv, extents, ..
@@ -265,7 +292,10 @@ impl Executor {
             Step::InstallBootloader { disk, root } => {
                 bootloader::install(&self.root_dir, disk, root)
             }
-            Step::MarkComplete { vg } => lvm.vg_tag(vg, TAG_COMPLETE, true),
+            Step::MarkComplete { vg, boot } => {
+                lvm.vg_tag(vg, TAG_COMPLETE, true)?;
+                set_complete_marker(boot, true)
+            }
             Step::CreateSnapshot {
                 vg,
                 origin,
@@ -326,6 +356,37 @@ impl Executor {
 }
 
 /// The /boot partition, as the restored root's fstab names it.
+/// Puts the card's hand-over marker on the /boot file system `boot`, or takes
+/// it off, and has it on the disk before the next step.
+fn set_complete_marker(boot: &str, present: bool) -> Result<()> {
+    let dir = Path::new(RUN_DIR).join("boot-marker");
+    let mut mounts = MountStack::new();
+    mounts.ext4(boot, &dir, false)?;
+    let marker = dir.join(COMPLETE_MARKER);
+    let changed = if present {
+        write_synced(&marker, b"complete\n")
+    } else {
+        match std::fs::remove_file(&marker) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            removed => removed.with_context(|| format!("cannot remove {}", marker.display())),
+        }
+    };
+    nix::unistd::sync();
+    let unmounted = mounts.unmount_all();
+    changed.and(unmounted)
+}
+
+fn write_synced(path: &Path, content: &[u8]) -> Result<()> {
+    let parent = path.parent().context("a marker has a directory")?;
+    std::fs::create_dir_all(parent)
+        .with_context(|| format!("cannot create {}", parent.display()))?;
+    let mut file =
+        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    std::io::Write::write_all(&mut file, content)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
 fn boot_of(root_dir: &Path) -> Result<String> {
     let fstab = golden::read_fstab(root_dir)?;
     let spec = fstab::device_of(&fstab, "/boot")

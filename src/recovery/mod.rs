@@ -22,7 +22,7 @@ use crate::config::{check_provision_dir, Config};
 use crate::disk::blockdev::{BlockDev, ReadOnlyGuard};
 use crate::disk::blockmap::Digests;
 use crate::disk::golden;
-use crate::layout::{least_disk_size, mapper_path, on_disk};
+use crate::layout::{least_disk_size, on_disk, TAG_FAILED};
 use crate::logging::RUN_DIR;
 use crate::lvm::Lvm;
 use crate::target::bootloader;
@@ -60,6 +60,8 @@ pub enum Outcome {
     Done,
     /// Only the plan was shown.
     DryRun,
+    /// The automatic mode found a complete system: nothing was done.
+    LeftAlone,
 }
 
 /// How a recovery failed: whether a disk was written decides what the
@@ -84,7 +86,7 @@ impl fmt::Display for Failure {
                 f,
                 "{error:#}; {disk} is partly {}: fix the cause and start the recovery again, it resumes where it stopped",
                 match mode {
-                    Mode::Default => "provisioned",
+                    Mode::Default | Mode::Auto => "provisioned",
                     Mode::Latest => "rolled back",
                 }
             ),
@@ -197,6 +199,7 @@ pub fn print_plan(req: &Request) -> Result<()> {
         &config,
         &Options {
             wipe: req.wipe.clone(),
+            auto: false,
         },
         &mut new_uuid,
     )?;
@@ -214,19 +217,28 @@ pub fn recover(req: &Request) -> Result<Outcome, Failure> {
         "{} {} (zshield {})",
         match req.mode {
             Mode::Default => "factory reset",
+            Mode::Auto => "automatic provisioning",
             Mode::Latest => "rollback to the latest backup",
         },
         if req.dry_run { "dry run" } else { "starting" },
         env!("CARGO_PKG_VERSION")
     );
     let result = match req.mode {
-        Mode::Default => factory_reset(req, &mut report),
+        Mode::Default | Mode::Auto => factory_reset(req, &mut report),
         Mode::Latest => rollback(req, &mut report),
     };
     conclude(&mut report, &result);
-    match report.write(Path::new(RUN_DIR), Path::new("/")) {
+    let written = report.write(Path::new(RUN_DIR), Path::new("/"));
+    match &written {
         Ok(path) => log::info!("report: {}", path.display()),
         Err(e) => log::warn!("{e:#}"),
+    }
+    let acted = !matches!(result, Ok(Outcome::DryRun | Outcome::LeftAlone));
+    if req.mode == Mode::Auto && acted {
+        let path = written.unwrap_or_else(|_| Path::new(RUN_DIR).join(report.stem() + ".json"));
+        for line in report.verdict(&path) {
+            log::info!("{line}");
+        }
     }
     result
 }
@@ -293,6 +305,7 @@ fn reset_once(
             config,
             &Options {
                 wipe: req.wipe.clone(),
+                auto: req.mode == Mode::Auto,
             },
             &mut new_uuid,
         )
@@ -338,6 +351,10 @@ fn run(
         log::info!("dry run: nothing was written");
         return Ok(Outcome::DryRun);
     }
+    if plan.steps.is_empty() {
+        log::info!("nothing to do: no disk was changed");
+        return Ok(Outcome::LeftAlone);
+    }
     let _read_only = report.phase("validate", |_| validate())?;
     let digests = if req.skip_digests {
         Digests::Skip
@@ -350,7 +367,7 @@ fn run(
         digests,
         config
             .events_volume()
-            .map(|volume| mapper_path(&config.vg, &volume.name)),
+            .map(|volume| (config.vg.clone(), volume.name.clone())),
     );
     let executed = report.phase("execute", |report| exec.run(&plan, report));
     let wrote = report.steps.iter().any(|s| s.writes_disk);
@@ -363,6 +380,11 @@ fn run(
         }),
         Err(error) => Err(Failure::Refused(error)),
     };
+    if let Err(Failure::Failed { .. }) = &result {
+        if req.mode.resets() {
+            record_failure(&config.vg);
+        }
+    }
     // The report on the target says how the run ended, too.
     conclude(report, &result);
     let closed = exec.close(report);
@@ -373,6 +395,16 @@ fn run(
             mode: req.mode,
         }),
         (result, _) => result,
+    }
+}
+
+/// Marks the VG of a factory reset that failed, so that the automatic mode
+/// does not run it again and again; a VG not yet made holds no record, and
+/// the reset then counts as cut off.
+fn record_failure(vg: &str) {
+    match Lvm.vg_tag(vg, TAG_FAILED, true) {
+        Ok(()) => log::info!("the failure is recorded on volume group {vg}: the automatic mode will not run this reset again"),
+        Err(e) => log::warn!("the failure could not be recorded on the disk ({e:#}): the automatic mode will run the reset again"),
     }
 }
 
@@ -423,7 +455,7 @@ pub fn stop_after_failure(failure: &Failure, after: After) {
         log::warn!(
             "to finish: {}",
             match mode {
-                Mode::Default => "boot with the CompactFlash card and pick \"Recover to factory default\" again",
+                Mode::Default | Mode::Auto => "boot with the CompactFlash card and pick \"Recover to factory default\" again",
                 Mode::Latest => "pick \"Recover to latest backup\" again, or \"Recover to factory default\" with the CompactFlash card",
             }
         );

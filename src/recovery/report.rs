@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::accounts::restrict_to_adm;
 use crate::cmdline::Mode;
-use crate::logging::{now_utc, RUN_DIR};
+use crate::logging::{now_utc, RUN_DIR, TARGET_LOG_DIR};
 use crate::recovery::step::{Plan, Step};
 use crate::target::copy::{BlockCopyStats, CopyStats};
 use crate::target::provision::HookResult;
@@ -142,6 +142,46 @@ impl Report {
         self.error = error;
     }
 
+    /// The automatic mode's verdict, one unmistakable block for the factory
+    /// line: PASS or FAIL, the hook that failed or the error, where the
+    /// report is (`report`).
+    pub fn verdict(&self, report: &Path) -> Vec<String> {
+        let rule = "=".repeat(72);
+        let failed_hook = self.hooks.iter().find(|h| !h.passed());
+        let factory_test = self.hooks.iter().find(|h| h.factory_test);
+        let verdict = match (self.status, failed_hook, factory_test) {
+            (Status::Ok, _, Some(test)) => {
+                format!(
+                    "FACTORY TEST: PASS ({} in {:.1} s)",
+                    test.name, test.seconds
+                )
+            }
+            (Status::Ok, _, None) => {
+                "FACTORY TEST: PASS (provisioned; the golden has no factory test hook)".into()
+            }
+            (_, Some(hook), _) => format!(
+                "FACTORY TEST: FAIL ({} {})",
+                hook.name,
+                match (hook.exit_code, hook.timed_out) {
+                    (_, true) => "was killed at its time limit".to_string(),
+                    (Some(code), _) => format!("exited with {code}"),
+                    (None, _) => "was killed".to_string(),
+                }
+            ),
+            _ => "FACTORY TEST: FAIL (the system was not provisioned)".into(),
+        };
+        let mut lines = vec![rule.clone(), verdict];
+        if let (Some(error), None) = (&self.error, failed_hook) {
+            lines.push(error.clone());
+        }
+        lines.push(format!(
+            "report: {} here, and in /{TARGET_LOG_DIR} on the disk's system when it got that far",
+            report.display()
+        ));
+        lines.push(rule);
+        lines
+    }
+
     /// The file name stem of this run's files: `20261122T030405Z-default`.
     pub fn stem(&self) -> String {
         format!("{}-{}", self.started.replace(['-', ':'], ""), self.mode)
@@ -186,5 +226,52 @@ mod tests {
             serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
         assert_eq!(value["mode"], "default");
         assert_eq!(value["status"], "running");
+    }
+
+    #[test]
+    fn the_verdict_says_pass_or_fail_and_which_hook() {
+        let hook = |name: &str, exit_code: Option<i32>, timed_out: bool| HookResult {
+            name: name.into(),
+            exit_code,
+            timed_out,
+            seconds: 1.25,
+            factory_test: name.contains("factory_test"),
+            output_tail: Vec::new(),
+        };
+        let report = Path::new("/run/zshield/x-auto.json");
+        let mut r = Report::new(Mode::Auto, false);
+        r.hooks = vec![
+            hook("10_a.sh", Some(0), false),
+            hook("90_factory_test.sh", Some(0), false),
+        ];
+        r.conclude(Status::Ok, None);
+        let lines = r.verdict(report);
+        assert_eq!(lines[1], "FACTORY TEST: PASS (90_factory_test.sh in 1.2 s)");
+        assert!(
+            lines[2].starts_with("report: /run/zshield/x-auto.json here"),
+            "{lines:?}"
+        );
+        assert_eq!(lines.first(), lines.last());
+
+        r.hooks[1] = hook("90_factory_test.sh", Some(3), false);
+        r.conclude(
+            Status::Failed,
+            Some("hook 90_factory_test.sh failed".into()),
+        );
+        assert_eq!(
+            r.verdict(report)[1],
+            "FACTORY TEST: FAIL (90_factory_test.sh exited with 3)"
+        );
+        r.hooks[1] = hook("90_factory_test.sh", None, true);
+        assert!(r.verdict(report)[1].ends_with("was killed at its time limit)"));
+
+        r.hooks.clear();
+        r.conclude(Status::Refused, Some("target /dev/sdb holds ntfs".into()));
+        let lines = r.verdict(report);
+        assert_eq!(
+            lines[1],
+            "FACTORY TEST: FAIL (the system was not provisioned)"
+        );
+        assert_eq!(lines[2], "target /dev/sdb holds ntfs");
     }
 }

@@ -69,7 +69,13 @@ pub enum Step {
         from: String,
         map: FsMap,
     },
+    /// The card's hand-over marker off `boot` first, then the VG's tag.
     UnmarkComplete {
+        vg: String,
+        boot: String,
+    },
+    /// An explicit reset runs again where the last one failed.
+    ClearFailure {
         vg: String,
     },
     RemoveLv {
@@ -176,8 +182,10 @@ pub enum Step {
         extents: u64,
         bytes: u64,
     },
+    /// The VG's tag, then the card's hand-over marker on `boot`.
     MarkComplete {
         vg: String,
+        boot: String,
     },
     /// The rollback's last step: a fresh backup of the restored root, and the
     /// end of the rollback (its tag comes off the root).
@@ -293,7 +301,13 @@ impl fmt::Display for Step {
                 human(map.used_bytes()),
                 map.ranges.len()
             ),
-            Step::UnmarkComplete { vg } => write!(f, "mark {vg} as being provisioned"),
+            Step::UnmarkComplete { vg, boot } => write!(
+                f,
+                "mark {vg} as being provisioned (and {boot} as not bootable from the card)"
+            ),
+            Step::ClearFailure { vg } => {
+                write!(f, "clear the record of the last reset's failure on {vg}")
+            }
             Step::RemoveLv { vg, lv } => write!(f, "remove {vg}/{lv}"),
             Step::CreateLv { vg, lv, bytes, .. } => {
                 write!(f, "create {vg}/{lv} ({})", human(*bytes))
@@ -371,7 +385,10 @@ impl fmt::Display for Step {
                 "take snapshot {vg}/{snapshot} of {origin} ({})",
                 human(*bytes)
             ),
-            Step::MarkComplete { vg } => write!(f, "mark the layout on {vg} as complete"),
+            Step::MarkComplete { vg, boot } => write!(
+                f,
+                "mark the layout on {vg} as complete (and {boot} as bootable from the card)"
+            ),
             Step::FreshBackup {
                 vg,
                 origin,

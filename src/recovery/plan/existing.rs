@@ -3,7 +3,9 @@
 //! what stays (the data volumes), and whether the VG has room.
 
 use crate::disk::content::ExistingLayout;
-use crate::layout::{fresh_vg_extents, partition_dev, EXTENT, TAG_COMPLETE, TAG_FS_READY};
+use crate::layout::{
+    fresh_vg_extents, partition_dev, EXTENT, TAG_COMPLETE, TAG_FAILED, TAG_FS_READY,
+};
 use crate::lvm::report::Lv;
 use crate::recovery::step::{Refusal, Step};
 use crate::units::human;
@@ -104,7 +106,13 @@ impl Planner<'_> {
                     map: map.clone(),
                 });
             }
-            self.steps.push(Step::UnmarkComplete { vg: self.vg() });
+            self.steps.push(Step::UnmarkComplete {
+                vg: self.vg(),
+                boot: boot_dev.clone(),
+            });
+        }
+        if vg.is_some_and(|v| v.has_tag(TAG_FAILED)) {
+            self.steps.push(Step::ClearFailure { vg: self.vg() });
         }
         for lv in removals {
             self.steps.push(Step::RemoveLv {
@@ -153,7 +161,7 @@ mod tests {
     use super::super::tests::{names, plan_of, refusal};
     use super::super::Options;
     use crate::fixtures::{blank_probe, complete_probe, config, gpt_layout, uuids};
-    use crate::layout::TAG_LAYOUT;
+    use crate::layout::{TAG_COMPLETE, TAG_FAILED, TAG_LAYOUT};
     use crate::lvm::report::Pv;
     use crate::recovery::plan::plan;
     use crate::recovery::step::Step;
@@ -215,7 +223,8 @@ mod tests {
         assert_eq!(
             p.steps.last(),
             Some(&Step::MarkComplete {
-                vg: "vgroup".into()
+                vg: "vgroup".into(),
+                boot: "/dev/sdb2".into(),
             })
         );
     }
@@ -272,6 +281,53 @@ mod tests {
         assert!(
             r.contains("has 1.7 GiB free for the recovery but needs 2.5 GiB"),
             "{r}"
+        );
+    }
+
+    #[test]
+    fn the_automatic_mode_leaves_a_complete_system_alone_and_finishes_one_cut_off() {
+        let auto = || Options {
+            auto: true,
+            ..Options::default()
+        };
+        let p = plan_of(&complete_probe(), auto()).unwrap();
+        assert!(p.steps.is_empty(), "{:?}", names(&p));
+        assert!(p.found.contains("leaves it alone"), "{}", p.found);
+
+        let mut cut_off = complete_probe();
+        cut_off.vgs[0].tags = vec![TAG_LAYOUT.into()];
+        let p = plan_of(&cut_off, auto()).unwrap();
+        assert!(p.found.contains("cut off"), "{}", p.found);
+        assert_eq!(names(&p).last().map(String::as_str), Some("mark-complete"));
+        assert!(!plan_of(&blank_probe(), auto()).unwrap().steps.is_empty());
+    }
+
+    #[test]
+    fn a_recorded_failure_stops_the_automatic_mode_and_an_explicit_reset_clears_it() {
+        let mut failed = complete_probe();
+        failed.vgs[0].tags = vec![TAG_LAYOUT.into(), TAG_FAILED.into()];
+        let auto = Options {
+            auto: true,
+            ..Options::default()
+        };
+        let r = plan(&failed, &config(), &auto, &mut uuids()).unwrap_err().0;
+        assert!(
+            r.contains("failed") && r.contains("Recover to factory default"),
+            "{r}"
+        );
+        let p = plan_of(&failed, Options::default()).unwrap();
+        assert_eq!(names(&p)[0], "clear-failure");
+        // Even a complete system marked failed (a failure after it was marked):
+        // the hand-over marker goes first, then the record.
+        failed.vgs[0].tags.push(TAG_COMPLETE.into());
+        let p = plan_of(&failed, Options::default()).unwrap();
+        assert_eq!(names(&p)[..2], ["unmark-complete", "clear-failure"]);
+        assert_eq!(
+            p.steps[0],
+            Step::UnmarkComplete {
+                vg: "vgroup".into(),
+                boot: "/dev/sdb2".into()
+            }
         );
     }
 }

@@ -12,8 +12,8 @@ use crate::disk::content::{Content, ExistingLayout};
 use crate::disk::identity::Identity;
 use crate::layout::{
     align_up, fresh_numbers, fresh_partitions, fresh_vg_extents, mapper_path, partition_dev,
-    size_in_extents, wipe_ranges, ALIGN, EXTENT, MSDOS_SIGNATURE_MAGIC, PE_START, TAG_FS_READY,
-    TAG_LAYOUT,
+    size_in_extents, wipe_ranges, ALIGN, EXTENT, MSDOS_SIGNATURE_MAGIC, PE_START, TAG_COMPLETE,
+    TAG_FAILED, TAG_FS_READY, TAG_LAYOUT,
 };
 use crate::recovery::probe::Probe;
 use crate::recovery::step::{Plan, Refusal, Step};
@@ -24,6 +24,9 @@ pub(super) use copy::FsCopy;
 pub struct Options {
     /// `zshield.wipe`: the operator allows erasing foreign content.
     pub wipe: Wipe,
+    /// The automatic mode (`zshield_recovery=auto`): a complete system is left
+    /// alone, and a recorded failure is not run again.
+    pub auto: bool,
 }
 
 /// The kernel argument that allows erasing `disk`: by its serial (or WWN,
@@ -173,6 +176,21 @@ pub fn plan(
                     ),
                     planner.fresh(wipe_all, &target_vgs)?,
                 ),
+                None if options.auto && vg.is_some_and(|v| v.has_tag(TAG_COMPLETE)) => {
+                    return Ok(Plan {
+                        target: dev.clone(),
+                        disk: Some(named.clone()),
+                        found: "a complete zshield system: the automatic mode leaves it alone"
+                            .into(),
+                        golden: Some(probe.golden.dev.clone()),
+                        steps: Vec::new(),
+                    });
+                }
+                None if options.auto && vg.is_some_and(|v| v.has_tag(TAG_FAILED)) => {
+                    return refuse(format!(
+                        "the last factory reset of {named} failed (its event log and /var/log/zshield on the disk say why): the automatic mode does not run it again; fix the cause, then pick \"Recover to factory default\" in the card's menu"
+                    ));
+                }
                 None => planner.existing(layout)?,
             }
         }
@@ -390,7 +408,10 @@ impl Planner<'_> {
             extents: d.snapshot,
             bytes: d.snapshot * d.extent_size,
         });
-        self.steps.push(Step::MarkComplete { vg });
+        self.steps.push(Step::MarkComplete {
+            vg,
+            boot: v.boot_dev.clone(),
+        });
     }
 
     fn create_lv(&mut self, lv: &str, extents: u64, extent_size: u64) {
@@ -567,6 +588,7 @@ pub(super) mod tests {
         // Consent names the disk: another serial is refused, naming both.
         let other = Options {
             wipe: Wipe::Disk("WD-OTHER".into()),
+            ..Options::default()
         };
         let r = plan_of(&probe, other).unwrap_err().0;
         assert!(
@@ -576,6 +598,7 @@ pub(super) mod tests {
         );
         let by_serial = Options {
             wipe: Wipe::Disk("ZTARGET".into()),
+            ..Options::default()
         };
         let p = plan_of(&probe, by_serial).unwrap();
         assert!(
@@ -591,14 +614,29 @@ pub(super) mod tests {
             serial: Some("ZSPARE".into()),
             ..two.target.identity.clone()
         });
-        let r = plan_of(&two, Options { wipe: Wipe::Any }).unwrap_err().0;
+        let r = plan_of(
+            &two,
+            Options {
+                wipe: Wipe::Any,
+                ..Options::default()
+            },
+        )
+        .unwrap_err()
+        .0;
         assert!(
             r.contains("here 2 could (/dev/sdb (QEMU HARDDISK, serial ZTARGET, 4 GiB); /dev/sdc (QEMU HARDDISK, serial ZSPARE, 4 GiB))")
                 && r.contains("boot with zshield.wipe=ZTARGET"),
             "{r}"
         );
 
-        let p = plan_of(&probe, Options { wipe: Wipe::Any }).unwrap();
+        let p = plan_of(
+            &probe,
+            Options {
+                wipe: Wipe::Any,
+                ..Options::default()
+            },
+        )
+        .unwrap();
         assert_eq!(names(&p)[..2], ["wipe", "partition"]);
         let Step::Wipe { ranges, .. } = &p.steps[0] else {
             panic!()
@@ -629,7 +667,14 @@ pub(super) mod tests {
         let mut probe = complete_probe();
         probe.vgs[0].tags.clear();
         assert!(refusal(&probe).contains("did not make"));
-        let p = plan_of(&probe, Options { wipe: Wipe::Any }).unwrap();
+        let p = plan_of(
+            &probe,
+            Options {
+                wipe: Wipe::Any,
+                ..Options::default()
+            },
+        )
+        .unwrap();
         assert_eq!(names(&p)[..3], ["deactivate-vg", "wipe", "partition"]);
     }
 

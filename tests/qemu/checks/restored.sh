@@ -1,4 +1,4 @@
-# ---- tests/qemu/checks/restored.sh: a disk provisioned by zshield_recovery=default ----
+# ---- tests/qemu/checks/restored.sh: a disk provisioned by zshield_recovery=default or auto ----
 # Runs on the provisioned disk booted alone through its own GRUB. GOLDEN_* come
 # from the golden's golden.env.
 
@@ -100,6 +100,7 @@ check lv-audit lv_exists lv-audit
 check home-on-lv-user expect_eq "/home source" "$(findmnt -no SOURCE /home)" /dev/mapper/vgroup-lv--user
 check audit-on-lv-audit expect_eq "/var/log/audit source" "$(findmnt -no SOURCE /var/log/audit)" /dev/mapper/vgroup-lv--audit
 check boot-mounted boot_is_mounted
+check card-hands-over-to-it test -f /boot/zshield/complete
 check root-fills-lv fills_its_device /
 check boot-fills-partition fills_its_device /boot
 check root-own-identity own_identity / lv-root "$GOLDEN_ROOT_UUID"
@@ -117,7 +118,7 @@ check fixture-uid-4321 owner_kept
 
 # For the record in make test's output: how long the golden copy took, from the
 # newest factory reset's report.
-reset_reports=(/var/log/zshield/*-default.json)
+mapfile -t reset_reports < <(ls /var/log/zshield/*-default.json /var/log/zshield/*-auto.json 2>/dev/null | sort)
 for step in verify-golden copy-root-blocks copy-root copy-boot-blocks copy-boot keep-boot-copy; do
     echo "ZTEST $step-seconds=$(awk -v name="\"name\": \"$step\"" \
         'index($0, name) { found = 1 } found && /"seconds"/ { gsub(/[^0-9.]/, ""); printf "%.1f", $0; exit }' \

@@ -6,6 +6,7 @@ check created-file-gone test ! -e /root/ztest-created
 check deleted-file-back test -s /etc/issue
 check user-data-kept grep -qx after-backup /home/ztest-user-data
 check boot-extra-kernel-gone test ! -e /boot/vmlinuz-9.9.9-ztest
+check card-still-hands-over test -f /boot/zshield/complete
 boot_matches_root() {
     local f
     for f in /var/lib/zshield/boot/vmlinuz-* /var/lib/zshield/boot/initrd.img-* /var/lib/zshield/boot/config-*; do

@@ -1,9 +1,9 @@
 # menu-golden: the CF booted through the firmware and its GRUB menu. A person
 # without the recovery password picks "Recover to factory default", then tries
 # to edit an entry and to open GRUB's command line: each asks for the login
-# and refuses a wrong one. Then Enter on the normal entry boots the golden
-# read-only without a password, zshield does nothing, and
-# `zshield verify-golden` finds the card in its slot as its block map says.
+# and refuses a wrong one. Then the normal entry (the second: the card's start
+# entry comes first) boots the golden read-only without a password, zshield
+# does nothing, and `zshield verify-golden` finds the card in its slot as its block map says.
 target=$ZT_DIR/target.img
 zt_new_disk "$target"
 target_sha=$(zt_sha "$target")
@@ -23,7 +23,7 @@ echo "ZTEST verify-golden=$(tail -n 1 <<<"$verify" | sed "s/^zshield: //")"
 check golden-card-matches-its-block-map test "$verified" = 0
 SCRIPT
 zt_vm golden --cf "$ZT_CF" --disk "$target" --cmd "$ZT_DIR/golden.cmd" \
-    --pick "$(zt_menu_index "Recover to factory default") $wrong e $wrong c $wrong 0"
+    --pick "$(zt_menu_index "Recover to factory default") $wrong e $wrong c $wrong $(zt_menu_index "Debian GNU/Linux")"
 zt_assert_menu
 zt_assert_count_min "Enter password:" 3
 zt_assert_count_min "access denied" 3

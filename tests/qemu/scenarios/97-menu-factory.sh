@@ -1,28 +1,34 @@
-# menu-factory: the CF booted through the firmware; at its GRUB menu a person
-# picks "Recover to factory default" and gives the recovery password. zshield
-# provisions the blank disk and reboots; the machine, now booting from the
-# hard disk (the CF still in its slot), comes up as the restored system without
-# a key pressed. (SeaBIOS tries only its first hard disk, so the reboot ends
-# this VM and the next run boots the disk first.)
+# menu-factory: a fresh unit on the factory line. The CF and a blank disk,
+# the CF first in the firmware's boot order (the product's documented order),
+# and nobody at the keyboard: the card's start entry (the first, its default)
+# boots zshield's automatic mode, which provisions the disk, runs the factory
+# test, shows its PASS block and powers off. The next power-on, in the same
+# order and again without a key, the card's GRUB finds the complete system on
+# the disk and hands the boot over to the disk's own menu: the restored system
+# comes up.
 target=$ZT_DIR/target.img
 zt_new_disk "$target"
 
-zt_vm menu --cf "$ZT_CF" --disk "$target" --pick "$(zt_menu_index "Recover to factory default") $(zt_grub_login)"
+zt_vm auto --cf "$ZT_CF" --disk "$target"
 zt_assert_menu
-zt_assert_line "Enter password:"
-zt_assert_booted_with "zshield_recovery=default"
-zt_assert_line "zshield: done:"
+zt_assert_line "Start the hard disk system, or install it"
+zt_assert_booted_with "zshield_recovery=auto"
+zt_assert_line "zshield: automatic provisioning starting"
+zt_assert_line "zshield: FACTORY TEST: PASS (90_factory_test.sh in"
+zt_assert_line "zshield: done: auto recovery finished; powering off"
 zt_assert_no_line "zshield: error:"
-zt_assert_line "reboot: Restarting system"
+zt_assert_line "reboot: Power down"
 
 zt_cmd "$ZT_DIR/restored.cmd" "$ZT_CHECKS/restored.sh" - <<'SCRIPT'
 check booted-without-recovery bash -c '! grep -q zshield_recovery /proc/cmdline'
 check disk-menu-has-recovery grep -q "^menuentry 'Recover to latest backup'" /boot/grub/grub.cfg
+check disk-menu-has-no-start-entry bash -c '! grep -q zshield-start /boot/grub/grub.cfg'
 check disk-factory-default-names-the-golden grep -q "zshield_recovery=default zshield.golden=UUID=$GOLDEN_ROOT_UUID" /boot/grub/grub.cfg
 check disk-menu-has-the-password grep -q '^password_pbkdf2 zshield grub.pbkdf2.sha512.' /boot/grub/grub.cfg
 check golden-only-options-gone bash -c '! grep -q fsck.mode=skip /boot/grub/grub.cfg && test ! -e /etc/default/grub.d/zshield-golden.cfg'
+check report-of-the-automatic-mode bash -c 'ls /var/log/zshield/*-auto.json'
 SCRIPT
-zt_vm restored --cf "$ZT_CF" --disk "$target" --boot-from disk --cmd "$ZT_DIR/restored.cmd"
-zt_assert_menu
+zt_vm restored --cf "$ZT_CF" --disk "$target" --cmd "$ZT_DIR/restored.cmd"
+zt_assert_line "Booting the hard disk system on"
 zt_assert_value root-source /dev/mapper/vgroup-lv--root
 zt_assert_checks "$ZT_DIR/restored.cmd"
