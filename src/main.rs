@@ -240,7 +240,8 @@ fn recover_command(mode: Option<Mode>, dry_run: bool, place: Where, boot: &BootA
             ExitCode::SUCCESS
         }
         Err(failure) => {
-            // The automatic mode's FAIL stays on the screen for the factory line.
+            // The automatic mode's FAIL stays on the screen for the factory
+            // line, unless zshield.after says otherwise.
             let auto_failed = mode == Mode::Auto && matches!(failure, Failure::Failed { .. });
             let stops = in_initramfs
                 && (auto_failed
@@ -250,7 +251,11 @@ fn recover_command(mode: Option<Mode>, dry_run: bool, place: Where, boot: &BootA
                     ));
             log::error!("{failure}{}", if stops { "" } else { continues });
             if stops {
-                let after = if auto_failed { After::Continue } else { after };
+                let after = if auto_failed && boot.after.is_none() {
+                    After::Continue
+                } else {
+                    after
+                };
                 recovery::stop_after_failure(&failure, after);
             }
             log::logger().flush();

@@ -1,5 +1,7 @@
 # power-cut: a factory reset cut off by a power loss (zshield.test.cut_after
-# powers off at once, without sync) is finished by the next one.
+# powers off at once, without sync) is finished at the next power-on without
+# a person: the card first in the boot order, no key pressed, its start entry
+# finds no complete system on the disk and boots the automatic mode.
 target=$ZT_DIR/target.img
 zt_new_disk "$target"
 
@@ -19,8 +21,12 @@ cut_boot cut-after-partition partition
 cut_boot cut-after-copy copy-root-blocks
 zt_assert_line "holds a zshield layout cut off before its end, to be finished"
 
-zt_recover finish "$target"
+zt_vm finish --cf "$ZT_CF" --disk "$target"
+zt_assert_booted_with "zshield_recovery=auto"
 zt_assert_line "holds a zshield layout cut off before its end, to be finished (kept with their data: lv-user, lv-audit)"
+zt_assert_line "zshield: FACTORY TEST: PASS"
+zt_assert_line "zshield: done: auto recovery finished; powering off"
+zt_assert_no_line "zshield: error:"
 
 zt_cmd "$ZT_DIR/restored.cmd" "$ZT_CHECKS/restored.sh"
 zt_boot_restored restored "$target" "$ZT_DIR/restored.cmd"
