@@ -138,6 +138,19 @@ impl Executor {
             Status::Refused => "refused",
             Status::Failed | Status::Running => "failed",
         };
+        let cleared = report
+            .steps
+            .iter()
+            .any(|s| s.ok && s.name == "clear-failure");
+        if cleared {
+            let detail = "the record of the last reset's failure, by an explicit factory reset";
+            events::append(
+                &volume,
+                &self.root_dir,
+                &Event::now("failure-cleared", "done", detail),
+            )?;
+            log::info!("event log: failure-cleared done, on {dev} ({EVENTS_FILE})");
+        }
         let found = report.plan.as_ref().map(|p| p.found.as_str());
         let detail = report.error.as_deref().or(found).unwrap_or_default();
         events::append(&volume, &self.root_dir, &Event::now(event, status, detail))?;
