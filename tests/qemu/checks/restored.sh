@@ -118,7 +118,10 @@ check fixture-uid-4321 owner_kept
 
 # For the record in make test's output: how long the golden copy took, from the
 # newest factory reset's report.
-mapfile -t reset_reports < <(ls /var/log/zshield/*-default.json /var/log/zshield/*-auto.json 2>/dev/null | sort)
+shopt -s nullglob
+reset_reports=(/var/log/zshield/*-default.json /var/log/zshield/*-auto.json)
+shopt -u nullglob
+mapfile -t reset_reports < <(printf '%s\n' "${reset_reports[@]}" | sort)
 for step in verify-golden copy-root-blocks copy-root copy-boot-blocks copy-boot keep-boot-copy; do
     echo "ZTEST $step-seconds=$(awk -v name="\"name\": \"$step\"" \
         'index($0, name) { found = 1 } found && /"seconds"/ { gsub(/[^0-9.]/, ""); printf "%.1f", $0; exit }' \
