@@ -96,7 +96,10 @@ impl Executor {
                 Err(e) => log::warn!("cannot write the report on the target: {e:#}"),
             }
         }
-        if let Some(dev) = self.events_volume() {
+        // A run that wrote nothing leaves every disk as it was, the event
+        // log's too: its refusal says "no disk was changed".
+        let wrote = report.steps.iter().any(|s| s.writes_disk);
+        if let Some(dev) = self.events_volume().filter(|_| wrote) {
             if let Err(e) = self.log_event(&dev, report) {
                 log::warn!("cannot add this recovery to the event log on {dev}: {e:#}");
             }

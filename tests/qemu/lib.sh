@@ -178,8 +178,9 @@ zt_keep_provisioned() {
 }
 
 # zt_provisioned TARGET: TARGET becomes a disk just provisioned by a factory
-# reset of this golden (a blank disk + zshield_recovery=default). default-blank
-# keeps its disk; a scenario run without it makes one.
+# reset of this golden (a blank disk, provisioned by the automatic mode in
+# default-blank, which keeps its disk; a scenario run without it makes one
+# with zshield_recovery=default).
 zt_provisioned() {
     local target=$1 cache
     cache=$(zt_provisioned_cache)
@@ -209,12 +210,14 @@ zt_boot_restored() {
     zt_assert_checks "$3"
 }
 
-# zt_menu_index TITLE: how many Down presses reach TITLE from the first entry
-# of the top-level GRUB menu. The CF's menu is the golden's grub.cfg; a disk's
-# menu is made by the same scripts from the same defaults, in the same order.
+# zt_menu_index TITLE [disk]: how many Down presses reach TITLE from the first
+# entry of the top-level GRUB menu. The CF's menu is the golden's grub.cfg; a
+# disk's menu is made by the same scripts from the same defaults, in the same
+# order, without the card's start entry.
 zt_menu_index() {
-    local n
-    n=$(grep -E "^(menuentry|submenu) '" "$ZT_GOLDEN/grub.cfg" | cut -d"'" -f2 | grep -nxF -- "$1" | cut -d: -f1)
+    local n skip='^$'
+    [ "${2:-}" != disk ] || skip="^Start the hard disk system, or install it$"
+    n=$(grep -E "^(menuentry|submenu) '" "$ZT_GOLDEN/grub.cfg" | cut -d"'" -f2 | grep -v -- "$skip" | grep -nxF -- "$1" | cut -d: -f1)
     if [ -z "$n" ]; then
         echo "FAIL [$ZT_NAME]: no entry '$1' in the CF menu $ZT_GOLDEN/grub.cfg" >&2
         return 1

@@ -9,8 +9,10 @@ file_is() { # PATH MODE OWNER:GROUP
 factory_test_reported() {
     local reports report
     # The names start with the UTC time: the last one is the newest.
-    reports=(/var/log/zshield/*-default.json)
-    report=${reports[-1]}
+    shopt -s nullglob
+    reports=(/var/log/zshield/*-default.json /var/log/zshield/*-auto.json)
+    shopt -u nullglob
+    report=$(printf '%s\n' "${reports[@]}" | LC_ALL=C sort | tail -n 1)
     if grep -A1 '"name": "90_factory_test.sh"' "$report" | grep -q '"exit_code": 0' &&
         grep -q '"factory_test": true' "$report"; then
         return 0

@@ -121,7 +121,7 @@ check fixture-uid-4321 owner_kept
 shopt -s nullglob
 reset_reports=(/var/log/zshield/*-default.json /var/log/zshield/*-auto.json)
 shopt -u nullglob
-mapfile -t reset_reports < <(printf '%s\n' "${reset_reports[@]}" | sort)
+mapfile -t reset_reports < <(printf '%s\n' "${reset_reports[@]}" | LC_ALL=C sort)
 for step in verify-golden copy-root-blocks copy-root copy-boot-blocks copy-boot keep-boot-copy; do
     echo "ZTEST $step-seconds=$(awk -v name="\"name\": \"$step\"" \
         'index($0, name) { found = 1 } found && /"seconds"/ { gsub(/[^0-9.]/, ""); printf "%.1f", $0; exit }' \

@@ -1,7 +1,8 @@
 # default-again: a second factory reset of a provisioned disk restores the
 # system root and keeps the data volumes (/home, /var/log/audit), even when
 # the disk's primary GPT was lost in between: the table is repaired from its
-# backup copy first (the kernel shows no partitions without it). A recovery
+# backup copy first (the kernel shows no partitions without it), and from an
+# initramfs without systemd (the dracut module's pre-mount hook). A recovery
 # argument in the initramfs's cmdline.d never resets the disk.
 target=$ZT_DIR/target.img
 zt_provisioned "$target"
@@ -35,8 +36,15 @@ zt_assert_same_sha "$target" "$damaged" "damaged target disk (dry run)"
 # The second time the target is named as an operator should: by its id. This
 # reset checks the card first, then copies without checking again (a test
 # golden's zshield.test.digests=skip), so that make test shows what checking
-# costs beside default-blank's checked copy.
-zt_recover recover2 "$target" zshield.target=/dev/disk/by-id/scsi-0QEMU_QEMU_HARDDISK_ZTARGET zshield.test.digests=skip
+# costs beside default-blank's checked copy. It runs from an initramfs without
+# systemd, where the dracut module runs zshield from a pre-mount hook.
+zt_vm recover2 --cf "$ZT_CF" --disk "$target" --initrd initrd-nosystemd.img --append \
+    "zshield_recovery=default zshield.after=poweroff zshield.target=/dev/disk/by-id/scsi-0QEMU_QEMU_HARDDISK_ZTARGET zshield.test.digests=skip"
+zt_assert_line "zshield: done:"
+zt_assert_no_line "zshield: error:"
+zt_assert_no_line ZTEST-BEGIN
+# A systemd initramfs would print the unit's name when it starts it.
+zt_assert_no_line "zshield-recovery"
 zt_assert_line "check golden-root /dev/sda2 against the card's block map"
 zt_assert_line "check golden-boot /dev/sda1 against the card's block map"
 zt_assert_line_with "copying golden-root block by block: 100%" "NOT checked"

@@ -14,7 +14,7 @@ zt_assert_checks "$ZT_DIR/change.cmd"
 
 zt_cmd "$ZT_DIR/restored.cmd" "$ZT_CHECKS/rollback-restored.sh"
 zt_vm latest --cf "$ZT_CF" --disk "$target" --boot-from disk --reboot yes \
-    --pick "$(zt_menu_index "Recover to latest backup") $(zt_grub_login)" --cmd "$ZT_DIR/restored.cmd"
+    --pick "$(zt_menu_index "Recover to latest backup" disk) $(zt_grub_login)" --cmd "$ZT_DIR/restored.cmd"
 zt_assert_menu
 zt_assert_booted_with "zshield_recovery=latest"
 zt_assert_line "vgroup/lv-root is as it was at the backup"
@@ -29,7 +29,7 @@ check root-still-as-restored grep -qx at-backup /root/ztest-changed
 check user-data-kept grep -qx after-backup /home/ztest-user-data
 check backup-still-there zshield status
 SCRIPT
-zt_vm no-card --disk "$target" --pick "$(zt_menu_index "Recover to factory default") $(zt_grub_login)" --cmd "$ZT_DIR/no-card.cmd"
+zt_vm no-card --disk "$target" --pick "$(zt_menu_index "Recover to factory default" disk) $(zt_grub_login)" --cmd "$ZT_DIR/no-card.cmd"
 zt_assert_line_with "zshield: error:" "insert the CompactFlash card"
 zt_assert_no_line "zshield: done:"
 zt_assert_value root-source /dev/mapper/vgroup-lv--root
