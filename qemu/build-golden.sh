@@ -147,10 +147,14 @@ phase_install() {
     check_failpoint
 
     # The product enables the daily backup (it refuses on the golden itself,
-    # whose root is not lv-root, and runs on every disk made from it).
-    mkdir -p "$staging/etc/systemd/system/timers.target.wants"
+    # whose root is not lv-root, and runs on every disk made from it) and the
+    # health checks that mark a disk's boot good (nothing to mark on the golden).
+    mkdir -p "$staging/etc/systemd/system/timers.target.wants" \
+        "$staging/etc/systemd/system/multi-user.target.wants"
     ln -sf /usr/lib/systemd/system/zshield-backup.timer \
         "$staging/etc/systemd/system/timers.target.wants/zshield-backup.timer"
+    ln -sf /usr/lib/systemd/system/zshield-boot-ok.service \
+        "$staging/etc/systemd/system/multi-user.target.wants/zshield-boot-ok.service"
 
     rsync -rlpt --chown=0:0 "$image_overlay/" "$staging/"
     check_grub_settings
@@ -476,6 +480,9 @@ check_menu() {
     grep -E "^(menuentry|submenu) '" "$cfg" | head -n 1 | grep -q "^menuentry 'Start the hard disk system, or install it'" ||
         die "the CF menu does not start with the card's start entry ($cfg)"
     grep -qE "^\s+linux\s.* zshield_recovery=auto( |$)" "$cfg" || die "no zshield_recovery=auto kernel line in $cfg"
+    grep -qE "^\s+linux\s.* zshield_recovery=latest zshield.fallback=boot-tries( |$)" "$cfg" ||
+        die "no entry for a disk's automatic rollback in $cfg"
+    ! grep -q "save_env.*zshield" "$cfg" || die "the CF menu counts boots: nothing may write the card ($cfg)"
     log "CF menu: $(grep -E "^(menuentry|submenu) '" "$cfg" | cut -d"'" -f2 | paste -sd'|' | sed 's/|/ | /g')"
 }
 

@@ -6,7 +6,7 @@
 #                   [--cf IMG [--cf-bus ide|scsi]] [--disk IMG [--disk-bus scsi|ide]]
 #                   [--spare IMG]
 #                   [--boot-from cf|disk] [--reboot yes] [--pick "KEYS"]
-#                   [--cmd FILE] [--append "ARGS"]
+#                   [--cmd FILE] [--append "ARGS"] [--until TEXT]
 #
 #   --cf IMG      the CompactFlash disk; IDE by default, as a real CF card is
 #   --disk IMG    the target hard disk; virtio-scsi by default, serial ZTARGET
@@ -29,6 +29,8 @@
 #   --initrd NAME the initrd in the golden directory for --append boots
 #                 (default initrd.img; initrd-nosystemd.img has no systemd)
 #   --golden DIR  where vmlinuz and initrd.img are (default <repo>/build/golden)
+#   --until TEXT  end QEMU once the console shows TEXT: a screen that waits
+#                 for a person (a GRUB menu without countdown) ends the run
 #
 # Exit status: QEMU's (0 after a guest poweroff or reboot), 124 on timeout.
 # Judge a boot by the markers in its log, never by this status or its duration.
@@ -43,7 +45,7 @@ die() { echo "vm: error: $*" >&2; exit 2; }
 
 log="" timeout=900 golden=${ZSHIELD_GOLDEN:-$repo/build/golden}
 cf="" cf_bus=ide disk="" disk_bus=scsi spare="" cmd="" append="" direct=no initrd=initrd.img
-boot_from=cf reboot=no pick=""
+boot_from=cf reboot=no pick="" until=""
 while [ $# -gt 0 ]; do
     [ $# -ge 2 ] || usage
     case "$1" in
@@ -61,6 +63,7 @@ while [ $# -gt 0 ]; do
         --boot-from) boot_from=$2 ;;
         --reboot) reboot=$2 ;;
         --pick) pick=$2 ;;
+        --until) until=$2 ;;
         *) usage ;;
     esac
     shift 2
@@ -234,13 +237,22 @@ if [ -n "$pick" ]; then
     cat "$tmp/serial.out" >"$log" &
     press_keys &
 fi
+watcher=""
+if [ -n "$until" ]; then
+    args+=(-pidfile "$tmp/qemu.pid")
+    (wait_for "$until" 1 && sleep 2 && kill "$(cat "$tmp/qemu.pid")") &
+    watcher=$!
+fi
 timeout -k 10 "$timeout" qemu-system-x86_64 "${args[@]}" || rc=$?
+[ -z "$watcher" ] || kill "$watcher" 2>/dev/null || :
 [ -z "$pick" ] || wait %1 2>/dev/null || :
 
 # How the guest ended, as far as its console tells.
 how="qemu exit $rc"
 if [ "$rc" = 124 ]; then
     how="timed out after $timeout s"
+elif [ -n "$until" ] && grep -aqF -- "$until" "$log"; then
+    how="ended at '$until'"
 elif ! grep -q 'Linux version' "$log"; then
     how="no kernel started$([ "$direct" = no ] && echo " (firmware log: $log.firmware)")"
 elif grep -q 'Kernel panic' "$log"; then

@@ -7,7 +7,8 @@
 //! half-way leaves the temporary snapshot behind; the next one tidies it up.
 //!
 //! A backup is only of a system at rest: never while dpkg changes packages,
-//! never with /boot missing or not the running kernel's.
+//! never with /boot missing or not the running kernel's, never of a boot
+//! that was not marked good (`health`).
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -15,7 +16,9 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 
 use crate::config::Config;
+use crate::disk::mounts::is_running_root;
 use crate::events::{self, Event};
+use crate::health;
 use crate::layout::{
     current_backup, mapper_path, next_backup_name, size_in_extents, BOOT_COPY, TAG_COMPLETE,
     TAG_LAYOUT, TAG_ROLLBACK,
@@ -155,25 +158,10 @@ pub fn backup(config_path: &Path) -> Result<()> {
         Err(e) if changed => ("failed", format!("{e:#}")),
         Err(e) => ("refused", format!("{e:#}")),
     };
-    if let Err(e) = record(&config, &Event::now("backup", status, detail)) {
+    if let Err(e) = events::record(&config, &Event::now("backup", status, detail)) {
         log::warn!("cannot add this backup to the event log: {e:#}");
     }
     result.map(drop)
-}
-
-/// Appends `event` to the log on the events volume, when it is mounted where
-/// the configuration says (else the line would go into the root, and a
-/// rollback would take it away).
-fn record(config: &Config, event: &Event) -> Result<()> {
-    let Some(volume) = config.events_volume() else {
-        return Ok(());
-    };
-    let dev = mapper_path(&config.vg, &volume.name);
-    let stat = |p: &str| std::fs::metadata(p).with_context(|| format!("cannot stat {p}"));
-    if stat(&volume.mount)?.dev() != stat(&dev)?.rdev() {
-        bail!("{dev} is not mounted on {}", volume.mount);
-    }
-    events::append(Path::new(&volume.mount), Path::new("/"), event)
 }
 
 /// Takes the backup; returns what it took. `changed` turns true with the
@@ -183,7 +171,15 @@ fn take(config: &Config, changed: &mut bool) -> Result<String> {
     let vg = lvm.vgs()?.into_iter().find(|v| v.name == config.vg);
     let lvs = lvm.lvs()?;
     let plan = plan(config, vg.as_ref(), &lvs).map_err(anyhow::Error::msg)?;
-    check_running_root(&mapper_path(&plan.vg, &plan.root))?;
+    if !is_running_root(&mapper_path(&plan.vg, &plan.root))? {
+        bail!("the running root is not {}: backups are taken on the appliance's disk system, not on the golden image", mapper_path(&plan.vg, &plan.root));
+    }
+    if !health::boot_marked_good(config) {
+        return Err(TryLater(
+            "this boot is not marked good (zshield-boot-ok.service has not passed the health checks): no backup of a system that may be broken; the old backup is kept, and the backup tries again later".into(),
+        )
+        .into());
+    }
     check_packages_at_rest()?;
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .context("cannot read the running kernel's release")?;
@@ -261,16 +257,6 @@ fn apply(lvm: &Lvm, plan: &BackupPlan, change: &Change) -> Result<()> {
                 })
         }
     }
-}
-
-/// A backup is of the running system: its root must be the root LV.
-fn check_running_root(root_dev: &str) -> Result<()> {
-    let root = std::fs::metadata("/").context("cannot stat /")?;
-    let lv = std::fs::metadata(root_dev).with_context(|| format!("{root_dev} does not exist"))?;
-    if root.dev() != lv.rdev() {
-        bail!("the running root is not {root_dev}: backups are taken on the appliance's disk system, not on the golden image");
-    }
-    Ok(())
 }
 
 /// The locks dpkg holds (fcntl) while it changes packages; apt takes the

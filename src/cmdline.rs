@@ -111,6 +111,9 @@ pub struct BootArgs {
     pub provision: Option<String>,
     /// `zshield.copy=auto|blocks|files`: how to copy the golden root, this once.
     pub copy: Option<String>,
+    /// `zshield.fallback=boot-tries`: GRUB started this rollback on its own,
+    /// the disk's boot tries being used up (grub/41_zshield).
+    pub fallback: bool,
     /// What is wrong with the arguments, one sentence each: a recovery asked
     /// for with any of these does not run.
     pub problems: Vec<String>,
@@ -129,6 +132,7 @@ fn known_keys() -> Vec<&'static str> {
         "zshield.wipe",
         "zshield.provision",
         "zshield.copy",
+        FALLBACK_KEY,
     ];
     if cfg!(feature = "failpoints") {
         keys.extend([FAILPOINT_KEY, DIGESTS_KEY]);
@@ -138,6 +142,7 @@ fn known_keys() -> Vec<&'static str> {
 
 const FAILPOINT_KEY: &str = "zshield.test.cut_after";
 const DIGESTS_KEY: &str = "zshield.test.digests";
+const FALLBACK_KEY: &str = "zshield.fallback";
 
 /// Where the arguments come from: the boot entry (`/proc/cmdline`) or a
 /// file of the initramfs (`/etc/cmdline.d/NAME.conf`).
@@ -195,6 +200,12 @@ impl BootArgs {
                     "zshield.provision" => args.provision = non_empty(),
                     "zshield.copy" => args.copy = non_empty(),
                     FAILPOINT_KEY => args.cut_after = non_empty(),
+                    FALLBACK_KEY => match value.as_deref() {
+                        Some("boot-tries") => args.fallback = true,
+                        _ => args
+                            .problems
+                            .push(format!("{word}: the only value is boot-tries")),
+                    },
                     DIGESTS_KEY => match value.as_deref() {
                         Some("skip") => args.skip_digests = true,
                         _ => args
@@ -416,6 +427,19 @@ mod tests {
             let err = on(text).mode().unwrap_err();
             assert!(err.contains(text) && err.contains("yes/no"), "{err}");
         }
+    }
+
+    #[test]
+    fn grubs_automatic_rollback_names_itself() {
+        let a = BootArgs::parse("zshield_recovery=latest zshield.fallback=boot-tries");
+        assert!(a.fallback);
+        assert_eq!(a.mode(), Ok(Some(Mode::Latest)));
+        let wrong = BootArgs::parse("zshield_recovery=latest zshield.fallback=yes");
+        assert!(wrong
+            .mode()
+            .unwrap_err()
+            .contains("the only value is boot-tries"));
+        assert!(!BootArgs::parse("zshield_recovery=latest").fallback);
     }
 
     #[test]

@@ -94,6 +94,30 @@ impl Default for ProvisionConfig {
     }
 }
 
+/// `[boot]`: boot counting in the disk's GRUB and the running system's
+/// health checks (see `health`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BootConfig {
+    /// Boots that may fail in a row before GRUB rolls back on its own; 0
+    /// turns boot counting off.
+    pub tries: u32,
+    /// Seconds a health check may run before it is killed (and fails).
+    pub check_timeout: u64,
+}
+
+impl Default for BootConfig {
+    fn default() -> Self {
+        BootConfig {
+            tries: 3,
+            check_timeout: 120,
+        }
+    }
+}
+
+/// More tries than GRUB's counting script spells out (one test per value).
+pub const MAX_BOOT_TRIES: u32 = 9;
+
 /// The data volume of the event log when the configuration names none.
 const DEFAULT_EVENTS_VOLUME: &str = "lv-audit";
 
@@ -111,6 +135,7 @@ pub struct Config {
     pub snapshot: Volume,
     pub data: Vec<DataVolume>,
     pub provision: ProvisionConfig,
+    pub boot: BootConfig,
     pub copy: CopyMethod,
     /// The data volume that holds the event log ("" for none); unset, it
     /// is lv-audit when there is one.
@@ -148,6 +173,7 @@ impl Default for Config {
                 },
             ],
             provision: ProvisionConfig::default(),
+            boot: BootConfig::default(),
             copy: CopyMethod::Auto,
             events: None,
         }
@@ -253,6 +279,14 @@ impl Config {
         if p.hook_timeout == 0 {
             return Err("provision.hook_timeout must be at least 1 (seconds)".into());
         }
+        if self.boot.tries > MAX_BOOT_TRIES {
+            return Err(format!(
+                "boot.tries must be from 0 (no boot counting) to {MAX_BOOT_TRIES}"
+            ));
+        }
+        if self.boot.check_timeout == 0 {
+            return Err("boot.check_timeout must be at least 1 (seconds)".into());
+        }
         Ok(())
     }
 }
@@ -350,6 +384,21 @@ mod tests {
         );
         let err = Config::parse("[provision]\nhooks = 1\n", "t").unwrap_err();
         assert!(err.to_string().contains("hooks"), "{err}");
+    }
+
+    #[test]
+    fn boot_counting_defaults_to_three_tries_and_can_be_turned_off() {
+        let c = Config::parse("", "t").unwrap();
+        assert_eq!((c.boot.tries, c.boot.check_timeout), (3, 120));
+        let c = Config::parse("[boot]\ntries = 0\ncheck_timeout = 30\n", "t").unwrap();
+        assert_eq!((c.boot.tries, c.boot.check_timeout), (0, 30));
+        let err = Config::parse("[boot]\ntries = 10\n", "t").unwrap_err();
+        assert!(
+            err.to_string().contains("boot.tries must be from 0"),
+            "{err}"
+        );
+        let err = Config::parse("[boot]\ncheck_timeout = 0\n", "t").unwrap_err();
+        assert!(err.to_string().contains("check_timeout"), "{err}");
     }
 
     const SMALL: &str = r#"

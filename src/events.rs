@@ -5,13 +5,15 @@
 //! the backup from the running system; `zshield status` shows the last ones.
 
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::accounts::restrict_to_adm;
+use crate::config::Config;
+use crate::layout::mapper_path;
 use crate::logging::now_utc;
 
 /// Where the log is, under the events volume's mount point.
@@ -58,6 +60,21 @@ pub fn append(volume: &Path, root: &Path, event: &Event) -> Result<()> {
         .and_then(|()| file.sync_all())
         .with_context(|| format!("cannot append to {}", path.display()))?;
     restrict_to_adm(&path, root)
+}
+
+/// Appends `event` to the running system's log on the events volume, when it
+/// is mounted where the configuration says (else the line would go into the
+/// root, and a rollback would take it away).
+pub fn record(config: &Config, event: &Event) -> Result<()> {
+    let Some(volume) = config.events_volume() else {
+        return Ok(());
+    };
+    let dev = mapper_path(&config.vg, &volume.name);
+    let stat = |p: &str| std::fs::metadata(p).with_context(|| format!("cannot stat {p}"));
+    if stat(&volume.mount)?.dev() != stat(&dev)?.rdev() {
+        bail!("{dev} is not mounted on {}", volume.mount);
+    }
+    append(Path::new(&volume.mount), Path::new("/"), event)
 }
 
 /// The last `n` events of the log on the volume mounted at `volume`, oldest

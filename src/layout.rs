@@ -33,6 +33,10 @@ pub const TAG_FAILED: &str = "zshield_failed";
 /// complete. The card's GRUB hands the boot over to the disk only when it finds
 /// it, so that no power-on starts a half-made system.
 pub const COMPLETE_MARKER: &str = "zshield/complete";
+/// In the disk's /boot file system: GRUB's environment block, where the disk's
+/// menu counts boot tries (grub/41_zshield) and `zshield boot-ok` resets them.
+/// Not part of the copy of /boot that backups keep and rollbacks restore.
+pub const GRUB_ENV: &str = "grub/grubenv";
 /// LV tag: the filesystem of this data volume was made and may hold data.
 pub const TAG_FS_READY: &str = "zshield_fs_ready";
 /// Root LV tag: a rollback is under way, from before its merge until /boot,

@@ -22,6 +22,7 @@ pub mod failpoint;
 #[cfg(test)]
 mod fixtures;
 pub mod fstab;
+pub mod health;
 pub mod layout;
 pub mod logging;
 pub mod lvm;

@@ -9,11 +9,14 @@ use clap::{Parser, Subcommand};
 use zshield::cmdline::{After, BootArgs, Mode, Wipe};
 use zshield::config::DEFAULT_PATH;
 use zshield::disk::blockmap;
+use zshield::health::BootOk;
 use zshield::logging::{self, init_logging, Console, RUN_DIR};
 use zshield::recovery::{self, Failure, Outcome, Request};
 
 /// The backup's own log, beside the recoveries' reports.
 const BACKUP_LOG: &str = "/var/log/zshield/backup.log";
+/// `zshield boot-ok`'s: the health checks of each boot.
+const BOOT_LOG: &str = "/var/log/zshield/boot.log";
 
 #[derive(Parser)]
 #[command(
@@ -68,6 +71,16 @@ enum Command {
         #[arg(long, default_value = DEFAULT_PATH)]
         config: PathBuf,
     },
+    /// Run the health checks of this boot (/etc/zshield/health.d) and mark it
+    /// good for GRUB's boot counting; reboot when a required check fails
+    /// (zshield-boot-ok.service runs it once the system is up).
+    BootOk {
+        #[arg(long, default_value = DEFAULT_PATH)]
+        config: PathBuf,
+        /// Only record a failed check; do not reboot.
+        #[arg(long)]
+        no_reboot: bool,
+    },
     /// Check a golden card (a device or an image file) against the block map
     /// it carries, range by range; writes nothing. Exit 1 when it does not match.
     VerifyGolden {
@@ -113,6 +126,7 @@ fn main() -> ExitCode {
             place,
         } => recover_command(mode, dry_run, place, &boot),
         Command::Backup { config } => backup_command(&config),
+        Command::BootOk { config, no_reboot } => boot_ok_command(&config, no_reboot),
         Command::Status { config, json } => status_command(&config, json),
         Command::VerifyGolden { card } => verify_golden_command(&card),
         Command::GoldenMap { image } => {
@@ -162,6 +176,7 @@ fn request(mode: Mode, place: Where, boot: &BootArgs, dry_run: bool, after: Afte
         skip_digests: boot.skip_digests,
         provision: boot.provision.clone(),
         copy: boot.copy.clone(),
+        fallback: boot.fallback,
     }
 }
 
@@ -292,6 +307,42 @@ fn backup_command(config: &std::path::Path) -> ExitCode {
             } else {
                 ExitCode::FAILURE
             }
+        }
+    }
+}
+
+fn boot_ok_command(config_path: &std::path::Path, no_reboot: bool) -> ExitCode {
+    init_logging(Some(&PathBuf::from(BOOT_LOG)), Console::Stderr);
+    let result = zshield::config::Config::load(config_path)
+        .map_err(anyhow::Error::from)
+        .and_then(|config| zshield::health::boot_ok(&config));
+    match result {
+        Ok(BootOk::NotCounted(why)) => {
+            log::info!("nothing to mark: {why}");
+            ExitCode::SUCCESS
+        }
+        Ok(BootOk::Good(detail)) => {
+            log::info!("boot marked good: {detail}");
+            ExitCode::SUCCESS
+        }
+        Ok(BootOk::Failed(detail)) => {
+            let next = if no_reboot {
+                "not marked good; reboot to try again (GRUB counts the try)"
+            } else {
+                "not marked good; rebooting for the next try (GRUB rolls back when the tries are used up)"
+            };
+            log::error!("this boot failed: {detail}; {next}");
+            log::logger().flush();
+            if !no_reboot {
+                if let Err(e) = zshield::runner::Cmd::new("systemctl").arg("reboot").run() {
+                    log::error!("cannot reboot: {e:#}; reboot by hand");
+                }
+            }
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            log::error!("cannot mark this boot: {e:#}; the boot is not marked good (no backup is taken of it)");
+            ExitCode::FAILURE
         }
     }
 }

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::events::{self, Event};
+use crate::health;
 use crate::layout::{current_backup, TAG_COMPLETE, TAG_LAYOUT};
 use crate::logging::utc_timestamp;
 use crate::lvm::report::{Lv, Vg};
@@ -51,6 +52,20 @@ pub struct Status {
     pub warnings: Vec<String>,
     /// The last events of the event log, oldest first.
     pub events: Vec<Event>,
+    /// GRUB's boot counting; None when it is off or not this system's.
+    pub boot: Option<BootStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BootStatus {
+    /// Boots since the last one marked good, as GRUB counted them.
+    pub tries_used: u32,
+    /// `[boot] tries`: GRUB rolls back when they are used up.
+    pub tries: u32,
+    /// GRUB's automatic rollback started, and no boot was good since.
+    pub fallback_started: bool,
+    /// This boot passed its health checks (`zshield boot-ok`).
+    pub marked_good: bool,
 }
 
 /// How many events `zshield status` shows.
@@ -129,6 +144,7 @@ pub fn assess(config: &Config, vg: Option<&Vg>, lvs: &[Lv], now: u64) -> Status 
         problems,
         warnings,
         events: Vec::new(),
+        boot: None,
     }
 }
 
@@ -148,6 +164,22 @@ pub fn read(config_path: &std::path::Path) -> anyhow::Result<Status> {
             Err(e) => status
                 .warnings
                 .push(format!("cannot read the event log: {e:#}")),
+        }
+    }
+    if config.boot.tries > 0 {
+        match health::boot_tries() {
+            Ok(Some(tries)) => {
+                status.boot = Some(BootStatus {
+                    tries_used: tries.tries,
+                    tries: config.boot.tries,
+                    fallback_started: tries.fallback_started,
+                    marked_good: health::boot_marked_good(&config),
+                })
+            }
+            Ok(None) => {}
+            Err(e) => status
+                .warnings
+                .push(format!("cannot read GRUB's boot tries: {e:#}")),
         }
     }
     Ok(status)
@@ -198,6 +230,24 @@ pub fn render(s: &Status) -> String {
             );
         }
         None => out.push_str("backup: none\n"),
+    }
+    if let Some(b) = &s.boot {
+        let _ = writeln!(
+            out,
+            "boot: {}; {} of {} tries used since the last good boot{}",
+            if b.marked_good {
+                "this boot is marked good"
+            } else {
+                "this boot is NOT marked good (yet)"
+            },
+            b.tries_used,
+            b.tries,
+            if b.fallback_started {
+                "; GRUB rolled back on its own after failed boots"
+            } else {
+                ""
+            }
+        );
     }
     for e in &s.events {
         let _ = writeln!(

@@ -51,6 +51,15 @@ pub fn mount_point_of(devno: u64) -> Option<PathBuf> {
         .map(|m| m.mount_point)
 }
 
+/// Whether the running system's root is the block device `dev` (the disk
+/// system's root LV, not the golden card's root).
+pub fn is_running_root(dev: &str) -> Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let root = std::fs::metadata("/").context("cannot stat /")?;
+    let lv = std::fs::metadata(dev).with_context(|| format!("{dev} does not exist"))?;
+    Ok(root.dev() == lv.rdev())
+}
+
 /// Mounts of any of `devnos`, as "SOURCE on DIR".
 pub fn mounts_of(devnos: &BTreeSet<u64>) -> Vec<String> {
     mountinfo()

@@ -134,6 +134,7 @@ impl Executor {
         self.mounts.ext4(dev, &volume, false)?;
         let event = match report.mode {
             Mode::Default | Mode::Auto => "factory-reset",
+            Mode::Latest if report.fallback => "automatic-rollback",
             Mode::Latest => "rollback",
         };
         let status = match report.status {
@@ -276,7 +277,15 @@ impl Executor {
                 mount_points,
                 golden_names,
                 golden,
-            } => configure(&self.root_dir, fstab, mount_points, golden_names, golden),
+                boot_tries,
+            } => configure(
+                &self.root_dir,
+                fstab,
+                mount_points,
+                golden_names,
+                golden,
+                *boot_tries,
+            ),
             Step::InstallFiles { tree, provision } => {
                 provision::install_files(tree, &self.root_dir, provision)
             }
@@ -418,6 +427,7 @@ fn configure(
     mount_points: &[String],
     golden_names: &[String],
     golden: &str,
+    boot_tries: u32,
 ) -> Result<()> {
     let path = root.join("etc/fstab");
     let golden_fstab = std::fs::read_to_string(&path).unwrap_or_default();
@@ -440,7 +450,7 @@ fn configure(
             .context("cannot remove /etc/lvm/devices/system.devices")?;
         log::info!("removed /etc/lvm/devices/system.devices (it named the build machine's disks)");
     }
-    bootloader::configure_defaults(root, golden)
+    bootloader::configure_defaults(root, golden, boot_tries)
 }
 
 /// Removes `vg/lv`; one that is gone already counts as removed: a snapshot

@@ -52,6 +52,8 @@ pub struct Request {
     pub provision: Option<String>,
     /// How to copy the golden root this once (`zshield.copy=`).
     pub copy: Option<String>,
+    /// GRUB's automatic rollback after failed boots (`zshield.fallback=`).
+    pub fallback: bool,
 }
 
 /// How a recovery that did not fail ended.
@@ -213,6 +215,7 @@ pub fn print_plan(req: &Request) -> Result<()> {
 /// Runs the recovery `req.mode` asks for and writes its report.
 pub fn recover(req: &Request) -> Result<Outcome, Failure> {
     let mut report = Report::new(req.mode, req.dry_run);
+    report.fallback = req.fallback;
     log::info!(
         "{} {} (zshield {})",
         match req.mode {

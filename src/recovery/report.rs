@@ -66,6 +66,8 @@ pub struct Report {
     /// The provisioning hooks that ran, in order (a `*factory_test*` hook's
     /// result is the OEM's factory test).
     pub hooks: Vec<HookResult>,
+    /// GRUB started this rollback on its own: the boot tries were used up.
+    pub fallback: bool,
     #[serde(skip)]
     start: Instant,
 }
@@ -88,6 +90,7 @@ impl Report {
             copied_boot: None,
             copied_boot_blocks: None,
             hooks: Vec::new(),
+            fallback: false,
             start: Instant::now(),
         }
     }

@@ -144,6 +144,9 @@ pub enum Step {
         golden_names: Vec<String>,
         /// Where the disk's own "Recover to factory default" finds the golden.
         golden: String,
+        /// Boots that may fail in a row before the disk's GRUB rolls back
+        /// (0: no counting).
+        boot_tries: u32,
     },
     /// The install manifest's files for this architecture.
     InstallFiles {
@@ -329,11 +332,20 @@ impl fmt::Display for Step {
             Step::KeepBootCopy { .. } => {
                 write!(f, "keep a copy of /boot in the root (/{BOOT_COPY}) for backups")
             }
-            Step::ConfigureTarget { fstab, golden, .. } => {
+            Step::ConfigureTarget {
+                fstab,
+                golden,
+                boot_tries,
+                ..
+            } => {
                 let mps: Vec<&str> = fstab.iter().map(|e| e.mount_point.as_str()).collect();
+                let counting = match boot_tries {
+                    0 => "no boot counting".to_string(),
+                    n => format!("rollback after {n} failed boots"),
+                };
                 write!(
                     f,
-                    "rewrite /etc/fstab ({}), drop the LVM devices file, set GRUB defaults (factory default from {golden})",
+                    "rewrite /etc/fstab ({}), drop the LVM devices file, set GRUB defaults (factory default from {golden}, {counting})",
                     mps.join(" ")
                 )
             }

@@ -73,14 +73,16 @@ fn tools(root: &Path) -> Result<Tools> {
 const GOLDEN_ONLY_DEFAULTS: &str = "etc/default/grub.d/zshield-golden.cfg";
 
 /// Points GRUB at `root` by device path (a snapshot shares its origin's UUID,
-/// so `root=UUID=` could boot the snapshot), and the disk's "Recover to factory
-/// default" entry (grub/41_zshield) at the golden.
-pub fn configure_defaults(root: &Path, golden: &str) -> Result<()> {
+/// so `root=UUID=` could boot the snapshot), the disk's "Recover to factory
+/// default" entry (grub/41_zshield) at the golden, and its boot counting at
+/// `boot_tries` (0: none).
+pub fn configure_defaults(root: &Path, golden: &str, boot_tries: u32) -> Result<()> {
     let path = root.join("etc/default/grub");
     let text = std::fs::read_to_string(&path).unwrap_or_default();
     let text = set_shell_var(&text, "GRUB_DISABLE_LINUX_UUID", "true");
     let text = set_shell_var(&text, "GRUB_DISABLE_OS_PROBER", "true");
     let text = set_shell_var(&text, "GRUB_ZSHIELD_GOLDEN", golden);
+    let text = set_shell_var(&text, "GRUB_ZSHIELD_BOOT_TRIES", &boot_tries.to_string());
     std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
     let golden_only = root.join(GOLDEN_ONLY_DEFAULTS);
     if golden_only.exists() {
@@ -183,13 +185,14 @@ mod tests {
         std::fs::create_dir_all(root.join("etc/default/grub.d")).unwrap();
         std::fs::write(root.join("etc/default/grub"), "GRUB_TIMEOUT=5\n").unwrap();
         std::fs::write(root.join(GOLDEN_ONLY_DEFAULTS), "GRUB_CMDLINE_LINUX=x\n").unwrap();
-        configure_defaults(root, "UUID=0b4c6e7e-2f0a-4d8e-9c39-6a1f2a7d5e11").unwrap();
+        configure_defaults(root, "UUID=0b4c6e7e-2f0a-4d8e-9c39-6a1f2a7d5e11", 3).unwrap();
         let text = std::fs::read_to_string(root.join("etc/default/grub")).unwrap();
         assert!(text.contains("\nGRUB_ZSHIELD_GOLDEN=UUID=0b4c6e7e-2f0a-4d8e-9c39-6a1f2a7d5e11\n"));
         assert!(text.contains("\nGRUB_DISABLE_LINUX_UUID=true\n"));
+        assert!(text.ends_with("\nGRUB_ZSHIELD_BOOT_TRIES=3\n"));
         assert!(!root.join(GOLDEN_ONLY_DEFAULTS).exists());
         // Again, with nothing left to remove: the same file.
-        configure_defaults(root, "UUID=0b4c6e7e-2f0a-4d8e-9c39-6a1f2a7d5e11").unwrap();
+        configure_defaults(root, "UUID=0b4c6e7e-2f0a-4d8e-9c39-6a1f2a7d5e11", 3).unwrap();
         assert_eq!(
             text,
             std::fs::read_to_string(root.join("etc/default/grub")).unwrap()

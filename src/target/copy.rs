@@ -11,7 +11,7 @@ use anyhow::{ensure, Context, Result};
 use crate::disk::blockdev;
 use crate::disk::blockmap::{Digests, FsMap, Range, RangeReader};
 use crate::disk::ext4::{self, SUPERBLOCK_OFFSET};
-use crate::layout::COMPLETE_MARKER;
+use crate::layout::{COMPLETE_MARKER, GRUB_ENV};
 use crate::logging::Meter;
 use crate::runner::Cmd;
 use crate::units::human;
@@ -32,12 +32,13 @@ pub fn copy_tree(from: &Path, to: &Path, exclude: &[&str], what: &str) -> Result
 
 /// Makes `to/` the same as `from/`: as [`copy_tree`], and deletes what `from`
 /// does not have (except `lost+found` and zshield's own state at the top: a
-/// rollback restores /boot, not whether the card hands the boot over to it).
-/// Files are compared by content, not by size and time: /boot is small, and
-/// must come back exact.
+/// rollback restores /boot, not whether the card hands the boot over to it,
+/// nor the boot tries GRUB counted). Files are compared by content, not by
+/// size and time: /boot is small, and must come back exact.
 pub fn mirror_tree(from: &Path, to: &Path, what: &str) -> Result<CopyStats> {
-    let state = format!("/{}", COMPLETE_MARKER);
-    rsync(from, to, &["/lost+found", &state], true, what)
+    let marker = format!("/{COMPLETE_MARKER}");
+    let tries = format!("/{GRUB_ENV}");
+    rsync(from, to, &["/lost+found", &marker, &tries], true, what)
 }
 
 fn rsync(from: &Path, to: &Path, exclude: &[&str], delete: bool, what: &str) -> Result<CopyStats> {

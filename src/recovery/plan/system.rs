@@ -78,6 +78,7 @@ pub fn steps(
         mount_points: c.data.iter().map(|d| d.mount.clone()).collect(),
         golden_names: golden.names.clone(),
         golden: golden.spec_for_disk(),
+        boot_tries: c.boot.tries,
     }]);
     // Files and hooks after the copy and the target's configuration, before
     // GRUB: a hook may change what the menu is made from.

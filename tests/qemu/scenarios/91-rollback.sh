@@ -1,23 +1,47 @@
-# rollback: after a factory reset, boot the disk, take a backup, then change,
-# create and delete files and put another kernel-like file into /boot; a boot
-# with zshield_recovery=latest brings back the root and /boot of the backup,
-# keeps the data volumes as they are, and takes a fresh backup.
+# rollback: GRUB's automatic rollback after failed boots, and what any rollback
+# brings back. After a factory reset, boot the disk, take a backup, then change,
+# create and delete files, put another kernel-like file into /boot and a
+# required health check that fails (a bad upgrade), and set GRUB's count to the
+# last try. The next power-on, in the product's boot order (card first) with no
+# key pressed: the disk boots, its check fails and it reboots; the disk's menu
+# finds the tries used up and rolls back with the card's kernel
+# (zshield_recovery=latest); the restored disk boots and is marked good. The
+# root and /boot are as at the backup, the data volumes as they were left, a
+# fresh backup exists and the event log tells the story.
 target=$ZT_DIR/target.img
 zt_provisioned "$target"
 
-zt_cmd "$ZT_DIR/change.cmd" "$ZT_CHECKS/rollback-change.sh"
+zt_cmd "$ZT_DIR/change.cmd" "$ZT_CHECKS/rollback-change.sh" - <<'SCRIPT'
+check boot-marked-good bash -c 'zshield status | grep -q "^boot: this boot is marked good; 0 of 3 tries used"'
+mkdir -p /etc/zshield/health.d/required
+printf '#!/bin/sh\necho "ztest: the application does not start"\nexit 1\n' >/etc/zshield/health.d/required/50-ztest-app
+chmod 755 /etc/zshield/health.d/required/50-ztest-app
+check last-try-next grub-editenv /boot/grub/grubenv set zshield_boot_tries=2
+sync
+SCRIPT
 zt_vm change --disk "$target" --cmd "$ZT_DIR/change.cmd"
 zt_assert_value root-source /dev/mapper/vgroup-lv--root
 zt_assert_checks "$ZT_DIR/change.cmd"
 zt_info "backup time in the VM: $(zt_value backup-time-s) s"
 
-zt_latest latest "$target"
-zt_assert_line "zshield: done:"
-zt_assert_no_line "zshield: error:"
+zt_cmd "$ZT_DIR/restored.cmd" "$ZT_CHECKS/rollback-restored.sh" - <<'SCRIPT'
+check failing-check-gone test ! -e /etc/zshield/health.d/required/50-ztest-app
+check tries-reset bash -c 'zshield status | grep -q "^boot: this boot is marked good; 0 of 3 tries used since the last good boot$"'
+# The boots and the rollback in the event log (backups may come between).
+story=$(grep -oE '"event":"(boot|automatic-rollback|rollback)","status":"[a-z]*"' /var/log/audit/zshield/events.jsonl |
+    cut -d'"' -f4,8 | tr '"' ' ' | tail -n 3 | paste -sd,)
+check events-tell-the-story expect_eq "the last boot events" "$story" "boot failed,automatic-rollback done,boot good"
+check failed-boot-says-which grep -q 'required/50-ztest-app (exit status 1); boot try 3 of 3' /var/log/audit/zshield/events.jsonl
+SCRIPT
+zt_vm fallback --cf "$ZT_CF" --disk "$target" --reboot yes --cmd "$ZT_DIR/restored.cmd"
+zt_assert_line "ztest: the application does not start"
+zt_assert_line_with "zshield: error:" "required/50-ztest-app"
+zt_assert_line "Roll back the hard disk system: its boots failed"
+# The card's kernel and options (fsck.mode=skip is the card's own).
+zt_assert_line_with "zshield.fallback=boot-tries" "fsck.mode=skip"
 zt_assert_line "merge the backup vgroup/snap0 into vgroup/lv-root"
 zt_assert_line "vgroup/lv-root is as it was at the backup"
-zt_assert_no_line ZTEST-BEGIN
+zt_assert_line "zshield: done:"
 zt_info "merge: $(grep -a 'zshield: \[1/' "$ZT_LOG" | head -n 1 | tr -d '\r'); phases: $(grep -a 'zshield: phase ' "$ZT_LOG" | sed 's/.*phase //' | tr -d '\r' | paste -sd' ')"
-
-zt_cmd "$ZT_DIR/restored.cmd" "$ZT_CHECKS/rollback-restored.sh"
-zt_boot_restored restored "$target" "$ZT_DIR/restored.cmd"
+zt_assert_value root-source /dev/mapper/vgroup-lv--root
+zt_assert_checks "$ZT_DIR/restored.cmd"

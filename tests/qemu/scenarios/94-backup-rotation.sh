@@ -1,8 +1,15 @@
 # backup-rotation: two backups in a row replace snap0 while a valid snapshot of
 # lv-root exists at every moment (sampled all along); with a nearly full VG
 # the backup falls back to remove-then-create and says so; a VG too full is
-# refused with the old backup kept, and so is a backup with /boot unmounted or
-# while dpkg works; runs never overlap; the timer is enabled.
+# refused with the old backup kept, and so is a backup with /boot unmounted,
+# while dpkg works or of a boot not marked good; the health checks (a wanted
+# one only warns, a required one that hangs fails the boot); runs never
+# overlap; the timer is enabled.
+# Then the last backup's initramfs is replaced by garbage and GRUB's count set
+# to the last try: at the next power-on (card first, no key) that try panics,
+# and the disk's menu rolls back with the card's kernel and initramfs; the
+# restored disk boots. When the rolled-back system has used its tries up too,
+# the disk's menu stops without a countdown and says why.
 target=$ZT_DIR/target.img
 zt_provisioned "$target"
 
@@ -65,6 +72,29 @@ check refusals-in-event-log bash -c '[ "$(grep -c "\"event\":\"backup\",\"status
 check backups-in-event-log bash -c '[ "$(grep -c "\"event\":\"backup\",\"status\":\"done\"" /var/log/audit/zshield/events.jsonl)" -ge 3 ]'
 check backup-kept-when-refused bash -c "[ \"\$(lvs --noheadings --config 'report/time_format=\"%s\"' -o lv_time vgroup/snap0 | tr -d ' ')\" = $before ]"
 
+# Only of a boot marked good (zshield-boot-ok.service): refused with exit 75,
+# the service tries again later.
+mv /run/zshield/boot-good /run/ztest-boot-good
+check refused-not-marked-good bash -c 'zshield_backup 2>/run/ztest-good.err; [ $? = 75 ] && grep -q "this boot is not marked good" /run/ztest-good.err'
+# The health checks: a wanted one that fails only warns; a required one that
+# hangs is killed at check_timeout and the boot is not marked good (no reboot
+# here), GRUB's count is left as it is.
+mkdir -p /etc/zshield/health.d/required /etc/zshield/health.d/wanted
+printf '#!/bin/sh\nexit 2\n' >/etc/zshield/health.d/wanted/10-ztest-optional
+printf '#!/bin/sh\nsleep 60\n' >/etc/zshield/health.d/required/10-ztest-hangs
+chmod 755 /etc/zshield/health.d/wanted/10-ztest-optional /etc/zshield/health.d/required/10-ztest-hangs
+printf '[boot]\ncheck_timeout = 2\n' | cat /etc/zshield/zshield.conf - >/run/ztest-fast.conf
+grub-editenv /boot/grub/grubenv set zshield_boot_tries=1
+check required-hang-fails bash -c '! zshield boot-ok --config /run/ztest-fast.conf --no-reboot 2>/run/ztest-hang.err'
+check hang-says-why grep -q "required/10-ztest-hangs (still running after 2 s)" /run/ztest-hang.err
+check failed-boot-not-marked test ! -e /run/zshield/boot-good
+check failed-boot-keeps-count bash -c 'grub-editenv /boot/grub/grubenv list | grep -qx zshield_boot_tries=1'
+check boot-failed-in-event-log grep -q '"event":"boot","status":"failed"' /var/log/audit/zshield/events.jsonl
+rm /etc/zshield/health.d/required/10-ztest-hangs
+check wanted-only-warns bash -c 'zshield boot-ok --config /run/ztest-fast.conf 2>/run/ztest-wanted.err && grep -q "wanted, not required: wanted/10-ztest-optional (exit status 2)" /run/ztest-wanted.err'
+check marked-good-again bash -c 'test -e /run/zshield/boot-good && grub-editenv /boot/grub/grubenv list | grep -qx zshield_boot_tries=0'
+rm -r /etc/zshield/health.d/wanted
+
 # One backup at a time.
 flock /run/zshield/backup.lock sleep 5 &
 sleep 1
@@ -77,7 +107,42 @@ check service-runs systemctl start zshield-backup.service
 check status-json bash -c 'zshield status --json | grep -q "\"healthy\": true"'
 zshield status | sed 's/^/ZTEST status /'
 sed 's/^/ZTEST backup-log /' /var/log/zshield/backup.log
+
+# After the last backup: an initramfs that cannot boot, and the last try next.
+initrds=(/boot/initrd.img-*)
+head -c 4M /dev/urandom >"${initrds[0]}"
+check last-try-next grub-editenv /boot/grub/grubenv set zshield_boot_tries=2
+sync
 SCRIPT
 zt_vm rotate --disk "$target" --cmd "$ZT_DIR/rotate.cmd"
 zt_assert_value root-source /dev/mapper/vgroup-lv--root
 zt_assert_checks "$ZT_DIR/rotate.cmd"
+
+zt_cmd "$ZT_DIR/restored.cmd" - <<'SCRIPT'
+initramfs_restored() {
+    local f
+    for f in /var/lib/zshield/boot/initrd.img-*; do cmp "$f" "/boot/${f##*/}" || return 1; done
+}
+check initramfs-restored initramfs_restored
+check rollback-in-event-log grep -q '"event":"automatic-rollback","status":"done"' /var/log/audit/zshield/events.jsonl
+check good-after-rollback bash -c 'tail -n 1 /var/log/audit/zshield/events.jsonl | grep -q "\"status\":\"good\".*after GRUB.s automatic rollback"'
+# The rolled-back system has used up its tries too.
+check tries-used-up-again grub-editenv /boot/grub/grubenv set zshield_boot_tries=3 zshield_fallback=started
+sync
+SCRIPT
+zt_vm fallback --cf "$ZT_CF" --disk "$target" --reboot yes --cmd "$ZT_DIR/restored.cmd"
+zt_assert_line "Kernel panic"
+zt_assert_line "Roll back the hard disk system: its boots failed"
+zt_assert_line_with "zshield.fallback=boot-tries" "fsck.mode=skip"
+zt_assert_line "zshield: done:"
+zt_assert_value root-source /dev/mapper/vgroup-lv--root
+zt_assert_checks "$ZT_DIR/restored.cmd"
+
+stopped="Boot tries used up again after the rollback: choose an entry"
+zt_vm stopped --cf "$ZT_CF" --disk "$target" --until "$stopped"
+zt_assert_line "$stopped"
+zt_assert_menu
+zt_assert_no_line "Linux version"
+countdowns=$(sed -n "/$stopped/,\$p" "$ZT_LOG" | grep -ac "executed automatically" || :)
+[ "$countdowns" = 0 ] || zt_fail "the stopped menu counts down ($countdowns lines)"
+zt_info "ok: the disk's menu waits for a person"

@@ -1,0 +1,307 @@
+//! The running system's side of boot counting: `zshield boot-ok`
+//! (zshield-boot-ok.service, once the system is up) runs the health checks
+//! and marks the boot good, which sets GRUB's count of boot tries back to 0
+//! (grub/41_zshield counts them); a failed required check records the failed
+//! boot and reboots, so that the count moves on without a person. Backups
+//! are only of a boot marked good.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use crate::config::Config;
+use crate::disk::mounts::is_running_root;
+use crate::events::{self, Event};
+use crate::layout::{mapper_path, GRUB_ENV};
+use crate::logging::RUN_DIR;
+use crate::runner::Cmd;
+
+/// `required/*` must all pass for a boot to be good; `wanted/*` only warn.
+pub const HEALTH_DIR: &str = "/etc/zshield/health.d";
+
+/// Under [`RUN_DIR`] (a tmpfs): this boot was marked good.
+const BOOT_GOOD: &str = "boot-good";
+
+/// GRUB's variables in the disk's grubenv (grub/41_zshield).
+const TRIES_VAR: &str = "zshield_boot_tries";
+const FALLBACK_VAR: &str = "zshield_fallback";
+
+/// One health check and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckResult {
+    pub name: String,
+    pub required: bool,
+    /// None when it passed; else why not.
+    pub failure: Option<String>,
+}
+
+/// The checks of `dir`/required and `dir`/wanted: executable files, in name
+/// order (hidden files and package managers' leftovers are not checks).
+pub fn checks(dir: &Path) -> Result<Vec<(PathBuf, bool)>> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut found = Vec::new();
+    for (kind, required) in [("required", true), ("wanted", false)] {
+        let sub = dir.join(kind);
+        let entries = match std::fs::read_dir(&sub) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", sub.display())),
+        };
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or(".");
+                let leftover = name.starts_with('.')
+                    || name.ends_with('~')
+                    || name.contains(".dpkg-")
+                    || name.ends_with(".ucf-old");
+                !leftover
+                    && std::fs::metadata(p)
+                        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            })
+            .collect();
+        paths.sort();
+        found.extend(paths.into_iter().map(|p| (p, required)));
+    }
+    Ok(found)
+}
+
+/// Runs every check of `dir`, each killed past `limit`.
+pub fn run_checks(dir: &Path, limit: Duration) -> Result<Vec<CheckResult>> {
+    let mut results = Vec::new();
+    for (path, required) in checks(dir)? {
+        let name = format!(
+            "{}/{}",
+            if required { "required" } else { "wanted" },
+            path.file_name().unwrap_or_default().to_string_lossy()
+        );
+        log::info!("health check {name}");
+        let finished = Cmd::new(&path.to_string_lossy())
+            .run_limited(limit, |line| log::info!("{name}: {line}"));
+        let failure = match finished {
+            Ok(f) if f.timed_out => Some(format!("still running after {} s", limit.as_secs())),
+            Ok(f) => match f.code {
+                Some(0) => None,
+                Some(code) => Some(format!("exit status {code}")),
+                None => Some("ended by a signal".to_string()),
+            },
+            Err(e) => Some(format!("{e:#}")),
+        };
+        match &failure {
+            None => log::info!("health check {name}: passed"),
+            Some(why) if required => log::error!("health check {name} failed: {why}"),
+            Some(why) => log::warn!("health check {name} failed: {why} (wanted, not required)"),
+        }
+        results.push(CheckResult {
+            name,
+            required,
+            failure,
+        });
+    }
+    Ok(results)
+}
+
+/// The boot's verdict from its checks: the failed required ones, if any.
+pub fn verdict(results: &[CheckResult]) -> Result<String, String> {
+    let failed = |required: bool| -> Vec<String> {
+        results
+            .iter()
+            .filter(|r| r.required == required)
+            .filter_map(|r| r.failure.as_ref().map(|why| format!("{} ({why})", r.name)))
+            .collect()
+    };
+    let (required, wanted) = (failed(true), failed(false));
+    if !required.is_empty() {
+        return Err(format!(
+            "required health check failed: {}",
+            required.join(", ")
+        ));
+    }
+    let passed = results.iter().filter(|r| r.failure.is_none()).count();
+    let mut words = format!("{passed} of {} health checks passed", results.len());
+    if !wanted.is_empty() {
+        words += &format!("; wanted, not required: {}", wanted.join(", "));
+    }
+    Ok(words)
+}
+
+/// The boot-try state in the disk's grubenv: GRUB's count of boots not
+/// marked good, and whether GRUB has started its automatic rollback.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct BootTries {
+    pub tries: u32,
+    pub fallback_started: bool,
+}
+
+impl BootTries {
+    /// From `grub-editenv FILE list`.
+    pub fn parse(list: &str) -> BootTries {
+        let mut state = BootTries::default();
+        for line in list.lines() {
+            match line.split_once('=') {
+                Some((TRIES_VAR, v)) => state.tries = v.trim().parse().unwrap_or(0),
+                Some((FALLBACK_VAR, v)) => state.fallback_started = v.trim() == "started",
+                _ => {}
+            }
+        }
+        state
+    }
+}
+
+fn grub_env() -> PathBuf {
+    Path::new("/boot").join(GRUB_ENV)
+}
+
+/// The boot-try state of the running disk system; None without a grubenv.
+pub fn boot_tries() -> Result<Option<BootTries>> {
+    let env = grub_env();
+    if !env.exists() {
+        return Ok(None);
+    }
+    let list = Cmd::new("grub-editenv")
+        .arg(env.as_os_str())
+        .arg("list")
+        .run()?;
+    Ok(Some(BootTries::parse(&list)))
+}
+
+/// Whether this boot was marked good (or needs no mark: counting is off).
+pub fn boot_marked_good(config: &Config) -> bool {
+    config.boot.tries == 0 || Path::new(RUN_DIR).join(BOOT_GOOD).exists()
+}
+
+/// What `zshield boot-ok` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BootOk {
+    /// Not the disk system, or counting is off: nothing to mark.
+    NotCounted(String),
+    Good(String),
+    /// A required check failed: the caller reboots.
+    Failed(String),
+}
+
+/// `zshield boot-ok`: the health checks of this boot, and their verdict in
+/// the disk's grubenv and in the event log.
+pub fn boot_ok(config: &Config) -> Result<BootOk> {
+    if config.boot.tries == 0 {
+        return Ok(BootOk::NotCounted(
+            "boot counting is off ([boot] tries = 0)".into(),
+        ));
+    }
+    let root = mapper_path(&config.vg, &config.root.name);
+    if !Path::new(&root).exists() || !is_running_root(&root)? {
+        return Ok(BootOk::NotCounted(format!(
+            "the running root is not {root}: the golden card's boot counts nothing"
+        )));
+    }
+    let env = grub_env();
+    let before = boot_tries()?.with_context(|| {
+        format!(
+            "{} is missing: GRUB cannot count this disk's boots; boot with zshield_recovery=latest or reinstall GRUB (grub-install creates it)",
+            env.display()
+        )
+    })?;
+    let results = run_checks(
+        Path::new(HEALTH_DIR),
+        Duration::from_secs(config.boot.check_timeout),
+    )?;
+    let after_fallback = if before.fallback_started {
+        ", after GRUB's automatic rollback"
+    } else {
+        ""
+    };
+    match verdict(&results) {
+        Ok(words) => {
+            Cmd::new("grub-editenv")
+                .arg(env.as_os_str())
+                .args(["set", &format!("{TRIES_VAR}=0")])
+                .run()?;
+            Cmd::new("grub-editenv")
+                .arg(env.as_os_str())
+                .args(["unset", FALLBACK_VAR])
+                .run()?;
+            std::fs::create_dir_all(RUN_DIR)?;
+            std::fs::write(Path::new(RUN_DIR).join(BOOT_GOOD), "")
+                .with_context(|| format!("cannot write {RUN_DIR}/{BOOT_GOOD}"))?;
+            let detail = format!("{words}{after_fallback}");
+            record(config, &Event::now("boot", "good", detail.clone()));
+            Ok(BootOk::Good(detail))
+        }
+        Err(words) => {
+            let detail = format!(
+                "{words}; boot try {} of {}{after_fallback}",
+                before.tries.max(1),
+                config.boot.tries
+            );
+            record(config, &Event::now("boot", "failed", detail.clone()));
+            Ok(BootOk::Failed(detail))
+        }
+    }
+}
+
+fn record(config: &Config, event: &Event) {
+    if let Err(e) = events::record(config, event) {
+        log::warn!("cannot add this boot to the event log: {e:#}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn script(path: &Path, body: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    #[test]
+    fn required_checks_decide_wanted_ones_warn_and_slow_ones_fail() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        script(&d.join("required/10-ok"), "echo fine");
+        script(&d.join("wanted/20-net"), "exit 3");
+        script(&d.join("required/.hidden"), "exit 1");
+        script(&d.join("required/30-x.dpkg-old"), "exit 1");
+        std::fs::write(d.join("required/40-not-executable"), "exit 1").unwrap();
+        let results = run_checks(d, Duration::from_secs(5)).unwrap();
+        let names: Vec<&str> = results.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["required/10-ok", "wanted/20-net"]);
+        assert_eq!(
+            verdict(&results),
+            Ok(
+                "1 of 2 health checks passed; wanted, not required: wanted/20-net (exit status 3)"
+                    .into()
+            )
+        );
+
+        script(&d.join("required/50-hangs"), "sleep 30");
+        let results = run_checks(d, Duration::from_secs(1)).unwrap();
+        assert_eq!(
+            verdict(&results),
+            Err("required health check failed: required/50-hangs (still running after 1 s)".into())
+        );
+    }
+
+    #[test]
+    fn no_checks_is_a_good_boot() {
+        let dir = tempfile::tempdir().unwrap();
+        let results = run_checks(dir.path(), Duration::from_secs(1)).unwrap();
+        assert_eq!(verdict(&results), Ok("0 of 0 health checks passed".into()));
+    }
+
+    #[test]
+    fn the_boot_try_state_reads_from_grub_editenv_list() {
+        let list = "saved_entry=0\nzshield_boot_tries=2\nzshield_fallback=started\n";
+        assert_eq!(
+            BootTries::parse(list),
+            BootTries {
+                tries: 2,
+                fallback_started: true
+            }
+        );
+        assert_eq!(BootTries::parse(""), BootTries::default());
+    }
+}
