@@ -218,6 +218,14 @@ fn recover_command(mode: Option<Mode>, dry_run: bool, place: Where, boot: &BootA
     };
     init_logging(Some(&PathBuf::from(RUN_DIR).join("zshield.log")), console);
     let dry_run = dry_run || boot.dry_run;
+    // A rollback cut off by a power loss took the card's hand-over marker
+    // off the disk: the card's automatic mode finishes it, as `latest` would.
+    let mode = if mode == Mode::Auto && recovery::rollback_cut_off(&place.config) {
+        log::info!("the disk's last rollback was cut off: the automatic mode finishes it");
+        Mode::Latest
+    } else {
+        mode
+    };
     let after = match boot.after() {
         Ok(after) => after,
         Err(e) => {

@@ -292,8 +292,16 @@ impl Executor {
             Step::RunHooks { provision } => {
                 provision::run_hooks(&self.root_dir, provision, &mut report.hooks)
             }
-            Step::Merge { vg, root, snapshot } => {
+            Step::Merge {
+                vg,
+                root,
+                snapshot,
+                boot,
+            } => {
                 lvm.lv_add_tag(vg, root, TAG_ROLLBACK)?;
+                if let Some(boot) = boot {
+                    set_complete_marker(boot, false)?;
+                }
                 self.merge(vg, root, snapshot, report.steps.len() + 1, false)
             }
             Step::ResumeMerge { vg, root, snapshot } => {
@@ -327,20 +335,26 @@ impl Executor {
                 snapshot,
                 extents,
                 ..
+            } => {
+                nix::unistd::sync();
+                lvm.snapshot(vg, origin, snapshot, *extents).map(drop)
             }
-            | Step::FreshBackup {
+            Step::FreshBackup {
                 vg,
                 origin,
                 snapshot,
                 extents,
+                boot,
                 ..
             } => {
                 nix::unistd::sync();
                 lvm.snapshot(vg, origin, snapshot, *extents)?;
-                if matches!(step, Step::FreshBackup { .. }) {
-                    lvm.lv_del_tag(vg, origin, TAG_ROLLBACK)?;
+                // Marker before tag: a power cut between them leaves a disk
+                // the card hands over to, whose stale tag the next backup drops.
+                if let Some(boot) = boot {
+                    set_complete_marker(boot, true)?;
                 }
-                Ok(())
+                lvm.lv_del_tag(vg, origin, TAG_ROLLBACK)
             }
         }
     }

@@ -22,7 +22,7 @@ use crate::config::{check_provision_dir, Config};
 use crate::disk::blockdev::{BlockDev, ReadOnlyGuard};
 use crate::disk::blockmap::Digests;
 use crate::disk::golden;
-use crate::layout::{least_disk_size, on_disk, TAG_FAILED};
+use crate::layout::{least_disk_size, on_disk, TAG_COMPLETE, TAG_FAILED, TAG_ROLLBACK};
 use crate::logging::RUN_DIR;
 use crate::lvm::Lvm;
 use crate::target::bootloader;
@@ -183,6 +183,26 @@ fn new_uuid() -> String {
 }
 
 /// `zshield plan`: what `recover --mode default` would do here, touching nothing.
+/// Whether the configured VG holds a complete system whose rollback was cut
+/// off (its root still carries the rollback's tag): the automatic mode then
+/// finishes that rollback instead of anything else. A VG that cannot be read
+/// says no: the factory reset's own probe reports why.
+pub fn rollback_cut_off(config_path: &Path) -> bool {
+    let Ok(config) = load_config(config_path, Missing::Refuse) else {
+        return false;
+    };
+    let lvm = Lvm;
+    let complete = lvm.vgs().is_ok_and(|vgs| {
+        vgs.iter()
+            .any(|v| v.name == config.vg && v.has_tag(TAG_COMPLETE))
+    });
+    complete
+        && lvm.lvs().is_ok_and(|lvs| {
+            lvs.iter()
+                .any(|l| l.vg == config.vg && l.name == config.root.name && l.has_tag(TAG_ROLLBACK))
+        })
+}
+
 pub fn print_plan(req: &Request) -> Result<()> {
     let (config, target, golden) = load(req, Missing::ShowDefaults)?;
     let lvm = in_path("lvm").then_some(Lvm);

@@ -12,8 +12,11 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::disk::blockdev::{settle_udev, BlockDev};
-use crate::layout::{current_backup, mapper_path, size_in_extents, TAG_COMPLETE, TAG_ROLLBACK};
+use crate::disk::blockdev::{examine, settle_udev, BlockDev};
+use crate::disk::content::Content;
+use crate::layout::{
+    current_backup, mapper_path, partition_dev, size_in_extents, TAG_COMPLETE, TAG_ROLLBACK,
+};
 use crate::lvm::report::{Lv, Vg};
 use crate::lvm::Lvm;
 use crate::recovery::step::{Plan, Refusal, Step};
@@ -136,6 +139,9 @@ pub struct Probe {
     pub lvs: Vec<Lv>,
     /// The disk of the VG's physical volume: where GRUB goes.
     pub disk: Option<String>,
+    /// Its /boot partition (zshield's layout), which carries the card's
+    /// hand-over marker.
+    pub boot: Option<String>,
 }
 
 pub fn probe(config: &Config, lvm: &Lvm) -> Result<Probe> {
@@ -154,11 +160,23 @@ pub fn probe(config: &Config, lvm: &Lvm) -> Result<Probe> {
             human(lv.size)
         );
     }
-    let disk = match lvm.pvs()?.into_iter().find(|pv| pv.vg == config.vg) {
-        Some(pv) => Some(BlockDev::open(&pv.name)?.whole_disk()?.dev),
-        None => None,
+    let (disk, boot) = match lvm.pvs()?.into_iter().find(|pv| pv.vg == config.vg) {
+        Some(pv) => {
+            let disk = BlockDev::open(&pv.name)?.whole_disk()?;
+            let boot = match examine(&disk)? {
+                (_, Content::Zshield(layout)) => Some(partition_dev(&disk.dev, layout.boot.number)),
+                _ => None,
+            };
+            (Some(disk.dev), boot)
+        }
+        None => (None, None),
     };
-    Ok(Probe { vg, lvs, disk })
+    Ok(Probe {
+        vg,
+        lvs,
+        disk,
+        boot,
+    })
 }
 
 /// The steps from where the rollback stands, or why there is none.
@@ -174,7 +192,7 @@ pub fn plan(config: &Config, probe: &Probe) -> Result<Plan, Refusal> {
         found: found.in_words(),
         disk: None,
         golden: None,
-        steps: steps(&found, &disk),
+        steps: steps(&found, &disk, probe.boot.as_deref()),
         target: disk,
     })
 }
@@ -193,7 +211,7 @@ impl Found {
 }
 
 /// The steps from `found.start` on.
-fn steps(found: &Found, disk: &str) -> Vec<Step> {
+fn steps(found: &Found, disk: &str, boot: Option<&str>) -> Vec<Step> {
     let (vg, root) = (found.vg.clone(), found.root.clone());
     let mut steps = Vec::new();
     let merge = (vg.clone(), root.clone(), found.merged.clone());
@@ -202,6 +220,7 @@ fn steps(found: &Found, disk: &str) -> Vec<Step> {
             vg: merge.0,
             root: merge.1,
             snapshot: merge.2,
+            boot: boot.map(str::to_string),
         }),
         Start::ResumeMerge => steps.push(Step::ResumeMerge {
             vg: merge.0,
@@ -225,6 +244,7 @@ fn steps(found: &Found, disk: &str) -> Vec<Step> {
             snapshot: found.snapshot.clone(),
             extents: found.snapshot_extents,
             bytes: found.snapshot_bytes,
+            boot: boot.map(str::to_string),
         },
     ]);
     steps
@@ -244,7 +264,10 @@ mod tests {
     }
 
     fn step_names(found: &Found) -> Vec<String> {
-        steps(found, "/dev/sdb").iter().map(Step::name).collect()
+        steps(found, "/dev/sdb", Some("/dev/sdb2"))
+            .iter()
+            .map(Step::name)
+            .collect()
     }
 
     fn assess_with(root: Lv, snap: Option<Lv>) -> Result<Found, String> {

@@ -159,10 +159,15 @@ pub enum Step {
         provision: Provision,
     },
     // Rollback.
+    /// The rollback's tag on the root, the card's hand-over marker off the
+    /// disk's /boot (`boot`, when known), then the merge: until the rollback
+    /// is done, a power-on with the card goes to its automatic mode, which
+    /// finishes it.
     Merge {
         vg: String,
         root: String,
         snapshot: String,
+        boot: Option<String>,
     },
     ResumeMerge {
         vg: String,
@@ -190,8 +195,9 @@ pub enum Step {
         vg: String,
         boot: String,
     },
-    /// The rollback's last step: a fresh backup of the restored root, and the
-    /// end of the rollback (its tag comes off the root).
+    /// The rollback's last step: a fresh backup of the restored root, the
+    /// card's hand-over marker back on `boot`, and the end of the rollback
+    /// (its tag comes off the root).
     #[serde(rename = "snapshot")]
     FreshBackup {
         vg: String,
@@ -199,6 +205,7 @@ pub enum Step {
         snapshot: String,
         extents: u64,
         bytes: u64,
+        boot: Option<String>,
     },
 }
 
@@ -371,7 +378,9 @@ impl fmt::Display for Step {
                     hooks.join(", ")
                 )
             }
-            Step::Merge { vg, root, snapshot } => {
+            Step::Merge {
+                vg, root, snapshot, ..
+            } => {
                 write!(f, "merge the backup {vg}/{snapshot} into {vg}/{root}")
             }
             Step::ResumeMerge { vg, root, snapshot } => write!(

@@ -1,7 +1,10 @@
 # merge-interrupted: the power goes while the merge of a rollback runs
 # (failpoint zshield.test.cut_after=merge-started, at its first progress
-# line), then again right after the next boot has finished the merge; the
-# third zshield_recovery=latest does the rest, and the root is the backup's.
+# line), then again right after the next boot has finished the merge. The
+# next power-on, in the product's boot order with no key pressed, does the
+# rest: the rollback took the card's hand-over marker off the disk, so the
+# card boots its automatic mode, which finishes the rollback; the restored
+# disk boots and its root is the backup's.
 # A copy of the disk as the first cut left it (the merge half done) gets a
 # factory reset instead: it completes and keeps the data volumes.
 target=$ZT_DIR/target.img
@@ -32,20 +35,23 @@ zt_assert_line "finish the merge of vgroup/snap0 into vgroup/lv-root that was cu
 zt_assert_line "cutting the power after step 1"
 zt_assert_no_line "zshield: done:"
 
-# The last one sees a merged root (snap0 gone, the rollback tag still there)
-# and does the rest: /boot, GRUB, a fresh backup.
-zt_latest finish "$target"
-zt_assert_line "[1/3] restore /boot from the copy in the merged root"
-zt_assert_line "zshield: done:"
-zt_assert_no_line "zshield: error:"
-
+# The automatic mode sees a merged root (snap0 gone, the rollback tag still
+# there) and does the rest: /boot, GRUB, a fresh backup, the marker again.
 zt_cmd "$ZT_DIR/restored.cmd" - <<'SCRIPT'
 check changed-file-as-at-backup grep -qx at-backup /root/ztest-changed
 check big-file-gone test ! -e /root/ztest-big
 check fresh-backup-exists bash -c 'lvs --noheadings -o lv_attr,origin vgroup/snap0 | grep -q "^ *s...a.*lv-root"'
+check card-hands-over-again test -f /boot/zshield/complete
 check status-healthy zshield status
 SCRIPT
-zt_boot_restored restored "$target" "$ZT_DIR/restored.cmd"
+zt_vm finish --cf "$ZT_CF" --disk "$target" --reboot yes --cmd "$ZT_DIR/restored.cmd"
+zt_assert_booted_with "zshield_recovery=auto"
+zt_assert_line "the disk's last rollback was cut off: the automatic mode finishes it"
+zt_assert_line "[1/3] restore /boot from the copy in the merged root"
+zt_assert_line "zshield: done: latest recovery finished; rebooting"
+zt_assert_no_line "zshield: error:"
+zt_assert_value root-source /dev/mapper/vgroup-lv--root
+zt_assert_checks "$ZT_DIR/restored.cmd"
 
 zt_recover reset-over-merge "$cut_copy"
 zt_assert_line "holds a complete zshield layout (kept with their data: lv-user, lv-audit)"
