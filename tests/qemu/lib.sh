@@ -167,6 +167,21 @@ zt_provisioned_cache() {
     echo "$ZT_DIR/../provisioned-$(grep '^GOLDEN_CF_SHA256=' "$ZT_GOLDEN/golden.env" | cut -d= -f2).img"
 }
 
+# Scenarios run side by side (run.sh's ZT_JOBS): the one that makes the
+# provisioned disk holds this lock from its start until it has kept the disk
+# (zt_provisioning_lock, first in the order), and zt_provisioned waits for it.
+ZT_PROVISIONING_LOCK_FD=""
+zt_provisioning_lock() {
+    exec {ZT_PROVISIONING_LOCK_FD}>"$ZT_DIR/../provisioned.lock"
+    flock "$ZT_PROVISIONING_LOCK_FD"
+}
+zt_provisioning_unlock() {
+    if [ -n "$ZT_PROVISIONING_LOCK_FD" ]; then
+        exec {ZT_PROVISIONING_LOCK_FD}>&-
+        ZT_PROVISIONING_LOCK_FD=""
+    fi
+}
+
 # zt_keep_provisioned TARGET: TARGET was just provisioned from a blank disk
 # (and not booted yet): keep it for zt_provisioned.
 zt_keep_provisioned() {
@@ -175,6 +190,7 @@ zt_keep_provisioned() {
     rm -f "$ZT_DIR"/../provisioned-*.img
     cp --sparse=always "$1" "$cache.part"
     mv "$cache.part" "$cache"
+    zt_provisioning_unlock
 }
 
 # zt_provisioned TARGET: TARGET becomes a disk just provisioned by a factory
@@ -184,11 +200,13 @@ zt_keep_provisioned() {
 zt_provisioned() {
     local target=$1 cache
     cache=$(zt_provisioned_cache)
+    zt_provisioning_lock
     if [ ! -f "$cache" ]; then
         zt_new_disk "$target"
         zt_recover provision "$target"
         zt_keep_provisioned "$target"
     fi
+    zt_provisioning_unlock
     cp --sparse=always "$cache" "$target"
     zt_info "target: a freshly provisioned disk"
 }

@@ -1,11 +1,14 @@
 #!/bin/bash
 # QEMU boot scenarios of zshield: builds the golden (qemu/build-golden.sh),
-# then runs tests/qemu/scenarios/NN-NAME.sh one after the other (they share
-# the 2 cores), each in its own subshell and directory build/qemu/NAME/.
+# then runs tests/qemu/scenarios/NN-NAME.sh, ZT_JOBS at a time in NN order,
+# each in its own subshell and directory build/qemu/NAME/; a scenario's output
+# is printed when it has ended. Under TCG one guest keeps about one core busy
+# most of its boot: two at a time use the 2 cores of the test machines.
 #
 # usage: tests/qemu/run.sh [--no-build] [SCENARIO...]     (default: all)
 #   --no-build   use the golden as it is (quicker when iterating on a test)
-# env: ZSHIELD_GOLDEN (golden dir), ZT_TIMEOUT (seconds per boot, default 900)
+# env: ZSHIELD_GOLDEN (golden dir), ZT_TIMEOUT (seconds per boot, default 900),
+#      ZT_JOBS (scenarios at a time, default 2)
 #
 # Ends with "N passed, M failed"; exits non-zero when a scenario failed.
 set -euo pipefail
@@ -60,27 +63,50 @@ run_scenario() { # in a subshell: any failure ends this scenario only
     zt_assert_same_sha "$ZT_CF" "$golden_sha" "CF (golden)"
 }
 
-passed=0 failed=0 summary=()
-for name in "${selected[@]}"; do
+jobs=${ZT_JOBS:-2}
+mkdir -p "$work"
+t_all=$SECONDS
+declare -A pid_of=() started=() result=()
+# finish NAME RC: prints what NAME printed, and its result.
+finish() {
+    local name=$1 rc=$2 seconds=$((SECONDS - started[$1]))
+    result[$name]=$([ "$rc" = 0 ] && echo PASS || echo FAIL)
+    result[$name]=$(printf '%s %-17s %4d s' "${result[$name]}" "$name" "$seconds")
     echo "==== $name"
-    t0=$SECONDS
-    # Not in an `if`: bash would ignore set -e inside the subshell.
-    set +e
-    (run_scenario "$name")
-    rc=$?
-    set -e
-    if [ "$rc" = 0 ]; then
-        result=PASS
-        passed=$((passed + 1))
-    else
-        result=FAIL
-        failed=$((failed + 1))
-    fi
-    summary+=("$(printf '%s %-14s %4d s' "$result" "$name" $((SECONDS - t0)))")
-    echo "==== $name: $result in $((SECONDS - t0)) s"
+    cat "$work/$name.out"
+    echo "==== $name: ${result[$name]%% *} in $seconds s"
+}
+for name in "${selected[@]}"; do
+    while [ "${#pid_of[@]}" -ge "$jobs" ]; do
+        wait -n || :
+        for running in "${!pid_of[@]}"; do
+            if ! kill -0 "${pid_of[$running]}" 2>/dev/null; then
+                rc=0
+                wait "${pid_of[$running]}" || rc=$?
+                unset "pid_of[$running]"
+                finish "$running" "$rc"
+            fi
+        done
+    done
+    echo "---- $name starts"
+    started[$name]=$SECONDS
+    (run_scenario "$name") >"$work/$name.out" 2>&1 &
+    pid_of[$name]=$!
+done
+for running in "${!pid_of[@]}"; do
+    rc=0
+    wait "${pid_of[$running]}" || rc=$?
+    finish "$running" "$rc"
 done
 
 echo
-printf '%s\n' "${summary[@]}"
-echo "$passed passed, $failed failed"
+passed=0 failed=0
+for name in "${selected[@]}"; do
+    echo "${result[$name]}"
+    case "${result[$name]}" in
+        PASS*) passed=$((passed + 1)) ;;
+        *) failed=$((failed + 1)) ;;
+    esac
+done
+echo "$passed passed, $failed failed, $((SECONDS - t_all)) s for the scenarios ($jobs at a time)"
 [ "$failed" -eq 0 ]

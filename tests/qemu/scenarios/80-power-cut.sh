@@ -1,7 +1,9 @@
 # power-cut: a factory reset cut off by a power loss (zshield.test.cut_after
 # powers off at once, without sync) is finished at the next power-on without
 # a person: the card first in the boot order, no key pressed, its start entry
-# finds no complete system on the disk and boots the automatic mode.
+# finds no complete system on the disk and boots the automatic mode. Cut
+# twice during a first provisioning, then once during a re-provisioning of the
+# finished disk, whose lv-user holds a file that must survive.
 target=$ZT_DIR/target.img
 zt_new_disk "$target"
 
@@ -28,5 +30,22 @@ zt_assert_line "zshield: FACTORY TEST: PASS"
 zt_assert_line "zshield: done: auto recovery finished; powering off"
 zt_assert_no_line "zshield: error:"
 
-zt_cmd "$ZT_DIR/restored.cmd" "$ZT_CHECKS/restored.sh"
+zt_cmd "$ZT_DIR/restored.cmd" "$ZT_CHECKS/restored.sh" - <<'SCRIPT'
+echo keep >/home/ztest-keep
+sync
+SCRIPT
 zt_boot_restored restored "$target" "$ZT_DIR/restored.cmd"
+
+# The old root is removed, the new one not made yet.
+cut_boot cut-reprovision remove-lv
+zt_assert_line "holds a complete zshield layout (kept with their data: lv-user, lv-audit)"
+zt_vm finish-again --cf "$ZT_CF" --disk "$target"
+zt_assert_booted_with "zshield_recovery=auto"
+zt_assert_line "holds a zshield layout cut off before its end, to be finished (kept with their data: lv-user, lv-audit)"
+zt_assert_line "zshield: done: auto recovery finished; powering off"
+zt_assert_no_line "zshield: error:"
+
+zt_cmd "$ZT_DIR/kept.cmd" "$ZT_CHECKS/restored.sh" - <<'SCRIPT'
+check user-file-kept grep -qx keep /home/ztest-keep
+SCRIPT
+zt_boot_restored kept "$target" "$ZT_DIR/kept.cmd"

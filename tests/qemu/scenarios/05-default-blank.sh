@@ -9,6 +9,8 @@
 # with the full layout, a faithful copy and the golden's provisioning.
 target=$ZT_DIR/target.img
 zt_new_disk "$target"
+# The other scenarios start from this disk: they wait for it.
+zt_provisioning_lock
 
 zt_vm auto --cf "$ZT_CF" --disk "$target"
 zt_assert_menu
