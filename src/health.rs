@@ -177,8 +177,18 @@ pub enum BootOk {
     /// Not the disk system, or counting is off: nothing to mark.
     NotCounted(String),
     Good(String),
-    /// A required check failed: the caller reboots.
-    Failed(String),
+    /// A required check failed: the caller reboots when `reboot` says so.
+    Failed {
+        detail: String,
+        reboot: bool,
+    },
+}
+
+/// Whether the disk's GRUB menu counts boot tries (grub/41_zshield made it
+/// with counting on): only then does a reboot lead anywhere but to the same
+/// failed boot.
+fn menu_counts(grub_cfg: &Path) -> bool {
+    std::fs::read_to_string(grub_cfg).is_ok_and(|cfg| cfg.contains(TRIES_VAR))
 }
 
 /// `zshield boot-ok`: the health checks of this boot, and their verdict in
@@ -229,13 +239,19 @@ pub fn boot_ok(config: &Config) -> Result<BootOk> {
             Ok(BootOk::Good(detail))
         }
         Err(words) => {
+            let reboot = menu_counts(&Path::new("/boot").join("grub/grub.cfg"));
             let detail = format!(
-                "{words}; boot try {} of {}{after_fallback}",
+                "{words}; boot try {} of {}{after_fallback}{}",
                 before.tries.max(1),
-                config.boot.tries
+                config.boot.tries,
+                if reboot {
+                    ""
+                } else {
+                    "; the disk's GRUB menu does not count boot tries (run update-grub): no reboot"
+                }
             );
             record(config, &Event::now("boot", "failed", detail.clone()));
-            Ok(BootOk::Failed(detail))
+            Ok(BootOk::Failed { detail, reboot })
         }
     }
 }
@@ -290,6 +306,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let results = run_checks(dir.path(), Duration::from_secs(1)).unwrap();
         assert_eq!(verdict(&results), Ok("0 of 0 health checks passed".into()));
+    }
+
+    #[test]
+    fn a_failed_boot_reboots_only_when_the_menu_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("grub.cfg");
+        assert!(!menu_counts(&cfg));
+        std::fs::write(&cfg, "menuentry 'Debian GNU/Linux' {\n}\n").unwrap();
+        assert!(!menu_counts(&cfg));
+        std::fs::write(
+            &cfg,
+            "load_env --file \"${zshield_env}\" zshield_boot_tries\n",
+        )
+        .unwrap();
+        assert!(menu_counts(&cfg));
     }
 
     #[test]

@@ -333,15 +333,16 @@ fn boot_ok_command(config_path: &std::path::Path, no_reboot: bool) -> ExitCode {
             log::info!("boot marked good: {detail}");
             ExitCode::SUCCESS
         }
-        Ok(BootOk::Failed(detail)) => {
-            let next = if no_reboot {
-                "not marked good; reboot to try again (GRUB counts the try)"
-            } else {
+        Ok(BootOk::Failed { detail, reboot }) => {
+            let reboot = reboot && !no_reboot;
+            let next = if reboot {
                 "not marked good; rebooting for the next try (GRUB rolls back when the tries are used up)"
+            } else {
+                "not marked good"
             };
             log::error!("this boot failed: {detail}; {next}");
             log::logger().flush();
-            if !no_reboot {
+            if reboot {
                 if let Err(e) = zshield::runner::Cmd::new("systemctl").arg("reboot").run() {
                     log::error!("cannot reboot: {e:#}; reboot by hand");
                 }
