@@ -125,7 +125,7 @@ initramfs_restored() {
 }
 check initramfs-restored initramfs_restored
 check rollback-in-event-log grep -q '"event":"automatic-rollback","status":"done"' /var/log/audit/zshield/events.jsonl
-check good-after-rollback bash -c 'tail -n 1 /var/log/audit/zshield/events.jsonl | grep -q "\"status\":\"good\".*after GRUB.s automatic rollback"'
+check good-after-rollback bash -c 'grep "\"event\":\"boot\",\"status\":\"good\"" /var/log/audit/zshield/events.jsonl | tail -n 1 | grep -q "after GRUB.s automatic rollback"'
 # The rolled-back system has used up its tries too.
 check tries-used-up-again grub-editenv /boot/grub/grubenv set zshield_boot_tries=3 zshield_fallback=started
 sync
