@@ -326,7 +326,8 @@ fn boot_ok_command(config_path: &std::path::Path, no_reboot: bool) -> ExitCode {
         .and_then(|config| zshield::health::boot_ok(&config));
     match result {
         Ok(BootOk::NotCounted(why)) => {
-            log::info!("nothing to mark: {why}");
+            // The golden card's boots stay silent: nothing is counted there.
+            log::debug!("nothing to mark: {why}");
             ExitCode::SUCCESS
         }
         Ok(BootOk::Good(detail)) => {
