@@ -19,4 +19,4 @@ check grub-menu-without-extra-kernel bash -c '! grep -q 9.9.9-ztest /boot/grub/g
 check fresh-backup-exists bash -c 'lvs --noheadings -o lv_attr,origin vgroup/snap0 | grep -q "^ *s.*lv-root"'
 check status-healthy zshield status
 check rollback-report bash -c 'ls /var/log/zshield/ | grep -q "latest.json$"'
-check rollback-in-event-log bash -c 'zshield status 2>&1 | grep -q "^event: .* rollback done"'
+check rollback-in-event-log bash -c 'zshield status 2>&1 | grep -qE "^event: .* (automatic-)?rollback done"'

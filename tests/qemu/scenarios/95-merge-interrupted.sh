@@ -5,8 +5,6 @@
 # rest: the rollback took the card's hand-over marker off the disk, so the
 # card boots its automatic mode, which finishes the rollback; the restored
 # disk boots and its root is the backup's.
-# A copy of the disk as the first cut left it (the merge half done) gets a
-# factory reset instead: it completes and keeps the data volumes.
 target=$ZT_DIR/target.img
 zt_provisioned "$target"
 
@@ -26,8 +24,6 @@ zt_assert_checks "$ZT_DIR/change.cmd"
 zt_latest cut "$target" zshield.test.cut_after=merge-started
 zt_assert_line "test failpoint zshield.test.cut_after"
 zt_assert_no_line "zshield: done:"
-cut_copy=$ZT_DIR/cut-then-reset.img
-cp --sparse=always "$target" "$cut_copy"
 
 # The next one finishes the merge, and the power goes again right after it.
 zt_latest resume "$target" zshield.test.cut_after=resume-merge
@@ -52,11 +48,3 @@ zt_assert_line "zshield: done: latest recovery finished; rebooting"
 zt_assert_no_line "zshield: error:"
 zt_assert_value root-source /dev/mapper/vgroup-lv--root
 zt_assert_checks "$ZT_DIR/restored.cmd"
-
-zt_recover reset-over-merge "$cut_copy"
-zt_assert_line "holds a complete zshield layout (kept with their data: lv-user, lv-audit)"
-zt_cmd "$ZT_DIR/reset.cmd" "$ZT_CHECKS/restored.sh" - <<'SCRIPT'
-check user-data-kept grep -qx user-data /home/ztest-user-data
-check root-is-the-golden-s test ! -e /root/ztest-changed
-SCRIPT
-zt_boot_restored reset-restored "$cut_copy" "$ZT_DIR/reset.cmd"
