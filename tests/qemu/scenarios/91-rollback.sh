@@ -1,10 +1,12 @@
 # rollback: GRUB's automatic rollback after failed boots, and what any rollback
 # brings back. After a factory reset, boot the disk, take a backup, then change,
 # create and delete files, put another kernel-like file into /boot and a
-# required health check that fails (a bad upgrade), and set GRUB's count to the
-# last try. The next power-on, in the product's boot order (card first) with no
-# key pressed: the disk boots, its check fails and it reboots; the disk's menu
-# finds the tries used up and rolls back with the card's kernel
+# required health check that fails and, as it fails, replaces the initramfs by
+# garbage (a bad upgrade, both ways a system stops booting), and set GRUB's
+# count to its second try. The next power-on, in the product's boot order (card
+# first) with no key pressed: the disk boots, its check fails and it reboots;
+# the last try panics on the garbage initramfs; the disk's menu finds the tries
+# used up and rolls back with the card's kernel and initramfs
 # (zshield_recovery=latest); the restored disk boots and is marked good. The
 # root and /boot are as at the backup, the data volumes as they were left, a
 # fresh backup exists and the event log tells the story.
@@ -14,9 +16,15 @@ zt_provisioned "$target"
 zt_cmd "$ZT_DIR/change.cmd" "$ZT_CHECKS/rollback-change.sh" - <<'SCRIPT'
 check boot-marked-good bash -c 'zshield status | grep -q "^boot: this boot is marked good; 0 of 3 tries used"'
 mkdir -p /etc/zshield/health.d/required
-printf '#!/bin/sh\necho "ztest: the application does not start"\nexit 1\n' >/etc/zshield/health.d/required/50-ztest-app
+cat >/etc/zshield/health.d/required/50-ztest-app <<'CHECK'
+#!/bin/sh
+echo "ztest: the application does not start"
+for f in /boot/initrd.img-*; do head -c 4M /dev/urandom >"$f"; done
+sync
+exit 1
+CHECK
 chmod 755 /etc/zshield/health.d/required/50-ztest-app
-check last-try-next grub-editenv /boot/grub/grubenv set zshield_boot_tries=2
+check second-try-next grub-editenv /boot/grub/grubenv set zshield_boot_tries=1
 sync
 SCRIPT
 zt_vm change --disk "$target" --cmd "$ZT_DIR/change.cmd"
@@ -31,11 +39,17 @@ check tries-reset bash -c 'zshield status | grep -q "^boot: this boot is marked 
 story=$(grep -oE '"event":"(boot|automatic-rollback|rollback)","status":"[a-z]*"' /var/log/audit/zshield/events.jsonl |
     cut -d'"' -f4,8 | tr '"' ' ' | tail -n 3 | paste -sd,)
 check events-tell-the-story expect_eq "the last boot events" "$story" "boot failed,automatic-rollback done,boot good"
-check failed-boot-says-which grep -q 'required/50-ztest-app (exit status 1); boot try 3 of 3' /var/log/audit/zshield/events.jsonl
+check failed-boot-says-which grep -q 'required/50-ztest-app (exit status 1); boot try 2 of 3' /var/log/audit/zshield/events.jsonl
+initramfs_restored() {
+    local f
+    for f in /var/lib/zshield/boot/initrd.img-*; do cmp "$f" "/boot/${f##*/}" || return 1; done
+}
+check initramfs-restored initramfs_restored
 SCRIPT
 zt_vm fallback --cf "$ZT_CF" --disk "$target" --reboot yes --cmd "$ZT_DIR/restored.cmd"
 zt_assert_line "ztest: the application does not start"
 zt_assert_line_with "zshield: error:" "required/50-ztest-app"
+zt_assert_line "Kernel panic"
 zt_assert_line "Roll back the hard disk system: its boots failed"
 # The card's kernel and options (fsck.mode=skip is the card's own).
 zt_assert_line_with "zshield.fallback=boot-tries" "fsck.mode=skip"
