@@ -191,6 +191,8 @@ pub fn rollback_cut_off(config_path: &Path) -> bool {
     let Ok(config) = load_config(config_path, Missing::Refuse) else {
         return false;
     };
+    // The initramfs may not have seen the disk yet.
+    crate::disk::blockdev::settle_udev();
     let lvm = Lvm;
     let complete = lvm.vgs().is_ok_and(|vgs| {
         vgs.iter()
