@@ -3,9 +3,8 @@
 # to edit an entry and to open GRUB's command line: each asks for the login
 # and refuses a wrong one. Then the normal entry (the second: the card's start
 # entry comes first) boots the golden read-only without a password, zshield
-# does nothing and prints nothing (200 runs as the initramfs makes them; what
-# one costs a normal boot is printed for the notes), and `zshield
-# verify-golden` finds the card in its slot as its block map says.
+# does nothing and prints nothing, and `zshield verify-golden` finds the card
+# in its slot as its block map says.
 target=$ZT_DIR/target.img
 zt_new_disk "$target"
 target_sha=$(zt_sha "$target")
@@ -17,16 +16,17 @@ check write-to-root-fails bash -c '! touch /ztest-write 2>/dev/null'
 check root-by-uuid grep -q "root=UUID=$GOLDEN_ROOT_UUID ro " /proc/cmdline
 check no-recovery-arg bash -c '! grep -q zshield_recovery /proc/cmdline'
 check no-fsck-of-the-golden grep -qw fsck.mode=skip /proc/cmdline
-# What zshield costs a normal boot: `zshield recover` without the argument,
-# as the initramfs runs it, 200 times.
-out=$(for _ in $(seq 200); do /usr/sbin/zshield recover || echo "rc=$?"; done 2>&1)
-check zshield-silent-without-the-argument expect_eq "output of 200 runs" "${out:-none}" none
+# `zshield recover` without the argument, as the initramfs runs it: silent,
+# and what it costs a normal boot (a figure for the notes, beside /bin/true:
+# under TCG an exec costs tens of ms, so 20 runs of each).
+out=$(for _ in $(seq 20); do /usr/sbin/zshield recover || echo "rc=$?"; done 2>&1)
+check zshield-silent-without-the-argument expect_eq "output of 20 runs" "${out:-none}" none
 start=$(date +%s%N)
-for _ in $(seq 200); do /usr/sbin/zshield recover; done
-echo "ZTEST noop-cost-us=$((($(date +%s%N) - start) / 200000))"
+for _ in $(seq 20); do /usr/sbin/zshield recover; done
+echo "ZTEST noop-cost-us=$((($(date +%s%N) - start) / 20000))"
 start=$(date +%s%N)
-for _ in $(seq 200); do /bin/true; done
-echo "ZTEST true-cost-us=$((($(date +%s%N) - start) / 200000))"
+for _ in $(seq 20); do /bin/true; done
+echo "ZTEST true-cost-us=$((($(date +%s%N) - start) / 20000))"
 # The card in its slot matches the block map it carries (what an OEM runs
 # after writing a card), and checking it writes nothing.
 verify=$(zshield verify-golden /dev/sda 2>&1)
