@@ -211,6 +211,36 @@ zt_provisioned() {
     zt_info "target: a freshly provisioned disk"
 }
 
+# zt_changed TARGET: TARGET becomes a provisioned disk booted once, which took
+# a backup and then changed (checks/rollback-change.sh) and wrote 320 MiB more,
+# so that a merge takes a while: the start of the rollbacks of merge-interrupted
+# and menu-disk. The first of them makes it, the next copies it:
+# build/qemu/changed-<CF sha256>.img.
+zt_changed() {
+    local target=$1 cache lock
+    cache=$ZT_DIR/../changed-$(grep '^GOLDEN_CF_SHA256=' "$ZT_GOLDEN/golden.env" | cut -d= -f2).img
+    exec {lock}>"$ZT_DIR/../changed.lock"
+    flock "$lock"
+    if [ ! -f "$cache" ]; then
+        zt_provisioned "$target"
+        zt_cmd "$ZT_DIR/change.cmd" "$ZT_CHECKS/rollback-change.sh" - <<'SCRIPT'
+dd if=/dev/zero of=/root/ztest-big bs=1M count=320 conv=fsync status=none
+sync
+check cow-used bash -c 'lvs --noheadings -o snap_percent vgroup/snap0 | awk "{ exit !(\$1 > 50) }"'
+SCRIPT
+        zt_vm change --disk "$target" --cmd "$ZT_DIR/change.cmd"
+        zt_assert_value root-source /dev/mapper/vgroup-lv--root
+        zt_assert_checks "$ZT_DIR/change.cmd"
+        rm -f "$ZT_DIR"/../changed-*.img
+        cp --sparse=always "$target" "$cache.part"
+        mv "$cache.part" "$cache"
+    else
+        cp --sparse=always "$cache" "$target"
+        zt_info "target: a provisioned disk after a backup and changes"
+    fi
+    exec {lock}>&-
+}
+
 # zt_latest NAME TARGET ARGS...: a boot of the CF and TARGET with
 # zshield_recovery=latest, zshield.after=poweroff and ARGS (judge it after).
 zt_latest() {

@@ -8,6 +8,9 @@
 # Then GRUB's count says that a rolled-back system has used its tries up too:
 # at the next power-on (card first, no key) the disk's menu stops without a
 # countdown and says why (the rollback itself: test rollback).
+# Last, a backup whose COW space overflowed cannot be merged:
+# zshield_recovery=latest refuses with one clear line and changes nothing (the
+# disk stays byte-identical to the one with the overflowed backup).
 target=$ZT_DIR/target.img
 zt_provisioned "$target"
 
@@ -108,7 +111,14 @@ sed 's/^/ZTEST backup-log /' /var/log/zshield/backup.log
 
 # The tries used up after an automatic rollback.
 check tries-used-up-again grub-editenv /boot/grub/grubenv set zshield_boot_tries=3 zshield_fallback=started
+
+# More than the backup's 512 MiB of COW space changes on lv-root.
+echo written-after-backup >/root/ztest-marker
+dd if=/dev/zero of=/root/ztest-fill bs=1M count=640 conv=fsync status=none
 sync
+check snapshot-invalid bash -c 'lvs --noheadings -o lv_attr vgroup/snap0 | grep -q "^ *s...I"'
+check status-unhealthy bash -c '! zshield status'
+check status-says-invalid bash -c 'zshield status | grep -q "is invalid"'
 SCRIPT
 zt_vm rotate --disk "$target" --cmd "$ZT_DIR/rotate.cmd"
 zt_assert_value root-source /dev/mapper/vgroup-lv--root
@@ -122,3 +132,10 @@ zt_assert_no_line "Linux version"
 countdowns=$(sed -n "/$stopped/,\$p" "$ZT_LOG" | grep -ac "executed automatically" || :)
 [ "$countdowns" = 0 ] || zt_fail "the stopped menu counts down ($countdowns lines)"
 zt_info "ok: the disk's menu waits for a person"
+
+before=$(zt_sha "$target")
+zt_latest latest "$target"
+zt_assert_line_with "zshield: error:" "the backup vgroup/snap0 is invalid"
+zt_assert_line_with "zshield: error:" "no disk was changed"
+zt_assert_no_line "zshield: done:"
+zt_assert_same_sha "$target" "$before" "target disk"

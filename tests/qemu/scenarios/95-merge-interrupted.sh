@@ -1,4 +1,5 @@
-# merge-interrupted: the power goes while the merge of a rollback runs
+# merge-interrupted: on a disk changed after its backup (zt_changed), the
+# power goes while the merge of a rollback runs
 # (failpoint zshield.test.cut_after=merge-started, at its first progress
 # line), then again right after the next boot has finished the merge. The
 # next power-on, in the product's boot order with no key pressed, does the
@@ -6,20 +7,7 @@
 # card boots its automatic mode, which finishes the rollback; the restored
 # disk boots and its root is the backup's.
 target=$ZT_DIR/target.img
-zt_provisioned "$target"
-
-zt_cmd "$ZT_DIR/change.cmd" - <<'SCRIPT'
-echo at-backup >/root/ztest-changed
-check backup-taken zshield_backup
-echo after-backup >/root/ztest-changed
-echo user-data >/home/ztest-user-data
-# Enough changed blocks for the merge to take a while.
-dd if=/dev/zero of=/root/ztest-big bs=1M count=320 conv=fsync status=none
-sync
-check cow-used bash -c 'lvs --noheadings -o snap_percent vgroup/snap0 | awk "{ exit !(\$1 > 50) }"'
-SCRIPT
-zt_vm change --disk "$target" --cmd "$ZT_DIR/change.cmd"
-zt_assert_checks "$ZT_DIR/change.cmd"
+zt_changed "$target"
 
 zt_latest cut "$target" zshield.test.cut_after=merge-started
 zt_assert_line "test failpoint zshield.test.cut_after"
