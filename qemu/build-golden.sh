@@ -159,6 +159,17 @@ phase_install() {
     rsync -rlpt --chown=0:0 "$image_overlay/" "$staging/"
     check_grub_settings
     [ "$variant_name" = product ] || install_test_parts
+    restrict_password_files "$staging/etc/default"
+}
+
+# GRUB's password hash is for root's eyes only, on the card and on every disk
+# made from it (their copies keep the mode): the defaults that hold it.
+restrict_password_files() { # DIR
+    local f
+    while IFS= read -r f; do
+        chmod 0600 "$f"
+        log "GRUB password hash in ${f#"$staging"}: 0600"
+    done < <(grep -rlE '^[[:space:]]*(export[[:space:]]+)?GRUB_ZSHIELD_PASSWORD=' "$1" 2>/dev/null || :)
 }
 
 # The settings of zshield's GRUB scripts: GRUB_DISABLE_ZSHIELD=true takes the
@@ -300,9 +311,10 @@ initrd_without_systemd() {
         die "the initrd built without systemd still holds systemd"
 }
 
-# The test initrd with zshield_recovery=default in its /etc/cmdline.d, as a
-# golden built with it there would have: the disk it provisions must still
-# boot normally (zshield takes zshield_recovery= from the boot entry only).
+# The test initrd with zshield_recovery=default and a wipe consent in its
+# /etc/cmdline.d, as a golden built with them there would have: the disk it
+# provisions must still boot normally (zshield takes zshield_recovery=,
+# zshield.wipe and zshield.target= from the boot entry only).
 # The kernel unpacks archives one after the other: a small one is appended,
 # at a multiple of 4 bytes (the zeros between are skipped), or the kernel
 # takes it for a compressed archive with a bad magic.
@@ -310,7 +322,7 @@ initrd_with_recovery_arg() { # FROM TO
     local extra
     extra=$(mktemp -d)
     mkdir -p "$extra/etc/cmdline.d"
-    echo "zshield_recovery=default" >"$extra/etc/cmdline.d/90-ztest-recovery.conf"
+    echo "zshield_recovery=default zshield.wipe" >"$extra/etc/cmdline.d/90-ztest-recovery.conf"
     cp "$1" "$2"
     truncate -s %4 "$2"
     (cd "$extra" && find . | cpio --quiet -o -H newc -R 0:0) >>"$2"
@@ -452,6 +464,8 @@ phase_bootloader() {
     chroot "$mnt" grub-mkconfig -o /boot/grub/grub.cfg >"$work/grub-mkconfig.log" 2>&1 ||
         { cat "$work/grub-mkconfig.log" >&2; die "grub-mkconfig on the CF image failed"; }
     chroot "$mnt" grub-script-check /boot/grub/grub.cfg || die "the CF menu fails grub-script-check"
+    # grub-mkconfig leaves a menu with a password hash readable by all.
+    if grep -q '^password' "$mnt/boot/grub/grub.cfg"; then chmod 0600 "$mnt/boot/grub/grub.cfg"; fi
     cp "$mnt/boot/grub/grub.cfg" "$work/grub.cfg"
     umount_chroot
     # /boot was mounted: checked again, so that it ships clean and checked
@@ -483,6 +497,9 @@ check_menu() {
     grep -qE "^\s+linux\s.* zshield_recovery=latest zshield.fallback=boot-tries( |$)" "$cfg" ||
         die "no entry for a disk's automatic rollback in $cfg"
     ! grep -q "save_env.*zshield" "$cfg" || die "the CF menu counts boots: nothing may write the card ($cfg)"
+    # Nobody at the console: every kernel reboots after a panic.
+    ! grep -E "^\s+linux\s" "$cfg" | grep -vqE " panic=[1-9][0-9]*( |$)" ||
+        die "a kernel line of the CF menu has no panic=N (N > 0): a panic would stop the unit for good ($cfg)"
     log "CF menu: $(grep -E "^(menuentry|submenu) '" "$cfg" | cut -d"'" -f2 | paste -sd'|' | sed 's/|/ | /g')"
 }
 

@@ -7,6 +7,7 @@
 #                   [--spare IMG]
 #                   [--boot-from cf|disk] [--reboot yes] [--pick "KEYS"]
 #                   [--cmd FILE] [--append "ARGS"] [--until TEXT]
+#                   [--stall SECS]
 #
 #   --cf IMG      the CompactFlash disk; IDE by default, as a real CF card is
 #   --disk IMG    the target hard disk; virtio-scsi by default, serial ZTARGET
@@ -31,8 +32,19 @@
 #   --golden DIR  where vmlinuz and initrd.img are (default <repo>/build/golden)
 #   --until TEXT  end QEMU once the console shows TEXT: a screen that waits
 #                 for a person (a GRUB menu without countdown) ends the run
+#   --stall SECS  end QEMU when a boot stalls before its initramfs: the console
+#                 (and the firmware's log) showed nothing for SECS seconds
+#                 (default 150, 0: never) and is empty or its last kernel start
+#                 ("Linux version") has no start of init, panic or reboot after
+#                 it. That is the emulator's stall, not the guest's: the kernel
+#                 prints steadily until it runs the initramfs's /init, and TCG
+#                 has sat at one line of it for good. A menu that waits for a
+#                 person comes before any kernel and never counts.
 #
-# Exit status: QEMU's (0 after a guest poweroff or reboot), 124 on timeout.
+# Exit status: QEMU's (0 after a guest poweroff or reboot), 124 on timeout
+# and on a stall (--stall) in a later boot of a --reboot yes run, whose
+# earlier boots ran the guest's own code; 125 on a stall in the run's first
+# boot, where nothing but the firmware, GRUB and the kernel ran: boot again.
 # Judge a boot by the markers in its log, never by this status or its duration.
 # QEMU's own syntax puts commas inside single arguments.
 # shellcheck disable=SC2054
@@ -45,7 +57,7 @@ die() { echo "vm: error: $*" >&2; exit 2; }
 
 log="" timeout=900 golden=${ZSHIELD_GOLDEN:-$repo/build/golden}
 cf="" cf_bus=ide disk="" disk_bus=scsi spare="" cmd="" append="" direct=no initrd=initrd.img
-boot_from=cf reboot=no pick="" until=""
+boot_from=cf reboot=no pick="" until="" stall=150
 while [ $# -gt 0 ]; do
     [ $# -ge 2 ] || usage
     case "$1" in
@@ -64,12 +76,14 @@ while [ $# -gt 0 ]; do
         --reboot) reboot=$2 ;;
         --pick) pick=$2 ;;
         --until) until=$2 ;;
+        --stall) stall=$2 ;;
         *) usage ;;
     esac
     shift 2
 done
 [ -n "$log" ] || usage
 [ -n "$cf$disk" ] || die "give --cf and/or --disk"
+[[ "$stall" =~ ^[0-9]+$ ]] || die "--stall takes a number of seconds"
 for f in "$cf" "$disk" "$spare" "$cmd"; do
     [ -z "$f" ] || [ -f "$f" ] || die "no such file: $f"
 done
@@ -80,14 +94,15 @@ for key in $pick; do
     keys_shown+=" ${key%%:*}"
     [[ "$key" != *:* ]] || keys_shown+=":***"
 done
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/zshield-vm.XXXXXX")
 args=(
     -accel tcg -cpu max -smp 2 -m 2048
     -display none -monitor none -nic none
     # No default CD-ROM, floppy or VGA: nothing but the disks given here.
     -nodefaults
+    -pidfile "$tmp/qemu.pid"
 )
 [ "$reboot" = yes ] || args+=(-no-reboot)
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/zshield-vm.XXXXXX")
 if [ -z "$pick" ]; then
     args+=(-serial "file:$log")
 else
@@ -169,7 +184,7 @@ else
         [ -f "$golden/$f" ] || die "no $golden/$f (run qemu/build-golden.sh)"
     done
     args+=(-kernel "$golden/vmlinuz" -initrd "$golden/$initrd"
-        -append "root=LABEL=golden-root ro console=ttyS0,115200 rd.driver.pre=ata_piix panic=-1 fsck.mode=skip${append:+ $append}")
+        -append "root=LABEL=golden-root ro console=ttyS0,115200 rd.driver.pre=ata_piix panic=10 rd.shell=0 rd.emergency=reboot fsck.mode=skip${append:+ $append}")
 fi
 
 # press_keys: types --pick's words into the serial console, each once GRUB
@@ -228,6 +243,47 @@ type_line() {
     printf '\r' >"$tmp/serial.in"
 }
 
+# The kernel's first line, "[    0.000000] Linux version 6.1.0-... (builder@host)
+# (gcc...": a boot's kernel starts (not a `uname -a` or ZTEST line).
+kernel_start='(^|[]] )Linux version [0-9][^ ]* [(]'
+# Lines that show a kernel got past its own start: it runs the initramfs's
+# /init (the kernel's "Run /init as init process", and "Freeing unused kernel
+# image" just before it; systemd's "Welcome to"; zshield's own lines), or it
+# stopped on its own (a panic, a reboot or power-off).
+past_kernel_start='Run /init as init process|Freeing unused kernel|Welcome to |zshield: |Kernel panic|reboot: '
+# stalled_before_initramfs LOG SECS: LOG (and LOG.firmware, if any) has not
+# changed for SECS seconds, and the boot on it is before its initramfs: LOG is
+# empty, or its last kernel start has no $past_kernel_start line after it.
+# A console that waits for a person (GRUB's menu without countdown, its login)
+# comes before its boot's kernel, after the panic or reboot of any earlier
+# one, and is never stalled by this rule; nor is a kernel with `quiet`, which
+# prints no "Linux version" (its stall waits for the timeout).
+stalled_before_initramfs() {
+    local f t newest=0
+    for f in "$1" "$1.firmware"; do
+        [ -f "$f" ] || continue
+        t=$(stat -c %Y "$f")
+        [ "$t" -le "$newest" ] || newest=$t
+    done
+    [ $(($(date +%s) - newest)) -ge "$2" ] || return 1
+    [ -s "$1" ] || return 0
+    awk -v start="$kernel_start" -v past="$past_kernel_start" '
+        $0 ~ start { kernel = 1; init = 0 }
+        kernel && $0 ~ past { init = 1 }
+        END { exit !(kernel && !init) }' "$1"
+}
+# stall_watch: ends QEMU once stalled_before_initramfs holds, and says so in
+# $tmp/stalled.
+stall_watch() {
+    until stalled_before_initramfs "$log" "$stall"; do
+        sleep 5
+    done
+    : >"$tmp/stalled"
+    kill "$(cat "$tmp/qemu.pid")" 2>/dev/null || return 0
+    sleep 10
+    kill -KILL "$(cat "$tmp/qemu.pid")" 2>/dev/null || :
+}
+
 mkdir -p "$(dirname "$log")"
 : >"$log"
 echo "vm: start: ${cf:+cf=$cf($cf_bus) }${disk:+disk=$disk($disk_bus) }${cmd:+cmd=$cmd }$([ "$direct" = yes ] && echo "kernel args: $append" || echo "firmware boot from $boot_disk${pick:+, GRUB keys:$keys_shown}")"
@@ -239,17 +295,38 @@ if [ -n "$pick" ]; then
 fi
 watcher=""
 if [ -n "$until" ]; then
-    args+=(-pidfile "$tmp/qemu.pid")
     (wait_for "$until" 1 && sleep 2 && kill "$(cat "$tmp/qemu.pid")") &
     watcher=$!
 fi
+stall_watcher=""
+if [ "$stall" != 0 ]; then
+    # Away from our output: its last sleep may outlive it.
+    stall_watch >/dev/null 2>&1 &
+    stall_watcher=$!
+fi
 timeout -k 10 "$timeout" qemu-system-x86_64 "${args[@]}" || rc=$?
 [ -z "$watcher" ] || kill "$watcher" 2>/dev/null || :
+[ -z "$stall_watcher" ] || kill "$stall_watcher" 2>/dev/null || :
 [ -z "$pick" ] || wait %1 2>/dev/null || :
+
+stalled=""
+if [ -e "$tmp/stalled" ]; then
+    boots=$(grep -acE "$kernel_start" "$log" || :)
+    if [ "$boots" -le 1 ]; then
+        stalled="before the initramfs started"
+        rc=125
+    else
+        stalled="before the initramfs of boot $boots of this run started"
+        rc=124
+    fi
+    echo "vm: emulator stall: no console output for $stall s $stalled: QEMU stopped$([ "$rc" = 124 ] && echo " (the earlier boots ran: not one to boot again)")"
+fi
 
 # How the guest ended, as far as its console tells.
 how="qemu exit $rc"
-if [ "$rc" = 124 ]; then
+if [ -n "$stalled" ]; then
+    how="emulator stall $stalled"
+elif [ "$rc" = 124 ]; then
     how="timed out after $timeout s"
 elif [ -n "$until" ] && grep -aqF -- "$until" "$log"; then
     how="ended at '$until'"

@@ -6,6 +6,8 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
+use crate::inroot::resolve_in_root;
+
 /// The id of `name` (or `name` itself when it is a number) in a passwd or
 /// group file's text.
 pub fn id_of(db: &str, name: &str) -> Option<u32> {
@@ -24,7 +26,8 @@ pub fn id_of(db: &str, name: &str) -> Option<u32> {
 pub fn restrict_to_adm(path: &Path, root: &Path) -> Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o640))
         .with_context(|| format!("cannot set the mode of {}", path.display()))?;
-    let adm = std::fs::read_to_string(root.join("etc/group"))
+    let adm = resolve_in_root(root, "etc/group")
+        .and_then(|group| Ok(std::fs::read_to_string(group)?))
         .ok()
         .and_then(|groups| id_of(&groups, "adm"));
     if let Some(gid) = adm {

@@ -1,7 +1,10 @@
 //! The kernel command line: what recovery, if any, this boot asks for.
 //!
 //! Read from `/proc/cmdline` and from dracut's `/etc/cmdline.d/*.conf`, so that
-//! an image can carry its arguments in the initramfs as dracut allows.
+//! an image can carry its options in the initramfs as dracut allows; what
+//! asks for a recovery, consents to a wipe or names the target comes from the
+//! boot entry alone. Bytes that are not UTF-8 (a Latin-1 hostname) are read,
+//! never a reason to skip a line.
 
 use std::fmt;
 use std::path::Path;
@@ -103,6 +106,9 @@ pub struct BootArgs {
     /// `zshield.test.cut_after=STEP` cuts the power (no sync, no unmount)
     /// right after the first step of that kind, as a power loss would.
     pub cut_after: Option<String>,
+    /// Test only: `zshield.test.crash_after=STEP` kills zshield's process
+    /// right after the first step of that kind.
+    pub crash_after: Option<String>,
     /// Test only: `zshield.test.digests=skip` copies the golden by blocks
     /// without checking them, to measure what checking costs.
     pub skip_digests: bool,
@@ -117,7 +123,8 @@ pub struct BootArgs {
     /// What is wrong with the arguments, one sentence each: a recovery asked
     /// for with any of these does not run.
     pub problems: Vec<String>,
-    /// `zshield_recovery=` found outside the boot entry, and ignored.
+    /// Arguments only the boot entry may give (`zshield_recovery=`,
+    /// `zshield.wipe`, `zshield.target=`) found outside it, and ignored.
     pub ignored: Vec<String>,
 }
 
@@ -135,14 +142,20 @@ fn known_keys() -> Vec<&'static str> {
         FALLBACK_KEY,
     ];
     if cfg!(feature = "failpoints") {
-        keys.extend([FAILPOINT_KEY, DIGESTS_KEY]);
+        keys.extend([FAILPOINT_KEY, CRASH_KEY, DIGESTS_KEY]);
     }
     keys
 }
 
 const FAILPOINT_KEY: &str = "zshield.test.cut_after";
+const CRASH_KEY: &str = "zshield.test.crash_after";
 const DIGESTS_KEY: &str = "zshield.test.digests";
 const FALLBACK_KEY: &str = "zshield.fallback";
+
+/// What a file baked into an image must never say: it would ask for a
+/// recovery, consent to a wipe or choose the disk at every boot of the golden
+/// and of every disk made from it.
+const BOOT_ENTRY_ONLY: [&str; 3] = ["zshield_recovery", "zshield.wipe", "zshield.target"];
 
 /// Where the arguments come from: the boot entry (`/proc/cmdline`) or a
 /// file of the initramfs (`/etc/cmdline.d/NAME.conf`).
@@ -175,11 +188,18 @@ impl BootArgs {
                     ));
                     continue;
                 }
+                if ours && word.contains(char::REPLACEMENT_CHARACTER) {
+                    args.problems.push(format!(
+                        "{word} (from {source}) has bytes that are not UTF-8"
+                    ));
+                    continue;
+                }
+                if source != PROC_CMDLINE && BOOT_ENTRY_ONLY.contains(&key) {
+                    args.ignored.push(format!("{word} from {source}"));
+                    continue;
+                }
                 let non_empty = || value.clone().filter(|v| !v.is_empty());
                 match key {
-                    "zshield_recovery" if source != PROC_CMDLINE => {
-                        args.ignored.push(format!("{word} from {source}"));
-                    }
                     "zshield_recovery" => {
                         let asked = non_empty();
                         if let (Some(before), Some(now)) = (&args.recovery, &asked) {
@@ -200,6 +220,7 @@ impl BootArgs {
                     "zshield.provision" => args.provision = non_empty(),
                     "zshield.copy" => args.copy = non_empty(),
                     FAILPOINT_KEY => args.cut_after = non_empty(),
+                    CRASH_KEY => args.crash_after = non_empty(),
                     FALLBACK_KEY => match value.as_deref() {
                         Some("boot-tries") => args.fallback = true,
                         _ => args
@@ -220,12 +241,15 @@ impl BootArgs {
     }
 
     /// Reads `/proc/cmdline` and then dracut's `cmdline.d` under `root`
-    /// (`/` in production; a fixture directory in tests).
+    /// (`/` in production; a fixture directory in tests). Only a boot entry
+    /// that cannot be read is an error; a `.conf` that cannot be read is a
+    /// problem, so that a recovery asked for stops with its name rather than
+    /// running without its options.
     pub fn read(root: &Path) -> std::io::Result<BootArgs> {
-        let mut sources = vec![(
-            PROC_CMDLINE.to_string(),
-            std::fs::read_to_string(root.join("proc/cmdline"))?,
-        )];
+        let text =
+            |path: &Path| std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned());
+        let mut sources = vec![(PROC_CMDLINE.to_string(), text(&root.join("proc/cmdline"))?)];
+        let mut unreadable = Vec::new();
         if let Ok(entries) = std::fs::read_dir(root.join("etc/cmdline.d")) {
             let mut confs: Vec<_> = entries
                 .filter_map(|e| e.ok().map(|e| e.path()))
@@ -233,12 +257,16 @@ impl BootArgs {
                 .collect();
             confs.sort();
             for conf in confs {
-                let text = std::fs::read_to_string(&conf)?;
                 let name = Path::new("/").join(conf.strip_prefix(root).unwrap_or(&conf));
-                sources.push((name.display().to_string(), text));
+                match text(&conf) {
+                    Ok(text) => sources.push((name.display().to_string(), text)),
+                    Err(e) => unreadable.push(format!("cannot read {}: {e}", name.display())),
+                }
             }
         }
-        Ok(BootArgs::parse_sources(&sources))
+        let mut args = BootArgs::parse_sources(&sources);
+        args.problems.extend(unreadable);
+        Ok(args)
     }
 
     /// The recovery asked for, if any; an error when it is unknown or when
@@ -511,21 +539,73 @@ mod tests {
         std::fs::write(dir.join("proc/cmdline"), "root=/dev/sda2 ro\n").unwrap();
         std::fs::write(
             dir.join("etc/cmdline.d/50-zshield.conf"),
-            "zshield_recovery=default zshield.after=poweroff\n",
+            "zshield_recovery=default zshield.after=poweroff zshield.wipe zshield.target=/dev/sdc\n",
         )
         .unwrap();
         std::fs::write(dir.join("etc/cmdline.d/ignored.txt"), "zshield.wipe\n").unwrap();
         let a = BootArgs::read(dir).unwrap();
-        // Built into an initramfs it would reset the disk at every boot.
+        // Built into an initramfs it would reset the disk at every boot, and
+        // consent to a wipe or choose the disk for every recovery of it.
         assert_eq!(a.mode(), Ok(None));
         assert_eq!(
             a.ignored,
-            ["zshield_recovery=default from /etc/cmdline.d/50-zshield.conf"]
+            [
+                "zshield_recovery=default from /etc/cmdline.d/50-zshield.conf",
+                "zshield.wipe from /etc/cmdline.d/50-zshield.conf",
+                "zshield.target=/dev/sdc from /etc/cmdline.d/50-zshield.conf"
+            ]
         );
-        // Options do come from cmdline.d, and only from its .conf files.
+        // Other options do come from cmdline.d, and only from its .conf files.
         assert_eq!(a.after(), Ok(After::Poweroff));
-        assert_eq!(a.wipe, Wipe::No);
+        assert_eq!((a.wipe, a.target), (Wipe::No, None));
         std::fs::write(dir.join("proc/cmdline"), "zshield_recovery=latest\n").unwrap();
         assert_eq!(BootArgs::read(dir).unwrap().mode(), Ok(Some(Mode::Latest)));
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_never_hide_a_recovery() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        std::fs::create_dir_all(dir.join("proc")).unwrap();
+        std::fs::create_dir_all(dir.join("etc/cmdline.d")).unwrap();
+        // A Latin-1 hostname on the boot entry and in a .conf.
+        std::fs::write(
+            dir.join("proc/cmdline"),
+            b"hostname=m\xfcnchen zshield_recovery=default zshield.wipe=S3R1AL\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("etc/cmdline.d/10-host.conf"),
+            b"hostname=k\xf6ln\n",
+        )
+        .unwrap();
+        let a = BootArgs::read(dir).unwrap();
+        assert_eq!(a.mode(), Ok(Some(Mode::Default)));
+        assert_eq!(a.wipe, Wipe::Disk("S3R1AL".into()));
+        // In a zshield argument such a byte is refused, never guessed at.
+        std::fs::write(
+            dir.join("proc/cmdline"),
+            b"zshield_recovery=default zshield.target=/dev/sd\xe9\n",
+        )
+        .unwrap();
+        let e = BootArgs::read(dir).unwrap().mode().unwrap_err();
+        assert!(e.contains("not UTF-8"), "{e}");
+    }
+
+    #[test]
+    fn an_unreadable_conf_stops_a_recovery_and_says_which() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        std::fs::create_dir_all(dir.join("proc")).unwrap();
+        // A directory named like a .conf cannot be read as one.
+        std::fs::create_dir_all(dir.join("etc/cmdline.d/20-broken.conf")).unwrap();
+        std::fs::write(dir.join("proc/cmdline"), "ro\n").unwrap();
+        assert_eq!(BootArgs::read(dir).unwrap().mode(), Ok(None));
+        std::fs::write(dir.join("proc/cmdline"), "zshield_recovery=latest\n").unwrap();
+        let e = BootArgs::read(dir).unwrap().mode().unwrap_err();
+        assert!(
+            e.contains("cannot read /etc/cmdline.d/20-broken.conf"),
+            "{e}"
+        );
     }
 }

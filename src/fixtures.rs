@@ -5,7 +5,7 @@ use crate::config::Config;
 use crate::config::Label;
 use crate::disk::blockdev::Holder;
 use crate::disk::blockmap::{FsMap, Range};
-use crate::disk::content::{Content, ExistingLayout, TablePartition};
+use crate::disk::content::{Content, ExistingLayout, PvArea, TablePartition};
 use crate::disk::identity::Identity;
 use crate::layout::{
     EXTENT, GPT_BOOT_NAME, GPT_LINUX_FS_TYPE, GPT_LVM_NAME, GPT_LVM_TYPE, TAG_COMPLETE,
@@ -128,6 +128,7 @@ pub fn blank_probe() -> Probe {
             boot_tree: "/run/zshield/golden-boot".into(),
             block_map: Err("no block map in this fixture".into()),
             boot_map: Err("no block map in this fixture".into()),
+            map_damage: None,
         },
         content: Content::Blank,
         partitions: vec![],
@@ -136,6 +137,7 @@ pub fn blank_probe() -> Probe {
         lvs: vec![],
         provision: Provision::default(),
         candidates: vec![target_identity()],
+        lvm_asked: true,
     }
 }
 
@@ -171,6 +173,7 @@ pub fn gpt_layout() -> Content {
             4 * GIB - 259 * MIB,
         ),
         repair: None,
+        pv_area: PvArea::Pv,
     })
 }
 

@@ -10,7 +10,8 @@
 //! - `layout`: the on-disk contract every mode shares;
 //! - at the bottom, pure parts and plumbing: `cmdline`, `config`, `fstab`,
 //!   `units`, `accounts`, `runner` (the one command runner), `logging`,
-//!   `events` (the log that outlives resets), `failpoint`.
+//!   `events` (the log that outlives resets), `failpoint`, `inroot` (paths
+//!   of a root tree as that system sees them).
 
 pub mod accounts;
 pub mod backup;
@@ -23,6 +24,7 @@ pub mod failpoint;
 mod fixtures;
 pub mod fstab;
 pub mod health;
+pub mod inroot;
 pub mod layout;
 pub mod logging;
 pub mod lvm;

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use zshield::cmdline::{After, BootArgs, Mode, Wipe};
 use zshield::config::DEFAULT_PATH;
 use zshield::disk::blockmap;
+use zshield::failpoint::Failpoints;
 use zshield::health::BootOk;
 use zshield::logging::{self, init_logging, Console, RUN_DIR};
 use zshield::recovery::{self, Failure, Outcome, Request};
@@ -60,6 +61,10 @@ enum Command {
         #[command(flatten)]
         place: Where,
     },
+    /// Stop the boot at the failure screen when a recovery began to write a
+    /// disk and its process died (the initramfs glue runs it after
+    /// `recover`); nothing to do otherwise.
+    Interrupted,
     /// Print what `recover --mode default` would do here, touching nothing.
     Plan {
         #[command(flatten)]
@@ -118,7 +123,20 @@ fn command_line(args: impl IntoIterator<Item = String>) -> Vec<String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse_from(command_line(std::env::args()));
-    let boot = BootArgs::read(std::path::Path::new("/")).unwrap_or_default();
+    let (boot, unread) = match BootArgs::read(std::path::Path::new("/")) {
+        Ok(boot) => (boot, None),
+        Err(e) => (BootArgs::default(), Some(e)),
+    };
+    // Whether the boot entry asks for a recovery is unknown: say so, never
+    // take it for a normal boot.
+    if let (Command::Recover { mode: None, .. }, Some(e)) = (&cli.command, &unread) {
+        init_logging(None, Console::Every);
+        log::error!(
+            "cannot read {}: {e}; no disk was changed, no recovery runs",
+            zshield::cmdline::PROC_CMDLINE
+        );
+        return ExitCode::FAILURE;
+    }
     match cli.command {
         Command::Recover {
             mode,
@@ -126,6 +144,7 @@ fn main() -> ExitCode {
             place,
         } => recover_command(mode, dry_run, place, &boot),
         Command::Backup { config } => backup_command(&config),
+        Command::Interrupted => interrupted_command(&boot),
         Command::BootOk { config, no_reboot } => boot_ok_command(&config, no_reboot),
         Command::Status { config, json } => status_command(&config, json),
         Command::VerifyGolden { card } => verify_golden_command(&card),
@@ -172,7 +191,10 @@ fn request(mode: Mode, place: Where, boot: &BootArgs, dry_run: bool, after: Afte
         },
         dry_run,
         after,
-        cut_after: boot.cut_after.clone(),
+        failpoints: Failpoints {
+            cut_after: boot.cut_after.clone(),
+            crash_after: boot.crash_after.clone(),
+        },
         skip_digests: boot.skip_digests,
         provision: boot.provision.clone(),
         copy: boot.copy.clone(),
@@ -201,7 +223,7 @@ fn recover_command(mode: Option<Mode>, dry_run: bool, place: Where, boot: &BootA
                 if !boot.ignored.is_empty() {
                     init_logging(None, console);
                     log::warn!(
-                        "ignoring {}: only the boot entry can ask for a recovery; remove it from the image",
+                        "ignoring {}: only the boot entry can ask for a recovery, consent to a wipe or name the target; remove it from the image",
                         boot.ignored.join(", ")
                     );
                 }
@@ -254,6 +276,9 @@ fn recover_command(mode: Option<Mode>, dry_run: bool, place: Where, boot: &BootA
             ExitCode::SUCCESS
         }
         Ok(outcome) => {
+            // From here zshield's own rules decide what follows a write; on
+            // a stop the mark stays, whatever ends the process before it.
+            recovery::unfinished::end();
             if outcome == Outcome::Done {
                 log::info!("done: {mode} recovery finished; {}", after_words(after));
             }
@@ -266,12 +291,7 @@ fn recover_command(mode: Option<Mode>, dry_run: bool, place: Where, boot: &BootA
             // The automatic mode's FAIL stays on the screen for the factory
             // line, unless zshield.after says otherwise.
             let auto_failed = mode == Mode::Auto && matches!(failure, Failure::Failed { .. });
-            let stops = in_initramfs
-                && (auto_failed
-                    || recovery::stops_the_boot(
-                        &failure,
-                        recovery::root_disks(req.root.as_deref()).as_ref(),
-                    ));
+            let stops = in_initramfs && recovery::failure_stops(&failure, req.root.as_deref());
             log::error!("{failure}{}", if stops { "" } else { continues });
             if stops {
                 let after = if auto_failed && boot.after.is_none() {
@@ -280,11 +300,34 @@ fn recover_command(mode: Option<Mode>, dry_run: bool, place: Where, boot: &BootA
                     after
                 };
                 recovery::stop_after_failure(&failure, after);
+            } else {
+                recovery::unfinished::end();
             }
             log::logger().flush();
             ExitCode::FAILURE
         }
     }
+}
+
+/// The same rules as a failure zshield saw itself, for one it did not live
+/// to see: its mark says which recovery and which disk.
+fn interrupted_command(boot: &BootArgs) -> ExitCode {
+    let Some(failure) = recovery::unfinished::left_behind() else {
+        return ExitCode::SUCCESS;
+    };
+    init_logging(
+        Some(&PathBuf::from(RUN_DIR).join("zshield.log")),
+        Console::Every,
+    );
+    if recovery::failure_stops(&failure, boot.root.as_deref()) {
+        log::error!("{failure}");
+        recovery::stop_after_failure(&failure, boot.after().unwrap_or(After::Continue));
+    } else {
+        log::error!("{failure}; the normal boot continues");
+        recovery::unfinished::end();
+    }
+    log::logger().flush();
+    ExitCode::FAILURE
 }
 
 fn after_words(after: After) -> &'static str {

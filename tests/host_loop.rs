@@ -40,6 +40,11 @@ struct Loop {
 
 impl Loop {
     fn new(name: &str, size: u64) -> Loop {
+        Loop::with_sector(name, size, 512)
+    }
+
+    /// With `sector`-byte logical sectors, as a disk behind another controller.
+    fn with_sector(name: &str, size: u64, sector: u64) -> Loop {
         assert!(
             sh("id -u") == "0",
             "the host tests need root (loop devices)"
@@ -48,7 +53,7 @@ impl Loop {
         let image = dir.path().join(format!("{name}.img"));
         sh(&format!("truncate -s {size} {}", image.display()));
         let dev = sh(&format!(
-            "losetup --find --show --partscan {}",
+            "losetup --find --show --partscan --sector-size {sector} {}",
             image.display()
         ));
         Loop {
@@ -69,6 +74,23 @@ impl Loop {
             "openssl dgst -sha256 -r {0} 2>/dev/null || sha256sum {0}",
             self.image.display()
         ))
+    }
+}
+
+impl Loop {
+    /// Drops what the loop device cached, after its image was written as a file.
+    fn flush(&self) {
+        sh(&format!("blockdev --flushbufs {}", self.dev));
+    }
+
+    /// Writes `bytes` at `offset` of the image file, as a damaged card would hold them.
+    fn poke(&self, offset: u64, bytes: &[u8]) {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&self.image)
+            .unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&file, bytes, offset).unwrap();
+        self.flush();
     }
 }
 
@@ -459,8 +481,36 @@ struct PlanSetup {
 
 impl PlanSetup {
     fn new(config: &str) -> PlanSetup {
+        PlanSetup::with_table(config, "label: dos\\n,,L,\\n", false)
+    }
+
+    /// The golden root on p1 and the card's reserved partition p2 with the
+    /// block map the image builder writes (`zshield golden-map`).
+    fn with_block_map(config: &str) -> PlanSetup {
+        let setup = PlanSetup::with_table(config, "label: dos\\n,48M,L,\\n,,da,\\n", false);
+        let out = Command::new(env!("CARGO_BIN_EXE_zshield"))
+            .arg("golden-map")
+            .arg(&setup.golden.image)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        setup.golden.flush();
+        setup
+    }
+
+    /// The golden root on p1 and its /boot on p2, mounted by label as the
+    /// card's fstab does.
+    fn with_boot(config: &str) -> PlanSetup {
+        PlanSetup::with_table(config, "label: dos\\n,40M,L,\\n,,L,\\n", true)
+    }
+
+    fn with_table(config: &str, table: &str, boot: bool) -> PlanSetup {
         let golden = Loop::new("plan-golden", 64 * MIB);
-        sfdisk(&golden.dev, "label: dos\\n,,L,\\n");
+        sfdisk(&golden.dev, table);
         let golden_part = format!("{}p1", golden.dev);
         blockdev::wait_for_nodes(
             std::slice::from_ref(&golden_part),
@@ -468,12 +518,20 @@ impl PlanSetup {
         )
         .unwrap();
         let tmp = tempfile::tempdir().unwrap();
+        let fstab = if boot {
+            "LABEL=golden-root / ext4 ro 0 0\\nLABEL=golden-boot /boot ext4 ro 0 0\\n"
+        } else {
+            "LABEL=golden-root / ext4 ro 0 0\\n"
+        };
         sh(&format!(
             "mkdir -p {t}/etc {t}/sbin && echo 'ID=debian' > {t}/etc/os-release && touch {t}/sbin/init \
-             && echo 'LABEL=golden-root / ext4 ro 0 0' > {t}/etc/fstab \
+             && printf '{fstab}' > {t}/etc/fstab \
              && mkfs.ext4 -q -L golden-root -d {t} {golden_part}",
             t = tmp.path().join("tree").display()
         ));
+        if boot {
+            sh(&format!("mkfs.ext4 -q -L golden-boot {}p2", golden.dev));
+        }
         let path = tmp.path().join("zshield.conf");
         std::fs::write(&path, config).unwrap();
         PlanSetup {
@@ -487,10 +545,15 @@ impl PlanSetup {
     /// `zshield plan` for `target` (no lvm here: LVM state is the QEMU
     /// tests' business): whether it succeeded, and what it said.
     fn plan(&self, target: &str) -> (bool, String) {
+        self.plan_with_golden(&self.golden_part, target)
+    }
+
+    /// The same with the golden named `golden` (`LABEL=golden-root`, say).
+    fn plan_with_golden(&self, golden: &str, target: &str) -> (bool, String) {
         let out = Command::new(env!("CARGO_BIN_EXE_zshield"))
             .args(["plan", "--config"])
             .arg(&self.config)
-            .args(["--golden", &self.golden_part, "--target", target])
+            .args(["--golden", golden, "--target", target])
             .env("PATH", "/nonexistent")
             .output()
             .unwrap();
@@ -608,4 +671,195 @@ fn what_a_zapped_table_leaves_is_found_and_refused() {
         found.contains(&"an ext2/3/4 filesystem at 1 MiB".to_string()),
         "{found:?}"
     );
+}
+
+/// A card whose reserved partition holds a block map that does not check out
+/// is a damaged card: a reset refuses it, whichever copy it would make, and
+/// writes nothing (issue 20, finding 4: it used to copy file by file).
+#[test]
+fn a_card_whose_block_map_does_not_check_out_is_refused() {
+    let setup = PlanSetup::with_block_map(
+        "boot_size = \"64M\"\n[root]\nname = \"lv-root\"\nsize = \"64M\"\n[snapshot]\nname = \"snap0\"\nsize = \"16M\"\n[[data]]\nname = \"lv-user\"\nsize = \"64M\"\nmount = \"/home\"\n",
+    );
+    let target = Loop::new("map-target", 512 * MIB);
+    let (ok, text) = setup.plan(&target.dev);
+    assert!(ok, "a card with its map: {text}");
+    // One byte of the map's JSON, past its header line.
+    let reserved = 49 * MIB;
+    setup.golden.poke(reserved + 200, b"#");
+    let (target_before, golden_before) = (target.sha256(), setup.golden.sha256());
+    let (ok, text) = setup.plan(&target.dev);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("zshield: error: "))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        !ok && line.contains("the golden card is damaged or altered")
+            && line.contains("SHA-256 does not match"),
+        "{text}"
+    );
+    assert_eq!(
+        target.sha256(),
+        target_before,
+        "the refusal changed the target"
+    );
+    assert_eq!(
+        setup.golden.sha256(),
+        golden_before,
+        "the refusal changed the card"
+    );
+    // Its magic damaged too: still a damaged card, not a card without a map.
+    setup.golden.poke(reserved, b"X");
+    let (ok, text) = setup.plan(&target.dev);
+    let line = refusal_line(ok, &text);
+    assert!(
+        line.contains("the golden card is damaged or altered"),
+        "{line}"
+    );
+}
+
+/// A zshield disk as a factory reset leaves it, without LVM (the host has no
+/// device-mapper): its GPT, an ext4 /boot with 1 KiB blocks (whose backup
+/// superblocks fall on MiBs) and an LVM label on its PV partition.
+fn zshield_disk(name: &str) -> Loop {
+    let l = Loop::new(name, 2 * GIB);
+    let disk = l.block();
+    let parts = fresh_partitions(Label::Gpt, disk.size(), 256 * MIB);
+    blockdev::write_table(&disk, Label::Gpt, &parts, 0).unwrap();
+    blockdev::reread_partitions(&disk, &expected(&parts)).unwrap();
+    sh(&format!(
+        "mkfs.ext4 -q -b 1024 {d}p2 && printf 'LABELONE' | dd of={d}p3 bs=1 seek=512 conv=notrunc status=none \
+         && printf 'LVM2 001' | dd of={d}p3 bs=1 seek=536 conv=notrunc status=none",
+        d = l.dev
+    ));
+    l
+}
+
+const SMALL_LAYOUT: &str = "boot_size = \"256M\"\n[root]\nname = \"lv-root\"\nsize = \"256M\"\n[snapshot]\nname = \"snap0\"\nsize = \"64M\"\n\
+     [[data]]\nname = \"lv-user\"\nsize = \"64M\"\nmount = \"/home\"\n";
+
+/// The one error line of a refused plan.
+fn refusal_line(ok: bool, text: &str) -> String {
+    assert!(!ok, "not refused: {text}");
+    text.lines()
+        .find(|l| l.starts_with("zshield: error: "))
+        .unwrap_or_else(|| panic!("{text}"))
+        .to_string()
+}
+
+/// Issue 20, finding 1: a disk that once held a zshield GPT and was reused
+/// (an msdos table and a file system written over its start, the backup GPT
+/// left at its end) is not "a zshield layout with a damaged GPT" to repair.
+#[test]
+fn a_reused_zshield_disk_is_not_repaired_over() {
+    let setup = PlanSetup::new(SMALL_LAYOUT);
+    let l = zshield_disk("reused");
+    // Only the primary GPT lost: repaired from its backup copy.
+    sh(&format!(
+        "dd if=/dev/zero of={} bs=512 seek=1 count=1 conv=notrunc status=none",
+        l.dev
+    ));
+    let (ok, text) = setup.plan(&l.dev);
+    assert!(
+        ok && text.contains("a zshield layout with a damaged GPT")
+            && text.contains("repair the GPT"),
+        "{text}"
+    );
+    // The customer's msdos table (one Linux partition at 1 MiB) and its ext4.
+    let mbr = tempfile::NamedTempFile::new().unwrap();
+    sh(&format!(
+        "truncate -s 2G {m} && printf 'label: dos\\nstart=2048,size=204800,type=83\\n' | sfdisk --quiet {m} \
+         && dd if={m} of={d} bs=512 count=1 conv=notrunc status=none \
+         && part=$(losetup --find --show --offset 1048576 --sizelimit 104857600 {d}) \
+         && mkfs.ext4 -q $part && losetup -d $part",
+        m = mbr.path().display(),
+        d = l.dev
+    ));
+    let before = l.sha256();
+    let (ok, text) = setup.plan(&l.dev);
+    let line = refusal_line(ok, &text);
+    assert!(
+        line.contains("a zshield GPT (primary copy damaged")
+            && line.contains("an msdos partition table (partitions 1 Linux filesystem)")
+            && line.contains("an ext2/3/4 filesystem at 1 MiB")
+            && line.contains("zshield.wipe"),
+        "{line}"
+    );
+    assert_eq!(l.sha256(), before, "the refusal changed the disk");
+}
+
+/// Issue 20, finding 2: a zshield GPT whose LVM partition holds a LUKS volume
+/// is not "cut off, to be finished" with a PV made over it.
+#[test]
+fn a_luks_volume_on_the_lvm_partition_is_not_made_a_pv() {
+    let setup = PlanSetup::new(SMALL_LAYOUT);
+    let l = zshield_disk("luks-pv");
+    sh(&format!(
+        "echo -n pass | cryptsetup luksFormat -q --type luks2 --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --key-file=- {}p3",
+        l.dev
+    ));
+    let before = l.sha256();
+    let (ok, text) = setup.plan(&l.dev);
+    let line = refusal_line(ok, &text);
+    assert!(
+        line.contains(&format!("a LUKS encrypted volume on {}p3", l.dev))
+            && line.contains("refusing to touch it"),
+        "{line}"
+    );
+    assert_eq!(l.sha256(), before, "the refusal changed the disk");
+}
+
+/// Issue 20, finding 3: the golden root and its /boot come from the card
+/// alone; a USB stick carrying one of their labels is refused, never taken
+/// for the source of what is copied onto the disk.
+#[test]
+fn a_stick_labelled_like_the_card_is_refused() {
+    let setup = PlanSetup::with_boot(SMALL_LAYOUT);
+    let target = Loop::new("stick-target", 2 * GIB);
+    let (ok, text) = setup.plan_with_golden("LABEL=golden-root", &target.dev);
+    assert!(ok, "{text}");
+    for label in ["golden-boot", "golden-root"] {
+        let stick = Loop::new("stick", 16 * MIB);
+        sh(&format!(
+            "mkfs.ext4 -q -L {label} {}",
+            stick.image.display()
+        ));
+        stick.flush();
+        let before = (target.sha256(), stick.sha256(), setup.golden.sha256());
+        let (ok, text) = setup.plan_with_golden("LABEL=golden-root", &target.dev);
+        let line = refusal_line(ok, &text);
+        assert!(
+            line.contains(&format!("LABEL={label} names 2 devices"))
+                && line.contains(&stick.dev)
+                && line.contains("not the CompactFlash card"),
+            "{line}"
+        );
+        let after = (target.sha256(), stick.sha256(), setup.golden.sha256());
+        assert_eq!(after, before, "the refusal changed a disk");
+    }
+}
+
+/// Issue 20, finding 10: a zshield disk moved behind a controller with
+/// another sector size is refused without the advice to wipe it.
+#[test]
+fn a_zshield_disk_seen_at_another_sector_size_is_not_called_foreign() {
+    let setup = PlanSetup::new(SMALL_LAYOUT);
+    let written = Loop::with_sector("sector-4k", 2 * GIB, 4096);
+    let disk = written.block();
+    let parts = fresh_partitions(Label::Gpt, disk.size(), 256 * MIB);
+    blockdev::write_table(&disk, Label::Gpt, &parts, 0).unwrap();
+    let image = written.image.clone();
+    // The same image, now seen with 512-byte sectors.
+    let dev = sh(&format!("losetup --find --show {}", image.display()));
+    let before = written.sha256();
+    let (ok, text) = setup.plan(&dev);
+    sh(&format!("losetup -d {dev}"));
+    let line = refusal_line(ok, &text);
+    assert!(
+        line.contains(
+            "a zshield layout written for 4096-byte sectors, but the disk shows 512-byte sectors"
+        ) && !line.contains("zshield.wipe"),
+        "{line}"
+    );
+    assert_eq!(written.sha256(), before, "the refusal changed the disk");
 }

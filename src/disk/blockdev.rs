@@ -12,8 +12,8 @@ use anyhow::{bail, Context, Result};
 
 use crate::config::Label;
 use crate::disk::content::{
-    classify, Content, Evidence, Table, TablePartition, HEAD_BYTES, SAMPLE_BYTES, SAMPLE_EVERY,
-    TAIL_BYTES,
+    classify, read_msdos, zshield_layout, Content, Evidence, Table, HEAD_BYTES,
+    PARTITION_HEAD_BYTES, SAMPLE_BYTES, SAMPLE_EVERY, TAIL_BYTES,
 };
 use crate::disk::gpt_copies;
 use crate::layout::{partition_dev, NewPartition, PartKind, MSDOS_LINUX, MSDOS_LVM};
@@ -288,8 +288,10 @@ fn read_evidence(disk: &BlockDev, reach: Reach) -> Result<Evidence> {
         head: read(0, head_len)?,
         tail: read(size - tail_len, tail_len)?,
         samples: Vec::new(),
+        partition_heads: Vec::new(),
         table: None,
         table_error: None,
+        zshield_gpt_sector: None,
     };
     match gpt_copies::read(&evidence.head, &evidence.tail, size, sector) {
         Ok(Some(found)) => {
@@ -300,6 +302,29 @@ fn read_evidence(disk: &BlockDev, reach: Reach) -> Result<Evidence> {
         }
         Ok(None) => evidence.table = read_msdos(&evidence.head, sector),
         Err(e) => evidence.table_error = Some(format!("GPT: {e}")),
+    }
+    if evidence.table.is_none() {
+        // A disk moved between a 512-byte and a 4096-byte controller.
+        let other = if sector == 512 { 4096 } else { 512 };
+        if let Ok(Some(found)) = gpt_copies::read(&evidence.head, &evidence.tail, size, other) {
+            let table = Table::Gpt {
+                partitions: found.partitions,
+                damage: found.damage,
+            };
+            if zshield_layout(&table).is_some() {
+                evidence.zshield_gpt_sector = Some(other);
+            }
+        }
+    }
+    if let Some(table) = &evidence.table {
+        for p in table.partitions() {
+            let len = PARTITION_HEAD_BYTES.min(p.size);
+            if p.start + len <= size {
+                evidence
+                    .partition_heads
+                    .push((p.start, read(p.start, len)?));
+            }
+        }
     }
     if reach == Reach::Whole {
         let mut at = SAMPLE_EVERY;
@@ -317,7 +342,9 @@ fn read_evidence(disk: &BlockDev, reach: Reach) -> Result<Evidence> {
 pub fn examine(disk: &BlockDev) -> Result<(Evidence, Content)> {
     let evidence = read_evidence(disk, Reach::Table)?;
     let content = classify(&evidence);
-    if matches!(content, Content::Zshield(_)) {
+    // A damaged zshield GPT is judged on all of the evidence: what else the
+    // disk holds may show that it was put to another use since.
+    if matches!(&content, Content::Zshield(layout) if layout.repair.is_none()) {
         return Ok((evidence, content));
     }
     let started = Instant::now();
@@ -343,31 +370,6 @@ fn lb_size(sector: u64) -> Result<gpt::disk::LogicalBlockSize> {
         4096 => Ok(gpt::disk::LogicalBlockSize::Lb4096),
         other => bail!("unsupported logical sector size {other}"),
     }
-}
-
-/// An msdos table with at least one partition; a protective MBR alone (0xEE)
-/// or a boot sector without partitions is left to the signature check.
-pub fn read_msdos(head: &[u8], sector: u64) -> Option<Table> {
-    let mbr = mbrman::MBR::read_from(&mut std::io::Cursor::new(head), sector as u32).ok()?;
-    let partitions: Vec<TablePartition> = mbr
-        .iter()
-        .filter(|(_, p)| p.is_used())
-        .map(|(number, p)| TablePartition {
-            number: number as u32,
-            start: u64::from(p.starting_lba) * sector,
-            size: u64::from(p.sectors) * sector,
-            kind: format!("{:#04x}", p.sys),
-            name: String::new(),
-        })
-        .collect();
-    if partitions.is_empty() || partitions.iter().any(|p| p.kind == "0xee") {
-        return None;
-    }
-    let signature = u32::from_le_bytes(mbr.header.disk_signature);
-    Some(Table::Msdos {
-        signature,
-        partitions,
-    })
 }
 
 fn open_for_writing(dev: &str) -> Result<File> {

@@ -19,8 +19,8 @@ use anyhow::{anyhow, bail, ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::disk::blockdev::{ext_identity, read_msdos};
-use crate::disk::content::Table;
+use crate::disk::blockdev::ext_identity;
+use crate::disk::content::{read_msdos, Table};
 use crate::disk::partition::TablePartition;
 use crate::logging::Meter;
 use crate::runner::Cmd;
@@ -374,6 +374,33 @@ pub fn make(path: &Path) -> Result<BlockMap> {
 pub fn load(path: &Path) -> Result<BlockMap> {
     let card = Card::open(path, false)?;
     load_from(&card)
+}
+
+/// The block map of the card at `path` when it carries one: `None` when it
+/// has no reserved partition or that partition starts with zeros only (a
+/// card made without a map); an error when anything else is there that does
+/// not check out as a map (its magic damaged too), or the card cannot be
+/// read: a damaged or altered card, never a card without a map.
+pub fn load_if_present(path: &Path) -> Result<Option<BlockMap>> {
+    let mut head = vec![0; 512];
+    File::open(path)
+        .and_then(|f| f.read_exact_at(&mut head, 0))
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    if read_msdos(&head, 512).is_none() {
+        return Ok(None);
+    }
+    let card = Card::open(path, false)?;
+    let Ok(reserved) = card.reserved() else {
+        return Ok(None);
+    };
+    if card
+        .read(reserved.start, reserved.size.min(MIB))?
+        .iter()
+        .all(|&b| b == 0)
+    {
+        return Ok(None);
+    }
+    load_from(&card).map(Some)
 }
 
 fn load_from(card: &Card) -> Result<BlockMap> {

@@ -42,6 +42,21 @@ pub struct ExistingLayout {
     pub pv: TablePartition,
     /// A GPT to repair from its intact copy before anything else.
     pub repair: Option<Damage>,
+    /// What the start of the PV partition holds.
+    pub pv_area: PvArea,
+}
+
+/// What the start of a layout's PV partition holds, as read from the disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PvArea {
+    /// Nothing zshield knows: the PV is still to be made.
+    Blank,
+    /// An LVM label whose metadata area holds no volume group.
+    Pv,
+    /// An LVM label whose metadata area holds a volume group's text.
+    PvOfVg,
+    /// What zshield never puts there: a LUKS volume, a file system…
+    Other(Vec<String>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +64,13 @@ pub enum Content {
     /// No partition table, no signature, nothing but zeros where they live.
     Blank,
     Zshield(ExistingLayout),
+    /// A zshield GPT written for sectors of another size than the disk shows
+    /// now (another controller, enclosure or adapter): its data volumes are
+    /// there, but nothing can be read or repaired where it stands.
+    OtherSectorSize {
+        written: u64,
+        seen: u64,
+    },
     /// What was found, in words, for the refusal line.
     Foreign(Vec<String>),
 }
@@ -66,10 +88,15 @@ pub struct Evidence {
     pub tail: Vec<u8>,
     /// `SAMPLE_BYTES` at every GiB between them, with their offsets.
     pub samples: Vec<(u64, Vec<u8>)>,
+    /// `PARTITION_HEAD_BYTES` at the start of each partition of the table.
+    pub partition_heads: Vec<(u64, Vec<u8>)>,
     /// The partition table, when one could be parsed.
     pub table: Option<Table>,
     /// What could not be parsed (a damaged GPT, say).
     pub table_error: Option<String>,
+    /// With no table at `sector`: the sector size a GPT of zshield's layout
+    /// was found at instead.
+    pub zshield_gpt_sector: Option<u64>,
 }
 
 /// How much zshield reads of a disk to judge it: the first 64 MiB (every
@@ -78,13 +105,34 @@ pub const HEAD_BYTES: u64 = 64 * MIB;
 pub const TAIL_BYTES: u64 = 16 * MIB;
 pub const SAMPLE_BYTES: u64 = 64 * KIB;
 pub const SAMPLE_EVERY: u64 = GIB;
+/// At a partition's start: every signature, and an LVM PV's metadata area.
+pub const PARTITION_HEAD_BYTES: u64 = MIB;
 
 pub fn classify(e: &Evidence) -> Content {
     if let Some(table) = &e.table {
-        if let Some(layout) = zshield_layout(table) {
+        if let Some(mut layout) = zshield_layout(table) {
+            layout.pv_area = pv_area(partition_head(e, layout.pv.start));
+            if let Some(damage) = &layout.repair {
+                // A damaged zshield GPT is repaired only while nothing shows
+                // that the disk was put to another use since.
+                let reuse = signs_of_reuse(e, &layout);
+                if !reuse.is_empty() {
+                    return Content::Foreign(vec![format!(
+                        "a zshield GPT ({}) but also {}: the disk was put to another use since",
+                        damage.what,
+                        reuse.join(", ")
+                    )]);
+                }
+            }
             return Content::Zshield(layout);
         }
         return Content::Foreign(vec![describe_table(table)]);
+    }
+    if let Some(written) = e.zshield_gpt_sector {
+        return Content::OtherSectorSize {
+            written,
+            seen: e.sector,
+        };
     }
     let mut found = Vec::new();
     if let Some(err) = &e.table_error {
@@ -139,6 +187,91 @@ pub fn old_areas(e: &Evidence, kernel_partitions: &[(u64, u64)]) -> Vec<(u64, u6
     areas
 }
 
+/// The bytes read at the start of the partition at `start` (empty when none were).
+fn partition_head(e: &Evidence, start: u64) -> &[u8] {
+    e.partition_heads
+        .iter()
+        .find(|(at, _)| *at == start)
+        .map_or(&[][..], |(_, bytes)| bytes)
+}
+
+fn pv_area(head: &[u8]) -> PvArea {
+    let found = signatures::at_start(head, 0);
+    match found.as_slice() {
+        [] if is_blank(head) => PvArea::Blank,
+        // zshield zeroes it before it writes the table.
+        [] => PvArea::Other(vec!["unrecognised data".into()]),
+        ["an LVM physical volume"] => {
+            // Only a volume group's metadata text has a sequence number.
+            let text = head.get(4096..).unwrap_or_default();
+            if text.windows(8).any(|w| w == b"seqno = ") {
+                PvArea::PvOfVg
+            } else {
+                PvArea::Pv
+            }
+        }
+        others => PvArea::Other(others.iter().map(|s| s.to_string()).collect()),
+    }
+}
+
+/// What a zshield GPT never has, found on a disk whose GPT is damaged: an
+/// msdos table in its first sector, a file system or volume where its table
+/// has none, something else on its LVM partition, RAID or ZFS at its end.
+fn signs_of_reuse(e: &Evidence, layout: &ExistingLayout) -> Vec<String> {
+    let mut found = Vec::new();
+    if let Some(table @ Table::Msdos { .. }) = read_msdos(&e.head, e.sector) {
+        found.push(describe_table(&table).replacen("a foreign", "an", 1));
+    }
+    // Inside /boot or the PV, what matches is their own content (the backup
+    // superblocks of an ext file system with 1 KiB blocks fall on MiBs).
+    let inside = |p: &TablePartition, start: u64| start > p.start && start < p.start + p.size;
+    let ours = |what: &str, start: u64| {
+        (start == layout.boot.start && what == "an ext2/3/4 filesystem")
+            || (start == layout.pv.start && what == "an LVM physical volume")
+            || inside(&layout.boot, start)
+            || inside(&layout.pv, start)
+    };
+    for start in signatures::candidate_starts() {
+        for what in signatures::at_start(&e.head, start as usize) {
+            if !ours(what, start) {
+                found.push(format!("{what} {}", signatures::place(start)));
+            }
+        }
+    }
+    let gpt_own = [
+        "a boot sector or unreadable partition table",
+        "a GPT header",
+        "a backup GPT header at the end of the disk",
+    ];
+    for what in signatures::of_disk(&e.head, &e.tail, e.size, e.sector.max(512)) {
+        if !gpt_own.contains(&what) {
+            found.push(what.to_string());
+        }
+    }
+    if let PvArea::Other(others) = &layout.pv_area {
+        found.extend(others.iter().map(|o| format!("{o} on its LVM partition")));
+    }
+    found
+}
+
+/// What the start of a volume (`head`, `signatures::REACH` bytes) holds that
+/// was ever used: any file system or volume but an ext one that was never
+/// mounted, which is all a cut-off mkfs leaves.
+pub fn used(head: &[u8]) -> Option<String> {
+    let found = signatures::at_start(head, 0);
+    match found.as_slice() {
+        [] => None,
+        ["an ext2/3/4 filesystem"] => {
+            let sb = &head[1024..2048];
+            let last_mount = u32::from_le_bytes(sb[0x2C..0x30].try_into().expect("4 bytes"));
+            let mounts = u16::from_le_bytes([sb[0x34], sb[0x35]]);
+            (last_mount != 0 || mounts != 0)
+                .then(|| "an ext2/3/4 filesystem that was mounted".to_string())
+        }
+        others => Some(others.join(", ")),
+    }
+}
+
 /// A new disk reads as zeros, some as 0xFF.
 fn is_blank(buf: &[u8]) -> bool {
     buf.iter().all(|&b| b == 0) || buf.iter().all(|&b| b == 0xFF)
@@ -157,7 +290,7 @@ fn first_data(e: &Evidence) -> Option<u64> {
         .or_else(|| position(&e.tail, e.size - e.tail.len() as u64))
 }
 
-fn zshield_layout(table: &Table) -> Option<ExistingLayout> {
+pub fn zshield_layout(table: &Table) -> Option<ExistingLayout> {
     match table {
         Table::Gpt { partitions, damage } => {
             let [bios, boot, pv] = partitions.as_slice() else {
@@ -174,6 +307,7 @@ fn zshield_layout(table: &Table) -> Option<ExistingLayout> {
                 boot: boot.clone(),
                 pv: pv.clone(),
                 repair: damage.clone(),
+                pv_area: PvArea::Blank,
             })
         }
         Table::Msdos {
@@ -191,9 +325,35 @@ fn zshield_layout(table: &Table) -> Option<ExistingLayout> {
                 boot: boot.clone(),
                 pv: pv.clone(),
                 repair: None,
+                pv_area: PvArea::Blank,
             })
         }
     }
+}
+
+/// An msdos table with at least one partition; a protective MBR alone (0xEE)
+/// or a boot sector without partitions is left to the signature check.
+pub fn read_msdos(head: &[u8], sector: u64) -> Option<Table> {
+    let mbr = mbrman::MBR::read_from(&mut std::io::Cursor::new(head), sector as u32).ok()?;
+    let partitions: Vec<TablePartition> = mbr
+        .iter()
+        .filter(|(_, p)| p.is_used())
+        .map(|(number, p)| TablePartition {
+            number: number as u32,
+            start: u64::from(p.starting_lba) * sector,
+            size: u64::from(p.sectors) * sector,
+            kind: format!("{:#04x}", p.sys),
+            name: String::new(),
+        })
+        .collect();
+    if partitions.is_empty() || partitions.iter().any(|p| p.kind == "0xee") {
+        return None;
+    }
+    let signature = u32::from_le_bytes(mbr.header.disk_signature);
+    Some(Table::Msdos {
+        signature,
+        partitions,
+    })
 }
 
 /// Names of common partition types, for the refusal line.
@@ -275,6 +435,22 @@ mod tests {
             ],
             damage: None,
         }
+    }
+
+    #[test]
+    fn a_volume_is_used_once_it_held_anything_but_a_fresh_ext_file_system() {
+        let mut head = vec![0u8; signatures::REACH as usize];
+        assert_eq!(used(&head), None);
+        head[1080..1082].copy_from_slice(&[0x53, 0xEF]);
+        assert_eq!(used(&head), None, "a mkfs never mounted");
+        head[1024 + 0x34] = 1;
+        assert_eq!(
+            used(&head).as_deref(),
+            Some("an ext2/3/4 filesystem that was mounted")
+        );
+        let mut luks = vec![0u8; signatures::REACH as usize];
+        luks[..6].copy_from_slice(b"LUKS\xBA\xBE");
+        assert_eq!(used(&luks).as_deref(), Some("a LUKS encrypted volume"));
     }
 
     #[test]

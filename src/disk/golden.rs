@@ -24,6 +24,65 @@ pub fn resolve(spec: &str, timeout: Duration) -> Result<String> {
     }
 }
 
+/// The one device `spec` names, on `card` (the golden root's disks) when
+/// given. A second device of that name anywhere (a USB stick labelled like
+/// the card's file systems) is refused, never guessed between: the golden is
+/// the source of every reset.
+pub fn resolve_unique(spec: &str, card: Option<&[String]>, timeout: Duration) -> Result<String> {
+    let mut all = resolve_all(spec, timeout)?;
+    if all.len() > 1 {
+        bail!(
+            "{spec} names {} devices ({}): refusing to guess which is the card's; detach the one that is not the CompactFlash card (a USB stick?)",
+            all.len(),
+            all.join(", ")
+        );
+    }
+    let dev = all.remove(0);
+    if let Some(card) = card {
+        let disks = BlockDev::open(&dev)?.underlying_disks();
+        if !disks.iter().any(|d| card.contains(d)) {
+            bail!(
+                "{spec} is {dev}, which is not on the card ({}): the golden's file systems must all come from the card; detach {dev} or check the golden's fstab",
+                card.join(", ")
+            );
+        }
+    }
+    Ok(dev)
+}
+
+/// Every device `spec` names, once one is there (waiting up to `timeout`).
+pub fn resolve_all(spec: &str, timeout: Duration) -> Result<Vec<String>> {
+    let first = resolve(spec, timeout)?;
+    let mut all = named_by(spec);
+    all.push(BlockDev::open(&first)?.dev);
+    all.sort();
+    all.dedup();
+    Ok(all)
+}
+
+/// Every ext file system whose superblock `spec` (`LABEL=` or `UUID=`) names:
+/// udev's link names only one of them. A suspended device-mapper device is
+/// not read (a read would wait for it).
+fn named_by(spec: &str) -> Vec<String> {
+    let Some((key, value)) = spec.split_once('=') else {
+        return Vec::new();
+    };
+    let suspended = |dev: &str| {
+        let name = dev.trim_start_matches("/dev/");
+        std::fs::read_to_string(format!("/sys/class/block/{name}/dm/suspended"))
+            .is_ok_and(|s| s.trim() == "1")
+    };
+    all_devices()
+        .into_iter()
+        .filter(|dev| !suspended(dev))
+        .filter(|dev| match (key, ext_superblock(dev)) {
+            ("LABEL", Some((_, label))) => label == value,
+            ("UUID", Some((uuid, _))) => uuid.eq_ignore_ascii_case(value),
+            _ => false,
+        })
+        .collect()
+}
+
 fn resolve_now(spec: &str) -> Option<String> {
     let link = match spec.split_once('=') {
         Some(("LABEL", v)) => format!("/dev/disk/by-label/{}", udev_escape(v)),
@@ -36,14 +95,7 @@ fn resolve_now(spec: &str) -> Option<String> {
     if let Ok(dev) = BlockDev::open(&link) {
         return Some(dev.dev);
     }
-    let (key, value) = spec.split_once('=')?;
-    all_devices()
-        .into_iter()
-        .find(|dev| match (key, ext_superblock(dev)) {
-            ("LABEL", Some((_, label))) => label == value,
-            ("UUID", Some((uuid, _))) => uuid.eq_ignore_ascii_case(value),
-            _ => false,
-        })
+    named_by(spec).into_iter().next()
 }
 
 /// udev writes unsafe characters of labels as `\xNN` in link names.

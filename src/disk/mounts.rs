@@ -9,6 +9,7 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 use crate::disk::blockdev::parse_devno;
 use crate::fstab::unescape;
+use crate::inroot::resolve_in_root;
 
 /// One line of /proc/self/mountinfo.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,7 +130,8 @@ impl MountStack {
     pub fn system_binds(root: &Path) -> Result<MountStack> {
         let mut binds = MountStack::new();
         for dir in ["proc", "sys", "dev", "run"] {
-            binds.bind(&Path::new("/").join(dir), &root.join(dir))?;
+            // mount(2) follows a symlink: an absolute one must lead into the root.
+            binds.bind(&Path::new("/").join(dir), &resolve_in_root(root, dir)?)?;
         }
         Ok(binds)
     }

@@ -8,13 +8,16 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use crate::cmdline::Mode;
-use crate::disk::blockdev::{self, BlockDev};
+use crate::disk::blockdev::{self, ext_superblock, BlockDev};
 use crate::disk::blockmap::{self, Digests};
+use crate::disk::content;
 use crate::disk::golden;
 use crate::disk::mounts::MountStack;
+use crate::disk::signatures::REACH;
 use crate::events::{self, Event, EVENTS_FILE};
-use crate::failpoint;
+use crate::failpoint::{self, Failpoints};
 use crate::fstab::{self, GoldenNames};
+use crate::inroot::{create_dir_all_in_root, entry_in_root, resolve_in_root};
 use crate::layout::{
     mapper_path, BOOT_COPY, COMPLETE_MARKER, TAG_COMPLETE, TAG_FAILED, TAG_FS_READY, TAG_LAYOUT,
     TAG_ROLLBACK,
@@ -38,7 +41,7 @@ pub struct Executor {
     root_dir: PathBuf,
     mounts: MountStack,
     root_mounted: bool,
-    cut_after: Option<String>,
+    failpoints: Failpoints,
     /// Whether block copies check what they read (always, but in a test).
     digests: Digests,
     /// The data volume that holds the event log: VG and LV.
@@ -48,7 +51,7 @@ pub struct Executor {
 impl Executor {
     pub fn new(
         root_dir: PathBuf,
-        cut_after: Option<String>,
+        failpoints: Failpoints,
         digests: Digests,
         events: Option<(String, String)>,
     ) -> Executor {
@@ -57,7 +60,7 @@ impl Executor {
             root_dir,
             mounts: MountStack::new(),
             root_mounted: false,
-            cut_after,
+            failpoints,
             digests,
             events,
         }
@@ -65,9 +68,7 @@ impl Executor {
 
     /// The first backup, too, must hold the /boot of its root.
     fn keep_boot_copy(&self, tree: &Path) -> Result<()> {
-        let copy = self.root_dir.join(BOOT_COPY);
-        std::fs::create_dir_all(&copy)
-            .with_context(|| format!("cannot create {}", copy.display()))?;
+        let copy = create_dir_all_in_root(&self.root_dir, BOOT_COPY)?;
         mirror_tree(tree, &copy, "keeping a copy of /boot for backups")?;
         Ok(())
     }
@@ -78,7 +79,7 @@ impl Executor {
         let total = report.steps.len() + plan.steps.len();
         for step in &plan.steps {
             report.step(total, step, |report| self.step(step, report))?;
-            failpoint::after_step(self.cut_after.as_deref(), &step.name(), report.steps.len());
+            self.failpoints.after_step(&step.name(), report.steps.len());
         }
         Ok(())
     }
@@ -109,18 +110,20 @@ impl Executor {
     }
 
     /// The event log's volume, active: a kept data volume is not activated
-    /// by the recovery itself (after a GPT repair, say). None before it exists.
+    /// by the recovery itself (after a GPT repair, say). None before its file
+    /// system is marked made: mounted unfinished, it would look used to the
+    /// next reset (check-unused).
     fn events_volume(&self) -> Option<String> {
         let (vg, lv) = self.events.as_ref()?;
         let dev = mapper_path(vg, lv);
-        if !Path::new(&dev).exists()
-            && self
-                .lvm
-                .lvs()
-                .ok()?
-                .iter()
-                .any(|l| l.vg == *vg && l.name == *lv)
+        let lvs = self.lvm.lvs().ok()?;
+        if !lvs
+            .iter()
+            .any(|l| l.vg == *vg && l.name == *lv && l.has_tag(TAG_FS_READY))
         {
+            return None;
+        }
+        if !Path::new(&dev).exists() {
             if let Err(e) = self.lvm.activate_lv(vg, lv) {
                 log::warn!("cannot activate the event log's volume {vg}/{lv}: {e:#}");
             }
@@ -169,7 +172,13 @@ impl Executor {
     }
 
     fn mount_boot(&mut self, boot: &str) -> Result<()> {
-        self.mounts.ext4(boot, &self.root_dir.join("boot"), false)
+        let dir = self.boot_dir()?;
+        self.mounts.ext4(boot, &dir, false)
+    }
+
+    /// The target's /boot: a symlink there names a directory of the target.
+    fn boot_dir(&self) -> Result<PathBuf> {
+        resolve_in_root(&self.root_dir, "boot")
     }
 
     fn step(&mut self, step: &Step, report: &mut Report) -> Result<()> {
@@ -212,6 +221,20 @@ impl Executor {
             }
             Step::CreatePv { dev } => lvm.pvcreate(dev),
             Step::CreateVg { vg, pv } => lvm.vgcreate(vg, pv, TAG_LAYOUT),
+            Step::CheckUnused { vg, lv } => {
+                lvm.activate_lv(vg, lv)?;
+                let dev = mapper_path(vg, lv);
+                let mut head = vec![0; REACH as usize];
+                std::fs::File::open(&dev)
+                    .and_then(|f| std::os::unix::fs::FileExt::read_exact_at(&f, &mut head, 0))
+                    .with_context(|| format!("cannot read {dev}"))?;
+                if let Some(used) = content::used(&head) {
+                    bail!(
+                        "{vg}/{lv} is not marked as holding data (no tag {TAG_FS_READY}) but holds {used}: refusing to make it again; to keep it, tag it (lvchange --addtag {TAG_FS_READY} {vg}/{lv}); to have it made empty, remove it (lvremove {vg}/{lv})"
+                    );
+                }
+                Ok(())
+            }
             Step::VerifyGolden { from, map } => {
                 let v = blockmap::verify_fs(from, map)?;
                 log::info!(
@@ -265,7 +288,7 @@ impl Executor {
             Step::CopyBoot { tree, .. } => {
                 report.copied_boot = Some(copy_tree(
                     tree,
-                    &self.root_dir.join("boot"),
+                    &self.boot_dir()?,
                     &[],
                     "copying the golden /boot",
                 )?);
@@ -299,27 +322,24 @@ impl Executor {
                 boot,
             } => {
                 lvm.lv_add_tag(vg, root, TAG_ROLLBACK)?;
-                if let Some(boot) = boot {
-                    set_complete_marker(boot, false)?;
-                }
+                set_complete_marker(boot, false)?;
                 self.merge(vg, root, snapshot, report.steps.len() + 1, false)
             }
             Step::ResumeMerge { vg, root, snapshot } => {
                 self.merge(vg, root, snapshot, report.steps.len() + 1, true)
             }
-            Step::RestoreBoot { vg, root } => {
+            Step::RestoreBoot { vg, root, boot } => {
                 self.mount_root(&mapper_path(vg, root))?;
-                self.mount_boot(&boot_of(&self.root_dir)?)?;
-                let copy = self.root_dir.join(BOOT_COPY);
+                check_boot_line(&self.root_dir, boot, &format!("{vg}/{root}"))?;
+                self.mount_boot(boot)?;
+                // Where keep_boot_copy put it.
+                let copy = resolve_in_root(&self.root_dir, BOOT_COPY)?;
                 if !copy.is_dir() {
                     log::warn!("the backup holds no copy of /boot (/{BOOT_COPY}): /boot is left as it is, and may not match the restored root");
                     return Ok(());
                 }
-                report.copied_boot = Some(mirror_tree(
-                    &copy,
-                    &self.root_dir.join("boot"),
-                    "restoring /boot",
-                )?);
+                report.copied_boot =
+                    Some(mirror_tree(&copy, &self.boot_dir()?, "restoring /boot")?);
                 Ok(())
             }
             Step::InstallBootloader { disk, root } => {
@@ -351,9 +371,7 @@ impl Executor {
                 lvm.snapshot(vg, origin, snapshot, *extents)?;
                 // Marker before tag: a power cut between them leaves a disk
                 // the card hands over to, whose stale tag the next backup drops.
-                if let Some(boot) = boot {
-                    set_complete_marker(boot, true)?;
-                }
+                set_complete_marker(boot, true)?;
                 lvm.lv_del_tag(vg, origin, TAG_ROLLBACK)
             }
         }
@@ -370,7 +388,7 @@ impl Executor {
         resume: bool,
     ) -> Result<()> {
         let mut meter = Meter::new("merging the backup");
-        let cut = self.cut_after.as_deref() == Some("merge-started");
+        let cut = self.failpoints.cut_after.as_deref() == Some("merge-started");
         let progress = |percent: f64| {
             if cut && percent < 100.0 {
                 failpoint::power_loss(&format!(
@@ -394,7 +412,6 @@ impl Executor {
     }
 }
 
-/// The /boot partition, as the restored root's fstab names it.
 /// Puts the card's hand-over marker on the /boot file system `boot`, or takes
 /// it off, and has it on the disk before the next step.
 fn set_complete_marker(boot: &str, present: bool) -> Result<()> {
@@ -426,12 +443,67 @@ fn write_synced(path: &Path, content: &[u8]) -> Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
-fn boot_of(root_dir: &Path) -> Result<String> {
-    let fstab = golden::read_fstab(root_dir)?;
-    let spec = fstab::device_of(&fstab, "/boot")
-        .context("the restored root's /etc/fstab has no /boot line")?;
-    golden::resolve(&spec, Duration::from_secs(10))
-        .with_context(|| format!("cannot find the /boot partition {spec}"))
+/// Fails, before /boot is written, unless the restored root's /etc/fstab
+/// mounts /boot from `boot`, the partition the plan restores (`merged`: the
+/// root, merged already).
+fn check_boot_line(root_dir: &Path, boot: &str, merged: &str) -> Result<()> {
+    let path = resolve_in_root(root_dir, "etc/fstab")?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read the restored root's /etc/fstab ({merged})"))?;
+    let spec = fstab::device_of(&text, "/boot");
+    let fs = ext_superblock(boot);
+    // A spec by PARTUUID=, PARTLABEL= or path: the device it leads to.
+    let leads_to_boot = |spec: &str| {
+        let devno = |dev: &str| BlockDev::open(dev).map(|d| d.devno).ok();
+        golden::resolve(spec, Duration::from_secs(2))
+            .ok()
+            .is_some_and(|dev| devno(&dev).is_some() && devno(&dev) == devno(boot))
+    };
+    boot_line_problem(spec.as_deref(), boot, fs.as_ref(), leads_to_boot, merged)
+        .map_err(anyhow::Error::msg)?;
+    log::info!(
+        "the restored root mounts /boot from {}: {boot}",
+        spec.unwrap_or_default()
+    );
+    Ok(())
+}
+
+/// Why the restored root's /boot line (`spec`) does not name `boot`, whose
+/// ext file system has `fs` (UUID, label): one line with what to do.
+/// `leads_to_boot` says whether a spec by anything else leads there.
+fn boot_line_problem(
+    spec: Option<&str>,
+    boot: &str,
+    fs: Option<&(String, String)>,
+    leads_to_boot: impl FnOnce(&str) -> bool,
+    merged: &str,
+) -> std::result::Result<(), String> {
+    let unwritten = format!(
+        "/boot was not restored and nothing else was written, but {merged} is merged already (it holds the backup now)"
+    );
+    let again =
+        "choose \"Recover to latest backup\" again to finish, or \"Recover to factory default\"";
+    let Some((uuid, label)) = fs else {
+        return Err(format!(
+            "{boot}, the /boot partition of this disk, holds no ext2/3/4 file system: {unwritten}; choose \"Recover to factory default\""
+        ));
+    };
+    let Some(spec) = spec else {
+        return Err(format!(
+            "the restored root's /etc/fstab has no /boot line: {unwritten}; add the line \"UUID={uuid} /boot ext4 defaults 0 2\" to it and {again}"
+        ));
+    };
+    let names_boot = match spec.split_once('=') {
+        Some(("UUID", value)) => value.eq_ignore_ascii_case(uuid),
+        Some(("LABEL", value)) => value == label,
+        _ => leads_to_boot(spec),
+    };
+    if names_boot {
+        return Ok(());
+    }
+    Err(format!(
+        "the restored root's /etc/fstab mounts /boot from {spec}, which is not {boot} (UUID={uuid}), the /boot partition of this disk: {unwritten}; make that line name UUID={uuid} and {again}"
+    ))
 }
 
 /// fstab, mount points, the LVM devices file and GRUB's defaults.
@@ -443,7 +515,7 @@ fn configure(
     golden: &str,
     boot_tries: u32,
 ) -> Result<()> {
-    let path = root.join("etc/fstab");
+    let path = resolve_in_root(root, "etc/fstab")?;
     let golden_fstab = std::fs::read_to_string(&path).unwrap_or_default();
     let entries: Vec<fstab::Entry> = entries.iter().map(FstabEntry::to_entry).collect();
     let names = GoldenNames::new(golden_names.iter().cloned());
@@ -454,12 +526,11 @@ fn configure(
     std::fs::write(&path, rewritten.text)
         .with_context(|| format!("cannot write {}", path.display()))?;
     for mp in mount_points {
-        let dir = root.join(mp.trim_start_matches('/'));
-        std::fs::create_dir_all(&dir)
+        create_dir_all_in_root(root, mp)
             .with_context(|| format!("cannot create the mount point {mp}"))?;
     }
-    let devices_file = root.join("etc/lvm/devices/system.devices");
-    if devices_file.exists() {
+    let devices_file = entry_in_root(root, "etc/lvm/devices/system.devices")?;
+    if devices_file.symlink_metadata().is_ok() {
         std::fs::remove_file(&devices_file)
             .context("cannot remove /etc/lvm/devices/system.devices")?;
         log::info!("removed /etc/lvm/devices/system.devices (it named the build machine's disks)");
@@ -488,4 +559,66 @@ fn mkfs(dev: &str, uuid: &str, label: &str) -> Result<()> {
         .args(["-q", "-F", "-U", uuid, "-L", &label, dev])
         .run()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const UUID: &str = "5d1c2b3a-0f4e-4c6d-9a8b-7e6f5d4c3b2a";
+
+    fn check(spec: Option<&str>, leads_to_boot: bool) -> std::result::Result<(), String> {
+        let fs = (UUID.to_string(), "boot".to_string());
+        boot_line_problem(
+            spec,
+            "/dev/sdb2",
+            Some(&fs),
+            |_| leads_to_boot,
+            "vgroup/lv-root",
+        )
+    }
+
+    #[test]
+    fn restores_boot_where_the_restored_fstab_names_it() {
+        check(Some(&format!("UUID={UUID}")), false).unwrap();
+        check(Some(&format!("UUID={}", UUID.to_uppercase())), false).unwrap();
+        check(Some("LABEL=boot"), false).unwrap();
+        check(Some("PARTUUID=0a1b2c3d-01"), true).unwrap();
+        check(Some("/dev/disk/by-id/ata-disk-part2"), true).unwrap();
+    }
+
+    #[test]
+    fn a_boot_line_naming_another_file_system_is_an_error() {
+        let err = check(Some("UUID=0b4c6e7e-2f0a-4d8e-9c39-6a1f2a7d5e11"), true).unwrap_err();
+        assert!(
+            err.contains("mounts /boot from UUID=0b4c6e7e-2f0a-4d8e-9c39-6a1f2a7d5e11")
+                && err.contains(&format!("not /dev/sdb2 (UUID={UUID})"))
+                && err.contains("vgroup/lv-root is merged already")
+                && err.contains("/boot was not restored")
+                && err.contains("Recover to latest backup"),
+            "{err}"
+        );
+        assert!(!err.contains('\n'), "{err}");
+        let err = check(Some("LABEL=other"), true).unwrap_err();
+        assert!(err.contains("mounts /boot from LABEL=other"), "{err}");
+        let err = check(Some("PARTUUID=0a1b2c3d-01"), false).unwrap_err();
+        assert!(
+            err.contains("mounts /boot from PARTUUID=0a1b2c3d-01"),
+            "{err}"
+        );
+        let err = check(None, true).unwrap_err();
+        assert!(
+            err.contains("has no /boot line") && err.contains(UUID),
+            "{err}"
+        );
+        let err = boot_line_problem(
+            Some(&format!("UUID={UUID}")),
+            "/dev/sdb2",
+            None,
+            |_| true,
+            "vgroup/lv-root",
+        )
+        .unwrap_err();
+        assert!(err.contains("holds no ext2/3/4 file system"), "{err}");
+    }
 }

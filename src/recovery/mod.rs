@@ -9,6 +9,7 @@ pub mod probe;
 pub mod report;
 pub mod rollback;
 pub mod step;
+pub mod unfinished;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -22,6 +23,7 @@ use crate::config::{check_provision_dir, Config};
 use crate::disk::blockdev::{BlockDev, ReadOnlyGuard};
 use crate::disk::blockmap::Digests;
 use crate::disk::golden;
+use crate::failpoint::Failpoints;
 use crate::layout::{least_disk_size, on_disk, TAG_COMPLETE, TAG_FAILED, TAG_ROLLBACK};
 use crate::logging::RUN_DIR;
 use crate::lvm::Lvm;
@@ -45,7 +47,7 @@ pub struct Request {
     pub dry_run: bool,
     pub after: After,
     /// Test only: simulate a power loss after the first step of this kind.
-    pub cut_after: Option<String>,
+    pub failpoints: Failpoints,
     /// Test only: copy by blocks without checking them (`zshield.test.digests=skip`).
     pub skip_digests: bool,
     /// Another provisioning directory of the golden (`zshield.provision=`).
@@ -148,13 +150,18 @@ fn load(req: &Request, missing: Missing) -> Result<(Config, String, String)> {
             .map_err(|e| anyhow!("zshield.copy={copy}: {e}"))?;
     }
     let target = req.target.clone().unwrap_or_else(|| config.target.clone());
-    let golden = req
-        .golden
+    let golden = golden_spec(req, &config)
+        .context("no golden root: this boot has no root= and the configuration names no golden; set zshield.golden=")?;
+    Ok((config, target, golden))
+}
+
+/// The golden root as this boot names it: `zshield.golden=`, the
+/// configuration's, else `root=`.
+fn golden_spec(req: &Request, config: &Config) -> Option<String> {
+    req.golden
         .clone()
         .or_else(|| config.golden.clone())
         .or_else(|| req.root.clone())
-        .context("no golden root: this boot has no root= and the configuration names no golden; set zshield.golden=")?;
-    Ok((config, target, golden))
 }
 
 fn in_path(tool: &str) -> bool {
@@ -294,7 +301,18 @@ fn factory_reset(req: &Request, report: &mut Report) -> Result<Outcome, Failure>
         return Ok(outcome);
     }
     log::info!("the partition table of {target} is whole again: reading the disk again");
-    match reset_once(req, report, &config, &target, &golden)? {
+    let again = reset_once(req, report, &config, &target, &golden).map_err(|failure| match failure {
+        // The repair was written: a refusal now is not "no disk was changed".
+        Failure::Refused(error) => Failure::Failed {
+            error: error.context(format!(
+                "the GPT of {target} was repaired from its backup copy, and then the reset was refused"
+            )),
+            disk: target.clone(),
+            mode: req.mode,
+        },
+        failed => failed,
+    })?;
+    match again {
         (_, true) => Err(Failure::Failed {
             error: anyhow!(
                 "the partition table of {target} still reads as damaged after its repair"
@@ -356,9 +374,14 @@ fn reset_once(
 
 fn rollback(req: &Request, report: &mut Report) -> Result<Outcome, Failure> {
     let config = load_config(&req.config, Missing::Refuse)?;
-    let probe = report.phase("probe", |_| rollback::probe(&config, &Lvm))?;
+    let golden = golden_spec(req, &config);
+    let probe = report.phase("probe", |_| {
+        rollback::probe(&config, &Lvm, golden.as_deref())
+    })?;
     let plan = rollback::plan(&config, &probe)?;
-    run(req, report, &config, plan, || Ok(Vec::new()))
+    run(req, report, &config, plan, || {
+        rollback::guard_card(&probe.card)
+    })
 }
 
 /// The part both recoveries share, from a plan: show it, stop on a dry run,
@@ -381,6 +404,7 @@ fn run(
         return Ok(Outcome::LeftAlone);
     }
     let _read_only = report.phase("validate", |_| validate())?;
+    unfinished::begin(&plan.target, req.mode).map_err(Failure::Refused)?;
     let digests = if req.skip_digests {
         Digests::Skip
     } else {
@@ -388,7 +412,7 @@ fn run(
     };
     let mut exec = Executor::new(
         Path::new(RUN_DIR).join("target"),
-        req.cut_after.clone(),
+        req.failpoints.clone(),
         digests,
         config
             .events_volume()
@@ -458,15 +482,27 @@ fn validate(probe: &Probe) -> Result<Vec<ReadOnlyGuard>> {
 /// under it; None when it cannot be found) is known to be elsewhere than the
 /// disk the failure left partly written. Booting a half-made root would bring
 /// the appliance up unprovisioned, and dracut's way out is a root shell.
-pub fn stops_the_boot(failure: &Failure, root_disks: Option<&BTreeSet<String>>) -> bool {
+fn stops_the_boot(failure: &Failure, root_disks: Option<&BTreeSet<String>>) -> bool {
     match failure {
         Failure::Refused(_) => false,
         Failure::Failed { disk, .. } => root_disks.is_none_or(|disks| disks.contains(disk)),
     }
 }
 
+/// Whether a failure in the initramfs stops the machine: the automatic
+/// mode's always (its FAIL stays on the factory line's screen), any other
+/// when it left the disk under this boot's root (`root=`) partly written.
+pub fn failure_stops(failure: &Failure, root: Option<&str>) -> bool {
+    match failure {
+        Failure::Failed {
+            mode: Mode::Auto, ..
+        } => true,
+        _ => stops_the_boot(failure, root_disks(root).as_ref()),
+    }
+}
+
 /// The disks under this boot's root device, when it can be found now.
-pub fn root_disks(root: Option<&str>) -> Option<BTreeSet<String>> {
+fn root_disks(root: Option<&str>) -> Option<BTreeSet<String>> {
     let dev = golden::resolve(root?, Duration::ZERO).ok()?;
     Some(BlockDev::open(&dev).ok()?.underlying_disks())
 }
@@ -476,7 +512,13 @@ pub fn root_disks(root: Option<&str>) -> Option<BTreeSet<String>> {
 /// (halted: no boot, no shell), or powers off with `zshield.after=poweroff`.
 pub fn stop_after_failure(failure: &Failure, after: After) {
     if let Failure::Failed { disk, mode, .. } = failure {
-        log::warn!("the root of this boot is on {disk}, which is partly written: it is not booted");
+        if *mode == Mode::Auto {
+            log::warn!("{disk} is partly provisioned: the unit stops here, nothing boots from it");
+        } else {
+            log::warn!(
+                "the root of this boot is on {disk}, which is partly written: it is not booted"
+            );
+        }
         log::warn!(
             "to finish: {}",
             match mode {
@@ -543,6 +585,14 @@ mod tests {
         assert!(!stops_the_boot(&failed, Some(&on(&["/dev/sda"]))));
         let refused = Failure::Refused(anyhow!("the target is in use"));
         assert!(!stops_the_boot(&refused, None));
+        // The factory line's FAIL stays on its screen, whatever the root.
+        let auto = Failure::Failed {
+            error: anyhow!("killed"),
+            disk: "/dev/sdb".into(),
+            mode: Mode::Auto,
+        };
+        assert!(failure_stops(&auto, Some("/dev/nonexistent-golden")));
+        assert!(!failure_stops(&refused, None));
     }
 
     #[test]

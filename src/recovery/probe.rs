@@ -62,6 +62,9 @@ pub struct GoldenRoot {
     pub block_map: Result<FsMap, String>,
     /// The same for the golden /boot.
     pub boot_map: Result<FsMap, String>,
+    /// The card carries a block map that does not check out or does not
+    /// list the golden's file systems: a damaged or altered card.
+    pub map_damage: Option<String>,
 }
 
 impl GoldenRoot {
@@ -86,6 +89,8 @@ pub struct Probe {
     pub pvs: Vec<Pv>,
     pub vgs: Vec<Vg>,
     pub lvs: Vec<Lv>,
+    /// Whether LVM was asked (`zshield plan` on a machine without it is not).
+    pub lvm_asked: bool,
     /// The golden's per-unit files and hooks for this architecture, checked.
     pub provision: Provision,
     /// The disks that could be the target (not the golden's, not removable,
@@ -121,32 +126,41 @@ fn auto_target(candidates: impl Fn() -> Vec<Identity>) -> Result<String> {
 
 /// The entries of the golden root and of the golden /boot (`None`: a
 /// directory of the root) in the block map their card carries, or why there
-/// is none.
+/// is none; and what is wrong with the card when it carries a map that does
+/// not check out or does not list them (a damaged or altered card).
 fn golden_block_maps(
     disks: &[String],
     root: Option<&str>,
     boot: Option<Option<String>>,
-) -> (Result<FsMap, String>, Result<FsMap, String>) {
+) -> (Result<FsMap, String>, Result<FsMap, String>, Option<String>) {
     let card = match disks {
-        [disk] => blockmap::load(Path::new(disk))
-            .map(|map| (disk, map))
-            .map_err(|e| format!("no block map: {e:#}")),
+        [disk] => match blockmap::load_if_present(Path::new(disk)) {
+            Ok(Some(map)) => Ok((disk, map)),
+            Ok(None) => Err(format!("{disk} carries no block map")),
+            Err(e) => {
+                let damage = format!("{e:#}");
+                return (Err(damage.clone()), Err(damage.clone()), Some(damage));
+            }
+        },
         _ => Err("the golden is not on one disk".into()),
     };
-    let entry = |uuid: Option<&str>, what: &str| -> Result<FsMap, String> {
+    let mut damage = None;
+    let mut entry = |uuid: Option<&str>, what: &str| -> Result<FsMap, String> {
         let uuid = uuid.ok_or_else(|| format!("{what} is not an ext2/3/4 file system"))?;
         let (disk, map) = card.as_ref().map_err(Clone::clone)?;
-        map.filesystems
-            .iter()
-            .find(|fs| fs.uuid == uuid)
-            .cloned()
-            .ok_or_else(|| format!("the block map of {disk} does not list {what} (UUID {uuid})"))
+        let listed = map.filesystems.iter().find(|fs| fs.uuid == uuid).cloned();
+        listed.ok_or_else(|| {
+            let why = format!("the block map of {disk} does not list {what} (UUID {uuid})");
+            damage.get_or_insert(why.clone());
+            why
+        })
     };
+    let root = entry(root, "the golden root");
     let boot = match boot {
         Some(uuid) => entry(uuid.as_deref(), "the golden /boot"),
         None => Err("the golden /boot is a directory of its root".into()),
     };
-    (entry(root, "the golden root"), boot)
+    (root, boot, damage)
 }
 
 /// Mounts `dev` read-only at `dir`, or reuses the place it is mounted already
@@ -171,8 +185,8 @@ pub fn probe(
     settle_udev();
     let mut golden_mounts = MountStack::new();
 
-    let golden_dev = golden::resolve(golden_spec, DEVICE_TIMEOUT).with_context(|| {
-        format!("cannot find the golden root {golden_spec}: insert the CompactFlash card with the golden image, or check root= and zshield.golden=")
+    let golden_dev = golden::resolve_unique(golden_spec, None, DEVICE_TIMEOUT).with_context(|| {
+        format!("cannot take the golden root {golden_spec}: insert the CompactFlash card with the golden image, or check root= and zshield.golden=")
     })?;
     let golden_dev = BlockDev::open(&golden_dev)?;
     let golden_root = mount_golden(
@@ -182,11 +196,13 @@ pub fn probe(
     )?;
     golden::confirm_root(&golden_root, &golden_dev.dev)?;
     let golden_fstab = golden::read_fstab(&golden_root)?;
+    let card: Vec<String> = golden_dev.underlying_disks().into_iter().collect();
     let (golden_boot, boot_dev) = match fstab::device_of(&golden_fstab, "/boot") {
         Some(spec) => {
-            let dev = golden::resolve(&spec, DEVICE_TIMEOUT).with_context(|| {
-                format!("cannot find the golden /boot {spec} named in its fstab")
-            })?;
+            let dev =
+                golden::resolve_unique(&spec, Some(&card), DEVICE_TIMEOUT).with_context(|| {
+                    format!("cannot take the golden /boot {spec} named in its fstab")
+                })?;
             let dev = BlockDev::open(&dev)?;
             let dir = mount_golden(
                 &dev,
@@ -207,7 +223,7 @@ pub fn probe(
     let boot_uuid = boot_dev
         .as_ref()
         .map(|dev| ext_superblock(dev).map(|(uuid, _)| uuid));
-    let (block_map, boot_map) = golden_block_maps(&disks, uuid.as_deref(), boot_uuid);
+    let (block_map, boot_map, map_damage) = golden_block_maps(&disks, uuid.as_deref(), boot_uuid);
     let golden = GoldenRoot {
         spec: golden_spec.to_string(),
         dev: golden_dev.dev.clone(),
@@ -219,6 +235,7 @@ pub fn probe(
         boot_tree: golden_boot,
         block_map,
         boot_map,
+        map_damage,
     };
 
     let golden_disks: BTreeSet<String> = golden.disks.iter().cloned().collect();
@@ -270,6 +287,7 @@ pub fn probe(
         pvs,
         vgs,
         lvs,
+        lvm_asked: lvm.is_some(),
         provision,
         candidates: candidates(),
     };

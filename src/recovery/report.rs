@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::accounts::restrict_to_adm;
 use crate::cmdline::Mode;
+use crate::inroot::{create_dir_all_in_root, resolve_in_root};
 use crate::logging::{now_utc, RUN_DIR, TARGET_LOG_DIR};
 use crate::recovery::step::{Plan, Step};
 use crate::target::copy::{BlockCopyStats, CopyStats};
@@ -194,13 +195,18 @@ impl Report {
     /// directory of the system whose root is `root` (for its group `adm`).
     pub fn write(&mut self, dir: &Path, root: &Path) -> Result<PathBuf> {
         self.seconds = self.start.elapsed().as_secs_f64();
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let json = dir.join(format!("{}.json", self.stem()));
+        // Resolved as that system sees it: on the target, a symlink in its
+        // /var must not lead the report into the initramfs.
+        let dir = dir
+            .strip_prefix(root)
+            .with_context(|| format!("{} is not in {}", dir.display(), root.display()))?;
+        create_dir_all_in_root(root, dir)?;
+        let json = resolve_in_root(root, dir.join(format!("{}.json", self.stem())))?;
         let text = serde_json::to_string_pretty(self)? + "\n";
         std::fs::write(&json, text).with_context(|| format!("cannot write {}", json.display()))?;
         restrict_to_adm(&json, root)?;
         let log = Path::new(RUN_DIR).join("zshield.log");
-        let log_copy = dir.join(format!("{}.log", self.stem()));
+        let log_copy = resolve_in_root(root, dir.join(format!("{}.log", self.stem())))?;
         if log.exists() && log != log_copy {
             log::logger().flush();
             std::fs::copy(&log, &log_copy)
@@ -229,6 +235,19 @@ mod tests {
             serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
         assert_eq!(value["mode"], "default");
         assert_eq!(value["status"], "running");
+    }
+
+    #[test]
+    fn the_report_on_the_target_stays_in_the_target() {
+        let (tmp, host) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let root = tmp.path();
+        std::os::unix::fs::symlink(host.path(), root.join("var")).unwrap();
+        let mut r = Report::new(Mode::Default, false);
+        let json = r.write(&root.join(TARGET_LOG_DIR), root).unwrap();
+        let inside = root.join(host.path().strip_prefix("/").unwrap());
+        assert_eq!(json.parent().unwrap(), inside.join("log/zshield"));
+        assert!(json.is_file());
+        assert_eq!(std::fs::read_dir(host.path()).unwrap().count(), 0);
     }
 
     #[test]

@@ -8,12 +8,15 @@
 //! and GRUB are restored, so that a run cut off after the merge (when the
 //! snapshot is gone) is recognised and finished by the next one.
 
+use std::time::Duration;
+
 use anyhow::Result;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::disk::blockdev::{examine, settle_udev, BlockDev};
+use crate::disk::blockdev::{examine, settle_udev, BlockDev, ReadOnlyGuard};
 use crate::disk::content::Content;
+use crate::disk::golden;
 use crate::layout::{
     current_backup, mapper_path, partition_dev, size_in_extents, TAG_COMPLETE, TAG_ROLLBACK,
 };
@@ -132,6 +135,10 @@ pub fn assess(config: &Config, vg: Option<&Vg>, lvs: &[Lv]) -> Result<Found, Str
     Ok(found(Start::Merge, &snap.name))
 }
 
+/// How long a rollback waits for the golden card to appear: it does not
+/// need the card, and one that is not here is nothing to guard.
+const CARD_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// What the VG holds, as LVM reports it once the VG is active (which resumes
 /// in the kernel a merge that a power loss cut off).
 pub struct Probe {
@@ -139,12 +146,18 @@ pub struct Probe {
     pub lvs: Vec<Lv>,
     /// The disk of the VG's physical volume: where GRUB goes.
     pub disk: Option<String>,
-    /// Its /boot partition (zshield's layout), which carries the card's
-    /// hand-over marker.
-    pub boot: Option<String>,
+    /// Its /boot partition in zshield's layout (whose LVM partition is that
+    /// physical volume), or why there is none: the one partition the rollback
+    /// restores /boot onto and puts the card's hand-over marker on.
+    pub boot: Result<String, String>,
+    /// The golden card's disks, kept read-only while the rollback runs; none
+    /// when the card is not here (the disk's own kernel started the rollback).
+    pub card: Vec<String>,
 }
 
-pub fn probe(config: &Config, lvm: &Lvm) -> Result<Probe> {
+/// `golden`: the golden root as this boot names it (`zshield.golden=`, the
+/// configuration, `root=`), to find the card by.
+pub fn probe(config: &Config, lvm: &Lvm, golden: Option<&str>) -> Result<Probe> {
     settle_udev();
     let vg = lvm.vgs()?.into_iter().find(|v| v.name == config.vg);
     if vg.is_some() {
@@ -162,29 +175,105 @@ pub fn probe(config: &Config, lvm: &Lvm) -> Result<Probe> {
     }
     let (disk, boot) = match lvm.pvs()?.into_iter().find(|pv| pv.vg == config.vg) {
         Some(pv) => {
-            let disk = BlockDev::open(&pv.name)?.whole_disk()?;
-            let boot = match examine(&disk)? {
-                (_, Content::Zshield(layout)) => Some(partition_dev(&disk.dev, layout.boot.number)),
-                _ => None,
-            };
+            let pv = BlockDev::open(&pv.name)?;
+            let disk = pv.whole_disk()?;
+            let boot = boot_partition(&disk, &pv)?;
             (Some(disk.dev), boot)
         }
-        None => (None, None),
+        None => (None, Err("no physical volume".into())),
     };
+    // After the activation: root= may name the VG's own root volume.
+    let card = card_disks(golden, disk.as_deref());
     Ok(Probe {
         vg,
         lvs,
         disk,
         boot,
+        card,
     })
+}
+
+/// The /boot partition of zshield's layout on `disk`, whose LVM partition
+/// must be `pv`, or why there is none.
+fn boot_partition(disk: &BlockDev, pv: &BlockDev) -> Result<Result<String, String>> {
+    let layout = match examine(disk)? {
+        (_, Content::Zshield(layout)) => layout,
+        (_, Content::Foreign(found)) => return Ok(Err(format!("it holds {}", found.join(", ")))),
+        (_, Content::Blank) => return Ok(Err("it reads as blank".into())),
+        (_, Content::OtherSectorSize { written, seen }) => {
+            return Ok(Err(format!(
+                "its zshield table was written for {written}-byte sectors and the disk shows {seen}-byte sectors now"
+            )))
+        }
+    };
+    let lvm_partition = partition_dev(&disk.dev, layout.pv.number);
+    if BlockDev::open(&lvm_partition).map(|p| p.devno).ok() != Some(pv.devno) {
+        return Ok(Err(format!(
+            "its physical volume {} is not the LVM partition {lvm_partition} of its zshield layout",
+            pv.dev
+        )));
+    }
+    Ok(Ok(partition_dev(&disk.dev, layout.boot.number)))
+}
+
+/// The disks under the golden root `spec` names, but the VG's own disk
+/// `vg_disk` (the disk's own kernel boots with root= on its root volume).
+fn card_disks(spec: Option<&str>, vg_disk: Option<&str>) -> Vec<String> {
+    let Some(spec) = spec else {
+        log::info!("no golden root named (root=, zshield.golden=): no card to keep read-only");
+        return Vec::new();
+    };
+    // Every device of that name: a stick labelled like the card must not
+    // take the guard while the card stays writable.
+    let devs = match golden::resolve_all(spec, CARD_TIMEOUT) {
+        Ok(devs) => devs,
+        Err(e) => {
+            log::info!("no golden card here ({e:#}): no card to keep read-only");
+            return Vec::new();
+        }
+    };
+    let mut card: Vec<String> = devs
+        .iter()
+        .filter_map(|dev| BlockDev::open(dev).ok())
+        .flat_map(|dev| dev.underlying_disks())
+        .filter(|d| Some(d.as_str()) != vg_disk)
+        .collect();
+    card.sort();
+    card.dedup();
+    if card.is_empty() {
+        log::info!(
+            "the golden root {spec} is {} on the disk of the VG: no card to keep read-only",
+            devs.join(", ")
+        );
+    }
+    card
+}
+
+/// Sets the golden card's disks read-only at the kernel's level, as a
+/// factory reset does, until the guards are dropped at the end of the run.
+pub fn guard_card(card: &[String]) -> Result<Vec<ReadOnlyGuard>> {
+    card.iter()
+        .map(|disk| {
+            let guard = ReadOnlyGuard::new(disk)?;
+            log::info!("the golden card {disk} is read-only while the rollback runs");
+            Ok(guard)
+        })
+        .collect()
 }
 
 /// The steps from where the rollback stands, or why there is none.
 pub fn plan(config: &Config, probe: &Probe) -> Result<Plan, Refusal> {
     let found = assess(config, probe.vg.as_ref(), &probe.lvs).map_err(Refusal)?;
+    let factory = "choose \"Recover to factory default\"";
     let disk = probe.disk.clone().ok_or_else(|| {
         Refusal(format!(
-            "the physical volume of VG {} cannot be found; choose \"Recover to factory default\"",
+            "the physical volume of VG {} cannot be found; {factory}",
+            found.vg
+        ))
+    })?;
+    let boot = probe.boot.as_ref().map_err(|why| {
+        Refusal(format!(
+            "the /boot partition of {disk}, the disk of VG {}, cannot be found ({why}), so /boot could not be restored; nothing was changed; {factory}",
             found.vg
         ))
     })?;
@@ -192,7 +281,7 @@ pub fn plan(config: &Config, probe: &Probe) -> Result<Plan, Refusal> {
         found: found.in_words(),
         disk: None,
         golden: None,
-        steps: steps(&found, &disk, probe.boot.as_deref()),
+        steps: steps(&found, &disk, boot),
         target: disk,
     })
 }
@@ -211,7 +300,7 @@ impl Found {
 }
 
 /// The steps from `found.start` on.
-fn steps(found: &Found, disk: &str, boot: Option<&str>) -> Vec<Step> {
+fn steps(found: &Found, disk: &str, boot: &str) -> Vec<Step> {
     let (vg, root) = (found.vg.clone(), found.root.clone());
     let mut steps = Vec::new();
     let merge = (vg.clone(), root.clone(), found.merged.clone());
@@ -220,7 +309,7 @@ fn steps(found: &Found, disk: &str, boot: Option<&str>) -> Vec<Step> {
             vg: merge.0,
             root: merge.1,
             snapshot: merge.2,
-            boot: boot.map(str::to_string),
+            boot: boot.to_string(),
         }),
         Start::ResumeMerge => steps.push(Step::ResumeMerge {
             vg: merge.0,
@@ -233,6 +322,7 @@ fn steps(found: &Found, disk: &str, boot: Option<&str>) -> Vec<Step> {
         Step::RestoreBoot {
             vg: vg.clone(),
             root: root.clone(),
+            boot: boot.to_string(),
         },
         Step::InstallBootloader {
             disk: disk.to_string(),
@@ -244,7 +334,7 @@ fn steps(found: &Found, disk: &str, boot: Option<&str>) -> Vec<Step> {
             snapshot: found.snapshot.clone(),
             extents: found.snapshot_extents,
             bytes: found.snapshot_bytes,
-            boot: boot.map(str::to_string),
+            boot: boot.to_string(),
         },
     ]);
     steps
@@ -264,7 +354,7 @@ mod tests {
     }
 
     fn step_names(found: &Found) -> Vec<String> {
-        steps(found, "/dev/sdb", Some("/dev/sdb2"))
+        steps(found, "/dev/sdb", "/dev/sdb2")
             .iter()
             .map(Step::name)
             .collect()
@@ -346,6 +436,64 @@ mod tests {
         assert!(err.contains("incomplete"), "{err}");
         let err = assess(&config, None, &[]).unwrap_err();
         assert!(err.contains("never provisioned"), "{err}");
+    }
+
+    /// The VG on /dev/sdb with an intact backup; its /boot as given.
+    fn probe_with_boot(boot: Result<String, String>) -> Probe {
+        Probe {
+            vg: Some(vg()),
+            lvs: vec![
+                lv("lv-root", "owi-a-s---", "", &[]),
+                lv("snap0", "swi-a-s---", "lv-root", &[]),
+            ],
+            disk: Some("/dev/sdb".into()),
+            boot,
+            card: vec!["/dev/sda".into()],
+        }
+    }
+
+    #[test]
+    fn the_plan_names_the_boot_partition_of_the_vgs_disk() {
+        let plan = plan(&small_config(), &probe_with_boot(Ok("/dev/sdb2".into()))).unwrap();
+        assert_eq!(plan.target, "/dev/sdb");
+        let restore = plan
+            .steps
+            .iter()
+            .find(|s| s.name() == "restore-boot")
+            .unwrap();
+        assert_eq!(
+            restore,
+            &Step::RestoreBoot {
+                vg: "vgroup".into(),
+                root: "lv-root".into(),
+                boot: "/dev/sdb2".into(),
+            }
+        );
+        assert!(
+            restore.to_string().contains(" onto /dev/sdb2, "),
+            "{restore}"
+        );
+        // The hand-over marker goes off and on the same partition.
+        for step in &plan.steps {
+            match step {
+                Step::Merge { boot, .. } | Step::FreshBackup { boot, .. } => {
+                    assert_eq!(boot, "/dev/sdb2")
+                }
+                _ => {}
+            }
+        }
+    }
+
+    #[test]
+    fn refuses_a_disk_whose_boot_partition_is_unknown() {
+        let why = "it holds a msdos partition table".to_string();
+        let err = plan(&small_config(), &probe_with_boot(Err(why))).unwrap_err();
+        assert!(
+            err.0.contains("the /boot partition of /dev/sdb")
+                && err.0.contains("msdos partition table")
+                && err.0.contains("nothing was changed"),
+            "{err}"
+        );
     }
 
     #[test]

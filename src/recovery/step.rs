@@ -69,6 +69,12 @@ pub enum Step {
         from: String,
         map: FsMap,
     },
+    /// A data volume not marked as holding data is made again only when it
+    /// holds nothing that was ever used: read before anything is written.
+    CheckUnused {
+        vg: String,
+        lv: String,
+    },
     /// The card's hand-over marker off `boot` first, then the VG's tag.
     UnmarkComplete {
         vg: String,
@@ -160,23 +166,29 @@ pub enum Step {
     },
     // Rollback.
     /// The rollback's tag on the root, the card's hand-over marker off the
-    /// disk's /boot (`boot`, when known), then the merge: until the rollback
-    /// is done, a power-on with the card goes to its automatic mode, which
+    /// disk's /boot partition `boot`, then the merge: until the rollback is
+    /// done, a power-on with the card goes to its automatic mode, which
     /// finishes it.
     Merge {
         vg: String,
         root: String,
         snapshot: String,
-        boot: Option<String>,
+        boot: String,
     },
     ResumeMerge {
         vg: String,
         root: String,
         snapshot: String,
     },
+    /// /boot from the copy in the merged root onto `boot`, the /boot
+    /// partition of the VG's disk as the probe found it, once the root's
+    /// /etc/fstab is seen to mount /boot from that partition: a /boot the
+    /// fstab finds elsewhere (a file system of another disk that carries the
+    /// same UUID) is never written.
     RestoreBoot {
         vg: String,
         root: String,
+        boot: String,
     },
     // Both.
     InstallBootloader {
@@ -205,7 +217,7 @@ pub enum Step {
         snapshot: String,
         extents: u64,
         bytes: u64,
-        boot: Option<String>,
+        boot: String,
     },
 }
 
@@ -248,6 +260,7 @@ impl Step {
                 | Step::DeactivateVg { .. }
                 | Step::MountTarget { .. }
                 | Step::VerifyGolden { .. }
+                | Step::CheckUnused { .. }
         )
     }
 }
@@ -276,7 +289,7 @@ impl fmt::Display for Step {
                 let total: u64 = ranges.iter().map(|r| r.1).sum();
                 write!(
                     f,
-                    "wipe old signatures on {disk} ({} ranges, {})",
+                    "zero old signatures and the new partitions' starts on {disk} ({} ranges, {})",
                     ranges.len(),
                     human(total)
                 )
@@ -304,6 +317,10 @@ impl fmt::Display for Step {
             ),
             Step::CreatePv { dev } => write!(f, "create LVM physical volume {dev}"),
             Step::CreateVg { vg, pv } => write!(f, "create volume group {vg} on {pv}"),
+            Step::CheckUnused { vg, lv } => write!(
+                f,
+                "check that {vg}/{lv}, whose file system was never finished, holds nothing used"
+            ),
             Step::VerifyGolden { from, map } => write!(
                 f,
                 "check {} {from} against the card's block map ({} in {} ranges) before anything is removed",
@@ -387,9 +404,9 @@ impl fmt::Display for Step {
                 f,
                 "finish the merge of {vg}/{snapshot} into {vg}/{root} that was cut off"
             ),
-            Step::RestoreBoot { .. } => write!(
+            Step::RestoreBoot { boot, .. } => write!(
                 f,
-                "restore /boot from the copy in the merged root (/{BOOT_COPY})"
+                "restore /boot from the copy in the merged root (/{BOOT_COPY}) onto {boot}, which its /etc/fstab must name"
             ),
             Step::InstallBootloader { disk, root } => write!(
                 f,

@@ -1,10 +1,12 @@
 //! Installing the target's own GRUB from inside it (chroot).
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
 use crate::disk::mounts::MountStack;
+use crate::inroot::{entry_in_root, resolve_in_root};
 use crate::runner::Cmd;
 
 /// Sets `KEY=value` in a shell-style defaults file (`/etc/default/grub`),
@@ -49,7 +51,7 @@ fn tools(root: &Path) -> Result<Tools> {
     let has = |name: &str| {
         ["usr/sbin", "usr/bin", "sbin", "bin"]
             .iter()
-            .any(|d| root.join(d).join(name).exists())
+            .any(|d| resolve_in_root(root, Path::new(d).join(name)).is_ok_and(|p| p.exists()))
     };
     if has("grub-install") {
         Ok(Tools {
@@ -77,15 +79,15 @@ const GOLDEN_ONLY_DEFAULTS: &str = "etc/default/grub.d/zshield-golden.cfg";
 /// default" entry (grub/41_zshield) at the golden, and its boot counting at
 /// `boot_tries` (0: none).
 pub fn configure_defaults(root: &Path, golden: &str, boot_tries: u32) -> Result<()> {
-    let path = root.join("etc/default/grub");
+    let path = resolve_in_root(root, "etc/default/grub")?;
     let text = std::fs::read_to_string(&path).unwrap_or_default();
     let text = set_shell_var(&text, "GRUB_DISABLE_LINUX_UUID", "true");
     let text = set_shell_var(&text, "GRUB_DISABLE_OS_PROBER", "true");
     let text = set_shell_var(&text, "GRUB_ZSHIELD_GOLDEN", golden);
     let text = set_shell_var(&text, "GRUB_ZSHIELD_BOOT_TRIES", &boot_tries.to_string());
     std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
-    let golden_only = root.join(GOLDEN_ONLY_DEFAULTS);
-    if golden_only.exists() {
+    let golden_only = entry_in_root(root, GOLDEN_ONLY_DEFAULTS)?;
+    if golden_only.symlink_metadata().is_ok() {
         std::fs::remove_file(&golden_only)
             .with_context(|| format!("cannot remove /{GOLDEN_ONLY_DEFAULTS}"))?;
         log::info!("removed /{GOLDEN_ONLY_DEFAULTS} (the golden's own boot options)");
@@ -108,10 +110,20 @@ pub fn install(root: &Path, disk: &str, root_dev: &str) -> Result<()> {
         .run()?;
     binds.unmount_all()?;
 
-    let cfg_path = root.join(tools.config.trim_start_matches('/'));
+    let cfg_path = resolve_in_root(root, tools.config)?;
     let cfg = std::fs::read_to_string(&cfg_path)
         .with_context(|| format!("cannot read {}", cfg_path.display()))?;
+    // grub-mkconfig leaves a menu with a password hash readable by all.
+    if holds_password(&cfg) {
+        std::fs::set_permissions(&cfg_path, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("cannot make {} readable by root only", cfg_path.display()))?;
+    }
     check_menu(&cfg, root_dev)
+}
+
+/// Whether a GRUB menu carries a password (01_zshield_password's hash).
+fn holds_password(cfg: &str) -> bool {
+    cfg.lines().any(|l| l.trim_start().starts_with("password"))
 }
 
 /// Every kernel line of the generated menu must boot `root=root_dev`.
@@ -131,12 +143,32 @@ fn check_menu(cfg: &str, root_dev: &str) -> Result<()> {
     {
         bail!("the generated GRUB menu does not boot {wanted}: {bad}");
     }
+    // Nobody is at an appliance's console: a panic without panic=N stops it for good.
+    let reboots = |l: &&str| {
+        l.split_whitespace().any(|w| {
+            w.strip_prefix("panic=")
+                .is_some_and(|n| n.parse::<u32>().is_ok_and(|n| n > 0))
+        })
+    };
+    if let Some(stops) = kernels.iter().find(|l| !reboots(l)) {
+        log::warn!("a kernel line of the disk's menu has no panic=N: a kernel panic would stop the unit until someone turns it off; add panic=10 to GRUB_CMDLINE_LINUX in the golden: {stops}");
+    }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_menu_with_a_password_hash_is_told_apart() {
+        assert!(holds_password(
+            "set superusers=\"zshield\"\npassword_pbkdf2 zshield grub.pbkdf2.sha512.1.AA.BB\n"
+        ));
+        assert!(!holds_password(
+            "menuentry 'Debian' --unrestricted {\n\tlinux /vmlinuz\n}\n"
+        ));
+    }
 
     #[test]
     fn sets_replaces_and_uncomments_variables() {
@@ -197,5 +229,32 @@ mod tests {
             text,
             std::fs::read_to_string(root.join("etc/default/grub")).unwrap()
         );
+    }
+
+    #[test]
+    fn an_absolute_etc_symlink_names_the_targets_etc_not_the_hosts() {
+        let (tmp, host) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let root = tmp.path();
+        let host_etc = host.path().join("etc-real");
+        let etc_real = root.join(host_etc.strip_prefix("/").unwrap());
+        for etc in [&host_etc, &etc_real] {
+            std::fs::create_dir_all(etc.join("default/grub.d")).unwrap();
+            std::fs::write(etc.join("default/grub"), "GRUB_TIMEOUT=5\n").unwrap();
+            std::fs::write(etc.join("default/grub.d/zshield-golden.cfg"), "x\n").unwrap();
+        }
+        std::os::unix::fs::symlink(&host_etc, root.join("etc")).unwrap();
+        configure_defaults(root, "UUID=0b4c6e7e", 3).unwrap();
+        let text = std::fs::read_to_string(etc_real.join("default/grub")).unwrap();
+        assert!(
+            text.contains("\nGRUB_ZSHIELD_GOLDEN=UUID=0b4c6e7e\n"),
+            "{text}"
+        );
+        assert!(!etc_real.join("default/grub.d/zshield-golden.cfg").exists());
+        // The host's files, where the symlink points outside the target, are untouched.
+        assert_eq!(
+            std::fs::read_to_string(host_etc.join("default/grub")).unwrap(),
+            "GRUB_TIMEOUT=5\n"
+        );
+        assert!(host_etc.join("default/grub.d/zshield-golden.cfg").exists());
     }
 }

@@ -18,6 +18,7 @@ use serde::Serialize;
 use crate::accounts::id_of;
 use crate::config::ProvisionConfig;
 use crate::disk::mounts::MountStack;
+use crate::inroot::resolve_in_root;
 use crate::runner::Cmd;
 
 pub const MANIFEST: &str = "files.install";
@@ -315,7 +316,8 @@ pub fn load(golden_root: &Path, settings: &ProvisionConfig) -> Result<Provision>
             std::fs::read_to_string(&manifest).with_context(|| format!("cannot read {shown}"))?;
         let entries = parse(&text, &shown).map_err(anyhow::Error::msg)?;
         let etc = |name: &str| {
-            std::fs::read_to_string(golden_root.join("etc").join(name))
+            resolve_in_root(golden_root, Path::new("etc").join(name))
+                .and_then(|path| Ok(std::fs::read_to_string(path)?))
                 .with_context(|| format!("cannot read the golden's /etc/{name}"))
         };
         let files_dir = dir.join(FILES_DIR);
@@ -364,7 +366,10 @@ pub fn install_files(golden_root: &Path, target_root: &Path, p: &Provision) -> R
         .join(p.dir.trim_start_matches('/'))
         .join(FILES_DIR);
     for f in &p.files {
-        let dest = target_root.join(f.destination.trim_start_matches('/'));
+        // Where the target reads it: a symlink on the way is followed inside
+        // the target, and what is left of the path to create holds none.
+        let dest = resolve_in_root(target_root, &f.destination)
+            .with_context(|| format!("cannot install {}", f.destination))?;
         let parent = dest.parent().context("a destination has a parent")?;
         std::fs::create_dir_all(parent)
             .with_context(|| format!("cannot create the directory of {}", f.destination))?;
@@ -669,5 +674,40 @@ mod tests {
             name: "90_factory_test.sh".into()
         }
         .is_factory_test());
+    }
+
+    #[test]
+    fn files_are_installed_where_the_target_reads_them() {
+        use std::os::unix::fs::MetadataExt;
+        let (tmp, host) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (golden, target) = (tmp.path().join("golden"), tmp.path().join("target"));
+        std::fs::create_dir_all(golden.join("opt/prov").join(FILES_DIR)).unwrap();
+        std::fs::write(golden.join("opt/prov/files/motd"), "hello\n").unwrap();
+        // The target's /etc points at a path that, on the host, is outside it.
+        let host_etc = host.path().join("etc-real");
+        std::fs::create_dir(&host_etc).unwrap();
+        std::fs::create_dir(&target).unwrap();
+        std::os::unix::fs::symlink(&host_etc, target.join("etc")).unwrap();
+        let me = std::fs::metadata(tmp.path()).unwrap();
+        let p = Provision {
+            dir: "/opt/prov".into(),
+            files: vec![InstallFile {
+                source: "motd".into(),
+                destination: "/etc/motd".into(),
+                mode: 0o644,
+                owner: "root".into(),
+                group: "root".into(),
+                uid: me.uid(),
+                gid: me.gid(),
+            }],
+            ..Provision::default()
+        };
+        install_files(&golden, &target, &p).unwrap();
+        let etc_real = target.join(host_etc.strip_prefix("/").unwrap());
+        assert_eq!(
+            std::fs::read_to_string(etc_real.join("motd")).unwrap(),
+            "hello\n"
+        );
+        assert_eq!(std::fs::read_dir(&host_etc).unwrap().count(), 0);
     }
 }

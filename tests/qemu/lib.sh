@@ -15,6 +15,7 @@
 
 ZT_LOG=""             # log of the last VM run, the default of every assertion
 ZT_TIMEOUT=${ZT_TIMEOUT:-900}
+ZT_STALL=${ZT_STALL:-}  # qemu/vm.sh --stall SECS; empty: vm.sh's default
 
 zt_info() { echo "  [$ZT_NAME] $*"; }
 
@@ -73,14 +74,72 @@ zt_cmd() {
 }
 
 # zt_vm NAME VM-ARGS...: one boot with its console in $ZT_DIR/NAME.log.
+# A stall of the emulator before the first initramfs of the run (vm.sh's
+# status 125: no console output for ZT_STALL s, see qemu/vm.sh --stall) is
+# not the product's: the run is booted again, once, with the same disks; the
+# stalled console is kept as NAME.stall.log and the retry is counted in
+# build/qemu/stall-retries for run.sh's summary. The guest's kernel wrote no
+# disk before its initramfs, but in a firmware boot a disk's GRUB with boot
+# counting has counted the stalled boot as a try (grubenv): the retry is one
+# more, which a disk at 0 tries shrugs off (boot-ok resets the count), while
+# a run that set the count on purpose (rollback's fallback) then tells another
+# story and fails its assertions.
 zt_vm() {
-    local name=$1 rc=0
+    local name=$1 rc=0 try f note="; a disk's GRUB may have counted the stalled boot as a boot try"
     shift
     ZT_LOG=$ZT_DIR/$name.log
-    "$ZT_REPO/qemu/vm.sh" --golden "$ZT_GOLDEN" --timeout "$ZT_TIMEOUT" --log "$ZT_LOG" "$@" |
-        sed -e "s/^/  [$ZT_NAME] /" || rc=$?
-    # 124 is a timeout: the markers tell what happened. 2 is vm.sh's usage error.
+    for f in "$@"; do
+        [ "$f" != --append ] || note="" # a direct kernel boot: no GRUB
+    done
+    for try in 1 2; do
+        rc=0
+        "$ZT_REPO/qemu/vm.sh" --golden "$ZT_GOLDEN" --timeout "$ZT_TIMEOUT" ${ZT_STALL:+--stall "$ZT_STALL"} \
+            --log "$ZT_LOG" "$@" | sed -e "s/^/  [$ZT_NAME] /" || rc=$?
+        if [ "$rc" != 125 ] || [ "$try" = 2 ]; then break; fi
+        for f in "" .firmware; do
+            [ ! -f "$ZT_LOG$f" ] || mv "$ZT_LOG$f" "$ZT_DIR/$name.stall.log$f"
+        done
+        echo "$ZT_NAME $name" >>"$ZT_DIR/../stall-retries"
+        zt_info "emulator stall before the initramfs: booting again (retry 1; the stalled console is $name.stall.log$note)"
+    done
+    # 124 is a timeout (or a stall in a later boot of the run): the markers
+    # tell what happened. 2 is vm.sh's usage error.
     [ "$rc" != 2 ] || zt_fail "qemu/vm.sh refused its arguments: $*"
+    [ "$rc" != 125 ] || zt_fail "emulator stall before the initramfs again, after a retry"
+    zt_assert_plan_ran
+}
+
+# zt_assert_plan_ran: every step a recovery ran (`[N/M] TEXT`) is the
+# step of the plan it printed (`plan:  N. TEXT`), M counts them, and a run
+# that ended with "done" ran them all. After a GPT repair the disk is planned
+# again and its steps are numbered on from the repair's. Every zt_vm checks
+# its boot: what `zshield plan` prints is what runs.
+zt_assert_plan_ran() {
+    local log=$ZT_LOG verdict
+    grep -aq 'zshield: plan: ' "$log" 2>/dev/null || return 0
+    verdict=$(tr -d '\r' <"$log" | awk '
+        /zshield: plan: +[0-9]+\. / {
+            line = $0; sub(/.*zshield: plan: +/, "", line)
+            if (line + 0 == 1) { planned = 0; ran_of_plan = 0 }
+            sub(/^[0-9]+\. /, "", line); plan[++planned] = line; next
+        }
+        /zshield: \[[0-9]+\/[0-9]+\] / {
+            line = $0; sub(/.*zshield: \[/, "", line)
+            split(line, nm, /[\/\]]/); n = nm[1] + 0; m = nm[2] + 0
+            sub(/^[0-9]+\/[0-9]+\] /, "", line)
+            i = n - (m - planned); ran++; ran_of_plan = i
+            if (i < 1 || i > planned || plan[i] != line) {
+                printf "step [%d/%d] \"%s\" is not step %d of the plan (\"%s\", %d planned)\n", n, m, line, i, plan[i], planned
+                bad = 1
+            }
+            next
+        }
+        /zshield: done: / && ran_of_plan != planned {
+            printf "done after step %d of a plan of %d\n", ran_of_plan, planned; bad = 1
+        }
+        END { if (!bad) printf "%d steps run, each as planned\n", ran; exit bad }') ||
+        ZT_FAIL_LOG=$log zt_fail "the steps run are not the plan printed: $verdict"
+    zt_info "plan and run agree in $(basename "$log"): $verdict"
 }
 
 # zt_assert_line STRING [LOG]: some console line contains STRING (fixed string).

@@ -9,9 +9,12 @@
 # usage: tests/qemu/run.sh [--no-build] [SCENARIO...]     (default: all)
 #   --no-build   use the golden as it is (quicker when iterating on a test)
 # env: ZSHIELD_GOLDEN (golden dir), ZT_TIMEOUT (seconds per boot, default 900),
-#      ZT_JOBS (scenarios at a time, default 1; more on a larger machine)
+#      ZT_JOBS (scenarios at a time, default 1; more on a larger machine),
+#      ZT_STALL (seconds without console output that make a stall before the
+#      initramfs, qemu/vm.sh --stall; default vm.sh's)
 #
-# Ends with "N passed, M failed"; exits non-zero when a scenario failed.
+# Ends with "N passed, M failed", after a line with the number of emulator
+# stalls retried (lib.sh's zt_vm); exits non-zero when a scenario failed.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -66,6 +69,12 @@ run_scenario() { # in a subshell: any failure ends this scenario only
 
 jobs=${ZT_JOBS:-1}
 mkdir -p "$work"
+# One line "SCENARIO RUN" per boot that lib.sh's zt_vm booted again after an
+# emulator stall before the initramfs.
+retries=$work/stall-retries
+: >"$retries"
+# stalls [NAME]: how many boots of scenario NAME (of all) were booted again.
+stalls() { awk -v name="${1:-}" 'name == "" || $1 == name { n++ } END { print n + 0 }' "$retries"; }
 t_all=$SECONDS
 declare -A pid_of=() started=() result=()
 # finish NAME RC: prints what NAME printed, and its result.
@@ -73,6 +82,7 @@ finish() {
     local name=$1 rc=$2 seconds=$((SECONDS - started[$1]))
     result[$name]=$([ "$rc" = 0 ] && echo PASS || echo FAIL)
     result[$name]=$(printf '%s %-17s %4d s' "${result[$name]}" "$name" "$seconds")
+    [ "$(stalls "$name")" = 0 ] || result[$name]+=", $(stalls "$name") emulator stall(s) retried"
     echo "==== $name"
     cat "$work/$name.out"
     echo "==== $name: ${result[$name]%% *} in $seconds s"
@@ -109,5 +119,6 @@ for name in "${selected[@]}"; do
         *) failed=$((failed + 1)) ;;
     esac
 done
+echo "$(stalls) emulator stalls before the initramfs retried"
 echo "$passed passed, $failed failed, $((SECONDS - t_all)) s for the scenarios ($jobs at a time)"
 [ "$failed" -eq 0 ]

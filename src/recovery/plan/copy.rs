@@ -15,8 +15,10 @@ pub enum FsCopy {
 }
 
 /// The copy for a golden root onto a root volume of `root_bytes`.
-/// `copy = "blocks"` is refused when the root cannot be copied so.
+/// `copy = "blocks"` is refused when the root cannot be copied so, and any
+/// copy from a card whose block map does not check out.
 pub fn choose(golden: &GoldenRoot, method: CopyMethod, root_bytes: u64) -> Result<FsCopy, Refusal> {
+    refuse_damaged_card(golden)?;
     let what = Place {
         golden: "the golden root",
         target: "the root volume",
@@ -27,6 +29,16 @@ pub fn choose(golden: &GoldenRoot, method: CopyMethod, root_bytes: u64) -> Resul
             "copy = \"blocks\", but {why}: rebuild the golden image with its block map, or set copy = \"auto\""
         ))),
         chosen => Ok(chosen),
+    }
+}
+
+/// A card whose block map does not check out is damaged or altered.
+pub fn refuse_damaged_card(golden: &GoldenRoot) -> Result<(), Refusal> {
+    match &golden.map_damage {
+        Some(damage) => Err(Refusal(format!(
+            "the golden card is damaged or altered ({damage}): refusing to copy from it, by blocks or by files; replace the CompactFlash card"
+        ))),
+        None => Ok(()),
     }
 }
 
@@ -160,6 +172,30 @@ mod tests {
     }
 
     #[test]
+    fn a_card_whose_map_does_not_check_out_is_refused_for_any_copy() {
+        for mut probe in [blank_probe(), complete_probe()] {
+            probe.golden.map_damage =
+                Some("the block map itself is damaged (its SHA-256 does not match)".into());
+            let r = super::super::tests::refusal(&probe);
+            assert!(
+                r.contains("the golden card is damaged or altered")
+                    && r.contains("SHA-256 does not match")
+                    && r.contains("replace the CompactFlash card"),
+                "{r}"
+            );
+            let mut files = crate::fixtures::config();
+            files.copy = CopyMethod::Files;
+            let r = crate::recovery::plan::plan(
+                &probe,
+                &files,
+                &Options::default(),
+                &mut crate::fixtures::uuids(),
+            );
+            assert!(r.is_err(), "copy = \"files\" took a damaged card");
+        }
+    }
+
+    #[test]
     fn blocks_when_the_map_fits_files_otherwise_and_always_why() {
         let mut golden = blank_probe().golden;
         let files = choose(&golden, CopyMethod::Auto, GIB).unwrap();
@@ -199,7 +235,7 @@ mod tests {
         probe.golden.boot_map = Ok(golden_boot_map());
         let p = plan_of(&probe, Options::default()).unwrap();
         let n = names(&p);
-        assert_eq!(n[1], "copy-boot-blocks", "{n:?}");
+        assert_eq!(n[2], "copy-boot-blocks", "{n:?}");
         assert!(!n.iter().any(|s| s == "mkfs-boot" || s == "copy-boot"));
         assert!(n.iter().any(|s| s == "keep-boot-copy"));
         let (uuid, to) = p

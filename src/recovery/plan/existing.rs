@@ -67,8 +67,15 @@ impl Planner<'_> {
         for data in &c.data {
             match find(&data.name) {
                 Some(lv) if lv.has_tag(TAG_FS_READY) => kept.push(data.name.clone()),
-                // Created, but its filesystem was never finished: it never held data.
-                Some(lv) => removals.push(lv),
+                // Created, but its filesystem was never finished: made again
+                // once it is seen to hold nothing used.
+                Some(lv) => {
+                    self.steps.push(Step::CheckUnused {
+                        vg: self.vg(),
+                        lv: lv.name.clone(),
+                    });
+                    removals.push(lv);
+                }
                 None => {}
             }
         }
@@ -83,7 +90,7 @@ impl Planner<'_> {
         let needed = demand.total() - kept_extents;
         if needed > free {
             return refuse(format!(
-                "volume group {} on {} has {} free for the recovery but needs {}: free space in the VG (remove LVs zshield does not manage) or use zshield.wipe",
+                "volume group {} on {} has {} free for the recovery but needs {}: free space in the VG (remove LVs zshield does not manage) or give the root or the data volumes smaller sizes in the configuration; zshield.wipe does not apply to a zshield layout, whose data volumes it keeps",
                 c.vg,
                 probe.target.dev,
                 human(free * extent_size),
@@ -160,6 +167,7 @@ impl Planner<'_> {
 mod tests {
     use super::super::tests::{names, plan_of, refusal};
     use super::super::Options;
+    use crate::disk::content::{Content, PvArea};
     use crate::fixtures::{blank_probe, complete_probe, config, gpt_layout, uuids};
     use crate::layout::{TAG_COMPLETE, TAG_FAILED, TAG_LAYOUT};
     use crate::lvm::report::Pv;
@@ -169,8 +177,12 @@ mod tests {
 
     #[test]
     fn refuses_a_vg_of_our_name_whose_pv_is_not_the_target_partition() {
-        // Its PV is on /dev/sdb10 (not a partition of the layout), or not seen at all.
+        // Its PV is on /dev/sdb10 (not a partition of the layout), or not
+        // seen at all; the layout's partition holds no PV.
         let mut probe = complete_probe();
+        if let Content::Zshield(layout) = &mut probe.content {
+            layout.pv_area = PvArea::Blank;
+        }
         probe.pvs[0].name = "/dev/sdb10".into();
         let r = refusal(&probe);
         assert!(r.contains("but not on /dev/sdb3"), "{r}");
@@ -252,6 +264,14 @@ mod tests {
             !names(&p).contains(&"unmark-complete".to_string()),
             "the VG was never complete"
         );
+        // Read before anything is written: it may have held data after all.
+        assert_eq!(
+            p.steps[0],
+            Step::CheckUnused {
+                vg: "vgroup".into(),
+                lv: "lv-audit".into()
+            }
+        );
         assert!(p.steps.contains(&Step::RemoveLv {
             vg: "vgroup".into(),
             lv: "lv-audit".into()
@@ -329,5 +349,65 @@ mod tests {
                 boot: "/dev/sdb2".into()
             }
         );
+    }
+
+    #[test]
+    fn what_lvm_cannot_read_on_the_pv_partition_is_never_made_over() {
+        let with_area = |area: PvArea, pv_seen: bool| {
+            let mut probe = blank_probe();
+            probe.content = gpt_layout();
+            if let Content::Zshield(layout) = &mut probe.content {
+                layout.pv_area = area;
+            }
+            if pv_seen {
+                probe.pvs = vec![Pv {
+                    name: "/dev/sdb3".into(),
+                    vg: "".into(),
+                }];
+            }
+            probe
+        };
+        // Damaged metadata: LVM shows no PV, or an orphan one, where a VG was.
+        for (area, seen) in [
+            (PvArea::Pv, false),
+            (PvArea::PvOfVg, false),
+            (PvArea::PvOfVg, true),
+        ] {
+            let r = refusal(&with_area(area.clone(), seen));
+            assert!(
+                r.contains("refusing to touch it") && r.contains("vgcfgrestore"),
+                "{area:?} {seen}: {r}"
+            );
+        }
+        let r = refusal(&with_area(
+            PvArea::Other(vec!["a LUKS encrypted volume".into()]),
+            false,
+        ));
+        assert!(
+            r.contains("a LUKS encrypted volume on /dev/sdb3") && r.contains("zshield.wipe="),
+            "{r}"
+        );
+        // With the disk named for erasing: a fresh layout over all of it.
+        let consent = Options {
+            wipe: crate::cmdline::Wipe::Disk("ZT-SERIAL-1".into()),
+            ..Options::default()
+        };
+        let mut probe = with_area(PvArea::PvOfVg, false);
+        probe.target.identity.serial = Some("ZT-SERIAL-1".into());
+        let p = plan_of(&probe, consent).unwrap();
+        assert!(names(&p).contains(&"wipe".to_string()), "{:?}", names(&p));
+        // A PV made and cut off before its VG: finished as before.
+        let p = plan_of(&with_area(PvArea::Pv, true), Options::default()).unwrap();
+        assert_eq!(names(&p)[..2], ["mkfs-boot", "create-vg"]);
+        // The usual case: the VG is there, as its metadata says.
+        let mut complete = complete_probe();
+        if let Content::Zshield(layout) = &mut complete.content {
+            layout.pv_area = PvArea::PvOfVg;
+        }
+        assert!(plan_of(&complete, Options::default()).is_ok());
+        // Without LVM (a plan on a machine without it) nothing is judged.
+        let mut probe = with_area(PvArea::Pv, false);
+        probe.lvm_asked = false;
+        assert!(plan_of(&probe, Options::default()).is_ok());
     }
 }

@@ -8,7 +8,7 @@ mod system;
 
 use crate::cmdline::Wipe;
 use crate::config::{Config, Label};
-use crate::disk::content::{Content, ExistingLayout};
+use crate::disk::content::{Content, ExistingLayout, PvArea};
 use crate::disk::identity::Identity;
 use crate::layout::{
     align_up, fresh_numbers, fresh_partitions, fresh_vg_extents, mapper_path, partition_dev,
@@ -124,6 +124,11 @@ pub fn plan(
     let wipe_all = Some(probe.partitions.as_slice());
     let (found, volumes) = match &probe.content {
         Content::Blank => ("a blank disk".to_string(), planner.fresh(None, &[])?),
+        Content::OtherSectorSize { written, seen } => {
+            return refuse(format!(
+                "target {named} holds a zshield layout written for {written}-byte sectors, but the disk shows {seen}-byte sectors now (another controller, enclosure or adapter): refusing to touch it, its data volumes are on it; attach it as it was when it was provisioned"
+            ));
+        }
         Content::Foreign(found) => {
             let found = found.join("; ");
             if !wipe_allowed(probe, &options.wipe)? {
@@ -137,10 +142,25 @@ pub fn plan(
                 volumes,
             )
         }
-        Content::Zshield(ExistingLayout {
-            repair: Some(damage),
-            ..
-        }) => {
+        Content::Zshield(
+            layout @ ExistingLayout {
+                repair: Some(damage),
+                ..
+            },
+        ) => {
+            // What the raw bytes show is judged before the repair (a reset
+            // that would refuse afterwards must not write it); what only LVM
+            // can tell, once the kernel sees the repaired table.
+            copy::refuse_damaged_card(&probe.golden)?;
+            if let PvArea::Other(found) = &layout.pv_area {
+                if !wipe_allowed(probe, &options.wipe)? {
+                    return refuse(format!(
+                        "target {named} carries a zshield GPT ({}) but {} on its LVM partition: refusing to touch it; {wipe_hint}",
+                        damage.what,
+                        found.join(", ")
+                    ));
+                }
+            }
             return Ok(Plan {
                 target: dev.clone(),
                 disk: Some(probe.target.identity.clone()),
@@ -161,12 +181,20 @@ pub fn plan(
                     "a volume group {} that zshield did not make (no tag {TAG_LAYOUT})",
                     config.vg
                 )),
-                None => None,
+                None => stranger_on_pv(probe, layout),
             };
             match foreign_lvm {
                 Some(what) if !wipe_allowed(probe, &options.wipe)? => {
+                    let hint = if matches!(layout.pv_area, PvArea::Pv | PvArea::PvOfVg) {
+                        format!(
+                            "its data volumes may still be in it: restore the volume group's metadata (vgcfgrestore, from /etc/lvm/backup of the disk's root) or copy their data elsewhere; only then, to erase the whole disk, boot with {}",
+                            wipe_argument(named)
+                        )
+                    } else {
+                        wipe_hint
+                    };
                     return refuse(format!(
-                        "target {named} carries a zshield partition table but {what}: refusing to touch it; {wipe_hint}"
+                        "target {named} carries a zshield partition table but {what}: refusing to touch it; {hint}"
                     ));
                 }
                 Some(what) => (
@@ -203,6 +231,29 @@ pub fn plan(
         golden: Some(probe.golden.dev.clone()),
         steps: planner.steps,
     })
+}
+
+/// What the layout's PV partition holds that LVM does not show as zshield's
+/// PV: a volume LVM cannot read (damaged metadata, another system's) or
+/// something else (LUKS, a file system). A PV made over it would destroy it.
+fn stranger_on_pv(probe: &Probe, layout: &ExistingLayout) -> Option<String> {
+    let dev = partition_dev(&probe.target.dev, layout.pv.number);
+    let known = probe.pvs.iter().find(|p| p.name == dev);
+    match (&layout.pv_area, known) {
+        (PvArea::Other(found), _) => Some(format!(
+            "{} on {dev}, where its volume group belongs",
+            found.join(", ")
+        )),
+        // What LVM cannot read is known only where LVM was asked.
+        _ if !probe.lvm_asked => None,
+        (PvArea::Pv | PvArea::PvOfVg, None) => Some(format!(
+            "an LVM physical volume on {dev} that LVM cannot read (damaged metadata, or another system's)"
+        )),
+        (PvArea::PvOfVg, Some(pv)) if pv.vg.is_empty() => Some(format!(
+            "an LVM physical volume on {dev} whose metadata holds a volume group that LVM does not show"
+        )),
+        _ => None,
+    }
 }
 
 /// `VG/LV` of the data volumes (made by zshield, holding data) of the VGs
@@ -313,12 +364,17 @@ impl Planner<'_> {
         for vg in vgs_to_drop {
             self.steps.push(Step::DeactivateVg { vg: vg.clone() });
         }
-        if let Some(old_partitions) = wipe {
-            self.steps.push(Step::Wipe {
-                disk: t.dev.clone(),
-                ranges: wipe_ranges(t.size, old_partitions),
-            });
-        }
+        // Where the new partitions start is zeroed too: a reset cut off after
+        // the table finds nothing there but what it makes (an LVM partition
+        // that holds anything else is refused).
+        let mut ranges = wipe.map_or_else(Vec::new, |old| wipe_ranges(t.size, old));
+        ranges.extend(parts.iter().map(|p| (p.start, MIB.min(p.size))));
+        ranges.sort_unstable();
+        ranges.dedup();
+        self.steps.push(Step::Wipe {
+            disk: t.dev.clone(),
+            ranges,
+        });
         let msdos_signature = (c.label == Label::Msdos).then(|| {
             let random = u32::from_str_radix(&(self.new_uuid)()[..4], 16).unwrap_or(0);
             MSDOS_SIGNATURE_MAGIC | random
@@ -477,6 +533,7 @@ pub(super) mod tests {
         assert_eq!(
             names(&p),
             [
+                "wipe",
                 "partition",
                 "mkfs-boot",
                 "create-pv",
@@ -500,7 +557,15 @@ pub(super) mod tests {
         );
         assert_eq!(devices(&p), ("/dev/sdb2".into(), "/dev/sdb3".into()));
         assert_eq!(p.found, "a blank disk");
-        let Step::Partition { partitions, .. } = &p.steps[0] else {
+        // Only where the new partitions start: a blank disk has no old ones.
+        assert_eq!(
+            p.steps[0],
+            Step::Wipe {
+                disk: "/dev/sdb".into(),
+                ranges: vec![(MIB, MIB), (2 * MIB, MIB), (258 * MIB, MIB)]
+            }
+        );
+        let Step::Partition { partitions, .. } = &p.steps[1] else {
             panic!()
         };
         assert_eq!((partitions[0].start, partitions[0].size), (MIB, MIB));
@@ -544,6 +609,21 @@ pub(super) mod tests {
         assert!(!plan_of(&complete_probe(), Options::default())
             .unwrap()
             .rereads_disk());
+
+        // What would refuse the reset after the repair refuses it before:
+        // a damaged card, something else on the LVM partition.
+        let mut damaged_card = probe.clone();
+        damaged_card.golden.map_damage = Some("its SHA-256 does not match".into());
+        assert!(refusal(&damaged_card).contains("the golden card is damaged"));
+        let Content::Zshield(layout) = &mut probe.content else {
+            unreachable!()
+        };
+        layout.pv_area = PvArea::Other(vec!["a LUKS encrypted volume".into()]);
+        let r = refusal(&probe);
+        assert!(
+            r.contains("a LUKS encrypted volume on its LVM partition"),
+            "{r}"
+        );
     }
 
     #[test]
@@ -551,7 +631,7 @@ pub(super) mod tests {
         let mut c = config();
         c.label = Label::Msdos;
         let p = plan(&blank_probe(), &c, &Options::default(), &mut uuids()).unwrap();
-        let Step::Partition { partitions, .. } = &p.steps[0] else {
+        let Step::Partition { partitions, .. } = &p.steps[1] else {
             panic!()
         };
         assert_eq!(partitions.len(), 2);
@@ -641,9 +721,18 @@ pub(super) mod tests {
         let Step::Wipe { ranges, .. } = &p.steps[0] else {
             panic!()
         };
+        // The old table's partitions and the disk's ends, and where the new
+        // partitions start (the BIOS boot, /boot and LVM partitions).
         assert_eq!(
             ranges,
-            &[(0, MIB), (MIB, MIB), (3 * GIB, MIB), (4 * GIB - MIB, MIB)]
+            &[
+                (0, MIB),
+                (MIB, MIB),
+                (2 * MIB, MIB),
+                (258 * MIB, MIB),
+                (3 * GIB, MIB),
+                (4 * GIB - MIB, MIB)
+            ]
         );
         assert!(p.found.contains("wiped"));
     }

@@ -105,6 +105,9 @@ check root-fills-lv fills_its_device /
 check boot-fills-partition fills_its_device /boot
 check root-own-identity own_identity / lv-root "$GOLDEN_ROOT_UUID"
 check boot-own-identity own_identity /boot boot "$GOLDEN_BOOT_UUID"
+# The GRUB password hash (the test golden has one) is root's alone.
+check password-defaults-private expect_eq "mode of the password defaults" "$(stat -c %a /etc/default/grub.d/zshield-password.cfg)" 600
+check password-menu-private expect_eq "mode of grub.cfg" "$(stat -c %a /boot/grub/grub.cfg)" 600
 check json-report json_report
 check reset-in-event-log reset_in_event_log
 check reports-private reports_private

@@ -13,14 +13,15 @@ check home-marker-written write_marker /home
 check audit-marker-written write_marker /var/log/audit
 check root-marker-written write_marker /root
 SCRIPT
-# Booted with an initrd that carries zshield_recovery=default in its
-# cmdline.d (as a golden built with it would pass it to every disk it
-# provisions): zshield ignores it with a warning and the disk boots.
+# Booted with an initrd that carries zshield_recovery=default and a wipe
+# consent in its cmdline.d (as a golden built with them would pass them to
+# every disk it provisions): zshield ignores both with a warning and the
+# disk boots.
 zt_vm markers --disk "$target" --initrd initrd-cmdline.img \
     --append "root=/dev/mapper/vgroup-lv--root" --cmd "$ZT_DIR/markers.cmd"
 zt_assert_value root-source /dev/mapper/vgroup-lv--root
 zt_assert_checks "$ZT_DIR/markers.cmd"
-zt_assert_line "zshield: warning: ignoring zshield_recovery=default from /etc/cmdline.d/90-ztest-recovery.conf"
+zt_assert_line "zshield: warning: ignoring zshield_recovery=default from /etc/cmdline.d/90-ztest-recovery.conf, zshield.wipe from /etc/cmdline.d/90-ztest-recovery.conf"
 zt_assert_no_line "factory reset starting"
 
 dd if=/dev/zero of="$target" bs=512 seek=1 count=1 conv=notrunc status=none

@@ -2,7 +2,8 @@
 # powers off at once, without sync) is finished at the next power-on without
 # a person: the card first in the boot order, no key pressed, its start entry
 # finds no complete system on the disk and boots the automatic mode. Cut
-# twice during a first provisioning, then once during a re-provisioning of the
+# twice during a first provisioning (the first time zshield's process dies
+# instead, and the boot stops), then once during a re-provisioning of the
 # finished disk, whose lv-user holds a file that must survive.
 target=$ZT_DIR/target.img
 zt_new_disk "$target"
@@ -16,8 +17,18 @@ cut_boot() { # cut_boot NAME STEP
     zt_assert_no_line ZTEST-BEGIN
 }
 
-# Only the partition table is there: the next run finishes from it.
-cut_boot cut-after-partition partition
+# zshield's process dies (killed, out of memory, a crash: the failpoint
+# aborts it) right after its first write, in the automatic mode: the glue
+# finds the mark it left and stops the boot at the failure screen; the golden
+# is not booted. Only the partition table is there: the next run finishes
+# from it.
+zt_vm crash-after-partition --cf "$ZT_CF" --disk "$target" \
+    --append "zshield_recovery=auto zshield.test.crash_after=partition" \
+    --until "the machine is halted here"
+zt_assert_line "test failpoint zshield.test.crash_after: zshield dies after step"
+zt_assert_line "zshield: error: the auto recovery ended without finishing after it began to write"
+zt_assert_line "the machine is halted here: turn it off"
+zt_assert_no_line ZTEST-BEGIN
 # The LVs are made and the root copied block by block (under its own UUID,
 # never the golden's): the next run again.
 cut_boot cut-after-copy copy-root-blocks

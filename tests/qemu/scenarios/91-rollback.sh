@@ -2,14 +2,19 @@
 # brings back. After a factory reset, boot the disk, take a backup, then change,
 # create and delete files, put another kernel-like file into /boot and a
 # required health check that fails and, as it fails, replaces the initramfs by
-# garbage (a bad upgrade, both ways a system stops booting), and set GRUB's
-# count to its second try. The next power-on, in the product's boot order (card
-# first) with no key pressed: the disk boots, its check fails and it reboots;
-# the last try panics on the garbage initramfs; the disk's menu finds the tries
-# used up and rolls back with the card's kernel and initramfs
-# (zshield_recovery=latest); the restored disk boots and is marked good. The
-# root and /boot are as at the backup, the data volumes as they were left, a
-# fresh backup exists and the event log tells the story.
+# garbage (a bad upgrade, both ways a system stops booting), and make the next
+# power-on's entry (GRUB's next_entry, once) one whose root is not there. The
+# next power-on, in the product's boot order (card first) with no key pressed
+# and nobody at the console, QEMU started once: the first try hangs in the
+# initramfs waiting for its root until dracut gives up and, with the product's
+# rd.shell=0 rd.emergency=reboot, reboots (that entry gives up after rd.retry=20, not
+# the product's 180 s: time only); the second boots, its check fails and it
+# reboots; the last panics on the garbage initramfs and, with the product's
+# panic=10, reboots; the disk's menu finds the tries used up and rolls back with
+# the card's kernel and initramfs (zshield_recovery=latest); the restored disk
+# boots and is marked good. The root and /boot are as at the backup, the data
+# volumes as they were left, a fresh backup exists and the event log tells the
+# story.
 target=$ZT_DIR/target.img
 zt_provisioned "$target"
 
@@ -24,7 +29,13 @@ sync
 exit 1
 CHECK
 chmod 755 /etc/zshield/health.d/required/50-ztest-app
-check second-try-next grub-editenv /boot/grub/grubenv set zshield_boot_tries=1
+# An entry like the system's own whose root is not there, the next power-on's
+# default once (as grub-reboot would make it).
+awk '/^menuentry .Debian GNU\/Linux. /,/^}/' /boot/grub/grub.cfg |
+    sed -e "s/^menuentry '[^']*'.*{/menuentry 'ztest: a root that is not there' --unrestricted --id ztest-missing-root {/" \
+        -e 's|root=/dev/mapper/vgroup-lv--root|root=/dev/mapper/vgroup-lv--missing rd.retry=20|' >>/boot/grub/grub.cfg
+check missing-root-entry grep -q 'root=/dev/mapper/vgroup-lv--missing rd.retry=20' /boot/grub/grub.cfg
+check first-try-next grub-editenv /boot/grub/grubenv set zshield_boot_tries=0 next_entry=ztest-missing-root
 sync
 SCRIPT
 zt_vm change --disk "$target" --cmd "$ZT_DIR/change.cmd"
@@ -47,6 +58,9 @@ initramfs_restored() {
 check initramfs-restored initramfs_restored
 SCRIPT
 zt_vm fallback --cf "$ZT_CF" --disk "$target" --reboot yes --cmd "$ZT_DIR/restored.cmd"
+# The hang, then the next boot: QEMU was started once.
+zt_assert_line "root=/dev/mapper/vgroup-lv--missing rd.retry=20"
+zt_assert_line "Warning: Could not boot."
 zt_assert_line "ztest: the application does not start"
 zt_assert_line_with "zshield: error:" "required/50-ztest-app"
 zt_assert_line "Kernel panic"

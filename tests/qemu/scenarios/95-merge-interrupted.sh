@@ -1,23 +1,55 @@
 # merge-interrupted: on a disk changed after its backup (zt_changed), the
 # power goes while the merge of a rollback runs
 # (failpoint zshield.test.cut_after=merge-started, at its first progress
-# line), then again right after the next boot has finished the merge. The
-# next power-on, in the product's boot order with no key pressed, does the
-# rest: the rollback took the card's hand-over marker off the disk, so the
-# card boots its automatic mode, which finishes the rollback; the restored
-# disk boots and its root is the backup's.
+# line), then again right after the next boot has finished the merge and
+# restored /boot. The next power-on, in the product's boot order with no key
+# pressed, does the rest: the rollback took the card's hand-over marker off
+# the disk, so the card boots its automatic mode, which finishes the
+# rollback; the restored disk boots and its root is the backup's.
+# The boot that restores /boot has a second disk: an ext4 file system that
+# carries the UUID and label of the disk's /boot, by which the restored
+# root's fstab mounts /boot. The rollback writes /boot only onto the /boot
+# partition of its VG's own disk, which its plan names, after checking that
+# the restored fstab names that partition; the card is read-only while it
+# runs. The second disk stays byte-identical. (Only that boot has it: a
+# normal boot of the disk mounts /boot by that UUID, and could mount the
+# second disk's.)
 target=$ZT_DIR/target.img
 zt_changed "$target"
+
+# The second disk, from the disk's /boot as the factory reset made it.
+boot_start=$(partx -g -o START,NAME "$target" | awk '$2 == "zshield-boot" { print $1 }')
+[ -n "$boot_start" ] || zt_fail "no partition zshield-boot on $target"
+boot_id() { blkid -p -o value -s "$1" -O $((boot_start * 512)) "$target" || :; }
+boot_uuid=$(boot_id UUID)
+boot_label=$(boot_id LABEL)
+[ -n "$boot_uuid" ] || zt_fail "no file system UUID on the /boot partition of $target"
+spare=$ZT_DIR/spare.img
+rm -rf "$ZT_DIR/spare-tree"
+mkdir -p "$ZT_DIR/spare-tree"
+echo "not the disk's /boot" >"$ZT_DIR/spare-tree/ztest-spare"
+zt_new_disk "$spare" 64M
+mkfs.ext4 -q -F -U "$boot_uuid" ${boot_label:+-L "$boot_label"} -d "$ZT_DIR/spare-tree" "$spare"
+spare_sha=$(zt_sha "$spare")
+zt_info "second disk: ext4 UUID=$boot_uuid${boot_label:+ LABEL=$boot_label}, as the disk's /boot"
 
 zt_latest cut "$target" zshield.test.cut_after=merge-started
 zt_assert_line "test failpoint zshield.test.cut_after"
 zt_assert_no_line "zshield: done:"
 
-# The next one finishes the merge, and the power goes again right after it.
-zt_latest resume "$target" zshield.test.cut_after=resume-merge
+# The next one (zt_latest's boot, with the second disk) finishes the merge
+# and restores /boot, and the power goes again right after.
+zt_vm resume --cf "$ZT_CF" --disk "$target" --spare "$spare" \
+    --append "zshield_recovery=latest zshield.after=poweroff zshield.test.cut_after=restore-boot"
 zt_assert_line "finish the merge of vgroup/snap0 into vgroup/lv-root that was cut off"
-zt_assert_line "cutting the power after step 1"
+zt_assert_line_with "the golden card /dev/" "is read-only while the rollback runs"
+zt_assert_line_with "[2/4] restore /boot from the copy in the merged root" "which its /etc/fstab must name"
+zt_assert_line "the restored root mounts /boot from UUID=$boot_uuid"
+zt_assert_line "restoring /boot: 100%"
+zt_assert_line "cutting the power after step 2"
 zt_assert_no_line "zshield: done:"
+zt_assert_no_line "zshield: error:"
+zt_assert_same_sha "$spare" "$spare_sha" "second disk with the UUID of the disk's /boot"
 
 # The automatic mode sees a merged root (snap0 gone, the rollback tag still
 # there) and does the rest: /boot, GRUB, a fresh backup, the marker again.
