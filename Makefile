@@ -31,7 +31,7 @@ install: build
 	install -m 0755 initramfs/90zshield/module-setup.sh initramfs/90zshield/zshield-recovery.sh $(DESTDIR)$(DRACUTDIR)/
 	install -m 0644 initramfs/90zshield/zshield-recovery.service $(DESTDIR)$(DRACUTDIR)/
 	install -d $(DESTDIR)$(UNITDIR)
-	install -m 0644 systemd/zshield-backup.service systemd/zshield-backup.timer systemd/zshield-boot-ok.service $(DESTDIR)$(UNITDIR)/
+	install -m 0644 systemd/zshield-backup.service systemd/zshield-backup.timer systemd/zshield-boot-ok.service systemd/zshield-boot-deadline.service $(DESTDIR)$(UNITDIR)/
 	install -D -m 0755 grub/01_zshield_password grub/05_zshield_card grub/41_zshield -t $(DESTDIR)$(GRUBDIR)/
 	install -d $(DESTDIR)$(CONFDIR)
 	# Never overwrite an operator's or vendor's configuration.

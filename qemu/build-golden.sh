@@ -148,13 +148,17 @@ phase_install() {
 
     # The product enables the daily backup (it refuses on the golden itself,
     # whose root is not lv-root, and runs on every disk made from it) and the
-    # health checks that mark a disk's boot good (nothing to mark on the golden).
+    # health checks that mark a disk's boot good and the deadline that reboots
+    # a boot not marked good in time (nothing to mark on the golden).
     mkdir -p "$staging/etc/systemd/system/timers.target.wants" \
-        "$staging/etc/systemd/system/multi-user.target.wants"
+        "$staging/etc/systemd/system/multi-user.target.wants" \
+        "$staging/etc/systemd/system/sysinit.target.wants"
     ln -sf /usr/lib/systemd/system/zshield-backup.timer \
         "$staging/etc/systemd/system/timers.target.wants/zshield-backup.timer"
     ln -sf /usr/lib/systemd/system/zshield-boot-ok.service \
         "$staging/etc/systemd/system/multi-user.target.wants/zshield-boot-ok.service"
+    ln -sf /usr/lib/systemd/system/zshield-boot-deadline.service \
+        "$staging/etc/systemd/system/sysinit.target.wants/zshield-boot-deadline.service"
 
     rsync -rlpt --chown=0:0 "$image_overlay/" "$staging/"
     check_grub_settings

@@ -104,6 +104,13 @@ pub struct BootConfig {
     pub tries: u32,
     /// Seconds a health check may run before it is killed (and fails).
     pub check_timeout: u64,
+    /// Seconds after the switch to the disk's root by which a boot must be
+    /// marked good, or it reboots as a failed try; 0: no deadline. A running
+    /// file system check or the health checks hold it off.
+    pub deadline: u64,
+    /// Seconds a boot may sit in systemd's emergency or rescue mode before it
+    /// reboots as a failed try; 0: it waits there for a person.
+    pub emergency_timeout: u64,
 }
 
 impl Default for BootConfig {
@@ -111,6 +118,8 @@ impl Default for BootConfig {
         BootConfig {
             tries: 3,
             check_timeout: 120,
+            deadline: 900,
+            emergency_timeout: 120,
         }
     }
 }
@@ -287,6 +296,13 @@ impl Config {
         if self.boot.check_timeout == 0 {
             return Err("boot.check_timeout must be at least 1 (seconds)".into());
         }
+        // The health checks run before a boot can be marked good.
+        if self.boot.deadline != 0 && self.boot.deadline <= self.boot.check_timeout {
+            return Err(format!(
+                "boot.deadline must be 0 (none) or more than boot.check_timeout ({} s)",
+                self.boot.check_timeout
+            ));
+        }
         Ok(())
     }
 }
@@ -399,6 +415,15 @@ mod tests {
         );
         let err = Config::parse("[boot]\ncheck_timeout = 0\n", "t").unwrap_err();
         assert!(err.to_string().contains("check_timeout"), "{err}");
+        assert_eq!((c.boot.deadline, c.boot.emergency_timeout), (900, 120));
+        let err = Config::parse("[boot]\ndeadline = 100\n", "t").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("more than boot.check_timeout (120 s)"),
+            "{err}"
+        );
+        let c = Config::parse("[boot]\ndeadline = 0\nemergency_timeout = 0\n", "t").unwrap();
+        assert_eq!((c.boot.deadline, c.boot.emergency_timeout), (0, 0));
     }
 
     const SMALL: &str = r#"

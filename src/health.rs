@@ -20,6 +20,9 @@ use crate::runner::Cmd;
 /// `required/*` must all pass for a boot to be good; `wanted/*` only warn.
 pub const HEALTH_DIR: &str = "/etc/zshield/health.d";
 
+/// The unit that runs `zshield boot-ok` once the system is up.
+pub const BOOT_OK_UNIT: &str = "zshield-boot-ok.service";
+
 /// Under [`RUN_DIR`] (a tmpfs): this boot was marked good.
 const BOOT_GOOD: &str = "boot-good";
 
@@ -149,6 +152,11 @@ impl BootTries {
     }
 }
 
+/// The running disk system's GRUB menu.
+pub fn disk_grub_cfg() -> PathBuf {
+    Path::new("/boot").join("grub/grub.cfg")
+}
+
 fn grub_env() -> PathBuf {
     Path::new("/boot").join(GRUB_ENV)
 }
@@ -168,7 +176,7 @@ pub fn boot_tries() -> Result<Option<BootTries>> {
 
 /// Whether this boot was marked good (or needs no mark: counting is off).
 pub fn boot_marked_good(config: &Config) -> bool {
-    config.boot.tries == 0 || Path::new(RUN_DIR).join(BOOT_GOOD).exists()
+    config.boot.tries == 0 || marked_good()
 }
 
 /// What `zshield boot-ok` found.
@@ -184,26 +192,38 @@ pub enum BootOk {
     },
 }
 
+/// Why this boot is not one that GRUB counts, if it is not: counting is
+/// off, or this is not the disk system (the golden card's boots count nothing).
+pub fn not_counted(config: &Config) -> Result<Option<String>> {
+    if config.boot.tries == 0 {
+        return Ok(Some("boot counting is off ([boot] tries = 0)".into()));
+    }
+    let root = mapper_path(&config.vg, &config.root.name);
+    if !Path::new(&root).exists() || !is_running_root(&root)? {
+        return Ok(Some(format!(
+            "the running root is not {root}: the golden card's boot counts nothing"
+        )));
+    }
+    Ok(None)
+}
+
+/// Whether this boot was marked good by its health checks.
+pub fn marked_good() -> bool {
+    Path::new(RUN_DIR).join(BOOT_GOOD).exists()
+}
+
 /// Whether the disk's GRUB menu counts boot tries (grub/41_zshield made it
 /// with counting on): only then does a reboot lead anywhere but to the same
 /// failed boot.
-fn menu_counts(grub_cfg: &Path) -> bool {
+pub fn menu_counts(grub_cfg: &Path) -> bool {
     std::fs::read_to_string(grub_cfg).is_ok_and(|cfg| cfg.contains(TRIES_VAR))
 }
 
 /// `zshield boot-ok`: the health checks of this boot, and their verdict in
 /// the disk's grubenv and in the event log.
 pub fn boot_ok(config: &Config) -> Result<BootOk> {
-    if config.boot.tries == 0 {
-        return Ok(BootOk::NotCounted(
-            "boot counting is off ([boot] tries = 0)".into(),
-        ));
-    }
-    let root = mapper_path(&config.vg, &config.root.name);
-    if !Path::new(&root).exists() || !is_running_root(&root)? {
-        return Ok(BootOk::NotCounted(format!(
-            "the running root is not {root}: the golden card's boot counts nothing"
-        )));
+    if let Some(why) = not_counted(config)? {
+        return Ok(BootOk::NotCounted(why));
     }
     let env = grub_env();
     let before = boot_tries()?.with_context(|| {
@@ -239,7 +259,7 @@ pub fn boot_ok(config: &Config) -> Result<BootOk> {
             Ok(BootOk::Good(detail))
         }
         Err(words) => {
-            let reboot = menu_counts(&Path::new("/boot").join("grub/grub.cfg"));
+            let reboot = menu_counts(&disk_grub_cfg());
             let detail = format!(
                 "{words}; boot try {} of {}{after_fallback}{}",
                 before.tries.max(1),
@@ -256,7 +276,7 @@ pub fn boot_ok(config: &Config) -> Result<BootOk> {
     }
 }
 
-fn record(config: &Config, event: &Event) {
+pub(crate) fn record(config: &Config, event: &Event) {
     if let Err(e) = events::record(config, event) {
         log::warn!("cannot add this boot to the event log: {e:#}");
     }

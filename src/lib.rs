@@ -17,6 +17,7 @@ pub mod accounts;
 pub mod backup;
 pub mod cmdline;
 pub mod config;
+pub mod deadline;
 pub mod disk;
 pub mod events;
 pub mod failpoint;

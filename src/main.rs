@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 use zshield::cmdline::{After, BootArgs, Mode, Wipe};
 use zshield::config::DEFAULT_PATH;
+use zshield::deadline::Watched;
 use zshield::disk::blockmap;
 use zshield::failpoint::Failpoints;
 use zshield::health::BootOk;
@@ -86,6 +87,13 @@ enum Command {
         #[arg(long)]
         no_reboot: bool,
     },
+    /// Watch this boot until its health checks mark it good, and reboot it
+    /// as a failed try when it sits in emergency or rescue mode or is not
+    /// marked good in time ([boot] deadline; zshield-boot-deadline.service).
+    BootDeadline {
+        #[arg(long, default_value = DEFAULT_PATH)]
+        config: PathBuf,
+    },
     /// Check a golden card (a device or an image file) against the block map
     /// it carries, range by range; writes nothing. Exit 1 when it does not match.
     VerifyGolden {
@@ -146,6 +154,7 @@ fn main() -> ExitCode {
         Command::Backup { config } => backup_command(&config),
         Command::Interrupted => interrupted_command(&boot),
         Command::BootOk { config, no_reboot } => boot_ok_command(&config, no_reboot),
+        Command::BootDeadline { config } => boot_deadline_command(&config),
         Command::Status { config, json } => status_command(&config, json),
         Command::VerifyGolden { card } => verify_golden_command(&card),
         Command::GoldenMap { image } => {
@@ -395,6 +404,37 @@ fn boot_ok_command(config_path: &std::path::Path, no_reboot: bool) -> ExitCode {
         }
         Err(e) => {
             log::error!("cannot mark this boot: {e:#}; the boot is not marked good (no backup is taken of it)");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn boot_deadline_command(config_path: &std::path::Path) -> ExitCode {
+    // Not before there is something to say: at sysinit the root may still be
+    // read-only, and the log file could not be opened.
+    static LOGGING: std::sync::Once = std::sync::Once::new();
+    let start_logging =
+        || LOGGING.call_once(|| init_logging(Some(&PathBuf::from(BOOT_LOG)), Console::Stderr));
+    let config = match zshield::config::Config::load(config_path) {
+        Ok(config) => config,
+        Err(e) => {
+            start_logging();
+            log::error!("cannot watch this boot: {e:#}; a boot that stops is not rebooted");
+            return ExitCode::FAILURE;
+        }
+    };
+    match zshield::deadline::watch(&config, start_logging) {
+        Ok(Watched::Done(why)) => {
+            log::debug!("{why}");
+            ExitCode::SUCCESS
+        }
+        Ok(Watched::NotRebooted(detail)) => {
+            log::error!("this boot is not marked good: {detail}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            start_logging();
+            log::error!("cannot watch this boot: {e:#}; a boot that stops is not rebooted");
             ExitCode::FAILURE
         }
     }
