@@ -7,7 +7,7 @@
 #                   [--spare IMG]
 #                   [--boot-from cf|disk] [--reboot yes] [--pick "KEYS"]
 #                   [--cmd FILE] [--append "ARGS"] [--until TEXT]
-#                   [--stall SECS]
+#                   [--stall SECS] [--cut "TEXT SECS" | --cut-in-plan "DRAW SECS [FROM]"]
 #
 #   --cf IMG      the CompactFlash disk; IDE by default, as a real CF card is
 #   --disk IMG    the target hard disk; virtio-scsi by default, serial ZTARGET
@@ -40,6 +40,17 @@
 #                 prints steadily until it runs the initramfs's /init, and TCG
 #                 has sat at one line of it for good. A menu that waits for a
 #                 person comes before any kernel and never counts.
+#   --cut "TEXT SECS"  cut the power SECS seconds (a decimal) after the
+#                 console first shows TEXT: QEMU is killed (SIGKILL), so what
+#                 the guest had not written yet never reaches a disk; its
+#                 writes are not reordered or torn (cache=unsafe writes each
+#                 one through to the image). The console log ends with
+#                 "vm: power cut SECS s after 'TEXT'".
+#   --cut-in-plan "DRAW SECS [FROM]"  the same, after the start of step K of
+#                 the plan zshield prints: of its M steps, K = FROM + DRAW %
+#                 max(1, M - FROM - 1) (FROM defaults to 1), so that two steps
+#                 are left when FROM leaves room: the cut comes while zshield
+#                 works, never after it ended
 #
 # Exit status: QEMU's (0 after a guest poweroff or reboot), 124 on timeout
 # and on a stall (--stall) in a later boot of a --reboot yes run, whose
@@ -57,7 +68,7 @@ die() { echo "vm: error: $*" >&2; exit 2; }
 
 log="" timeout=900 golden=${ZSHIELD_GOLDEN:-$repo/build/golden}
 cf="" cf_bus=ide disk="" disk_bus=scsi spare="" cmd="" append="" direct=no initrd=initrd.img
-boot_from=cf reboot=no pick="" until="" stall=150
+boot_from=cf reboot=no pick="" until="" stall=150 cut="" cut_in_plan=""
 while [ $# -gt 0 ]; do
     [ $# -ge 2 ] || usage
     case "$1" in
@@ -77,6 +88,8 @@ while [ $# -gt 0 ]; do
         --pick) pick=$2 ;;
         --until) until=$2 ;;
         --stall) stall=$2 ;;
+        --cut) cut=$2 ;;
+        --cut-in-plan) cut_in_plan=$2 ;;
         *) usage ;;
     esac
     shift 2
@@ -84,6 +97,17 @@ done
 [ -n "$log" ] || usage
 [ -n "$cf$disk" ] || die "give --cf and/or --disk"
 [[ "$stall" =~ ^[0-9]+$ ]] || die "--stall takes a number of seconds"
+cut_text=${cut% *} cut_delay=${cut##* }
+[ -z "$cut" ] || [[ "$cut" == *" "* && "$cut_delay" =~ ^[0-9]+(\.[0-9]+)?$ ]] ||
+    die "--cut takes \"TEXT SECONDS\""
+if [ -n "$cut_in_plan" ]; then
+    [ -z "$cut" ] || die "give --cut or --cut-in-plan, not both"
+    read -r cut_draw cut_delay cut_from <<<"$cut_in_plan"
+    cut_from=${cut_from:-1}
+    [[ "$cut_draw $cut_from" =~ ^[0-9]+\ [0-9]+$ && "$cut_delay" =~ ^[0-9]+(\.[0-9]+)?$ ]] ||
+        die "--cut-in-plan takes \"NUMBER SECONDS [STEP]\""
+    cut=$cut_in_plan
+fi
 for f in "$cf" "$disk" "$spare" "$cmd"; do
     [ -z "$f" ] || [ -f "$f" ] || die "no such file: $f"
 done
@@ -118,8 +142,9 @@ bootindex=0 boot_disk=""
 [ "$direct" = no ] || bootindex=1
 scsi=no ide_unit=0
 add_disk() { # add_disk IMAGE BUS ID SERIAL
-    # cache=unsafe: QEMU exits cleanly or the run is void, and TCG boots
-    # should not wait for the host to flush.
+    # cache=unsafe: QEMU exits cleanly, or is killed as a power cut (--cut:
+    # each write it got is in the image, what the guest held back is lost),
+    # or the run is void; TCG boots should not wait for the host to flush.
     args+=(-drive "file=$1,format=raw,if=none,id=$3,cache=unsafe")
     local boot=""
     if [ "$bootindex" = 0 ]; then
@@ -298,6 +323,31 @@ if [ -n "$until" ]; then
     (wait_for "$until" 1 && sleep 2 && kill "$(cat "$tmp/qemu.pid")") &
     watcher=$!
 fi
+# cut_step: once zshield has printed its plan, sets cut_text to the start of
+# step K of it (see --cut-in-plan). The console holds one plan: a cut boot is
+# one boot.
+cut_step() {
+    local steps span
+    wait_for "zshield: phase validate" 1 || return 1
+    steps=$(grep -acE 'zshield: plan: +[0-9]+\. ' "$log" || :)
+    span=$((steps - cut_from - 1))
+    [ "$span" -ge 1 ] || span=1
+    cut_text="zshield: [$((cut_from + 10#$cut_draw % span))/$steps]"
+}
+cutter=""
+if [ -n "$cut" ]; then
+    # No $(...) in here: what it starts must end with it.
+    (
+        if [ -n "$cut_in_plan" ]; then
+            cut_step || exit 0
+        fi
+        wait_for "$cut_text" 1 || exit 0
+        sleep "$cut_delay"
+        echo "$cut_text" >"$tmp/cut"
+        kill -KILL "$(cat "$tmp/qemu.pid")" 2>/dev/null || rm -f "$tmp/cut"
+    ) &
+    cutter=$!
+fi
 stall_watcher=""
 if [ "$stall" != 0 ]; then
     # Away from our output: its last sleep may outlive it.
@@ -306,8 +356,15 @@ if [ "$stall" != 0 ]; then
 fi
 timeout -k 10 "$timeout" qemu-system-x86_64 "${args[@]}" || rc=$?
 [ -z "$watcher" ] || kill "$watcher" 2>/dev/null || :
+[ -z "$cutter" ] || kill "$cutter" 2>/dev/null || :
 [ -z "$stall_watcher" ] || kill "$stall_watcher" 2>/dev/null || :
 [ -z "$pick" ] || wait %1 2>/dev/null || :
+if [ -e "$tmp/cut" ]; then
+    rc=0
+    cut_text=$(cat "$tmp/cut")
+    # On a line of its own: the guest's last line may have been cut mid-way.
+    printf "\nvm: power cut %s s after '%s'\n" "$cut_delay" "$cut_text" >>"$log"
+fi
 
 stalled=""
 if [ -e "$tmp/stalled" ]; then
@@ -328,6 +385,8 @@ if [ -n "$stalled" ]; then
     how="emulator stall $stalled"
 elif [ "$rc" = 124 ]; then
     how="timed out after $timeout s"
+elif [ -e "$tmp/cut" ]; then
+    how="power cut $cut_delay s after '$cut_text'"
 elif [ -n "$until" ] && grep -aqF -- "$until" "$log"; then
     how="ended at '$until'"
 elif ! grep -q 'Linux version' "$log"; then

@@ -194,17 +194,35 @@ zt_assert_value() {
     zt_info "ok: $1=$2"
 }
 
-# zt_assert_checks CMD [LOG]: the check script CMD ran to its end, every check
-# passed, and as many passed as CMD holds.
+# zt_assert_checks CMD [LOG [END]]: the check script CMD ran to its end (or to
+# the line END, past which the power was cut), every check passed, and as many
+# passed as CMD holds.
 zt_assert_checks() {
     local cmd=$1 log=${2:-$ZT_LOG} want ok failed
     want=$(cat "$cmd.checks")
-    zt_assert_line ZTEST-END "$log"
+    zt_assert_line "${3:-ZTEST-END}" "$log"
     failed=$(grep -a 'ZTEST-CHECK FAIL' "$log" | tr -d '\r' || :)
     [ -z "$failed" ] || ZT_FAIL_LOG=$log zt_fail "guest checks failed:"$'\n'"$failed"
     ok=$(grep -ac 'ZTEST-CHECK ok ' "$log" || :)
     [ "$ok" = "$want" ] || ZT_FAIL_LOG=$log zt_fail "$ok guest checks passed, expected $want"
     zt_info "ok: $ok/$want guest checks passed"
+}
+
+# zt_seed: the moments of a scenario's power cuts come from ZT_SEED (drawn
+# when not given), printed so that a failure replays with the same moments.
+zt_seed() {
+    ZT_SEED=${ZT_SEED:-$((RANDOM % 10000))}
+    RANDOM=$ZT_SEED
+    zt_info "seed $ZT_SEED (the same moments again: ZT_SEED=$ZT_SEED tests/qemu/run.sh $ZT_NAME)"
+}
+
+# zt_draw: the next ZT_DRAW (a number) and ZT_DRAW_SECS (0.0 to 2.9) from the
+# seed. It sets them in the caller's shell: a $(...) would not move RANDOM on.
+zt_draw() {
+    # shellcheck disable=SC2034  # for the scenario
+    ZT_DRAW=$RANDOM
+    ZT_DRAW_SECS=$((RANDOM % 30))
+    ZT_DRAW_SECS=$((ZT_DRAW_SECS / 10)).$((ZT_DRAW_SECS % 10))
 }
 
 # zt_recover NAME TARGET ARGS...: a recovery boot of the CF and TARGET with

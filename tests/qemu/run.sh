@@ -11,7 +11,8 @@
 # env: ZSHIELD_GOLDEN (golden dir), ZT_TIMEOUT (seconds per boot, default 900),
 #      ZT_JOBS (scenarios at a time, default 1; more on a larger machine),
 #      ZT_STALL (seconds without console output that make a stall before the
-#      initramfs, qemu/vm.sh --stall; default vm.sh's)
+#      initramfs, qemu/vm.sh --stall; default vm.sh's), ZT_SEED (the moments of
+#      the power cuts, lib.sh's zt_seed; default: drawn, and printed)
 #
 # Ends with "N passed, M failed", after a line with the number of emulator
 # stalls retried (lib.sh's zt_vm); exits non-zero when a scenario failed.

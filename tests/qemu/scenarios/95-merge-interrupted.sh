@@ -1,9 +1,11 @@
 # merge-interrupted: on a disk changed after its backup (zt_changed), the
-# power goes while the merge of a rollback runs
-# (failpoint zshield.test.cut_after=merge-started, at its first progress
-# line), then again right after the next boot has finished the merge and
-# restored /boot. The next power-on, in the product's boot order with no key
-# pressed, does the rest: the rollback took the card's hand-over marker off
+# power goes while the merge of a rollback runs (failpoint
+# zshield.test.cut_after=merge-started, at its first progress report), then
+# again when the next boot has finished the merge and restored /boot, while it
+# installs GRUB (QEMU killed at a moment drawn from the seed it prints, up to
+# 3 s into that step).
+# The next power-on, in the product's boot order with no key pressed, does the
+# rest: the rollback took the card's hand-over marker off
 # the disk, so the card boots its automatic mode, which finishes the
 # rollback; the restored disk boots and its root is the backup's.
 # The boot that restores /boot has a second disk: an ext4 file system that
@@ -37,16 +39,18 @@ zt_latest cut "$target" zshield.test.cut_after=merge-started
 zt_assert_line "test failpoint zshield.test.cut_after"
 zt_assert_no_line "zshield: done:"
 
-# The next one (zt_latest's boot, with the second disk) finishes the merge
-# and restores /boot, and the power goes again right after.
+# The next one (with the second disk) finishes the merge and restores /boot,
+# and the power goes again in its step 3.
+zt_seed
+zt_draw
 zt_vm resume --cf "$ZT_CF" --disk "$target" --spare "$spare" \
-    --append "zshield_recovery=latest zshield.after=poweroff zshield.test.cut_after=restore-boot"
+    --append "zshield_recovery=latest zshield.after=poweroff" --cut-in-plan "$ZT_DRAW $ZT_DRAW_SECS 3"
 zt_assert_line "finish the merge of vgroup/snap0 into vgroup/lv-root that was cut off"
 zt_assert_line_with "the golden card /dev/" "is read-only while the rollback runs"
 zt_assert_line_with "[2/4] restore /boot from the copy in the merged root" "which its /etc/fstab must name"
 zt_assert_line "the restored root mounts /boot from UUID=$boot_uuid"
 zt_assert_line "restoring /boot: 100%"
-zt_assert_line "cutting the power after step 2"
+zt_assert_line "vm: power cut $ZT_DRAW_SECS s after 'zshield: [3/4]'"
 zt_assert_no_line "zshield: done:"
 zt_assert_no_line "zshield: error:"
 zt_assert_same_sha "$spare" "$spare_sha" "second disk with the UUID of the disk's /boot"
