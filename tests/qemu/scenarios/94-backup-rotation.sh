@@ -84,7 +84,8 @@ mkdir -p /etc/zshield/health.d/required /etc/zshield/health.d/wanted
 printf '#!/bin/sh\nexit 2\n' >/etc/zshield/health.d/wanted/10-ztest-optional
 printf '#!/bin/sh\nsleep 60\n' >/etc/zshield/health.d/required/10-ztest-hangs
 chmod 755 /etc/zshield/health.d/wanted/10-ztest-optional /etc/zshield/health.d/required/10-ztest-hangs
-printf '[boot]\ncheck_timeout = 2\n' | cat /etc/zshield/zshield.conf - >/run/ztest-fast.conf
+sed 's/^\[boot\]$/[boot]\ncheck_timeout = 2/' /etc/zshield/zshield.conf >/run/ztest-fast.conf
+check fast-config grep -qx "check_timeout = 2" /run/ztest-fast.conf
 grub-editenv /boot/grub/grubenv set zshield_boot_tries=1
 check required-hang-fails bash -c '! zshield boot-ok --config /run/ztest-fast.conf --no-reboot 2>/run/ztest-hang.err'
 check hang-says-why grep -q "required/10-ztest-hangs (still running after 2 s)" /run/ztest-hang.err
