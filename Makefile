@@ -12,6 +12,7 @@ SBINDIR     := /usr/sbin
 DRACUTDIR   := /usr/lib/dracut/modules.d/90zshield
 CONFDIR     := /etc/zshield
 UNITDIR     := /usr/lib/systemd/system
+SYSTEMDCONF := /usr/lib/systemd/system.conf.d
 GRUBDIR     := /etc/grub.d
 
 .PHONY: all build deps install image test test-unit test-host test-image test-qemu lint demo bench clean
@@ -32,6 +33,7 @@ install: build
 	install -m 0644 initramfs/90zshield/zshield-recovery.service $(DESTDIR)$(DRACUTDIR)/
 	install -d $(DESTDIR)$(UNITDIR)
 	install -m 0644 systemd/zshield-backup.service systemd/zshield-backup.timer systemd/zshield-boot-ok.service systemd/zshield-boot-deadline.service $(DESTDIR)$(UNITDIR)/
+	install -D -m 0644 systemd/zshield-watchdog.conf -t $(DESTDIR)$(SYSTEMDCONF)/
 	install -D -m 0755 grub/01_zshield_password grub/05_zshield_card grub/41_zshield -t $(DESTDIR)$(GRUBDIR)/
 	install -d $(DESTDIR)$(CONFDIR)
 	# Never overwrite an operator's or vendor's configuration.

@@ -6,6 +6,7 @@
 #                   [--cf IMG [--cf-bus ide|scsi]] [--disk IMG [--disk-bus scsi|ide]]
 #                   [--spare IMG]
 #                   [--boot-from cf|disk] [--reboot yes] [--pick "KEYS"]
+#                   [--watchdog yes]
 #                   [--cmd FILE] [--append "ARGS"] [--until TEXT]
 #                   [--stall SECS] [--cut "TEXT SECS" | --cut-in-plan "DRAW SECS [FROM]"]
 #
@@ -15,6 +16,13 @@
 #   --boot-from   the firmware's boot disk (default cf); SeaBIOS boots from
 #                 its first hard disk only, and does not go on to the other
 #   --reboot yes  a guest reboot boots again instead of ending QEMU
+#   --watchdog yes  a board with a hardware watchdog, as an appliance's has:
+#                 a q35 (ICH9) machine whose TCO watchdog its firmware
+#                 describes in an ACPI WDAT table (the interface the
+#                 product's kernel drives, wdat_wdt), allowed to reset the
+#                 board (ICH9-LPC.noreboot=false). The firmware's table is
+#                 made here; the kernel has no driver for q35's AHCI, so
+#                 every disk goes on virtio-scsi (--cf-bus scsi)
 #   --pick KEYS   at GRUB's menu, as a person at the serial console would,
 #                 words in turn: N presses Down N times and Enter, `e' and `c'
 #                 press that key (edit, command line), each once the menu is
@@ -68,7 +76,7 @@ die() { echo "vm: error: $*" >&2; exit 2; }
 
 log="" timeout=900 golden=${ZSHIELD_GOLDEN:-$repo/build/golden}
 cf="" cf_bus=ide disk="" disk_bus=scsi spare="" cmd="" append="" direct=no initrd=initrd.img
-boot_from=cf reboot=no pick="" until="" stall=150 cut="" cut_in_plan=""
+boot_from=cf reboot=no pick="" until="" stall=150 cut="" cut_in_plan="" watchdog=no
 while [ $# -gt 0 ]; do
     [ $# -ge 2 ] || usage
     case "$1" in
@@ -85,6 +93,7 @@ while [ $# -gt 0 ]; do
         --initrd) initrd=$2 ;;
         --boot-from) boot_from=$2 ;;
         --reboot) reboot=$2 ;;
+        --watchdog) watchdog=$2 ;;
         --pick) pick=$2 ;;
         --until) until=$2 ;;
         --stall) stall=$2 ;;
@@ -108,6 +117,12 @@ if [ -n "$cut_in_plan" ]; then
         die "--cut-in-plan takes \"NUMBER SECONDS [STEP]\""
     cut=$cut_in_plan
 fi
+case "$watchdog:$cf_bus:$disk_bus" in
+    no:*) ;;
+    yes:*ide*) die "--watchdog yes is a q35 board, whose IDE (AHCI) the kernel has no driver for: give --cf-bus scsi" ;;
+    yes:*) ;;
+    *) die "--watchdog takes yes" ;;
+esac
 for f in "$cf" "$disk" "$spare" "$cmd"; do
     [ -z "$f" ] || [ -f "$f" ] || die "no such file: $f"
 done
@@ -127,6 +142,56 @@ args=(
     -pidfile "$tmp/qemu.pid"
 )
 [ "$reboot" = yes ] || args+=(-no-reboot)
+
+# wdat_table FILE: the body of the ACPI WDAT table (the Watchdog Action
+# Table of Microsoft's Hardware Watchdog Timers Design Specification) that
+# describes ICH9's TCO timer at the I/O base SeaBIOS gives it (PMBASE 0x600
+# + 0x60): its 10-bit count in ticks of 0.6 s, started and halted by
+# TCO_TMR_HLT, reloaded by any write to TCO_RLD; the board resets at the
+# second time it runs out, once the OS clears NO_REBOOT in the chipset's
+# GCS register (RCBA 0xfed1c000 + 0x3410); SECOND_TO_STS tells that it did.
+wdat_table() {
+    local tco=0x660 gcs=0xfed1f410 io=1 memory=0 preserve=0x80
+    local read_value=0 read_countdown=1 write_value=2 write_countdown=3
+    {
+        # Header: its length, no PCI device, period 600 ms, counts 4 to
+        # 1023, enabled and stopped in sleep states, 11 instructions.
+        le 32 4 && le 0xff 2 && le 0xff 1 && le 0xff 1 && le 0xff 1 && le 0 3
+        le 600 4 && le 0x3ff 4 && le 4 4 && le 0x81 1 && le 0 3 && le 11 4
+        # ACTION INSTRUCTION SPACE BITS ADDRESS VALUE MASK
+        wdat_entry 1 $write_value $io 16 $((tco + 0x00)) 1 0x1ff                    # reset (ping)
+        wdat_entry 5 $read_countdown $io 16 $((tco + 0x12)) 0 0x3ff                 # countdown
+        wdat_entry 6 $((write_countdown | preserve)) $io 16 $((tco + 0x12)) 0 0x3ff # set countdown
+        wdat_entry 8 $read_value $io 16 $((tco + 0x08)) 0 0x800                     # running?
+        wdat_entry 9 $((write_value | preserve)) $io 16 $((tco + 0x08)) 0 0x800     # run
+        wdat_entry 10 $read_value $io 16 $((tco + 0x08)) 0x800 0x800                # stopped?
+        wdat_entry 11 $((write_value | preserve)) $io 16 $((tco + 0x08)) 0x800 0x800 # stop
+        wdat_entry 16 $read_value $memory 32 $gcs 0 0x20                            # resets?
+        wdat_entry 17 $((write_value | preserve)) $memory 32 $gcs 0 0x20            # let it reset
+        wdat_entry 32 $read_value $io 16 $((tco + 0x06)) 0x2 0x2                    # did it reset?
+        wdat_entry 33 $write_value $io 16 $((tco + 0x06)) 0x2 0x2                   # clear that
+    } >"$1"
+}
+# wdat_entry ACTION INSTRUCTION SPACE BITS ADDRESS VALUE MASK: one
+# instruction, its register as an ACPI generic address (word or dword access).
+wdat_entry() {
+    le "$1" 1 && le "$2" 1 && le 0 2
+    le "$3" 1 && le "$4" 1 && le 0 1 && le $(($4 == 32 ? 3 : 2)) 1 && le "$5" 8
+    le "$6" 4 && le "$7" 4
+}
+# le VALUE BYTES: VALUE as BYTES bytes, little-endian.
+le() {
+    local i
+    for ((i = 0; i < $2; i++)); do
+        # shellcheck disable=SC2059  # the format is the byte's octal escape
+        printf "\\$(printf '%03o' $((($1 >> (8 * i)) & 0xff)))"
+    done
+}
+if [ "$watchdog" = yes ]; then
+    wdat_table "$tmp/wdat.bin"
+    args+=(-machine q35 -global ICH9-LPC.noreboot=false
+        -acpitable "sig=WDAT,rev=1,oem_id=ZTEST,oem_table_id=ZTESTTCO,data=$tmp/wdat.bin")
+fi
 if [ -z "$pick" ]; then
     args+=(-serial "file:$log")
 else

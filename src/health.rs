@@ -30,6 +30,11 @@ const BOOT_GOOD: &str = "boot-good";
 const TRIES_VAR: &str = "zshield_boot_tries";
 const FALLBACK_VAR: &str = "zshield_fallback";
 
+/// Where the kernel lists the watchdogs it drives.
+const WATCHDOG_CLASS: &str = "/sys/class/watchdog";
+/// WDIOF_CARDRESET in a watchdog's bootstatus: it reset the board last time.
+const WDIOF_CARDRESET: u32 = 0x20;
+
 /// One health check and how it ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckResult {
@@ -225,6 +230,16 @@ pub fn boot_ok(config: &Config) -> Result<BootOk> {
     if let Some(why) = not_counted(config)? {
         return Ok(BootOk::NotCounted(why));
     }
+    for watchdog in watchdog_resets(Path::new(WATCHDOG_CLASS)) {
+        record(
+            config,
+            &Event::now(
+                "boot",
+                "after-watchdog-reset",
+                format!("the board's watchdog ({watchdog}) reset the unit: the boot before this one hung"),
+            ),
+        );
+    }
     let env = grub_env();
     let before = boot_tries()?.with_context(|| {
         format!(
@@ -276,6 +291,32 @@ pub fn boot_ok(config: &Config) -> Result<BootOk> {
     }
 }
 
+/// The watchdogs under CLASS (as "identity (watchdogN)") whose bootstatus
+/// says that they reset the board: the boot before this one hung.
+fn watchdog_resets(class: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(class) else {
+        return Vec::new();
+    };
+    let mut found: Vec<String> = entries
+        .flatten()
+        .filter_map(|entry| {
+            let dir = entry.path();
+            let status = std::fs::read_to_string(dir.join("bootstatus")).ok()?;
+            let status: u32 = status.trim().parse().ok()?;
+            (status & WDIOF_CARDRESET != 0).then(|| {
+                let identity = std::fs::read_to_string(dir.join("identity")).unwrap_or_default();
+                format!(
+                    "{} ({})",
+                    identity.trim(),
+                    entry.file_name().to_string_lossy()
+                )
+            })
+        })
+        .collect();
+    found.sort();
+    found
+}
+
 pub(crate) fn record(config: &Config, event: &Event) {
     if let Err(e) = events::record(config, event) {
         log::warn!("cannot add this boot to the event log: {e:#}");
@@ -285,6 +326,22 @@ pub(crate) fn record(config: &Config, event: &Event) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_watchdog_that_reset_the_board_is_named() {
+        let class = tempfile::tempdir().unwrap();
+        for (name, identity, status) in [
+            ("watchdog0", "wdat_wdt\n", "32\n"),
+            ("watchdog1", "softdog\n", "0\n"),
+        ] {
+            let dir = class.path().join(name);
+            std::fs::create_dir(&dir).unwrap();
+            std::fs::write(dir.join("identity"), identity).unwrap();
+            std::fs::write(dir.join("bootstatus"), status).unwrap();
+        }
+        assert_eq!(watchdog_resets(class.path()), vec!["wdat_wdt (watchdog0)"]);
+        assert!(watchdog_resets(&class.path().join("none")).is_empty());
+    }
 
     fn script(path: &Path, body: &str) {
         use std::os::unix::fs::PermissionsExt;

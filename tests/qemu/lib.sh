@@ -70,7 +70,7 @@ zt_cmd() {
             if [ "$f" = - ]; then cat; else cat "$f"; fi
         done
     } >"$out"
-    grep -c '^check ' "$out" >"$out.checks" || :
+    grep -cE '^[[:space:]]*check ' "$out" >"$out.checks" || :
 }
 
 # zt_vm NAME VM-ARGS...: one boot with its console in $ZT_DIR/NAME.log.

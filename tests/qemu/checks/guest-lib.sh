@@ -1,6 +1,7 @@
 # ---- tests/qemu/checks/guest-lib.sh: runs in the guest, before the checks ----
 # check NAME COMMAND...: prints "ZTEST-CHECK ok NAME" or "ZTEST-CHECK FAIL NAME: why".
-# The host counts the lines that start with "check " and expects as many oks.
+# The host counts the lines that start with "check " (indented or not) and
+# expects as many oks.
 # shellcheck disable=SC2034  # used by the check scripts that follow
 FIXTURES=/usr/local/share/zshield-fixtures
 # shellcheck disable=SC2034

@@ -12,7 +12,7 @@
 # only); the second boots, its check fails and it reboots; the third stops in
 # systemd's emergency mode, where a unit of the test replaces the initramfs by
 # garbage (the bad upgrade's last part), and zshield-boot-deadline.service
-# reboots it after [boot] emergency_timeout (the test golden's 20 s, not the
+# reboots it after [boot] emergency_timeout (the test golden's 10 s, not the
 # product's 120 s: time only); the last panics on the garbage initramfs and,
 # with the product's panic=10, reboots; the disk's menu finds the tries used up
 # and rolls back with the card's kernel and initramfs (zshield_recovery=latest);
@@ -91,7 +91,7 @@ zt_assert_line "root=/dev/mapper/vgroup-lv--missing rd.retry=20"
 zt_assert_line "Warning: Could not boot."
 zt_assert_line "ztest: the application does not start"
 zt_assert_line_with "zshield: error:" "required/50-ztest-app"
-zt_assert_line "this boot stopped in systemd's emergency mode: it reboots for the next boot try in 20 s"
+zt_assert_line "this boot stopped in systemd's emergency mode: it reboots for the next boot try in 10 s"
 zt_assert_line "ztest: the initramfs is garbage now"
 zt_assert_line_with "zshield: error:" "it stopped in systemd's emergency mode and waited 2"
 zt_assert_line "Kernel panic"
