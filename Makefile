@@ -50,6 +50,7 @@ lint:
 	cargo clippy --locked --all-targets --features failpoints -- -D warnings
 	shellcheck -x qemu/*.sh tests/qemu/*.sh tests/qemu/scenarios/*.sh tests/qemu/checks/*.sh \
 		initramfs/90zshield/*.sh scripts/*.sh .ci/run grub/41_zshield grub/05_zshield_card grub/01_zshield_password \
+		qemu/image-overlay/etc/grub.d/02_efi_console \
 		qemu/test-overlay/etc/zshield/provision/hooks/*.sh qemu/test-overlay/usr/local/share/zshield-test/*/hooks/*.sh
 
 test-unit:

@@ -1,8 +1,10 @@
 #!/bin/bash
 # Builds the golden CompactFlash image of the appliance: a Debian root with
 # zshield installed, its dracut initramfs, and cf.img (msdos label: p1 golden
-# /boot, p2 golden root, p3 reserved; GRUB in the MBR, whose menu has the
-# normal entry and zshield's two recovery entries).
+# /boot, p2 golden root, p3 reserved, p4 EFI system partition). It boots on
+# both firmwares into one menu (the normal entry and zshield's recovery
+# entries, on p1): BIOS through GRUB in the MBR, UEFI (Secure Boot on or off)
+# through Debian's signed shim and GRUB at the ESP's removable-media path.
 #
 # usage: qemu/build-golden.sh [--variant product|test] [OUTDIR]
 #   product   the image an OEM writes to the card (make image; build/image)
@@ -14,7 +16,8 @@
 #   product       `make install` into a scratch tree, only to know whether it changed
 #   install       staging root = root tarball + `make install` + overlays (+ fixtures)
 #   initramfs     dracut inside the staging root
-#   block-device  ext4 images filled with mkfs.ext4 -d (no loop mounts), cf.img
+#   block-device  ext4 images filled with mkfs.ext4 -d, the ESP with mtools (no
+#                 loop mounts), cf.img
 #   bootloader    the golden's own grub-install and grub-mkconfig on cf.img (loop device)
 #   blockmap      the block map of the card's file systems, on its reserved
 #                 partition (zshield golden-map), checked (zshield verify-golden)
@@ -26,7 +29,7 @@
 # cf.img carries), SHA256SUMS, grub.cfg (the CF menu), vmlinuz, initrd.img,
 # golden.env.
 # Needs root (chroot, loop devices, file capabilities, ownership), mmdebstrap,
-# e2fsprogs, fdisk, qemu-utils.
+# e2fsprogs, dosfstools, mtools, fdisk, qemu-utils.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -54,7 +57,10 @@ test_overlay=$repo/qemu/test-overlay
 
 suite=bookworm
 variant=minbase
-packages=linux-image-cloud-amd64,lvm2,grub-pc,dracut,systemd,systemd-sysv,udev,rsync,e2fsprogs,kmod,procps,acl,attr,libcap2-bin,util-linux
+# The EFI packages put Debian's signed shim and GRUB beside grub-pc (which
+# conflicts with grub-efi-amd64, not with its -bin and -signed parts); the
+# cloud kernel is the signed one.
+packages=linux-image-cloud-amd64,lvm2,grub-pc,grub-efi-amd64-bin,grub-efi-amd64-signed,shim-signed,efibootmgr,dosfstools,dracut,systemd,systemd-sysv,udev,rsync,e2fsprogs,kmod,procps,acl,attr,libcap2-bin,util-linux
 
 # Where the fixtures that prove a faithful copy of the golden live (the tests'
 # check scripts use the same paths).
@@ -334,6 +340,34 @@ initrd_with_recovery_arg() { # FROM TO
 }
 
 # ---------------------------------------------------------------- block-device
+# The card's EFI system partition (FAT: the firmware reads nothing else),
+# filled without a mount (mtools): at the removable-media path, the one every
+# firmware tries on a disk of its boot order without a variable naming it,
+# Debian's signed shim as BOOTX64.EFI, its MOK manager, Debian's signed GRUB
+# beside it (shim loads grubx64.efi from its own directory; that GRUB reads
+# grub.cfg there when its built-in prefix /EFI/debian is missing) and a
+# grub.cfg that goes on to the card's /boot by its UUID, as grub-install's
+# stub does. No fallback (fbx64.efi), which would write boot variables: a
+# card boots in any unit and changes nothing in it.
+make_esp() { # IMAGE MIB
+    local shim=$staging/usr/lib/shim grub=$staging/usr/lib/grub/x86_64-efi-signed
+    local f
+    for f in "$shim/shimx64.efi.signed" "$shim/mmx64.efi.signed" "$grub/grubx64.efi.signed"; do
+        [ -f "$f" ] || die "the golden has no ${f#"$staging"} (shim-signed, grub-efi-amd64-signed)"
+    done
+    printf '%s\n' "search --no-floppy --fs-uuid --set=root $boot_uuid" \
+        "set prefix=(\$root)/grub" "configfile \$prefix/grub.cfg" >"$work/esp-grub.cfg"
+    rm -f "$1"
+    mkfs.vfat -n GOLDEN-EFI -C "$1" $(($2 * 1024)) >/dev/null
+    mmd -i "$1" ::/EFI ::/EFI/BOOT
+    mcopy -i "$1" "$shim/shimx64.efi.signed" ::/EFI/BOOT/BOOTX64.EFI
+    mcopy -i "$1" "$shim/mmx64.efi.signed" ::/EFI/BOOT/mmx64.efi
+    mcopy -i "$1" "$grub/grubx64.efi.signed" ::/EFI/BOOT/grubx64.efi
+    mcopy -i "$1" "$work/esp-grub.cfg" ::/EFI/BOOT/grub.cfg
+    fsck.vfat -n "$1" >/dev/null || die "fsck.vfat finds the card's new ESP damaged"
+    log "ESP: $(mdir -i "$1" -b -/ :: | sed 's|^::/||' | paste -sd' ')"
+}
+
 # Size of an image for a tree: its disk usage + 40 %, in whole MiB, at least $2.
 image_mib() {
     local used
@@ -386,7 +420,7 @@ phase_block_device() {
     mv "$staging/boot" "$work/boot"
     mkdir -m 0755 "$staging/boot"
 
-    local boot_mib root_mib reserved_mib=16
+    local boot_mib root_mib reserved_mib=16 esp_mib=16
     local boot_journal=4 root_journal=64
     boot_mib=$(($(image_mib "$work/boot" 64) + boot_journal))
     root_mib=$(($(image_mib "$staging" 256) + root_journal))
@@ -395,22 +429,26 @@ phase_block_device() {
     mkfs_image "$work/boot.img" golden-boot "$boot_uuid" "$work/boot" "$boot_mib" "$boot_journal"
     mkfs_image "$work/root.img" golden-root "$root_uuid" "$staging" "$root_mib" "$root_journal"
     log "boot.img ${boot_mib} MiB, root.img ${root_mib} MiB"
+    make_esp "$work/esp.img" "$esp_mib"
     [ "$variant_name" = product ] || check_fixtures "$work/root.img"
 
     # Partitions on MiB boundaries, so that dd can place the images with bs=1M.
     local cf=$work/cf.img
     local boot_start=1 root_start=$((1 + boot_mib)) reserved_start=$((1 + boot_mib + root_mib))
+    local esp_start=$((reserved_start + reserved_mib))
     rm -f "$cf"
-    truncate -s "$((reserved_start + reserved_mib))M" "$cf"
+    truncate -s "$((esp_start + esp_mib))M" "$cf"
     sfdisk --quiet "$cf" <<EOF
 label: dos
 unit: sectors
 start=$((boot_start * 2048)), size=$((boot_mib * 2048)), type=83, bootable
 start=$((root_start * 2048)), size=$((root_mib * 2048)), type=83
 start=$((reserved_start * 2048)), size=$((reserved_mib * 2048)), type=da
+start=$((esp_start * 2048)), size=$((esp_mib * 2048)), type=ef
 EOF
     dd if="$work/boot.img" of="$cf" bs=1M seek="$boot_start" conv=notrunc,sparse status=none
     dd if="$work/root.img" of="$cf" bs=1M seek="$root_start" conv=notrunc,sparse status=none
+    dd if="$work/esp.img" of="$cf" bs=1M seek="$esp_start" conv=notrunc,sparse status=none
 
     # Read the labels back through the partition offsets, as the guest will.
     local label
@@ -418,7 +456,7 @@ EOF
     [ "$label" = golden-root ] || die "cf.img p2 has label '$label', not golden-root"
     label=$(blkid -p -o value -s LABEL -O $((boot_start * 1024 * 1024)) "$cf")
     [ "$label" = golden-boot ] || die "cf.img p1 has label '$label', not golden-boot"
-    log "cf.img: $((reserved_start + reserved_mib)) MiB, p1 golden-boot, p2 golden-root, p3 reserved"
+    log "cf.img: $((esp_start + esp_mib)) MiB, p1 golden-boot, p2 golden-root, p3 reserved, p4 EFI system"
 }
 
 # ---------------------------------------------------------------- bootloader

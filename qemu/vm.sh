@@ -6,23 +6,35 @@
 #                   [--cf IMG [--cf-bus ide|scsi]] [--disk IMG [--disk-bus scsi|ide]]
 #                   [--spare IMG]
 #                   [--boot-from cf|disk] [--reboot yes] [--pick "KEYS"]
-#                   [--watchdog yes]
+#                   [--firmware bios|uefi [--vars FILE]] [--watchdog yes]
 #                   [--cmd FILE] [--append "ARGS"] [--until TEXT]
 #                   [--stall SECS] [--cut "TEXT SECS" | --cut-in-plan "DRAW SECS [FROM]"]
 #
 #   --cf IMG      the CompactFlash disk; IDE by default, as a real CF card is
+#                 (virtio-scsi on a UEFI or watchdog board)
 #   --disk IMG    the target hard disk; virtio-scsi by default, serial ZTARGET
 #   --spare IMG   a second hard disk on virtio-scsi, serial ZSPARE
 #   --boot-from   the firmware's boot disk (default cf); SeaBIOS boots from
 #                 its first hard disk only, and does not go on to the other
 #   --reboot yes  a guest reboot boots again instead of ending QEMU
+#   --firmware uefi  the board of a current unit: UEFI (OVMF) with Secure Boot
+#                 enforced and Microsoft's keys enrolled, on a q35 machine
+#                 with SMM (what keeps the OS from changing the variables
+#                 that hold the keys); bios (SeaBIOS) is the default. The
+#                 kernel has no driver for q35's AHCI: every disk goes on
+#                 virtio-scsi. OVMF, as UEFI firmware does, goes on to the
+#                 next disk of its boot order when one does not boot
+#   --vars FILE   the UEFI board's variable store (its NVRAM: boot entries,
+#                 keys), kept between runs of one unit; made from OVMF's
+#                 store with Microsoft's keys when FILE does not exist
+#                 (default: a fresh one for this run)
 #   --watchdog yes  a board with a hardware watchdog, as an appliance's has:
 #                 a q35 (ICH9) machine whose TCO watchdog its firmware
 #                 describes in an ACPI WDAT table (the interface the
 #                 product's kernel drives, wdat_wdt), allowed to reset the
 #                 board (ICH9-LPC.noreboot=false). The firmware's table is
-#                 made here; the kernel has no driver for q35's AHCI, so
-#                 every disk goes on virtio-scsi (--cf-bus scsi)
+#                 made here at the I/O base both firmwares give the TCO
+#                 (PMBASE 0x600); every disk goes on virtio-scsi (see uefi)
 #   --pick KEYS   at GRUB's menu, as a person at the serial console would,
 #                 words in turn: N presses Down N times and Enter, `e' and `c'
 #                 press that key (edit, command line), each once the menu is
@@ -75,8 +87,9 @@ usage() { sed -n '4,/^# Judge/s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 2; 
 die() { echo "vm: error: $*" >&2; exit 2; }
 
 log="" timeout=900 golden=${ZSHIELD_GOLDEN:-$repo/build/golden}
-cf="" cf_bus=ide disk="" disk_bus=scsi spare="" cmd="" append="" direct=no initrd=initrd.img
+cf="" cf_bus="" disk="" disk_bus=scsi spare="" cmd="" append="" direct=no initrd=initrd.img
 boot_from=cf reboot=no pick="" until="" stall=150 cut="" cut_in_plan="" watchdog=no
+firmware=bios vars=""
 while [ $# -gt 0 ]; do
     [ $# -ge 2 ] || usage
     case "$1" in
@@ -94,6 +107,8 @@ while [ $# -gt 0 ]; do
         --boot-from) boot_from=$2 ;;
         --reboot) reboot=$2 ;;
         --watchdog) watchdog=$2 ;;
+        --firmware) firmware=$2 ;;
+        --vars) vars=$2 ;;
         --pick) pick=$2 ;;
         --until) until=$2 ;;
         --stall) stall=$2 ;;
@@ -117,12 +132,14 @@ if [ -n "$cut_in_plan" ]; then
         die "--cut-in-plan takes \"NUMBER SECONDS [STEP]\""
     cut=$cut_in_plan
 fi
-case "$watchdog:$cf_bus:$disk_bus" in
-    no:*) ;;
-    yes:*ide*) die "--watchdog yes is a q35 board, whose IDE (AHCI) the kernel has no driver for: give --cf-bus scsi" ;;
-    yes:*) ;;
-    *) die "--watchdog takes yes" ;;
-esac
+case "$watchdog" in yes | no) ;; *) die "--watchdog takes yes" ;; esac
+case "$firmware" in bios | uefi) ;; *) die "--firmware takes bios or uefi" ;; esac
+[ -z "$vars" ] || [ "$firmware" = uefi ] || die "--vars is the store of --firmware uefi"
+q35=no
+[ "$firmware:$watchdog" = bios:no ] || q35=yes
+[ -n "$cf_bus" ] || cf_bus=$([ "$q35" = yes ] && echo scsi || echo ide)
+[[ "$q35:$cf_bus:$disk_bus" != yes:*ide* ]] ||
+    die "a UEFI or watchdog board is a q35 machine, whose IDE (AHCI) the kernel has no driver for: give --cf-bus scsi"
 for f in "$cf" "$disk" "$spare" "$cmd"; do
     [ -z "$f" ] || [ -f "$f" ] || die "no such file: $f"
 done
@@ -187,9 +204,24 @@ le() {
         printf "\\$(printf '%03o' $((($1 >> (8 * i)) & 0xff)))"
     done
 }
+if [ "$firmware" = uefi ]; then
+    ovmf=/usr/share/OVMF
+    for f in "$ovmf/OVMF_CODE_4M.secboot.fd" "$ovmf/OVMF_VARS_4M.ms.fd"; do
+        [ -f "$f" ] || die "no $f (the ovmf package: scripts/install-deps.sh)"
+    done
+    if [ -z "$vars" ]; then
+        vars=$tmp/OVMF_VARS.fd
+    fi
+    [ -f "$vars" ] || cp "$ovmf/OVMF_VARS_4M.ms.fd" "$vars"
+    args+=(-machine q35,smm=on -global driver=cfi.pflash01,property=secure,value=on
+        -drive "if=pflash,format=raw,unit=0,readonly=on,file=$ovmf/OVMF_CODE_4M.secboot.fd"
+        -drive "if=pflash,format=raw,unit=1,file=$vars")
+elif [ "$q35" = yes ]; then
+    args+=(-machine q35)
+fi
 if [ "$watchdog" = yes ]; then
     wdat_table "$tmp/wdat.bin"
-    args+=(-machine q35 -global ICH9-LPC.noreboot=false
+    args+=(-global ICH9-LPC.noreboot=false
         -acpitable "sig=WDAT,rev=1,oem_id=ZTEST,oem_table_id=ZTESTTCO,data=$tmp/wdat.bin")
 fi
 if [ -z "$pick" ]; then
@@ -266,7 +298,8 @@ fi
 if [ "$direct" = no ]; then
     # A disk SeaBIOS cannot boot makes it retry forever; let it reboot after
     # 5 s instead, which -no-reboot turns into QEMU's exit. SeaBIOS writes
-    # nothing to the serial port: its own log (debug port 0x402) goes beside ours.
+    # nothing to the serial port: its own log (debug port 0x402, where OVMF
+    # writes its own too) goes beside ours.
     args+=(-boot reboot-timeout=5000
         -chardev "file,id=firmware,path=$log.firmware" -device isa-debugcon,iobase=0x402,chardev=firmware)
 else
@@ -376,7 +409,7 @@ stall_watch() {
 
 mkdir -p "$(dirname "$log")"
 : >"$log"
-echo "vm: start: ${cf:+cf=$cf($cf_bus) }${disk:+disk=$disk($disk_bus) }${cmd:+cmd=$cmd }$([ "$direct" = yes ] && echo "kernel args: $append" || echo "firmware boot from $boot_disk${pick:+, GRUB keys:$keys_shown}")"
+echo "vm: start: $firmware, ${cf:+cf=$cf($cf_bus) }${disk:+disk=$disk($disk_bus) }${cmd:+cmd=$cmd }$([ "$direct" = yes ] && echo "kernel args: $append" || echo "firmware boot from $boot_disk${pick:+, GRUB keys:$keys_shown}")"
 t0=$SECONDS
 rc=0
 if [ -n "$pick" ]; then

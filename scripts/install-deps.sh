@@ -6,6 +6,8 @@ set -euo pipefail
 packages=(
     qemu-system-x86 qemu-utils seabios mmdebstrap rsync e2fsprogs fdisk util-linux
     acl attr libcap2-bin file cpio zstd xz-utils kmod shellcheck
+    # The card's EFI system partition, made without a mount; UEFI in QEMU.
+    mtools ovmf
     # The host tests make each kind of filesystem and volume zshield must
     # not take for a blank disk.
     xfsprogs btrfs-progs dosfstools ntfs-3g cryptsetup-bin xorriso
