@@ -167,6 +167,11 @@ phase_install() {
         "$staging/etc/systemd/system/sysinit.target.wants/zshield-boot-deadline.service"
 
     rsync -rlpt --chown=0:0 "$image_overlay/" "$staging/"
+    # grub-efi-amd64-bin's "UEFI Firmware Settings" entry: unrestricted (as
+    # every entry but the recovery ones), it would let anyone at the console
+    # into the firmware's setup, Secure Boot's switch included, and a disk
+    # reset on a UEFI board would get it and one reset on BIOS not. Off.
+    chmod -x "$staging/etc/grub.d/30_uefi-firmware"
     check_grub_settings
     [ "$variant_name" = product ] || install_test_parts
     restrict_password_files "$staging/etc/default"
@@ -344,11 +349,12 @@ initrd_with_recovery_arg() { # FROM TO
 # filled without a mount (mtools): at the removable-media path, the one every
 # firmware tries on a disk of its boot order without a variable naming it,
 # Debian's signed shim as BOOTX64.EFI, its MOK manager, Debian's signed GRUB
-# beside it (shim loads grubx64.efi from its own directory; that GRUB reads
-# grub.cfg there when its built-in prefix /EFI/debian is missing) and a
-# grub.cfg that goes on to the card's /boot by its UUID, as grub-install's
-# stub does. No fallback (fbx64.efi), which would write boot variables: a
-# card boots in any unit and changes nothing in it.
+# beside it (shim loads grubx64.efi from its own directory), and in that
+# GRUB's built-in prefix /EFI/debian a grub.cfg that goes on to the card's
+# /boot by its UUID, as grub-install's stub does (without it that GRUB first
+# looks for /.disk/info on every disk, with an error line each). No fallback
+# (fbx64.efi), which would write boot variables: a card boots in any unit and
+# changes nothing in it.
 make_esp() { # IMAGE MIB
     local shim=$staging/usr/lib/shim grub=$staging/usr/lib/grub/x86_64-efi-signed
     local f
@@ -359,11 +365,11 @@ make_esp() { # IMAGE MIB
         "set prefix=(\$root)/grub" "configfile \$prefix/grub.cfg" >"$work/esp-grub.cfg"
     rm -f "$1"
     mkfs.vfat -n GOLDEN-EFI -C "$1" $(($2 * 1024)) >/dev/null
-    mmd -i "$1" ::/EFI ::/EFI/BOOT
+    mmd -i "$1" ::/EFI ::/EFI/BOOT ::/EFI/debian
     mcopy -i "$1" "$shim/shimx64.efi.signed" ::/EFI/BOOT/BOOTX64.EFI
     mcopy -i "$1" "$shim/mmx64.efi.signed" ::/EFI/BOOT/mmx64.efi
     mcopy -i "$1" "$grub/grubx64.efi.signed" ::/EFI/BOOT/grubx64.efi
-    mcopy -i "$1" "$work/esp-grub.cfg" ::/EFI/BOOT/grub.cfg
+    mcopy -i "$1" "$work/esp-grub.cfg" ::/EFI/debian/grub.cfg
     fsck.vfat -n "$1" >/dev/null || die "fsck.vfat finds the card's new ESP damaged"
     log "ESP: $(mdir -i "$1" -b -/ :: | sed 's|^::/||' | paste -sd' ')"
 }

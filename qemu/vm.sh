@@ -233,8 +233,9 @@ else
     args+=(-chardev "pipe,id=serial0,path=$tmp/serial" -serial chardev:serial0)
 fi
 
-# The first disk added is the firmware's boot disk; a direct kernel boot
-# holds boot index 0 itself.
+# The disks in the firmware's boot order as they are added (--boot-from
+# says which comes first): SeaBIOS boots only the first, OVMF goes down the
+# list. A direct kernel boot holds boot index 0 itself.
 bootindex=0 boot_disk=""
 [ "$direct" = no ] || bootindex=1
 scsi=no ide_unit=0
@@ -243,12 +244,9 @@ add_disk() { # add_disk IMAGE BUS ID SERIAL
     # each write it got is in the image, what the guest held back is lost),
     # or the run is void; TCG boots should not wait for the host to flush.
     args+=(-drive "file=$1,format=raw,if=none,id=$3,cache=unsafe")
-    local boot=""
-    if [ "$bootindex" = 0 ]; then
-        boot=",bootindex=0"
-        bootindex=1
-        boot_disk=$3
-    fi
+    local boot=",bootindex=$bootindex"
+    [ -n "$boot_disk" ] || boot_disk=$3
+    bootindex=$((bootindex + 1))
     case "$2" in
         ide)
             # Both IDE disks on the first channel, master then slave: one port

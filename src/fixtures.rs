@@ -129,6 +129,7 @@ pub fn blank_probe() -> Probe {
             block_map: Err("no block map in this fixture".into()),
             boot_map: Err("no block map in this fixture".into()),
             map_damage: None,
+            efi: Ok(()),
         },
         content: Content::Blank,
         partitions: vec![],
@@ -172,6 +173,7 @@ pub fn gpt_layout() -> Content {
             258 * MIB,
             4 * GIB - 259 * MIB,
         ),
+        esp: None,
         repair: None,
         pv_area: PvArea::Pv,
     })

@@ -12,15 +12,20 @@ use crate::units::{Size, MIB};
 pub const GPT_BIOS_NAME: &str = "zshield-bios";
 pub const GPT_BOOT_NAME: &str = "zshield-boot";
 pub const GPT_LVM_NAME: &str = "zshield-lvm";
+pub const GPT_ESP_NAME: &str = "zshield-esp";
 pub const GPT_BIOS_TYPE: &str = "21686148-6449-6E6F-744E-656564454649";
 pub const GPT_LINUX_FS_TYPE: &str = "0FC63DAF-8483-4772-8E79-3D69D8477DE4";
 pub const GPT_LVM_TYPE: &str = "E6D6D379-F507-44C2-A23C-238F2A3DF928";
+pub const GPT_ESP_TYPE: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
 
 /// msdos labels carry no names: zshield marks its tables by the upper half of
 /// the disk signature ("zs"); the lower half is random.
 pub const MSDOS_SIGNATURE_MAGIC: u32 = 0x7A73_0000;
 pub const MSDOS_LINUX: u8 = 0x83;
 pub const MSDOS_LVM: u8 = 0x8E;
+/// UEFI firmware boots an msdos disk from a primary partition of this type,
+/// as it does the card.
+pub const MSDOS_ESP: u8 = 0xEF;
 
 /// VG tag: this VG was made by zshield.
 pub const TAG_LAYOUT: &str = "zshield";
@@ -53,6 +58,11 @@ pub const EXTENT: u64 = 4 * MIB;
 pub const PE_START: u64 = MIB;
 pub const ALIGN: u64 = MIB;
 const BIOS_BOOT_SIZE: u64 = MIB;
+/// Debian's signed shim, MOK manager, fallback and GRUB, twice (their own
+/// directory and the removable-media path), take 10 MiB.
+pub const ESP_SIZE: u64 = 64 * MIB;
+/// Where the disk's ESP is mounted (Debian's place for it).
+pub const ESP_MOUNT: &str = "boot/efi";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -60,6 +70,7 @@ pub enum PartKind {
     BiosBoot,
     Boot,
     Lvm,
+    Esp,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -128,11 +139,17 @@ fn align_down(n: u64, a: u64) -> u64 {
     n / a * a
 }
 
-/// The partitions of a fresh layout on a disk of `size` bytes.
-pub fn fresh_partitions(label: Label, size: u64, boot_size: u64) -> Vec<NewPartition> {
+/// The partitions of a fresh layout on a disk of `size` bytes: with `esp`,
+/// an EFI system partition last (on either label), numbered after the PV so
+/// that the numbers of a layout without one stay what they are.
+pub fn fresh_partitions(label: Label, size: u64, boot_size: u64, esp: bool) -> Vec<NewPartition> {
     let boot_size = align_up(boot_size, ALIGN);
     // A MiB is left free at the end for the backup GPT (and for symmetry on msdos).
-    let end = align_down(size.saturating_sub(MIB), ALIGN);
+    let mut end = align_down(size.saturating_sub(MIB), ALIGN);
+    let esp_start = end.saturating_sub(ESP_SIZE);
+    if esp {
+        end = esp_start;
+    }
     let (boot_number, pv_number) = fresh_numbers(label);
     let mut parts = Vec::new();
     let mut start = ALIGN;
@@ -161,6 +178,15 @@ pub fn fresh_partitions(label: Label, size: u64, boot_size: u64) -> Vec<NewParti
         start,
         size: end.saturating_sub(start),
     });
+    if esp {
+        parts.push(NewPartition {
+            number: pv_number + 1,
+            name: GPT_ESP_NAME,
+            kind: PartKind::Esp,
+            start: esp_start,
+            size: ESP_SIZE,
+        });
+    }
     parts
 }
 
@@ -185,6 +211,7 @@ pub fn least_disk_size(config: &Config) -> u64 {
         Size::PercentOfVg(_) => 0,
     };
     align_up(config.boot_size, ALIGN)
+        + ESP_SIZE
         + fixed(config.root.size)
         + fixed(config.snapshot.size)
         + config.data.iter().map(|d| fixed(d.size)).sum::<u64>()
@@ -249,7 +276,7 @@ mod tests {
 
     #[test]
     fn fresh_layouts() {
-        let gpt = fresh_partitions(Label::Gpt, 4 * GIB, 256 * MIB);
+        let gpt = fresh_partitions(Label::Gpt, 4 * GIB, 256 * MIB, false);
         let spans: Vec<(u32, u64, u64)> = gpt.iter().map(|p| (p.number, p.start, p.size)).collect();
         assert_eq!(
             spans,
@@ -259,9 +286,17 @@ mod tests {
                 (3, 258 * MIB, 4 * GIB - 259 * MIB)
             ]
         );
-        let msdos = fresh_partitions(Label::Msdos, 4 * GIB, 256 * MIB);
+        let msdos = fresh_partitions(Label::Msdos, 4 * GIB, 256 * MIB, false);
         assert_eq!((msdos[0].number, msdos[0].start), (1, MIB));
         assert_eq!(msdos[1].number, 2);
+        // The ESP last, a MiB before the end; the PV ends where it starts.
+        for label in [Label::Gpt, Label::Msdos] {
+            let parts = fresh_partitions(label, 4 * GIB, 256 * MIB, true);
+            let (pv, esp) = (&parts[parts.len() - 2], &parts[parts.len() - 1]);
+            assert_eq!((esp.kind, esp.number), (PartKind::Esp, pv.number + 1));
+            assert_eq!((esp.start, esp.size), (4 * GIB - MIB - ESP_SIZE, ESP_SIZE));
+            assert_eq!(pv.start + pv.size, esp.start);
+        }
         assert_eq!(fresh_vg_extents(8 * MIB + 1), 1);
     }
 }

@@ -119,12 +119,12 @@ fn gpt_layout_is_written_seen_by_the_kernel_and_recognised() {
     let l = Loop::new("gpt", 4 * GIB);
     let disk = l.block();
     assert_eq!(content_of(&disk), Content::Blank);
-    let parts = fresh_partitions(Label::Gpt, disk.size(), 256 * MIB);
+    let parts = fresh_partitions(Label::Gpt, disk.size(), 256 * MIB, true);
     blockdev::write_table(&disk, Label::Gpt, &parts, 0).unwrap();
     blockdev::reread_partitions(&disk, &expected(&parts)).unwrap();
 
     let kernel = disk.partitions();
-    assert_eq!(kernel.len(), 3);
+    assert_eq!(kernel.len(), 4);
     for ((number, dev), planned) in kernel.iter().zip(&parts) {
         assert_eq!(*number, planned.number);
         assert_eq!(
@@ -141,8 +141,10 @@ fn gpt_layout_is_written_seen_by_the_kernel_and_recognised() {
         "zshield-bios",
         "zshield-boot",
         "zshield-lvm",
+        "zshield-esp",
         "21686148-6449-6E6F-744E-656564454649",
         "E6D6D379-F507-44C2-A23C-238F2A3DF928",
+        "C12A7328-F81F-11D2-BA4B-00A0C93EC93B",
     ] {
         assert!(json.contains(needle), "{needle} not in {json}");
     }
@@ -156,6 +158,7 @@ fn gpt_layout_is_written_seen_by_the_kernel_and_recognised() {
                 (layout.pv.number, layout.pv.start, layout.pv.size),
                 (3, parts[2].start, parts[2].size)
             );
+            assert_eq!(layout.esp, Some(4));
         }
         other => panic!("a zshield GPT read back as {other:?}"),
     }
@@ -211,7 +214,7 @@ fn gpt_layout_is_written_seen_by_the_kernel_and_recognised() {
 fn msdos_layout_carries_the_zshield_signature() {
     let l = Loop::new("msdos", GIB);
     let disk = l.block();
-    let parts = fresh_partitions(Label::Msdos, disk.size(), 128 * MIB);
+    let parts = fresh_partitions(Label::Msdos, disk.size(), 128 * MIB, true);
     blockdev::write_table(&disk, Label::Msdos, &parts, MSDOS_SIGNATURE_MAGIC | 0x1234).unwrap();
     blockdev::reread_partitions(&disk, &expected(&parts)).unwrap();
     let json = sh(&format!("sfdisk --json {}", l.dev));
@@ -220,8 +223,10 @@ fn msdos_layout_carries_the_zshield_signature() {
         "{json}"
     );
     assert!(json.contains("\"type\": \"8e\""), "{json}");
+    // The ESP as UEFI firmware finds one on an msdos disk (as on the card).
+    assert!(json.contains("\"type\": \"ef\""), "{json}");
     assert!(
-        matches!(content_of(&disk), Content::Zshield(l) if l.label == Label::Msdos && l.pv.number == 2)
+        matches!(content_of(&disk), Content::Zshield(l) if l.label == Label::Msdos && l.pv.number == 2 && l.esp == Some(3))
     );
 }
 
@@ -287,7 +292,7 @@ fn a_disk_in_use_cannot_be_repartitioned() {
     let seen = zshield::disk::mounts::mounts_of(&devnos);
     assert_eq!(seen, vec![format!("{}p1 on {}", l.dev, dir.display())]);
     let before = l.sha256();
-    let parts = fresh_partitions(Label::Gpt, disk.size(), 128 * MIB);
+    let parts = fresh_partitions(Label::Gpt, disk.size(), 128 * MIB, false);
     let err = blockdev::write_table(&disk, Label::Gpt, &parts, 0).unwrap_err();
     assert!(format!("{err:#}").contains("in use"), "{err:#}");
     mounts.unmount_all().unwrap();
@@ -657,7 +662,7 @@ fn what_a_zapped_table_leaves_is_found_and_refused() {
     // An msdos zshield disk whose first MiB was zeroed: its /boot is still there.
     let l = Loop::new("msdos-zeroed", 512 * MIB);
     let disk = l.block();
-    let parts = fresh_partitions(Label::Msdos, disk.size(), 128 * MIB);
+    let parts = fresh_partitions(Label::Msdos, disk.size(), 128 * MIB, false);
     blockdev::write_table(&disk, Label::Msdos, &parts, MSDOS_SIGNATURE_MAGIC | 7).unwrap();
     blockdev::reread_partitions(&disk, &expected(&parts)).unwrap();
     sh(&format!(
@@ -724,7 +729,7 @@ fn a_card_whose_block_map_does_not_check_out_is_refused() {
 fn zshield_disk(name: &str) -> Loop {
     let l = Loop::new(name, 2 * GIB);
     let disk = l.block();
-    let parts = fresh_partitions(Label::Gpt, disk.size(), 256 * MIB);
+    let parts = fresh_partitions(Label::Gpt, disk.size(), 256 * MIB, false);
     blockdev::write_table(&disk, Label::Gpt, &parts, 0).unwrap();
     blockdev::reread_partitions(&disk, &expected(&parts)).unwrap();
     sh(&format!(
@@ -846,7 +851,7 @@ fn a_zshield_disk_seen_at_another_sector_size_is_not_called_foreign() {
     let setup = PlanSetup::new(SMALL_LAYOUT);
     let written = Loop::with_sector("sector-4k", 2 * GIB, 4096);
     let disk = written.block();
-    let parts = fresh_partitions(Label::Gpt, disk.size(), 256 * MIB);
+    let parts = fresh_partitions(Label::Gpt, disk.size(), 256 * MIB, false);
     blockdev::write_table(&disk, Label::Gpt, &parts, 0).unwrap();
     let image = written.image.clone();
     // The same image, now seen with 512-byte sectors.

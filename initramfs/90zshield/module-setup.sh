@@ -15,7 +15,8 @@ depends() {
 }
 
 installkernel() {
-    hostonly='' instmods dm-mod dm-snapshot ext4
+    # FAT and its code pages: the EFI system partition of a disk made for UEFI.
+    hostonly='' instmods dm-mod dm-snapshot ext4 vfat nls_cp437 nls_ascii nls_iso8859-1 nls_utf8
 }
 
 install() {
@@ -26,6 +27,8 @@ install() {
         dwarn "zshield: /etc/zshield/zshield.conf is missing: every recovery from this initramfs will be refused"
     fi
     inst_multiple lvm mkfs.ext4 mke2fs e2fsck resize2fs rsync udevadm
+    # Without it (a golden without dosfstools) zshield makes BIOS-only disks.
+    inst_multiple -o mkfs.fat
     [ -e /etc/mke2fs.conf ] && inst_simple /etc/mke2fs.conf
 
     if dracut_module_included "systemd"; then

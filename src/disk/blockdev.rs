@@ -16,7 +16,7 @@ use crate::disk::content::{
     PARTITION_HEAD_BYTES, SAMPLE_BYTES, SAMPLE_EVERY, TAIL_BYTES,
 };
 use crate::disk::gpt_copies;
-use crate::layout::{partition_dev, NewPartition, PartKind, MSDOS_LINUX, MSDOS_LVM};
+use crate::layout::{partition_dev, NewPartition, PartKind, MSDOS_ESP, MSDOS_LINUX, MSDOS_LVM};
 use crate::runner::Cmd;
 use crate::units::{human, MIB};
 
@@ -465,6 +465,7 @@ pub fn write_table(
                     PartKind::BiosBoot => gpt::partition_types::BIOS,
                     PartKind::Boot => gpt::partition_types::LINUX_FS,
                     PartKind::Lvm => gpt::partition_types::LINUX_LVM,
+                    PartKind::Esp => gpt::partition_types::EFI,
                 };
                 table
                     .add_partition_at(p.name, p.number, p.start / sector, p.size / sector, kind, 0)
@@ -485,10 +486,10 @@ pub fn write_table(
                         mbrman::BOOT_INACTIVE
                     },
                     first_chs: mbrman::CHS::empty(),
-                    sys: if p.kind == PartKind::Lvm {
-                        MSDOS_LVM
-                    } else {
-                        MSDOS_LINUX
+                    sys: match p.kind {
+                        PartKind::Lvm => MSDOS_LVM,
+                        PartKind::Esp => MSDOS_ESP,
+                        _ => MSDOS_LINUX,
                     },
                     last_chs: mbrman::CHS::empty(),
                     starting_lba: u32::try_from(p.start / sector)?,

@@ -8,8 +8,8 @@ use crate::disk::gpt_copies::Damage;
 pub use crate::disk::partition::TablePartition;
 use crate::disk::signatures;
 use crate::layout::{
-    GPT_BIOS_NAME, GPT_BIOS_TYPE, GPT_BOOT_NAME, GPT_LINUX_FS_TYPE, GPT_LVM_NAME, GPT_LVM_TYPE,
-    MSDOS_LINUX, MSDOS_LVM, MSDOS_SIGNATURE_MAGIC,
+    GPT_BIOS_NAME, GPT_BIOS_TYPE, GPT_BOOT_NAME, GPT_ESP_NAME, GPT_ESP_TYPE, GPT_LINUX_FS_TYPE,
+    GPT_LVM_NAME, GPT_LVM_TYPE, MSDOS_ESP, MSDOS_LINUX, MSDOS_LVM, MSDOS_SIGNATURE_MAGIC,
 };
 use crate::units::{human, GIB, KIB, MIB};
 
@@ -40,6 +40,8 @@ pub struct ExistingLayout {
     pub label: Label,
     pub boot: TablePartition,
     pub pv: TablePartition,
+    /// The number of the EFI system partition, on layouts made for UEFI too.
+    pub esp: Option<u32>,
     /// A GPT to repair from its intact copy before anything else.
     pub repair: Option<Damage>,
     /// What the start of the PV partition holds.
@@ -293,19 +295,23 @@ fn first_data(e: &Evidence) -> Option<u64> {
 pub fn zshield_layout(table: &Table) -> Option<ExistingLayout> {
     match table {
         Table::Gpt { partitions, damage } => {
-            let [bios, boot, pv] = partitions.as_slice() else {
-                return None;
+            let (bios, boot, pv, esp) = match partitions.as_slice() {
+                [bios, boot, pv] => (bios, boot, pv, None),
+                [bios, boot, pv, esp] => (bios, boot, pv, Some(esp)),
+                _ => return None,
             };
             let ok = bios.name == GPT_BIOS_NAME
                 && bios.kind == GPT_BIOS_TYPE
                 && boot.name == GPT_BOOT_NAME
                 && boot.kind == GPT_LINUX_FS_TYPE
                 && pv.name == GPT_LVM_NAME
-                && pv.kind == GPT_LVM_TYPE;
+                && pv.kind == GPT_LVM_TYPE
+                && esp.is_none_or(|e| e.name == GPT_ESP_NAME && e.kind == GPT_ESP_TYPE);
             ok.then(|| ExistingLayout {
                 label: Label::Gpt,
                 boot: boot.clone(),
                 pv: pv.clone(),
+                esp: esp.map(|e| e.number),
                 repair: damage.clone(),
                 pv_area: PvArea::Blank,
             })
@@ -314,16 +320,20 @@ pub fn zshield_layout(table: &Table) -> Option<ExistingLayout> {
             signature,
             partitions,
         } => {
-            let [boot, pv] = partitions.as_slice() else {
-                return None;
+            let (boot, pv, esp) = match partitions.as_slice() {
+                [boot, pv] => (boot, pv, None),
+                [boot, pv, esp] => (boot, pv, Some(esp)),
+                _ => return None,
             };
             let ok = signature & 0xFFFF_0000 == MSDOS_SIGNATURE_MAGIC
                 && boot.kind == format!("{MSDOS_LINUX:#04x}")
-                && pv.kind == format!("{MSDOS_LVM:#04x}");
+                && pv.kind == format!("{MSDOS_LVM:#04x}")
+                && esp.is_none_or(|e| e.kind == format!("{MSDOS_ESP:#04x}"));
             ok.then(|| ExistingLayout {
                 label: Label::Msdos,
                 boot: boot.clone(),
                 pv: pv.clone(),
+                esp: esp.map(|e| e.number),
                 repair: None,
                 pv_area: PvArea::Blank,
             })
@@ -362,7 +372,7 @@ fn type_name(kind: &str) -> &str {
         GPT_LINUX_FS_TYPE | "0x83" => "Linux filesystem",
         GPT_LVM_TYPE | "0x8e" => "Linux LVM",
         GPT_BIOS_TYPE => "BIOS boot",
-        "C12A7328-F81F-11D2-BA4B-00A0C93EC93B" | "0xef" => "EFI system",
+        GPT_ESP_TYPE | "0xef" => "EFI system",
         "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F" | "0x82" => "Linux swap",
         "A19D880F-05FC-4D3B-A006-743F0F84911E" | "0xfd" => "Linux RAID",
         "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7" | "0x07" => "Microsoft basic data",
@@ -500,9 +510,50 @@ mod tests {
                 assert_eq!(l.label, Label::Gpt);
                 assert_eq!(l.boot.number, 2);
                 assert_eq!(l.pv.number, 3);
+                assert_eq!(l.esp, None);
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn an_esp_after_the_pv_is_part_of_a_zshield_layout_and_nothing_else_is() {
+        let with = |esp: TablePartition| {
+            let mut t = zshield_gpt();
+            if let Table::Gpt { partitions, .. } = &mut t {
+                partitions.push(esp);
+            }
+            classify(&Evidence {
+                table: Some(t),
+                ..zeros()
+            })
+        };
+        assert!(matches!(
+            with(part(4, GPT_ESP_TYPE, GPT_ESP_NAME)),
+            Content::Zshield(ExistingLayout { esp: Some(4), .. })
+        ));
+        assert!(matches!(
+            with(part(4, GPT_ESP_TYPE, "EFI system partition")),
+            Content::Foreign(_)
+        ));
+        assert!(matches!(
+            with(part(4, GPT_LINUX_FS_TYPE, GPT_ESP_NAME)),
+            Content::Foreign(_)
+        ));
+        let msdos = |kind: &str| {
+            classify(&Evidence {
+                table: Some(Table::Msdos {
+                    signature: 0x7A73_1234,
+                    partitions: vec![part(1, "0x83", ""), part(2, "0x8e", ""), part(3, kind, "")],
+                }),
+                ..zeros()
+            })
+        };
+        assert!(matches!(
+            msdos("0xef"),
+            Content::Zshield(ExistingLayout { esp: Some(3), .. })
+        ));
+        assert!(matches!(msdos("0x83"), Content::Foreign(_)));
     }
 
     #[test]

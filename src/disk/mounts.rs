@@ -101,6 +101,23 @@ impl MountStack {
         Ok(())
     }
 
+    /// Mounts an EFI system partition (FAT), readable by root only, as
+    /// Debian's installer mounts it.
+    pub fn vfat(&mut self, dev: &str, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        mount(
+            Some(dev),
+            dir,
+            Some("vfat"),
+            MsFlags::empty(),
+            Some("umask=0077"),
+        )
+        .with_context(|| format!("cannot mount {dev} on {} (vfat)", dir.display()))?;
+        log::debug!("mounted {dev} on {}", dir.display());
+        self.mounted.push(dir.to_path_buf());
+        Ok(())
+    }
+
     /// Binds `source` (recursively) onto `dir`, for a chroot.
     pub fn bind(&mut self, source: &Path, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir)?;

@@ -208,6 +208,14 @@ impl Executor {
                 blockdev::reread_partitions(&disk, &expected)
             }
             Step::MkfsBoot { dev, uuid } => mkfs(dev, uuid, "boot"),
+            Step::MkfsEsp { dev, volume_id } => {
+                Cmd::new("mkfs.fat")
+                    .args(["-F", "32", "-n", "ZSHIELD-ESP", "-i"])
+                    .arg(volume_id.replace('-', ""))
+                    .arg(dev)
+                    .run()?;
+                Ok(())
+            }
             Step::CopyBootBlocks {
                 from,
                 to,
@@ -342,8 +350,8 @@ impl Executor {
                     Some(mirror_tree(&copy, &self.boot_dir()?, "restoring /boot")?);
                 Ok(())
             }
-            Step::InstallBootloader { disk, root } => {
-                bootloader::install(&self.root_dir, disk, root)
+            Step::InstallBootloader { disk, root, esp } => {
+                bootloader::install(&self.root_dir, disk, root, esp.as_deref())
             }
             Step::MarkComplete { vg, boot } => {
                 lvm.vg_tag(vg, TAG_COMPLETE, true)?;

@@ -19,6 +19,7 @@ use crate::fstab;
 use crate::logging::RUN_DIR;
 use crate::lvm::report::{Lv, Pv, Vg};
 use crate::lvm::Lvm;
+use crate::target::bootloader;
 use crate::target::provision::{self, Provision};
 
 /// How long to wait for a device named on the command line to appear.
@@ -65,6 +66,9 @@ pub struct GoldenRoot {
     /// The card carries a block map that does not check out or does not
     /// list the golden's file systems: a damaged or altered card.
     pub map_damage: Option<String>,
+    /// Whether a disk made from this golden can boot through UEFI with
+    /// Secure Boot (its signed shim and GRUB, and mkfs.fat here), or why not.
+    pub efi: Result<(), String>,
 }
 
 impl GoldenRoot {
@@ -224,6 +228,13 @@ pub fn probe(
         .as_ref()
         .map(|dev| ext_superblock(dev).map(|(uuid, _)| uuid));
     let (block_map, boot_map, map_damage) = golden_block_maps(&disks, uuid.as_deref(), boot_uuid);
+    let efi = bootloader::check_efi(&golden_root).and_then(|()| {
+        if super::in_path("mkfs.fat") {
+            Ok(())
+        } else {
+            Err("the initramfs has no mkfs.fat: rebuild it with the zshield dracut module and dosfstools in the golden".into())
+        }
+    });
     let golden = GoldenRoot {
         spec: golden_spec.to_string(),
         dev: golden_dev.dev.clone(),
@@ -236,6 +247,7 @@ pub fn probe(
         block_map,
         boot_map,
         map_damage,
+        efi,
     };
 
     let golden_disks: BTreeSet<String> = golden.disks.iter().cloned().collect();

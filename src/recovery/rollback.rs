@@ -324,9 +324,11 @@ fn steps(found: &Found, disk: &str, boot: &str) -> Vec<Step> {
             root: root.clone(),
             boot: boot.to_string(),
         },
+        // The ESP's GRUB finds /boot by its UUID, which a rollback keeps.
         Step::InstallBootloader {
             disk: disk.to_string(),
             root: mapper_path(&vg, &root),
+            esp: None,
         },
         Step::FreshBackup {
             vg,

@@ -46,6 +46,11 @@ pub enum Step {
         dev: String,
         uuid: String,
     },
+    /// FAT on the EFI system partition, with the volume ID `XXXX-XXXX`.
+    MkfsEsp {
+        dev: String,
+        volume_id: String,
+    },
     /// The golden /boot onto the /boot partition block by block, as
     /// [`Step::CopyRootBlocks`] does with the root; it takes the place of
     /// [`Step::MkfsBoot`].
@@ -191,9 +196,12 @@ pub enum Step {
         boot: String,
     },
     // Both.
+    /// GRUB for BIOS on `disk` and, where the layout has one, for UEFI with
+    /// Secure Boot on the EFI system partition `esp`.
     InstallBootloader {
         disk: String,
         root: String,
+        esp: Option<String>,
     },
     CreateSnapshot {
         vg: String,
@@ -311,6 +319,10 @@ impl fmt::Display for Step {
                 )
             }
             Step::MkfsBoot { dev, uuid } => write!(f, "make ext4 for /boot on {dev} (UUID {uuid})"),
+            Step::MkfsEsp { dev, volume_id } => write!(
+                f,
+                "make FAT for the EFI system partition on {dev} (volume ID {volume_id})"
+            ),
             Step::CopyBootBlocks { from, to, uuid, why, .. } => write!(
                 f,
                 "copy the golden /boot {from} onto {to} block by block, checking each range, as UUID {uuid}; grow it to the partition and check it ({why})"
@@ -408,9 +420,21 @@ impl fmt::Display for Step {
                 f,
                 "restore /boot from the copy in the merged root (/{BOOT_COPY}) onto {boot}, which its /etc/fstab must name"
             ),
-            Step::InstallBootloader { disk, root } => write!(
+            Step::InstallBootloader {
+                disk,
+                root,
+                esp: None,
+            } => write!(
                 f,
-                "install GRUB on {disk} and generate its menu with root={root}"
+                "install GRUB on {disk} for BIOS and generate its menu with root={root}"
+            ),
+            Step::InstallBootloader {
+                disk,
+                root,
+                esp: Some(esp),
+            } => write!(
+                f,
+                "install GRUB on {disk} for BIOS and on {esp} for UEFI (Debian's signed shim and GRUB, for Secure Boot) and generate its menu with root={root}"
             ),
             Step::CreateSnapshot {
                 vg,

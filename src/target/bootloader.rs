@@ -6,7 +6,8 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 
 use crate::disk::mounts::MountStack;
-use crate::inroot::{entry_in_root, resolve_in_root};
+use crate::inroot::{create_dir_all_in_root, entry_in_root, resolve_in_root};
+use crate::layout::ESP_MOUNT;
 use crate::runner::Cmd;
 
 /// Sets `KEY=value` in a shell-style defaults file (`/etc/default/grub`),
@@ -70,6 +71,32 @@ fn tools(root: &Path) -> Result<Tools> {
     }
 }
 
+/// What GRUB for UEFI with Secure Boot is installed from, in the golden:
+/// Debian's signed shim and GRUB (shim-signed, grub-efi-amd64-signed) and
+/// grub-install's EFI modules (grub-efi-amd64-bin).
+const EFI_FILES: [&str; 3] = [
+    "usr/lib/shim/shimx64.efi.signed",
+    "usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed",
+    "usr/lib/grub/x86_64-efi/modinfo.sh",
+];
+
+/// Whether the system in `root` can install GRUB for UEFI with Secure Boot;
+/// else what it lacks.
+pub fn check_efi(root: &Path) -> Result<(), String> {
+    let missing: Vec<&str> = EFI_FILES
+        .into_iter()
+        .filter(|f| !resolve_in_root(root, f).is_ok_and(|p| p.is_file()))
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the golden has no /{} (install shim-signed, grub-efi-amd64-signed and grub-efi-amd64-bin in it)",
+            missing.join(", /")
+        ))
+    }
+}
+
 /// GRUB defaults that only the golden's own menu may have (the CF is
 /// read-only media: no fsck); the image builder puts them there.
 const GOLDEN_ONLY_DEFAULTS: &str = "etc/default/grub.d/zshield-golden.cfg";
@@ -95,20 +122,42 @@ pub fn configure_defaults(root: &Path, golden: &str, boot_tries: u32) -> Result<
     Ok(())
 }
 
-/// Runs the target's grub-install on `disk` and its grub-mkconfig in a chroot
-/// with /proc, /sys, /dev and /run, then checks the menu boots `root_dev`.
-pub fn install(root: &Path, disk: &str, root_dev: &str) -> Result<()> {
+/// Runs the target's grub-install on `disk` (BIOS) and, with `esp`, onto
+/// that EFI system partition (UEFI, Secure Boot) and its grub-mkconfig in a
+/// chroot with /proc, /sys, /dev and /run, then checks the menu boots
+/// `root_dev`. The target's /boot is mounted.
+pub fn install(root: &Path, disk: &str, root_dev: &str, esp: Option<&str>) -> Result<()> {
     let tools = tools(root)?;
+    let mut mounts = MountStack::new();
+    if let Some(esp) = esp {
+        mounts.vfat(esp, &create_dir_all_in_root(root, ESP_MOUNT)?)?;
+    }
     let mut binds = MountStack::system_binds(root)?;
     Cmd::new(tools.install)
         .args(["--target=i386-pc", "--recheck", disk])
         .chroot(root)
         .run()?;
+    if esp.is_some() {
+        // Debian's signed shim and GRUB in EFI/debian and again at the
+        // removable-media path EFI/BOOT, which firmware boots without a
+        // variable naming it; no variables written here.
+        Cmd::new(tools.install)
+            .args([
+                "--target=x86_64-efi",
+                &format!("--efi-directory=/{ESP_MOUNT}"),
+                "--uefi-secure-boot",
+                "--force-extra-removable",
+                "--no-nvram",
+            ])
+            .chroot(root)
+            .run()?;
+    }
     Cmd::new(tools.mkconfig)
         .args(["-o", tools.config])
         .chroot(root)
         .run()?;
     binds.unmount_all()?;
+    mounts.unmount_all()?;
 
     let cfg_path = resolve_in_root(root, tools.config)?;
     let cfg = std::fs::read_to_string(&cfg_path)

@@ -128,6 +128,14 @@ impl Planner<'_> {
             });
         }
         let (boot_uuid, boot_blocks) = self.make_boot(&boot_dev, boot_copy);
+        // A layout made before ESPs keeps being BIOS only: its partitions
+        // hold the data volumes, and there is no room for one.
+        let esp_dev = match layout.esp {
+            Some(number) if probe.golden.efi.is_ok() => {
+                Some(self.make_esp(&partition_dev(&probe.target.dev, number)))
+            }
+            _ => None,
+        };
         if pv.is_none() {
             self.steps.push(Step::CreatePv {
                 dev: pv_dev.clone(),
@@ -155,6 +163,7 @@ impl Planner<'_> {
                 boot_dev,
                 boot_uuid,
                 boot_blocks,
+                esp_dev,
                 demand,
                 root_copy,
                 kept,

@@ -280,6 +280,8 @@ struct Volumes {
     boot_uuid: String,
     /// /boot was copied block by block (else it is made empty, for a file copy).
     boot_blocks: bool,
+    /// The EFI system partition, made again, for GRUB's UEFI half.
+    esp_dev: Option<String>,
     demand: Demand,
     root_copy: FsCopy,
     /// Data volumes kept with their data.
@@ -322,6 +324,17 @@ impl Planner<'_> {
         (uuid, by_blocks)
     }
 
+    /// FAT on the EFI system partition `dev` (nothing on it is kept: GRUB is
+    /// installed there again); its volume ID from a new UUID.
+    fn make_esp(&mut self, dev: &str) -> String {
+        let uuid = (self.new_uuid)().to_uppercase();
+        self.steps.push(Step::MkfsEsp {
+            dev: dev.to_string(),
+            volume_id: format!("{}-{}", &uuid[..4], &uuid[4..8]),
+        });
+        dev.to_string()
+    }
+
     /// A new layout on a blank disk, or on one wiped first (`wipe` holds the
     /// old partitions, `vgs_to_drop` the old VGs to deactivate).
     fn fresh(
@@ -337,14 +350,20 @@ impl Planner<'_> {
                 t.dev
             ));
         }
-        let parts = fresh_partitions(c.label, t.size, c.boot_size);
+        // An ESP where the golden can install GRUB for UEFI.
+        let esp = self.probe.golden.efi.is_ok();
+        let parts = fresh_partitions(c.label, t.size, c.boot_size, esp);
         let (boot_number, pv_number) = fresh_numbers(c.label);
         let boot_bytes = parts
             .iter()
             .find(|p| p.number == boot_number)
             .map_or(0, |p| p.size);
         let boot_copy = copy::choose_boot(&self.probe.golden, c.copy, boot_bytes);
-        let pv = parts.last().expect("a layout always has a PV partition");
+        let pv = parts
+            .iter()
+            .find(|p| p.number == pv_number)
+            .expect("a layout always has a PV partition")
+            .clone();
         let available = fresh_vg_extents(pv.size);
         let demand = Demand::new(c, available, EXTENT);
         let root_copy = copy::choose(&self.probe.golden, c.copy, demand.root * EXTENT)?;
@@ -388,6 +407,7 @@ impl Planner<'_> {
         let boot_dev = partition_dev(&t.dev, boot_number);
         let pv_dev = partition_dev(&t.dev, pv_number);
         let (boot_uuid, boot_blocks) = self.make_boot(&boot_dev, boot_copy);
+        let esp_dev = esp.then(|| self.make_esp(&partition_dev(&t.dev, pv_number + 1)));
         self.steps.push(Step::CreatePv {
             dev: pv_dev.clone(),
         });
@@ -399,6 +419,7 @@ impl Planner<'_> {
             boot_dev,
             boot_uuid,
             boot_blocks,
+            esp_dev,
             demand,
             root_copy,
             kept: Vec::new(),
@@ -456,6 +477,7 @@ impl Planner<'_> {
             &v.boot_uuid,
             copy_files,
             v.boot_blocks,
+            v.esp_dev.clone(),
         ));
         self.steps.push(Step::CreateSnapshot {
             vg: vg.clone(),
@@ -492,6 +514,7 @@ pub(super) mod tests {
     use super::*;
     use crate::disk::gpt_copies::{Copy, Damage};
     use crate::fixtures::{blank_probe, complete_probe, config, uuids};
+    use crate::layout::{PartKind, ESP_SIZE};
     use crate::units::{Size, GIB};
 
     pub(super) fn plan_of(probe: &Probe, options: Options) -> Result<Plan, Refusal> {
@@ -536,6 +559,7 @@ pub(super) mod tests {
                 "wipe",
                 "partition",
                 "mkfs-boot",
+                "mkfs-esp",
                 "create-pv",
                 "create-vg",
                 "create-lv",
@@ -562,7 +586,12 @@ pub(super) mod tests {
             p.steps[0],
             Step::Wipe {
                 disk: "/dev/sdb".into(),
-                ranges: vec![(MIB, MIB), (2 * MIB, MIB), (258 * MIB, MIB)]
+                ranges: vec![
+                    (MIB, MIB),
+                    (2 * MIB, MIB),
+                    (258 * MIB, MIB),
+                    (4 * GIB - MIB - ESP_SIZE, MIB)
+                ]
             }
         );
         let Step::Partition { partitions, .. } = &p.steps[1] else {
@@ -574,7 +603,19 @@ pub(super) mod tests {
             (2 * MIB, 256 * MIB)
         );
         assert_eq!(partitions[2].start, 258 * MIB);
-        assert_eq!(partitions[2].start + partitions[2].size, 4 * GIB - MIB);
+        // The ESP last, for UEFI; GRUB goes on it too.
+        assert_eq!(
+            partitions[2].start + partitions[2].size,
+            partitions[3].start
+        );
+        assert_eq!(
+            (partitions[3].kind, partitions[3].start + partitions[3].size),
+            (PartKind::Esp, 4 * GIB - MIB)
+        );
+        assert!(p.steps.iter().any(|s| matches!(
+            s,
+            Step::InstallBootloader { esp: Some(esp), .. } if esp == "/dev/sdb4"
+        )));
         assert!(p.steps.contains(&Step::CreateLv {
             vg: "vgroup".into(),
             lv: "lv-root".into(),
@@ -634,9 +675,27 @@ pub(super) mod tests {
         let Step::Partition { partitions, .. } = &p.steps[1] else {
             panic!()
         };
-        assert_eq!(partitions.len(), 2);
+        assert_eq!(partitions.len(), 3);
         assert_eq!(partitions[0].start, MIB);
+        assert_eq!(partitions[2].kind, PartKind::Esp);
         assert_eq!(devices(&p), ("/dev/sdb1".into(), "/dev/sdb2".into()));
+    }
+
+    #[test]
+    fn a_golden_that_cannot_boot_uefi_makes_a_bios_only_layout() {
+        let mut probe = blank_probe();
+        probe.golden.efi = Err("the golden has no /usr/lib/shim/shimx64.efi.signed".into());
+        let p = plan_of(&probe, Options::default()).unwrap();
+        let Step::Partition { partitions, .. } = &p.steps[1] else {
+            panic!()
+        };
+        assert_eq!(partitions.len(), 3);
+        assert_eq!(partitions[2].start + partitions[2].size, 4 * GIB - MIB);
+        assert!(!names(&p).contains(&"mkfs-esp".to_string()));
+        assert!(p
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::InstallBootloader { esp: None, .. })));
     }
 
     #[test]
@@ -731,6 +790,7 @@ pub(super) mod tests {
                 (2 * MIB, MIB),
                 (258 * MIB, MIB),
                 (3 * GIB, MIB),
+                (4 * GIB - MIB - ESP_SIZE, MIB),
                 (4 * GIB - MIB, MIB)
             ]
         );
@@ -772,11 +832,12 @@ pub(super) mod tests {
         let mut c = config();
         c.snapshot.size = Size::PercentOfVg(10);
         let p = plan(&blank_probe(), &c, &Options::default(), &mut uuids()).unwrap();
-        // PV = 4 GiB - 259 MiB; (PV - 1 MiB) / 4 MiB = 959 extents; 10% = 95.9 → 96.
+        // PV = 4 GiB - 259 MiB - the ESP's 64 MiB; (PV - 1 MiB) / 4 MiB = 943
+        // extents; 10% = 94.3 → 95.
         assert!(
             p.steps
                 .iter()
-                .any(|s| matches!(s, Step::CreateSnapshot { extents: 96, .. })),
+                .any(|s| matches!(s, Step::CreateSnapshot { extents: 95, .. })),
             "{:?}",
             p.steps
         );

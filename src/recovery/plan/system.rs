@@ -10,7 +10,8 @@ use crate::recovery::step::{FstabEntry, Step};
 /// The system steps onto a target whose /boot is `boot_dev` (of filesystem
 /// `boot_uuid`) and whose root is the configuration's root LV.
 /// `copy_files` says why the root is copied file by file; without it, it was
-/// copied block by block before; `boot_blocks`, that /boot was.
+/// copied block by block before; `boot_blocks`, that /boot was; `esp` is the
+/// EFI system partition GRUB goes onto too.
 pub fn steps(
     probe: &Probe,
     c: &Config,
@@ -18,6 +19,7 @@ pub fn steps(
     boot_uuid: &str,
     copy_files: Option<String>,
     boot_blocks: bool,
+    esp: Option<String>,
 ) -> Vec<Step> {
     let mut steps = Vec::new();
     let vg = &c.vg;
@@ -96,6 +98,7 @@ pub fn steps(
     steps.push(Step::InstallBootloader {
         disk: probe.target.dev.clone(),
         root,
+        esp,
     });
     steps
 }

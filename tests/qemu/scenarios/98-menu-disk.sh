@@ -3,10 +3,12 @@
 # password (the disk's menu has the golden's): the rollback runs from
 # the disk's initramfs, the VM reboots into the restored system, whose next
 # backup the power cuts at a moment drawn from the seed it prints (up to 3 s
-# after it starts). Then, with the CF card taken out, "Recover to factory
-# default" refuses with one clear line and the system boots as it was: its
-# backup is there (the cut one's or the one before), and the next backup
-# tidies up after the cut one.
+# after it starts). Then, with the CF card taken out, on a UEFI board with
+# Secure Boot on (the disk alone: its ESP's signed shim and GRUB at the
+# removable-media path, no boot variable; its menu, its password), "Recover
+# to factory default" refuses with one clear line and the system boots as it
+# was: its backup is there (the cut one's or the one before), and the next
+# backup tidies up after the cut one.
 target=$ZT_DIR/target.img
 zt_changed "$target"
 
@@ -39,8 +41,11 @@ check user-data-kept grep -qx after-backup /home/ztest-user-data
 check backup-still-there zshield status
 check backup-again zshield_backup
 check nothing-left-of-the-cut bash -c '! lvs vgroup/snap0_next 2>/dev/null'
+check booted-through-uefi test -d /sys/firmware/efi
+check secure-boot-enforced bash -c 'mokutil --sb-state | grep -qx "SecureBoot enabled"'
 SCRIPT
-zt_vm no-card --disk "$target" --pick "$(zt_menu_index "Recover to factory default" disk) $(zt_grub_login)" --cmd "$ZT_DIR/no-card.cmd"
+zt_vm no-card --firmware uefi --disk "$target" --pick "$(zt_menu_index "Recover to factory default" disk) $(zt_grub_login)" --cmd "$ZT_DIR/no-card.cmd"
+zt_assert_line "secureboot: Secure boot enabled"
 zt_assert_line_with "zshield: error:" "insert the CompactFlash card"
 zt_assert_no_line "zshield: done:"
 zt_assert_value root-source /dev/mapper/vgroup-lv--root
