@@ -6,6 +6,7 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use zshield::config::Label;
 use zshield::disk::blockdev::{self, BlockDev, ReadOnlyGuard};
@@ -480,6 +481,11 @@ fn plan_command_prints_the_steps_and_refuses_the_golden_disk() {
 struct PlanSetup {
     golden: Loop,
     golden_part: String,
+    /// The labels of this golden's root and /boot: the card's own
+    /// (golden-root, golden-boot) would be seen twice while the tests run
+    /// side by side, and a golden named by label must be one device.
+    root_label: String,
+    boot_label: String,
     config: PathBuf,
     _tmp: tempfile::TempDir,
 }
@@ -523,25 +529,30 @@ impl PlanSetup {
         )
         .unwrap();
         let tmp = tempfile::tempdir().unwrap();
-        let fstab = if boot {
-            "LABEL=golden-root / ext4 ro 0 0\\nLABEL=golden-boot /boot ext4 ro 0 0\\n"
-        } else {
-            "LABEL=golden-root / ext4 ro 0 0\\n"
-        };
+        static SETUPS: AtomicUsize = AtomicUsize::new(0);
+        let n = SETUPS.fetch_add(1, Ordering::Relaxed);
+        let root_label = format!("gr{}-{n}", std::process::id());
+        let boot_label = format!("gb{}-{n}", std::process::id());
+        let mut fstab = format!("LABEL={root_label} / ext4 ro 0 0\\n");
+        if boot {
+            fstab += &format!("LABEL={boot_label} /boot ext4 ro 0 0\\n");
+        }
         sh(&format!(
             "mkdir -p {t}/etc {t}/sbin && echo 'ID=debian' > {t}/etc/os-release && touch {t}/sbin/init \
              && printf '{fstab}' > {t}/etc/fstab \
-             && mkfs.ext4 -q -L golden-root -d {t} {golden_part}",
+             && mkfs.ext4 -q -L {root_label} -d {t} {golden_part}",
             t = tmp.path().join("tree").display()
         ));
         if boot {
-            sh(&format!("mkfs.ext4 -q -L golden-boot {}p2", golden.dev));
+            sh(&format!("mkfs.ext4 -q -L {boot_label} {}p2", golden.dev));
         }
         let path = tmp.path().join("zshield.conf");
         std::fs::write(&path, config).unwrap();
         PlanSetup {
             golden,
             golden_part,
+            root_label,
+            boot_label,
             config: path,
             _tmp: tmp,
         }
@@ -553,7 +564,7 @@ impl PlanSetup {
         self.plan_with_golden(&self.golden_part, target)
     }
 
-    /// The same with the golden named `golden` (`LABEL=golden-root`, say).
+    /// The same with the golden named `golden` (`LABEL=…`, say).
     fn plan_with_golden(&self, golden: &str, target: &str) -> (bool, String) {
         let out = Command::new(env!("CARGO_BIN_EXE_zshield"))
             .args(["plan", "--config"])
@@ -821,9 +832,10 @@ fn a_luks_volume_on_the_lvm_partition_is_not_made_a_pv() {
 fn a_stick_labelled_like_the_card_is_refused() {
     let setup = PlanSetup::with_boot(SMALL_LAYOUT);
     let target = Loop::new("stick-target", 2 * GIB);
-    let (ok, text) = setup.plan_with_golden("LABEL=golden-root", &target.dev);
+    let golden = format!("LABEL={}", setup.root_label);
+    let (ok, text) = setup.plan_with_golden(&golden, &target.dev);
     assert!(ok, "{text}");
-    for label in ["golden-boot", "golden-root"] {
+    for label in [&setup.boot_label, &setup.root_label] {
         let stick = Loop::new("stick", 16 * MIB);
         sh(&format!(
             "mkfs.ext4 -q -L {label} {}",
@@ -831,7 +843,7 @@ fn a_stick_labelled_like_the_card_is_refused() {
         ));
         stick.flush();
         let before = (target.sha256(), stick.sha256(), setup.golden.sha256());
-        let (ok, text) = setup.plan_with_golden("LABEL=golden-root", &target.dev);
+        let (ok, text) = setup.plan_with_golden(&golden, &target.dev);
         let line = refusal_line(ok, &text);
         assert!(
             line.contains(&format!("LABEL={label} names 2 devices"))
@@ -841,6 +853,9 @@ fn a_stick_labelled_like_the_card_is_refused() {
         );
         let after = (target.sha256(), stick.sha256(), setup.golden.sha256());
         assert_eq!(after, before, "the refusal changed a disk");
+        // A detached loop device lingers while udev still reads it: unlabelled,
+        // it cannot be counted again in the next round.
+        sh(&format!("wipefs -q -a {}", stick.dev));
     }
 }
 
