@@ -94,11 +94,36 @@ impl Default for ProvisionConfig {
     }
 }
 
-/// `[boot]`: boot counting in the disk's GRUB and the running system's
-/// health checks (see `health`).
+/// `[boot] firmware`: what the disk zshield makes must boot through.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Firmware {
+    /// BIOS, and UEFI with Secure Boot where the golden and the disk's layout
+    /// allow it; a disk this machine could not boot is refused.
+    #[default]
+    Auto,
+    /// BIOS only: no EFI system partition on a new layout.
+    Bios,
+    /// UEFI with Secure Boot only, or refuse.
+    Uefi,
+}
+
+impl std::fmt::Display for Firmware {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Firmware::Auto => "auto",
+            Firmware::Bios => "bios",
+            Firmware::Uefi => "uefi",
+        })
+    }
+}
+
+/// `[boot]`: the firmware the disk boots through, boot counting in the
+/// disk's GRUB and the running system's health checks (see `health`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BootConfig {
+    pub firmware: Firmware,
     /// Boots that may fail in a row before GRUB rolls back on its own; 0
     /// turns boot counting off.
     pub tries: u32,
@@ -116,6 +141,7 @@ pub struct BootConfig {
 impl Default for BootConfig {
     fn default() -> Self {
         BootConfig {
+            firmware: Firmware::Auto,
             tries: 3,
             check_timeout: 120,
             deadline: 900,
@@ -424,6 +450,11 @@ mod tests {
         );
         let c = Config::parse("[boot]\ndeadline = 0\nemergency_timeout = 0\n", "t").unwrap();
         assert_eq!((c.boot.deadline, c.boot.emergency_timeout), (0, 0));
+        assert_eq!(c.boot.firmware, Firmware::Auto);
+        let c = Config::parse("[boot]\nfirmware = \"uefi\"\n", "t").unwrap();
+        assert_eq!(c.boot.firmware, Firmware::Uefi);
+        let err = Config::parse("[boot]\nfirmware = \"efi\"\n", "t").unwrap_err();
+        assert!(err.to_string().contains("firmware"), "{err}");
     }
 
     const SMALL: &str = r#"

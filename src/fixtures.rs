@@ -139,6 +139,7 @@ pub fn blank_probe() -> Probe {
         provision: Provision::default(),
         candidates: vec![target_identity()],
         lvm_asked: true,
+        booted_uefi: false,
     }
 }
 
@@ -174,6 +175,7 @@ pub fn gpt_layout() -> Content {
             4 * GIB - 259 * MIB,
         ),
         esp: None,
+        esp_area: Vec::new(),
         repair: None,
         pv_area: PvArea::Pv,
     })

@@ -42,6 +42,10 @@ pub struct ExistingLayout {
     pub pv: TablePartition,
     /// The number of the EFI system partition, on layouts made for UEFI too.
     pub esp: Option<u32>,
+    /// What the start of the EFI system partition holds that is neither FAT
+    /// nor nothing (what zshield and a cut-off mkfs.fat leave there): a sign
+    /// that the partition was put to another use.
+    pub esp_area: Vec<String>,
     /// A GPT to repair from its intact copy before anything else.
     pub repair: Option<Damage>,
     /// What the start of the PV partition holds.
@@ -61,6 +65,8 @@ pub enum PvArea {
     Other(Vec<String>),
 }
 
+// One per probe of a disk: the size of its largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Content {
     /// No partition table, no signature, nothing but zeros where they live.
@@ -114,6 +120,13 @@ pub fn classify(e: &Evidence) -> Content {
     if let Some(table) = &e.table {
         if let Some(mut layout) = zshield_layout(table) {
             layout.pv_area = pv_area(partition_head(e, layout.pv.start));
+            let esp = table
+                .partitions()
+                .iter()
+                .find(|p| Some(p.number) == layout.esp);
+            if let Some(esp) = esp {
+                layout.esp_area = esp_area(partition_head(e, esp.start));
+            }
             if let Some(damage) = &layout.repair {
                 // A damaged zshield GPT is repaired only while nothing shows
                 // that the disk was put to another use since.
@@ -216,6 +229,19 @@ fn pv_area(head: &[u8]) -> PvArea {
     }
 }
 
+fn esp_area(head: &[u8]) -> Vec<String> {
+    let found = signatures::at_start(head, 0);
+    match found.as_slice() {
+        [] if is_blank(head) => Vec::new(),
+        [] => vec!["unrecognised data".into()],
+        others => others
+            .iter()
+            .filter(|s| **s != "a FAT filesystem")
+            .map(|s| s.to_string())
+            .collect(),
+    }
+}
+
 /// What a zshield GPT never has, found on a disk whose GPT is damaged: an
 /// msdos table in its first sector, a file system or volume where its table
 /// has none, something else on its LVM partition, RAID or ZFS at its end.
@@ -253,6 +279,12 @@ fn signs_of_reuse(e: &Evidence, layout: &ExistingLayout) -> Vec<String> {
     if let PvArea::Other(others) = &layout.pv_area {
         found.extend(others.iter().map(|o| format!("{o} on its LVM partition")));
     }
+    found.extend(
+        layout
+            .esp_area
+            .iter()
+            .map(|o| format!("{o} on its EFI system partition")),
+    );
     found
 }
 
@@ -312,6 +344,7 @@ pub fn zshield_layout(table: &Table) -> Option<ExistingLayout> {
                 boot: boot.clone(),
                 pv: pv.clone(),
                 esp: esp.map(|e| e.number),
+                esp_area: Vec::new(),
                 repair: damage.clone(),
                 pv_area: PvArea::Blank,
             })
@@ -334,6 +367,7 @@ pub fn zshield_layout(table: &Table) -> Option<ExistingLayout> {
                 boot: boot.clone(),
                 pv: pv.clone(),
                 esp: esp.map(|e| e.number),
+                esp_area: Vec::new(),
                 repair: None,
                 pv_area: PvArea::Blank,
             })
@@ -554,6 +588,37 @@ mod tests {
             Content::Zshield(ExistingLayout { esp: Some(3), .. })
         ));
         assert!(matches!(msdos("0x83"), Content::Foreign(_)));
+    }
+
+    #[test]
+    fn an_esp_holds_fat_or_nothing() {
+        let esp_holding = |head: Vec<u8>| {
+            let mut t = zshield_gpt();
+            let esp = part(4, GPT_ESP_TYPE, GPT_ESP_NAME);
+            let start = esp.start;
+            if let Table::Gpt { partitions, .. } = &mut t {
+                partitions.push(esp);
+            }
+            match classify(&Evidence {
+                table: Some(t),
+                partition_heads: vec![(start, head)],
+                ..zeros()
+            }) {
+                Content::Zshield(layout) => layout.esp_area,
+                other => panic!("{other:?}"),
+            }
+        };
+        let mut fat = vec![0u8; MIB as usize];
+        fat[82..90].copy_from_slice(b"FAT32   ");
+        fat[510..512].copy_from_slice(&[0x55, 0xAA]);
+        assert!(esp_holding(fat).is_empty());
+        assert!(esp_holding(vec![0; MIB as usize]).is_empty());
+        let mut luks = vec![0u8; MIB as usize];
+        luks[..6].copy_from_slice(b"LUKS\xBA\xBE");
+        assert_eq!(esp_holding(luks), ["a LUKS encrypted volume"]);
+        let mut other = vec![0u8; MIB as usize];
+        other[4096] = 1;
+        assert_eq!(esp_holding(other), ["unrecognised data"]);
     }
 
     #[test]

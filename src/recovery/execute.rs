@@ -350,9 +350,11 @@ impl Executor {
                     Some(mirror_tree(&copy, &self.boot_dir()?, "restoring /boot")?);
                 Ok(())
             }
-            Step::InstallBootloader { disk, root, esp } => {
-                bootloader::install(&self.root_dir, disk, root, esp.as_deref())
-            }
+            Step::InstallBootloader {
+                bios_disk,
+                root,
+                esp,
+            } => bootloader::install(&self.root_dir, bios_disk.as_deref(), root, esp.as_deref()),
             Step::MarkComplete { vg, boot } => {
                 lvm.vg_tag(vg, TAG_COMPLETE, true)?;
                 set_complete_marker(boot, true)

@@ -95,6 +95,9 @@ pub struct Probe {
     pub lvs: Vec<Lv>,
     /// Whether LVM was asked (`zshield plan` on a machine without it is not).
     pub lvm_asked: bool,
+    /// Whether this machine started through UEFI (the kernel shows its
+    /// variables' interface).
+    pub booted_uefi: bool,
     /// The golden's per-unit files and hooks for this architecture, checked.
     pub provision: Provision,
     /// The disks that could be the target (not the golden's, not removable,
@@ -300,6 +303,7 @@ pub fn probe(
         vgs,
         lvs,
         lvm_asked: lvm.is_some(),
+        booted_uefi: std::path::Path::new("/sys/firmware/efi").exists(),
         provision,
         candidates: candidates(),
     };

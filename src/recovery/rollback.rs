@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::config::Config;
+use crate::config::{Config, Firmware};
 use crate::disk::blockdev::{examine, settle_udev, BlockDev, ReadOnlyGuard};
 use crate::disk::content::Content;
 use crate::disk::golden;
@@ -277,11 +277,13 @@ pub fn plan(config: &Config, probe: &Probe) -> Result<Plan, Refusal> {
             found.vg
         ))
     })?;
+    let bios_disk = (config.boot.firmware != Firmware::Uefi).then(|| disk.clone());
     Ok(Plan {
         found: found.in_words(),
         disk: None,
         golden: None,
-        steps: steps(&found, &disk, boot),
+        firmware: None,
+        steps: steps(&found, bios_disk, boot),
         target: disk,
     })
 }
@@ -300,7 +302,7 @@ impl Found {
 }
 
 /// The steps from `found.start` on.
-fn steps(found: &Found, disk: &str, boot: &str) -> Vec<Step> {
+fn steps(found: &Found, bios_disk: Option<String>, boot: &str) -> Vec<Step> {
     let (vg, root) = (found.vg.clone(), found.root.clone());
     let mut steps = Vec::new();
     let merge = (vg.clone(), root.clone(), found.merged.clone());
@@ -326,7 +328,7 @@ fn steps(found: &Found, disk: &str, boot: &str) -> Vec<Step> {
         },
         // The ESP's GRUB finds /boot by its UUID, which a rollback keeps.
         Step::InstallBootloader {
-            disk: disk.to_string(),
+            bios_disk,
             root: mapper_path(&vg, &root),
             esp: None,
         },
@@ -356,7 +358,7 @@ mod tests {
     }
 
     fn step_names(found: &Found) -> Vec<String> {
-        steps(found, "/dev/sdb", "/dev/sdb2")
+        steps(found, Some("/dev/sdb".into()), "/dev/sdb2")
             .iter()
             .map(Step::name)
             .collect()

@@ -196,10 +196,10 @@ pub enum Step {
         boot: String,
     },
     // Both.
-    /// GRUB for BIOS on `disk` and, where the layout has one, for UEFI with
-    /// Secure Boot on the EFI system partition `esp`.
+    /// GRUB for BIOS on `bios_disk` and for UEFI with Secure Boot on the EFI
+    /// system partition `esp`, as the disk is to serve them; its menu always.
     InstallBootloader {
-        disk: String,
+        bios_disk: Option<String>,
         root: String,
         esp: Option<String>,
     },
@@ -421,21 +421,23 @@ impl fmt::Display for Step {
                 "restore /boot from the copy in the merged root (/{BOOT_COPY}) onto {boot}, which its /etc/fstab must name"
             ),
             Step::InstallBootloader {
-                disk,
+                bios_disk,
                 root,
-                esp: None,
-            } => write!(
-                f,
-                "install GRUB on {disk} for BIOS and generate its menu with root={root}"
-            ),
-            Step::InstallBootloader {
-                disk,
-                root,
-                esp: Some(esp),
-            } => write!(
-                f,
-                "install GRUB on {disk} for BIOS and on {esp} for UEFI (Debian's signed shim and GRUB, for Secure Boot) and generate its menu with root={root}"
-            ),
+                esp,
+            } => {
+                const SIGNED: &str = "(Debian's signed shim and GRUB, for Secure Boot)";
+                match (bios_disk, esp) {
+                    (Some(disk), None) => write!(f, "install GRUB on {disk} for BIOS")?,
+                    (Some(disk), Some(esp)) => write!(
+                        f,
+                        "install GRUB on {disk} for BIOS and on {esp} for UEFI {SIGNED}"
+                    )?,
+                    (None, Some(esp)) => write!(f, "install GRUB on {esp} for UEFI {SIGNED}")?,
+                    // The EFI system partition's GRUB finds /boot by its UUID.
+                    (None, None) => write!(f, "keep the GRUB that is installed")?,
+                }
+                write!(f, " and generate its menu with root={root}")
+            }
             Step::CreateSnapshot {
                 vg,
                 origin,
@@ -477,6 +479,8 @@ pub struct Plan {
     pub found: String,
     /// The golden root device a factory reset copies from.
     pub golden: Option<String>,
+    /// What the disk will boot through, and why, when the plan installs GRUB.
+    pub firmware: Option<String>,
     pub steps: Vec<Step>,
 }
 
@@ -492,6 +496,9 @@ impl Plan {
                 self.found
             ),
             None => log::info!("plan: {} holds {}", self.target, self.found),
+        }
+        if let Some(firmware) = &self.firmware {
+            log::info!("plan: {firmware}");
         }
         for (i, step) in self.steps.iter().enumerate() {
             log::info!("plan: {:2}. {step}", i + 1);

@@ -122,21 +122,28 @@ pub fn configure_defaults(root: &Path, golden: &str, boot_tries: u32) -> Result<
     Ok(())
 }
 
-/// Runs the target's grub-install on `disk` (BIOS) and, with `esp`, onto
-/// that EFI system partition (UEFI, Secure Boot) and its grub-mkconfig in a
-/// chroot with /proc, /sys, /dev and /run, then checks the menu boots
-/// `root_dev`. The target's /boot is mounted.
-pub fn install(root: &Path, disk: &str, root_dev: &str, esp: Option<&str>) -> Result<()> {
+/// Runs the target's grub-install, with `bios_disk` on that disk (BIOS), with
+/// `esp` onto that EFI system partition (UEFI, Secure Boot), and its
+/// grub-mkconfig in a chroot with /proc, /sys, /dev and /run, then checks the
+/// menu boots `root_dev`. The target's /boot is mounted.
+pub fn install(
+    root: &Path,
+    bios_disk: Option<&str>,
+    root_dev: &str,
+    esp: Option<&str>,
+) -> Result<()> {
     let tools = tools(root)?;
     let mut mounts = MountStack::new();
     if let Some(esp) = esp {
         mounts.vfat(esp, &create_dir_all_in_root(root, ESP_MOUNT)?)?;
     }
     let mut binds = MountStack::system_binds(root)?;
-    Cmd::new(tools.install)
-        .args(["--target=i386-pc", "--recheck", disk])
-        .chroot(root)
-        .run()?;
+    if let Some(disk) = bios_disk {
+        Cmd::new(tools.install)
+            .args(["--target=i386-pc", "--recheck", disk])
+            .chroot(root)
+            .run()?;
+    }
     if esp.is_some() {
         // Debian's signed shim and GRUB in EFI/debian and again at the
         // removable-media path EFI/BOOT, which firmware boots without a

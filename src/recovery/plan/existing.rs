@@ -10,7 +10,7 @@ use crate::lvm::report::Lv;
 use crate::recovery::step::{Refusal, Step};
 use crate::units::human;
 
-use super::{copy, refuse, Demand, FsCopy, Planner, Volumes};
+use super::{copy, firmware, refuse, Demand, FsCopy, Planner, Volumes};
 
 impl Planner<'_> {
     /// A zshield layout, complete or cut off: finish it, keeping the data volumes.
@@ -36,6 +36,19 @@ impl Planner<'_> {
                 layout.label,
                 c.label
             );
+        }
+        // A layout made before ESPs keeps being BIOS only: its partitions
+        // hold the data volumes, and there is no room for one.
+        let served = firmware::served(probe, c, layout.esp.is_some())?;
+        if let Some(number) = layout.esp.filter(|_| served.uefi) {
+            if !layout.esp_area.is_empty() {
+                return refuse(format!(
+                    "target {} carries a zshield partition table but {} on its EFI system partition {}, where zshield puts FAT: refusing to format it; copy what it holds elsewhere and erase its start (wipefs -a), or set boot.firmware = \"bios\"",
+                    probe.target.identity,
+                    layout.esp_area.join(", "),
+                    partition_dev(&probe.target.dev, number)
+                ));
+            }
         }
         let lvs: Vec<&Lv> = probe.lvs.iter().filter(|l| l.vg == c.vg).collect();
         let find = |name: &str| lvs.iter().find(|l| l.name == name).copied();
@@ -128,10 +141,8 @@ impl Planner<'_> {
             });
         }
         let (boot_uuid, boot_blocks) = self.make_boot(&boot_dev, boot_copy);
-        // A layout made before ESPs keeps being BIOS only: its partitions
-        // hold the data volumes, and there is no room for one.
         let esp_dev = match layout.esp {
-            Some(number) if probe.golden.efi.is_ok() => {
+            Some(number) if served.uefi => {
                 Some(self.make_esp(&partition_dev(&probe.target.dev, number)))
             }
             _ => None,
@@ -163,6 +174,7 @@ impl Planner<'_> {
                 boot_dev,
                 boot_uuid,
                 boot_blocks,
+                served,
                 esp_dev,
                 demand,
                 root_copy,

@@ -4,6 +4,7 @@
 mod checks;
 mod copy;
 mod existing;
+mod firmware;
 mod system;
 
 use crate::cmdline::Wipe;
@@ -166,6 +167,7 @@ pub fn plan(
                 disk: Some(probe.target.identity.clone()),
                 found: format!("a zshield layout with a damaged GPT ({})", damage.what),
                 golden: Some(probe.golden.dev.clone()),
+                firmware: None,
                 steps: vec![Step::RepairGpt {
                     disk: dev.clone(),
                     intact: damage.intact,
@@ -211,6 +213,7 @@ pub fn plan(
                         found: "a complete zshield system: the automatic mode leaves it alone"
                             .into(),
                         golden: Some(probe.golden.dev.clone()),
+                        firmware: None,
                         steps: Vec::new(),
                     });
                 }
@@ -223,12 +226,14 @@ pub fn plan(
             }
         }
     };
+    let firmware = firmware::describe(volumes.served, config, probe.booted_uefi);
     planner.volumes_and_system(volumes);
     Ok(Plan {
         target: dev.clone(),
         disk: Some(named.clone()),
         found,
         golden: Some(probe.golden.dev.clone()),
+        firmware: Some(firmware),
         steps: planner.steps,
     })
 }
@@ -280,6 +285,8 @@ struct Volumes {
     boot_uuid: String,
     /// /boot was copied block by block (else it is made empty, for a file copy).
     boot_blocks: bool,
+    /// What the disk will boot through.
+    served: firmware::Served,
     /// The EFI system partition, made again, for GRUB's UEFI half.
     esp_dev: Option<String>,
     demand: Demand,
@@ -350,8 +357,8 @@ impl Planner<'_> {
                 t.dev
             ));
         }
-        // An ESP where the golden can install GRUB for UEFI.
-        let esp = self.probe.golden.efi.is_ok();
+        let served = firmware::served(self.probe, c, true)?;
+        let esp = served.uefi;
         let parts = fresh_partitions(c.label, t.size, c.boot_size, esp);
         let (boot_number, pv_number) = fresh_numbers(c.label);
         let boot_bytes = parts
@@ -419,6 +426,7 @@ impl Planner<'_> {
             boot_dev,
             boot_uuid,
             boot_blocks,
+            served,
             esp_dev,
             demand,
             root_copy,
@@ -455,30 +463,22 @@ impl Planner<'_> {
         }
         // The data volumes first, as with mkfs: a reset cut off after the
         // copy finds them made and keeps them.
-        let copy_files = match v.root_copy {
+        let copy_files = match &v.root_copy {
             FsCopy::Blocks { map, why } => {
                 self.steps.push(Step::CopyRootBlocks {
                     from: probe.golden.dev.clone(),
                     to: mapper_path(&vg, &c.root.name),
                     uuid: (self.new_uuid)(),
                     label: c.root.name.clone(),
-                    why,
-                    map,
+                    why: why.clone(),
+                    map: map.clone(),
                 });
                 None
             }
-            FsCopy::Files { why } => Some(why),
+            FsCopy::Files { why } => Some(why.clone()),
         };
 
-        self.steps.extend(system::steps(
-            probe,
-            c,
-            &v.boot_dev,
-            &v.boot_uuid,
-            copy_files,
-            v.boot_blocks,
-            v.esp_dev.clone(),
-        ));
+        self.steps.extend(system::steps(probe, c, &v, copy_files));
         self.steps.push(Step::CreateSnapshot {
             vg: vg.clone(),
             origin: c.root.name.clone(),
@@ -696,6 +696,55 @@ pub(super) mod tests {
             .steps
             .iter()
             .any(|s| matches!(s, Step::InstallBootloader { esp: None, .. })));
+    }
+
+    #[test]
+    fn the_plan_says_which_firmware_the_disk_serves() {
+        let p = plan_of(&blank_probe(), Options::default()).unwrap();
+        assert_eq!(
+            p.firmware.as_deref(),
+            Some("the disk boots through BIOS and UEFI with Secure Boot (boot.firmware = auto; this machine started through BIOS)")
+        );
+        let mut c = config();
+        c.boot.firmware = crate::config::Firmware::Uefi;
+        let p = plan(&blank_probe(), &c, &Options::default(), &mut uuids()).unwrap();
+        let grub = p
+            .steps
+            .iter()
+            .find(|s| matches!(s, Step::InstallBootloader { .. }));
+        assert_eq!(
+            grub.unwrap().to_string(),
+            "install GRUB on /dev/sdb4 for UEFI (Debian's signed shim and GRUB, for Secure Boot) and generate its menu with root=/dev/mapper/vgroup-lv--root"
+        );
+    }
+
+    #[test]
+    fn an_esp_that_holds_something_else_is_not_formatted() {
+        let mut probe = complete_probe();
+        let Content::Zshield(layout) = &mut probe.content else {
+            unreachable!()
+        };
+        layout.esp = Some(4);
+        let p = plan_of(&probe, Options::default()).unwrap();
+        assert!(p.steps.contains(&Step::MkfsEsp {
+            dev: "/dev/sdb4".into(),
+            volume_id: "0000-0000".into()
+        }));
+        let Content::Zshield(layout) = &mut probe.content else {
+            unreachable!()
+        };
+        layout.esp_area = vec!["a LUKS encrypted volume".into()];
+        let r = refusal(&probe);
+        assert!(
+            r.contains("a LUKS encrypted volume on its EFI system partition /dev/sdb4")
+                && r.contains("refusing to format it"),
+            "{r}"
+        );
+        // BIOS only: the partition is left alone.
+        let mut c = config();
+        c.boot.firmware = crate::config::Firmware::Bios;
+        let p = plan(&probe, &c, &Options::default(), &mut uuids()).unwrap();
+        assert!(!names(&p).contains(&"mkfs-esp".to_string()));
     }
 
     #[test]

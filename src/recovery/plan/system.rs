@@ -7,20 +7,19 @@ use crate::layout::mapper_path;
 use crate::recovery::probe::Probe;
 use crate::recovery::step::{FstabEntry, Step};
 
-/// The system steps onto a target whose /boot is `boot_dev` (of filesystem
-/// `boot_uuid`) and whose root is the configuration's root LV.
+use super::Volumes;
+
+/// The system steps onto a target whose /boot, EFI system partition and
+/// firmware are those of `v` and whose root is the configuration's root LV.
 /// `copy_files` says why the root is copied file by file; without it, it was
-/// copied block by block before; `boot_blocks`, that /boot was; `esp` is the
-/// EFI system partition GRUB goes onto too.
-pub fn steps(
+/// copied block by block before.
+pub(super) fn steps(
     probe: &Probe,
     c: &Config,
-    boot_dev: &str,
-    boot_uuid: &str,
+    v: &Volumes,
     copy_files: Option<String>,
-    boot_blocks: bool,
-    esp: Option<String>,
 ) -> Vec<Step> {
+    let (boot_dev, boot_uuid) = (&v.boot_dev, &v.boot_uuid);
     let mut steps = Vec::new();
     let vg = &c.vg;
     let root = mapper_path(vg, &c.root.name);
@@ -64,7 +63,7 @@ pub fn steps(
             why,
         });
     }
-    steps.push(if boot_blocks {
+    steps.push(if v.boot_blocks {
         Step::KeepBootCopy {
             tree: golden.boot_tree.clone(),
         }
@@ -96,9 +95,9 @@ pub fn steps(
         });
     }
     steps.push(Step::InstallBootloader {
-        disk: probe.target.dev.clone(),
+        bios_disk: v.served.bios.then(|| probe.target.dev.clone()),
         root,
-        esp,
+        esp: v.esp_dev.clone(),
     });
     steps
 }

@@ -27,6 +27,7 @@ zt_assert_line_re "copy the golden root /dev/sd[ab]2 onto /dev/mapper/vgroup-lv-
 zt_assert_line_re "copy the golden /boot /dev/sd[ab]1 onto /dev/sd[ab]2 block by block, checking each range"
 zt_assert_line_re "make FAT for the EFI system partition on /dev/sd[ab]4"
 zt_assert_line_re "install GRUB on /dev/sd[ab] for BIOS and on /dev/sd[ab]4 for UEFI"
+zt_assert_line "zshield: plan: the disk boots through BIOS and UEFI with Secure Boot (boot.firmware = auto; this machine started through UEFI)"
 zt_assert_line "hook 10_first.sh: succeeded"
 zt_assert_line "factory test 90_factory_test.sh: passed"
 zt_assert_line "zshield: FACTORY TEST: PASS (90_factory_test.sh in"

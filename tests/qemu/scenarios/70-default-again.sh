@@ -53,6 +53,7 @@ zt_assert_line "holds a zshield layout with a damaged GPT (primary copy damaged:
 zt_assert_line_with "repair the GPT of " "from its backup copy (primary copy damaged: no GPT signature)"
 zt_assert_line "is whole again: reading the disk again"
 zt_assert_line "holds a complete zshield layout (kept with their data: lv-user, lv-audit)"
+zt_assert_line "zshield: plan: the disk boots through BIOS and UEFI with Secure Boot (boot.firmware = auto; this machine started through BIOS)"
 
 zt_cmd "$ZT_DIR/again.cmd" "$ZT_CHECKS/restored.sh" - <<'SCRIPT'
 check home-marker-kept grep -qx kept /home/ztest-marker
