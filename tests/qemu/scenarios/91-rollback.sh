@@ -1,37 +1,41 @@
-# rollback: GRUB's automatic rollback after failed boots, and what any rollback
-# brings back. After a factory reset, boot the disk, take a backup, then change,
-# create and delete files, put another kernel-like file into /boot, give the
-# disk four boot tries (one for each way a boot fails below) and a required
-# health check that fails and, as it fails, breaks /etc/fstab (a mount the next
-# boot cannot make), and make the next power-on's entry (GRUB's next_entry,
-# once) one whose root is not there. The next power-on, in the product's boot
+# rollback: GRUB's automatic rollback after failed boots under UEFI with Secure
+# Boot, and what any rollback brings back (BIOS boot counting: backup-rotation).
+# After a factory reset, boot the disk, take a backup, then change, create and
+# delete files, put another kernel-like file into /boot, give the disk five
+# boot tries (one for each way a boot fails below) and a required health check
+# that fails and, as it fails, breaks /etc/fstab (a mount the next boot cannot
+# make), add an entry whose kernel is a tampered copy of the system's, and make
+# the next power-on's entry (GRUB's next_entry, once) one whose root is not
+# there. The next power-on, through OVMF with Secure Boot in the product's boot
 # order (card first) with no key pressed and nobody at the console, QEMU
 # started once: the first try hangs in the initramfs waiting for its root until
 # dracut gives up and, with the product's rd.shell=0 rd.emergency=reboot,
 # reboots (that entry gives up after rd.retry=20, not the product's 180 s: time
 # only); the second boots, its check fails and it reboots; the third stops in
 # systemd's emergency mode, where a unit of the test replaces the initramfs by
-# garbage (the bad upgrade's last part), and zshield-boot-deadline.service
-# reboots it after [boot] emergency_timeout (the test golden's 10 s, not the
-# product's 120 s: time only); the last panics on the garbage initramfs and,
-# with the product's panic=10, reboots; the disk's menu finds the tries used up
-# and rolls back with the card's kernel and initramfs (zshield_recovery=latest);
-# the restored disk boots and is marked good. The root and /boot are as at the
-# backup, the data volumes as they were left, a fresh backup exists and the
-# event log tells the story.
+# garbage (the bad upgrade's last part) and makes the tampered entry the next
+# one, and zshield-boot-deadline.service reboots it after [boot]
+# emergency_timeout (the test golden's 10 s, not the product's 120 s: time
+# only); the fourth is refused by GRUB's Secure Boot check (shim) and GRUB
+# restarts the unit instead of showing its menu again; the last panics on the
+# garbage initramfs and, with the product's panic=10, reboots; the disk's menu
+# finds the tries used up and rolls back with the card's kernel and initramfs
+# (zshield_recovery=latest); the restored disk boots and is marked good. The
+# root and /boot are as at the backup, the data volumes as they were left, a
+# fresh backup exists and the event log tells the story.
 target=$ZT_DIR/target.img
 zt_provisioned "$target"
 
 zt_cmd "$ZT_DIR/change.cmd" "$ZT_CHECKS/rollback-change.sh" - <<'SCRIPT'
 check boot-marked-good bash -c 'zshield status | grep -q "^boot: this boot is marked good; 0 of 3 tries used"'
-# Four tries: the configuration and the disk's menu made from it.
-sed -i 's/^\[boot\]$/[boot]\ntries = 4/' /etc/zshield/zshield.conf
-sed -i 's/^GRUB_ZSHIELD_BOOT_TRIES=.*/GRUB_ZSHIELD_BOOT_TRIES=4/' /etc/default/grub
-check four-tries-configured bash -c 'grep -qx "tries = 4" /etc/zshield/zshield.conf && grep -qx GRUB_ZSHIELD_BOOT_TRIES=4 /etc/default/grub'
+# Five tries: the configuration and the disk's menu made from it.
+sed -i 's/^\[boot\]$/[boot]\ntries = 5/' /etc/zshield/zshield.conf
+sed -i 's/^GRUB_ZSHIELD_BOOT_TRIES=.*/GRUB_ZSHIELD_BOOT_TRIES=5/' /etc/default/grub
+check five-tries-configured bash -c 'grep -qx "tries = 5" /etc/zshield/zshield.conf && grep -qx GRUB_ZSHIELD_BOOT_TRIES=5 /etc/default/grub'
 # The kernel-like file rollback-change.sh put into /boot is one for the
 # rollback to take away, not one for the menu.
 mv /boot/vmlinuz-9.9.9-ztest /run/
-check four-tries-menu bash -c 'update-grub 2>&1 | grep -q "rollback after 4 failed boots"'
+check five-tries-menu bash -c 'update-grub 2>&1 | grep -q "rollback after 5 failed boots"'
 mv /run/vmlinuz-9.9.9-ztest /boot/
 mkdir -p /etc/zshield/health.d/required
 cat >/etc/zshield/health.d/required/50-ztest-app <<'CHECK'
@@ -51,7 +55,7 @@ RequiresMountsFor=/boot
 Before=emergency.target
 [Service]
 Type=oneshot
-ExecStart=/bin/sh -c 'for f in /boot/initrd.img-*; do head -c 4M /dev/urandom >"$$f"; done; sync; echo "ztest: the initramfs is garbage now"'
+ExecStart=/bin/sh -c 'for f in /boot/initrd.img-*; do head -c 4M /dev/urandom >"$$f"; done; grub-editenv /boot/grub/grubenv set next_entry=ztest-tampered; sync; echo "ztest: the initramfs is garbage now, the tampered kernel next"'
 StandardOutput=journal+console
 [Install]
 WantedBy=emergency.target
@@ -63,6 +67,16 @@ awk '/^menuentry .Debian GNU\/Linux. /,/^}/' /boot/grub/grub.cfg |
     sed -e "s/^menuentry '[^']*'.*{/menuentry 'ztest: a root that is not there' --unrestricted --id ztest-missing-root {/" \
         -e 's|root=/dev/mapper/vgroup-lv--root|root=/dev/mapper/vgroup-lv--missing rd.retry=20|' >>/boot/grub/grub.cfg
 check missing-root-entry grep -q 'root=/dev/mapper/vgroup-lv--missing rd.retry=20' /boot/grub/grub.cfg
+# The system's kernel with one byte changed in its middle: its signature no
+# longer matches (not named vmlinuz-*: no menu of its own).
+cp "/boot/vmlinuz-$(uname -r)" /boot/ztest-tampered
+size=$(stat -c %s /boot/ztest-tampered)
+printf 'Z' | dd of=/boot/ztest-tampered bs=1 seek=$((size / 2)) conv=notrunc status=none
+check kernel-tampered bash -c '! cmp -s "/boot/vmlinuz-$(uname -r)" /boot/ztest-tampered'
+awk '/^menuentry .Debian GNU\/Linux. /,/^}/' /boot/grub/grub.cfg |
+    sed -e "s/^menuentry '[^']*'.*{/menuentry 'ztest: a tampered kernel' --unrestricted --id ztest-tampered {/" \
+        -e "s|^\(\s*linux\s*\)/vmlinuz-[^ ]*|\1/ztest-tampered|" >>/boot/grub/grub.cfg
+check tampered-entry grep -Eq '^\s*linux\s+/ztest-tampered ' /boot/grub/grub.cfg
 check first-try-next grub-editenv /boot/grub/grubenv set zshield_boot_tries=0 next_entry=ztest-missing-root
 sync
 SCRIPT
@@ -78,22 +92,24 @@ check tries-reset bash -c 'zshield status | grep -q "^boot: this boot is marked 
 story=$(grep -oE '"event":"(boot|automatic-rollback|rollback)","status":"[a-z]*"' /var/log/audit/zshield/events.jsonl |
     cut -d'"' -f4,8 | tr '"' ' ' | tail -n 3 | paste -sd,)
 check events-tell-the-story expect_eq "the last boot events" "$story" "boot failed,automatic-rollback done,boot good"
-check failed-boot-says-which grep -q 'required/50-ztest-app (exit status 1); boot try 2 of 4' /var/log/audit/zshield/events.jsonl
+check failed-boot-says-which grep -q 'required/50-ztest-app (exit status 1); boot try 2 of 5' /var/log/audit/zshield/events.jsonl
 initramfs_restored() {
     local f
     for f in /var/lib/zshield/boot/initrd.img-*; do cmp "$f" "/boot/${f##*/}" || return 1; done
 }
 check initramfs-restored initramfs_restored
 SCRIPT
-zt_vm fallback --cf "$ZT_CF" --disk "$target" --reboot yes --cmd "$ZT_DIR/restored.cmd"
+zt_vm fallback --firmware uefi --cf "$ZT_CF" --disk "$target" --reboot yes --cmd "$ZT_DIR/restored.cmd"
 # The hang, then the next boot: QEMU was started once.
 zt_assert_line "root=/dev/mapper/vgroup-lv--missing rd.retry=20"
 zt_assert_line "Warning: Could not boot."
 zt_assert_line "ztest: the application does not start"
 zt_assert_line_with "zshield: error:" "required/50-ztest-app"
 zt_assert_line "this boot stopped in systemd's emergency mode: it reboots for the next boot try in 10 s"
-zt_assert_line "ztest: the initramfs is garbage now"
+zt_assert_line "ztest: the initramfs is garbage now, the tampered kernel next"
 zt_assert_line_with "zshield: error:" "it stopped in systemd's emergency mode and waited 10 s for a person"
+zt_assert_line "bad shim signature"
+zt_assert_line "zshield: the entry did not start: restarting for the next boot try"
 zt_assert_line "Kernel panic"
 zt_assert_line "Roll back the hard disk system: its boots failed"
 # The card's kernel and options (fsck.mode=skip is the card's own).
@@ -101,6 +117,7 @@ zt_assert_line_with "zshield.fallback=boot-tries" "fsck.mode=skip"
 zt_assert_line "merge the backup vgroup/snap0 into vgroup/lv-root"
 zt_assert_line "vgroup/lv-root is as it was at the backup"
 zt_assert_line "zshield: done:"
+zt_assert_line "secureboot: Secure boot enabled"
 zt_info "merge: $(grep -a 'zshield: \[1/' "$ZT_LOG" | head -n 1 | tr -d '\r'); phases: $(grep -a 'zshield: phase ' "$ZT_LOG" | sed 's/.*phase //' | tr -d '\r' | paste -sd' ')"
 zt_assert_value root-source /dev/mapper/vgroup-lv--root
 zt_assert_checks "$ZT_DIR/restored.cmd"
