@@ -99,7 +99,8 @@ impl Default for ProvisionConfig {
 #[serde(rename_all = "lowercase")]
 pub enum Firmware {
     /// BIOS, and UEFI with Secure Boot where the golden and the disk's layout
-    /// allow it; a disk this machine could not boot is refused.
+    /// allow it; a new layout this machine (started through UEFI) could not
+    /// boot is refused, an old one without an ESP finished with a warning.
     #[default]
     Auto,
     /// BIOS only: no EFI system partition on a new layout.

@@ -47,7 +47,7 @@ zt_new_disk() {
 zt_sha() {
     if command -v python3 >/dev/null; then
         python3 - "$1" <<'PY'
-import hashlib, os, sys
+import errno, hashlib, os, sys
 with open(sys.argv[1], "rb") as f:
     fd = f.fileno()
     size = os.fstat(fd).st_size
@@ -57,7 +57,9 @@ with open(sys.argv[1], "rb") as f:
     while pos < size:
         try:
             data = os.lseek(fd, pos, os.SEEK_DATA)
-        except OSError:  # ENXIO: holes up to the end
+        except OSError as e:
+            if e.errno != errno.ENXIO:  # ENXIO: holes up to the end
+                raise
             data = size
         while pos < data:
             n = min(data - pos, len(zeros))

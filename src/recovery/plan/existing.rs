@@ -43,7 +43,7 @@ impl Planner<'_> {
         if let Some(number) = layout.esp.filter(|_| served.uefi) {
             if !layout.esp_area.is_empty() {
                 return refuse(format!(
-                    "target {} carries a zshield partition table but {} on its EFI system partition {}, where zshield puts FAT: refusing to format it; copy what it holds elsewhere and erase its start (wipefs -a), or set boot.firmware = \"bios\"",
+                    "target {} carries a zshield partition table but {} on its EFI system partition {}, where zshield puts FAT: refusing to format it; copy what it holds elsewhere and zero its first MiB (blkdiscard -z -l 1MiB, or dd), or set boot.firmware = \"bios\"",
                     probe.target.identity,
                     layout.esp_area.join(", "),
                     partition_dev(&probe.target.dev, number)

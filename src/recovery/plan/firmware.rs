@@ -8,38 +8,48 @@ use crate::recovery::step::Refusal;
 
 use super::refuse;
 
-/// The firmware a disk is made to boot through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The firmware a disk is made to boot through, and why not UEFI when it
+/// does not.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Served {
     pub bios: bool,
     pub uefi: bool,
+    pub no_uefi: Option<String>,
 }
 
 /// What the disk will boot through; `esp` says whether its layout has (or
 /// gets) an EFI system partition. BIOS costs nothing where it is not used
 /// (GPT's BIOS boot partition, the MBR's boot code), so `auto` always
-/// serves it; it refuses a disk that this machine, started through UEFI,
-/// could not boot.
+/// serves it; it refuses a new layout that this machine, started through
+/// UEFI, could not boot.
 pub fn served(probe: &Probe, config: &Config, esp: bool) -> Result<Served, Refusal> {
     let no_uefi = match (&probe.golden.efi, esp) {
         (Err(why), _) => Some(why.clone()),
         (Ok(()), false) => Some(
-            "the disk's zshield layout has no EFI system partition (it was made before zshield made them), and its data volumes leave no room for one"
+            "the disk's zshield layout has no EFI system partition (made before zshield made them, or with boot.firmware = \"bios\"), and its data volumes leave no room for one"
                 .to_string(),
         ),
         (Ok(()), true) => None,
     };
+    let bios_only = |no_uefi: Option<String>| Served {
+        bios: true,
+        uefi: false,
+        no_uefi,
+    };
     match (config.boot.firmware, no_uefi) {
-        (Firmware::Bios, _) => Ok(Served {
-            bios: true,
-            uefi: false,
-        }),
+        (Firmware::Bios, no_uefi) => {
+            if probe.booted_uefi {
+                log::warn!("this machine started through UEFI, but boot.firmware = \"bios\": keep the board's legacy (CSM) boot on");
+            }
+            Ok(bios_only(no_uefi))
+        }
         (Firmware::Uefi, Some(why)) => refuse(format!(
             "boot.firmware = \"uefi\", but the disk could not boot through UEFI: {why}"
         )),
         (Firmware::Uefi, None) => Ok(Served {
             bios: false,
             uefi: true,
+            no_uefi: None,
         }),
         (Firmware::Auto, Some(why)) if probe.booted_uefi && esp => refuse(format!(
             "this machine started through UEFI, but the disk could boot through BIOS only: {why}"
@@ -48,28 +58,31 @@ pub fn served(probe: &Probe, config: &Config, esp: bool) -> Result<Served, Refus
             if probe.booted_uefi {
                 log::warn!("this machine started through UEFI, but the disk boots through BIOS only ({why}): keep the board's legacy (CSM) boot on");
             }
-            Ok(Served {
-                bios: true,
-                uefi: false,
-            })
+            Ok(bios_only(Some(why)))
         }
         (Firmware::Auto, None) => Ok(Served {
             bios: true,
             uefi: true,
+            no_uefi: None,
         }),
     }
 }
 
-/// The plan's line about it.
-pub fn describe(served: Served, config: &Config, booted_uefi: bool) -> String {
+/// The plan's line about it: what, the setting, how this machine started
+/// and, under `auto`, why not UEFI.
+pub fn describe(served: &Served, config: &Config, booted_uefi: bool) -> String {
     let what = match (served.bios, served.uefi) {
         (true, true) => "BIOS and UEFI with Secure Boot",
         (false, true) => "UEFI with Secure Boot only",
         _ => "BIOS only",
     };
     let booted = if booted_uefi { "UEFI" } else { "BIOS" };
+    let why = match (config.boot.firmware, &served.no_uefi) {
+        (Firmware::Auto, Some(why)) => format!("; not UEFI: {why}"),
+        _ => String::new(),
+    };
     format!(
-        "the disk boots through {what} (boot.firmware = {}; this machine started through {booted})",
+        "the disk boots through {what} (boot.firmware = {}; this machine started through {booted}{why})",
         config.boot.firmware
     )
 }
@@ -85,24 +98,23 @@ mod tests {
         c
     }
 
+    fn firmwares(s: Result<Served, Refusal>) -> (bool, bool) {
+        let s = s.unwrap();
+        (s.bios, s.uefi)
+    }
+
     #[test]
     fn auto_serves_bios_and_uefi_where_it_can() {
         let mut probe = blank_probe();
-        let both = Served {
-            bios: true,
-            uefi: true,
-        };
-        let bios = Served {
-            bios: true,
-            uefi: false,
-        };
         let auto = config(Firmware::Auto);
-        assert_eq!(served(&probe, &auto, true), Ok(both));
-        assert_eq!(served(&probe, &auto, false), Ok(bios));
+        assert_eq!(firmwares(served(&probe, &auto, true)), (true, true));
+        let old_layout = served(&probe, &auto, false).unwrap();
+        assert_eq!((old_layout.bios, old_layout.uefi), (true, false));
+        assert!(describe(&old_layout, &auto, false).ends_with("this machine started through BIOS; not UEFI: the disk's zshield layout has no EFI system partition (made before zshield made them, or with boot.firmware = \"bios\"), and its data volumes leave no room for one)"));
         probe.booted_uefi = true;
         // An old layout on a UEFI machine is finished as it is (BIOS, with
         // a warning): its data volumes are on it.
-        assert_eq!(served(&probe, &auto, false), Ok(bios));
+        assert_eq!(firmwares(served(&probe, &auto, false)), (true, false));
         probe.golden.efi = Err("the golden has no shim".into());
         let refusal = served(&probe, &auto, true).unwrap_err().0;
         assert!(
@@ -110,10 +122,10 @@ mod tests {
             "{refusal}"
         );
         probe.booted_uefi = false;
-        assert_eq!(served(&probe, &auto, true), Ok(bios));
+        let no_shim = served(&probe, &auto, true).unwrap();
         assert_eq!(
-            describe(bios, &auto, false),
-            "the disk boots through BIOS only (boot.firmware = auto; this machine started through BIOS)"
+            describe(&no_shim, &auto, false),
+            "the disk boots through BIOS only (boot.firmware = auto; this machine started through BIOS; not UEFI: the golden has no shim)"
         );
     }
 
@@ -122,20 +134,12 @@ mod tests {
         let mut probe = blank_probe();
         let bios = config(Firmware::Bios);
         let uefi = config(Firmware::Uefi);
+        assert_eq!(firmwares(served(&probe, &bios, true)), (true, false));
         assert_eq!(
-            served(&probe, &bios, true),
-            Ok(Served {
-                bios: true,
-                uefi: false
-            })
+            describe(&served(&probe, &bios, true).unwrap(), &bios, false),
+            "the disk boots through BIOS only (boot.firmware = bios; this machine started through BIOS)"
         );
-        assert_eq!(
-            served(&probe, &uefi, true),
-            Ok(Served {
-                bios: false,
-                uefi: true
-            })
-        );
+        assert_eq!(firmwares(served(&probe, &uefi, true)), (false, true));
         let refusal = served(&probe, &uefi, false).unwrap_err().0;
         assert!(refusal.contains("no EFI system partition"), "{refusal}");
         probe.golden.efi = Err("no mkfs.fat".into());

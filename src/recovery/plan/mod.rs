@@ -226,7 +226,7 @@ pub fn plan(
             }
         }
     };
-    let firmware = firmware::describe(volumes.served, config, probe.booted_uefi);
+    let firmware = firmware::describe(&volumes.served, config, probe.booted_uefi);
     planner.volumes_and_system(volumes);
     Ok(Plan {
         target: dev.clone(),
