@@ -34,7 +34,8 @@
 #                 product's kernel drives, wdat_wdt), allowed to reset the
 #                 board (ICH9-LPC.noreboot=false). The firmware's table is
 #                 made here at the I/O base both firmwares give the TCO
-#                 (PMBASE 0x600); every disk goes on virtio-scsi (see uefi)
+#                 (PMBASE 0x600); every disk goes on virtio-scsi (see uefi).
+#                 QEMU's trace of each time the timer ran out: LOG.watchdog
 #   --pick KEYS   at GRUB's menu, as a person at the serial console would,
 #                 words in turn: N presses Down N times and Enter, `e' and `c'
 #                 press that key (edit, command line), each once the menu is
@@ -221,8 +222,11 @@ elif [ "$q35" = yes ]; then
 fi
 if [ "$watchdog" = yes ]; then
     wdat_table "$tmp/wdat.bin"
+    # QEMU's trace of the timer beside the console log: each time it ran out,
+    # and whether it was allowed to reset the board then.
     args+=(-global ICH9-LPC.noreboot=false
-        -acpitable "sig=WDAT,rev=1,oem_id=ZTEST,oem_table_id=ZTESTTCO,data=$tmp/wdat.bin")
+        -acpitable "sig=WDAT,rev=1,oem_id=ZTEST,oem_table_id=ZTESTTCO,data=$tmp/wdat.bin"
+        -trace tco_timer_expired -D "$log.watchdog")
 fi
 if [ -z "$pick" ]; then
     args+=(-serial "file:$log")
