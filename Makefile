@@ -34,7 +34,7 @@ install: build
 	install -d $(DESTDIR)$(UNITDIR)
 	install -m 0644 systemd/zshield-backup.service systemd/zshield-backup.timer systemd/zshield-boot-ok.service systemd/zshield-boot-deadline.service $(DESTDIR)$(UNITDIR)/
 	install -D -m 0644 systemd/zshield-watchdog.conf -t $(DESTDIR)$(SYSTEMDCONF)/
-	install -D -m 0755 grub/01_zshield_password grub/05_zshield_card grub/41_zshield -t $(DESTDIR)$(GRUBDIR)/
+	install -D -m 0755 grub/01_zshield_password grub/05_zshield_card grub/40_zshield -t $(DESTDIR)$(GRUBDIR)/
 	install -d $(DESTDIR)$(CONFDIR)
 	# Never overwrite an operator's or vendor's configuration.
 	[ -e $(DESTDIR)$(CONFDIR)/zshield.conf ] || install -m 0644 etc/zshield.conf $(DESTDIR)$(CONFDIR)/zshield.conf
@@ -49,7 +49,7 @@ lint:
 	cargo clippy --locked --all-targets -- -D warnings
 	cargo clippy --locked --all-targets --features failpoints -- -D warnings
 	shellcheck -x qemu/*.sh tests/qemu/*.sh tests/qemu/scenarios/*.sh tests/qemu/checks/*.sh \
-		initramfs/90zshield/*.sh scripts/*.sh .ci/run grub/41_zshield grub/05_zshield_card grub/01_zshield_password \
+		initramfs/90zshield/*.sh scripts/*.sh .ci/run grub/40_zshield grub/05_zshield_card grub/01_zshield_password \
 		qemu/image-overlay/etc/grub.d/02_efi_console \
 		qemu/test-overlay/etc/zshield/provision/hooks/*.sh qemu/test-overlay/usr/local/share/zshield-test/*/hooks/*.sh
 

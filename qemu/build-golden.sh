@@ -193,8 +193,8 @@ restrict_password_files() { # DIR
 check_grub_settings() {
     local cfg=$staging/etc/default/grub.d/zz-zshield-build-check.cfg out
     echo "GRUB_DISABLE_ZSHIELD=true" >"$cfg"
-    out=$(chroot "$staging" /etc/grub.d/41_zshield 2>&1) || die "41_zshield failed with GRUB_DISABLE_ZSHIELD=true: $out"
-    [ -z "$out" ] || die "41_zshield still printed with GRUB_DISABLE_ZSHIELD=true: $out"
+    out=$(chroot "$staging" /etc/grub.d/40_zshield 2>&1) || die "40_zshield failed with GRUB_DISABLE_ZSHIELD=true: $out"
+    [ -z "$out" ] || die "40_zshield still printed with GRUB_DISABLE_ZSHIELD=true: $out"
     out=$(chroot "$staging" /etc/grub.d/01_zshield_password 2>&1) || die "01_zshield_password failed without a password: $out"
     [ -z "$out" ] || die "01_zshield_password printed without a password: $out"
     echo "GRUB_ZSHIELD_PASSWORD=secret" >"$cfg"
@@ -468,7 +468,7 @@ EOF
 # ---------------------------------------------------------------- bootloader
 # The golden's own grub-install and grub-mkconfig, run in its root mounted from
 # cf.img through a loop device: the CF menu is made by the same scripts
-# (10_linux, 41_zshield) as the menus of the disks zshield provisions.
+# (10_linux, 40_zshield) as the menus of the disks zshield provisions.
 phase_bootloader() {
     loop_dev=$(losetup --find --show --partscan "$work/cf.img")
     # Some kernels (this host's) have no partition table parser: partx tells them.

@@ -118,7 +118,7 @@ pub struct BootArgs {
     /// `zshield.copy=auto|blocks|files`: how to copy the golden root, this once.
     pub copy: Option<String>,
     /// `zshield.fallback=boot-tries`: GRUB started this rollback on its own,
-    /// the disk's boot tries being used up (grub/41_zshield).
+    /// the disk's boot tries being used up (grub/40_zshield).
     pub fallback: bool,
     /// What is wrong with the arguments, one sentence each: a recovery asked
     /// for with any of these does not run.

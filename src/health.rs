@@ -1,7 +1,7 @@
 //! The running system's side of boot counting: `zshield boot-ok`
 //! (zshield-boot-ok.service, once the system is up) runs the health checks
 //! and marks the boot good, which sets GRUB's count of boot tries back to 0
-//! (grub/41_zshield counts them); a failed required check records the failed
+//! (grub/40_zshield counts them); a failed required check records the failed
 //! boot and reboots, so that the count moves on without a person. Backups
 //! are only of a boot marked good.
 
@@ -26,7 +26,7 @@ pub const BOOT_OK_UNIT: &str = "zshield-boot-ok.service";
 /// Under [`RUN_DIR`] (a tmpfs): this boot was marked good.
 const BOOT_GOOD: &str = "boot-good";
 
-/// GRUB's variables in the disk's grubenv (grub/41_zshield).
+/// GRUB's variables in the disk's grubenv (grub/40_zshield).
 const TRIES_VAR: &str = "zshield_boot_tries";
 const FALLBACK_VAR: &str = "zshield_fallback";
 
@@ -217,7 +217,7 @@ pub fn marked_good() -> bool {
     Path::new(RUN_DIR).join(BOOT_GOOD).exists()
 }
 
-/// Whether the disk's GRUB menu counts boot tries (grub/41_zshield made it
+/// Whether the disk's GRUB menu counts boot tries (grub/40_zshield made it
 /// with counting on): only then does a reboot lead anywhere but to the same
 /// failed boot.
 pub fn menu_counts(grub_cfg: &Path) -> bool {

@@ -39,7 +39,7 @@ pub const TAG_FAILED: &str = "zshield_failed";
 /// it, so that no power-on starts a half-made system.
 pub const COMPLETE_MARKER: &str = "zshield/complete";
 /// In the disk's /boot file system: GRUB's environment block, where the disk's
-/// menu counts boot tries (grub/41_zshield) and `zshield boot-ok` resets them.
+/// menu counts boot tries (grub/40_zshield) and `zshield boot-ok` resets them.
 /// Not part of the copy of /boot that backups keep and rollbacks restore.
 pub const GRUB_ENV: &str = "grub/grubenv";
 /// LV tag: the filesystem of this data volume was made and may hold data.

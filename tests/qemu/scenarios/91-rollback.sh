@@ -4,7 +4,8 @@
 # delete files, put another kernel-like file into /boot, give the disk five
 # boot tries (one for each way a boot fails below) and a required health check
 # that fails and, as it fails, breaks /etc/fstab (a mount the next boot cannot
-# make), add an entry whose kernel is a tampered copy of the system's, and make
+# make), add an entry whose kernel is a tampered copy of the system's and one
+# of the vendor's own in custom.cfg without remaking the menu, and make
 # the next power-on's entry (GRUB's next_entry, once) one whose root is not
 # there. The next power-on, through OVMF with Secure Boot in the product's boot
 # order (card first) with no key pressed and nobody at the console, QEMU
@@ -77,6 +78,15 @@ awk '/^menuentry .Debian GNU\/Linux. /,/^}/' /boot/grub/grub.cfg |
     sed -e "s/^menuentry '[^']*'.*{/menuentry 'ztest: a tampered kernel' --unrestricted --id ztest-tampered {/" \
         -e "s|^\(\s*linux\s*\)/vmlinuz-[^ ]*|\1/ztest-tampered|" >>/boot/grub/grub.cfg
 check tampered-entry grep -Eq '^\s*linux\s+/ztest-tampered ' /boot/grub/grub.cfg
+# An entry of the vendor's own in custom.cfg, added after the menu was made
+# (no update-grub): it must not change the entry GRUB falls back to.
+cat >/boot/grub/custom.cfg <<'CFG'
+menuentry 'ztest: an entry from custom.cfg' --unrestricted {
+	echo 'ztest: the custom.cfg entry ran'
+	sleep 2
+	reboot
+}
+CFG
 check first-try-next grub-editenv /boot/grub/grubenv set zshield_boot_tries=0 next_entry=ztest-missing-root
 sync
 SCRIPT
@@ -110,6 +120,7 @@ zt_assert_line "ztest: the initramfs is garbage now, the tampered kernel next"
 zt_assert_line_with "zshield: error:" "it stopped in systemd's emergency mode and waited 10 s for a person"
 zt_assert_line "bad shim signature"
 zt_assert_line "zshield: the entry did not start: restarting for the next boot try"
+zt_assert_no_line "ztest: the custom.cfg entry ran"
 zt_assert_line "Kernel panic"
 zt_assert_line "Roll back the hard disk system: its boots failed"
 # The card's kernel and options (fsck.mode=skip is the card's own).
