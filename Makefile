@@ -35,6 +35,8 @@ install: build
 	install -m 0644 systemd/zshield-backup.service systemd/zshield-backup.timer systemd/zshield-boot-ok.service systemd/zshield-boot-deadline.service $(DESTDIR)$(UNITDIR)/
 	install -D -m 0644 systemd/zshield-watchdog.conf -t $(DESTDIR)$(SYSTEMDCONF)/
 	install -D -m 0755 grub/01_zshield_password grub/05_zshield_card grub/40_zshield -t $(DESTDIR)$(GRUBDIR)/
+	# Its old name: both would add the recovery entries and count each boot twice.
+	rm -f $(DESTDIR)$(GRUBDIR)/41_zshield
 	install -d $(DESTDIR)$(CONFDIR)
 	# Never overwrite an operator's or vendor's configuration.
 	[ -e $(DESTDIR)$(CONFDIR)/zshield.conf ] || install -m 0644 etc/zshield.conf $(DESTDIR)$(CONFDIR)/zshield.conf

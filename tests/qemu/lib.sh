@@ -131,7 +131,7 @@ zt_vm() {
         "$ZT_REPO/qemu/vm.sh" --golden "$ZT_GOLDEN" --timeout "$ZT_TIMEOUT" ${ZT_STALL:+--stall "$ZT_STALL"} \
             --log "$ZT_LOG" "$@" | sed -e "s/^/  [$ZT_NAME] /" || rc=$?
         if [ "$rc" != 125 ] || [ "$try" = 2 ]; then break; fi
-        for f in "" .firmware; do
+        for f in "" .firmware .watchdog; do
             [ ! -f "$ZT_LOG$f" ] || mv "$ZT_LOG$f" "$ZT_DIR/$name.stall.log$f"
         done
         echo "$ZT_NAME $name" >>"$ZT_DIR/../stall-retries"
