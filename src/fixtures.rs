@@ -140,6 +140,8 @@ pub fn blank_probe() -> Probe {
         candidates: vec![target_identity()],
         lvm_asked: true,
         booted_uefi: false,
+        boot_vars: Err("this machine started through BIOS".into()),
+        partitions_elsewhere: Vec::new(),
     }
 }
 

@@ -92,6 +92,17 @@ pub fn partition_dev(disk: &str, number: u32) -> String {
     }
 }
 
+/// The number of `disk`'s partition `dev` (what `partition_dev` made).
+pub fn partition_number(disk: &str, dev: &str) -> Option<u32> {
+    let rest = dev.strip_prefix(disk)?;
+    let n = if disk.ends_with(|c: char| c.is_ascii_digit()) {
+        rest.strip_prefix('p')?
+    } else {
+        rest
+    };
+    n.parse().ok()
+}
+
 /// Whether `path` is the disk `dev` or one of its partitions.
 pub fn on_disk(dev: &str, path: &str) -> bool {
     match path.strip_prefix(dev) {

@@ -30,9 +30,9 @@ use crate::lvm::Lvm;
 use crate::recovery::report::{Report, Status};
 use crate::recovery::step::{FstabEntry, Plan, Step};
 use crate::runner::Cmd;
-use crate::target::bootloader;
 use crate::target::copy::{copy_blocks, copy_tree, mirror_tree};
 use crate::target::provision;
+use crate::target::{bootentry, bootloader};
 use crate::units::human;
 
 pub struct Executor {
@@ -355,6 +355,25 @@ impl Executor {
                 root,
                 esp,
             } => bootloader::install(&self.root_dir, bios_disk.as_deref(), root, esp.as_deref()),
+            Step::MakeBootEntry {
+                disk,
+                part,
+                esp,
+                after,
+                stale,
+            } => {
+                // Not a failure of the reset: the disk boots without it.
+                match bootentry::make(&self.root_dir, disk, *part, *after, stale) {
+                    Ok(n) => log::info!(
+                        "the firmware's boot entry Boot{n:04X} '{}' starts {esp}",
+                        bootentry::LABEL
+                    ),
+                    Err(e) => log::warn!(
+                        "the firmware's boot entry for {esp} was not made ({e:#}): the disk boots through its removable-media path EFI/BOOT/BOOTX64.EFI, which firmware tries on every disk"
+                    ),
+                }
+                Ok(())
+            }
             Step::MarkComplete { vg, boot } => {
                 lvm.vg_tag(vg, TAG_COMPLETE, true)?;
                 set_complete_marker(boot, true)

@@ -16,9 +16,11 @@ use crate::disk::golden;
 use crate::disk::identity::{self, Identity};
 use crate::disk::mounts::{mount_point_of, mounts_of, MountStack};
 use crate::fstab;
+use crate::layout::on_disk;
 use crate::logging::RUN_DIR;
 use crate::lvm::report::{Lv, Pv, Vg};
 use crate::lvm::Lvm;
+use crate::target::bootentry::{self, BootVars};
 use crate::target::bootloader;
 use crate::target::provision::{self, Provision};
 
@@ -98,11 +100,33 @@ pub struct Probe {
     /// Whether this machine started through UEFI (the kernel shows its
     /// variables' interface).
     pub booted_uefi: bool,
+    /// The firmware's boot variables, or why there are none to add the
+    /// disk's entry to.
+    pub boot_vars: Result<BootVars, String>,
+    /// The GPT partition GUIDs of the disks other than the target: boot
+    /// entries leading there are not the target's to replace.
+    pub partitions_elsewhere: Vec<String>,
     /// The golden's per-unit files and hooks for this architecture, checked.
     pub provision: Provision,
     /// The disks that could be the target (not the golden's, not removable,
     /// not on USB, large enough): a bare `zshield.wipe` needs it to be one.
     pub candidates: Vec<Identity>,
+}
+
+/// The GPT partition GUIDs udev names (/dev/disk/by-partuuid) of the disks
+/// other than `target`.
+fn partitions_elsewhere(target: &str) -> Vec<String> {
+    let Ok(links) = std::fs::read_dir("/dev/disk/by-partuuid") else {
+        return Vec::new();
+    };
+    links
+        .flatten()
+        .filter(|link| {
+            std::fs::canonicalize(link.path())
+                .is_ok_and(|dev| !on_disk(target, &dev.to_string_lossy()))
+        })
+        .map(|link| link.file_name().to_string_lossy().to_lowercase())
+        .collect()
 }
 
 /// `target = "auto"`: the one disk that could be the target, waiting a while
@@ -285,6 +309,7 @@ pub fn probe(
         Some(lvm) => (lvm.pvs()?, lvm.vgs()?, lvm.lvs()?),
         None => (Vec::new(), Vec::new(), Vec::new()),
     };
+    let booted_uefi = Path::new("/sys/firmware/efi").exists();
     let probe = Probe {
         target: TargetDisk {
             requested: target_spec.to_string(),
@@ -303,7 +328,13 @@ pub fn probe(
         vgs,
         lvs,
         lvm_asked: lvm.is_some(),
-        booted_uefi: std::path::Path::new("/sys/firmware/efi").exists(),
+        booted_uefi,
+        boot_vars: if booted_uefi {
+            bootentry::read(std::path::Path::new(bootentry::EFIVARS))
+        } else {
+            Err("this machine started through BIOS".into())
+        },
+        partitions_elsewhere: partitions_elsewhere(&target.dev),
         provision,
         candidates: candidates(),
     };

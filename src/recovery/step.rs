@@ -13,6 +13,7 @@ use crate::disk::gpt_copies::Copy;
 use crate::disk::identity::Identity;
 use crate::fstab;
 use crate::layout::{NewPartition, BOOT_COPY};
+use crate::target::bootentry;
 use crate::target::provision::{Provision, HOOKS_DIR, MANIFEST};
 use crate::units::human;
 
@@ -202,6 +203,16 @@ pub enum Step {
         bios_disk: Option<String>,
         root: String,
         esp: Option<String>,
+    },
+    /// The firmware's boot entry for the EFI system partition `esp`
+    /// (partition `part` of `disk`), right after the entry `after` this
+    /// machine started from; the `stale` entries of earlier resets go first.
+    MakeBootEntry {
+        disk: String,
+        part: u32,
+        esp: String,
+        after: Option<u16>,
+        stale: Vec<u16>,
     },
     CreateSnapshot {
         vg: String,
@@ -437,6 +448,32 @@ impl fmt::Display for Step {
                     (None, None) => write!(f, "keep the GRUB that is installed")?,
                 }
                 write!(f, " and generate its menu with root={root}")
+            }
+            Step::MakeBootEntry {
+                esp, after, stale, ..
+            } => {
+                write!(
+                    f,
+                    "make the firmware's boot entry '{}' for {} on {esp}, ",
+                    bootentry::LABEL,
+                    bootentry::LOADER
+                )?;
+                match after {
+                    Some(n) if stale.contains(n) => write!(
+                        f,
+                        "in its boot order where Boot{n:04X} is, the entry this machine started from"
+                    )?,
+                    Some(n) => write!(
+                        f,
+                        "next in its boot order after Boot{n:04X}, the entry this machine started from"
+                    )?,
+                    None => write!(f, "last in its boot order")?,
+                }
+                if !stale.is_empty() {
+                    let names: Vec<String> = stale.iter().map(|n| format!("Boot{n:04X}")).collect();
+                    write!(f, "; remove the entries of earlier resets ({})", names.join(", "))?;
+                }
+                Ok(())
             }
             Step::CreateSnapshot {
                 vg,

@@ -3,7 +3,7 @@
 //! it, install GRUB.
 
 use crate::config::Config;
-use crate::layout::mapper_path;
+use crate::layout::{mapper_path, partition_number};
 use crate::recovery::probe::Probe;
 use crate::recovery::step::{FstabEntry, Step};
 
@@ -99,6 +99,18 @@ pub(super) fn steps(
         root,
         esp: v.esp_dev.clone(),
     });
+    // Where the firmware keeps variables: an entry of the disk's own.
+    if let (true, Some(esp), Ok(vars)) = (v.served.uefi, &v.esp_dev, &probe.boot_vars) {
+        if let Some(part) = partition_number(&probe.target.dev, esp) {
+            steps.push(Step::MakeBootEntry {
+                disk: probe.target.dev.clone(),
+                part,
+                esp: esp.clone(),
+                after: vars.current,
+                stale: vars.stale(&probe.partitions_elsewhere),
+            });
+        }
+    }
     steps
 }
 
@@ -107,7 +119,7 @@ mod tests {
     use super::super::tests::{names, plan_of};
     use super::*;
     use crate::fixtures::blank_probe;
-    use crate::recovery::plan::Options;
+    use crate::recovery::plan::{Options, Plan};
 
     #[test]
     fn provisioning_comes_after_the_copy_and_before_grub() {
@@ -143,6 +155,63 @@ mod tests {
         // Nothing to provision: no such steps.
         let n = names(&plan_of(&blank_probe(), Options::default()).unwrap());
         assert!(!n.iter().any(|s| s == "install-files" || s == "run-hooks"));
+    }
+
+    #[test]
+    fn the_firmware_gets_an_entry_for_the_disk_where_it_keeps_variables() {
+        use crate::target::bootentry::{BootEntry, BootVars, LABEL};
+        let entry = |p: &Plan| {
+            p.steps
+                .iter()
+                .find(|s| matches!(s, Step::MakeBootEntry { .. }))
+                .cloned()
+        };
+        // Started through BIOS: no variables, no entry.
+        assert_eq!(
+            entry(&plan_of(&blank_probe(), Options::default()).unwrap()),
+            None
+        );
+        let mut probe = blank_probe();
+        probe.booted_uefi = true;
+        probe.boot_vars = Ok(BootVars {
+            current: Some(1),
+            order: vec![1, 0],
+            entries: vec![
+                BootEntry {
+                    number: 3,
+                    label: LABEL.into(),
+                    partition: Some("old".into()),
+                },
+                BootEntry {
+                    number: 4,
+                    label: LABEL.into(),
+                    partition: Some("spare".into()),
+                },
+            ],
+        });
+        probe.partitions_elsewhere = vec!["spare".into()];
+        let p = plan_of(&probe, Options::default()).unwrap();
+        let n = names(&p);
+        let at = |name: &str| n.iter().position(|s| s == name).unwrap();
+        assert_eq!(at("make-boot-entry"), at("install-bootloader") + 1);
+        let step = entry(&p).unwrap();
+        assert_eq!(
+            step,
+            Step::MakeBootEntry {
+                disk: "/dev/sdb".into(),
+                part: 4,
+                esp: "/dev/sdb4".into(),
+                after: Some(1),
+                stale: vec![3],
+            }
+        );
+        assert_eq!(
+            step.to_string(),
+            r"make the firmware's boot entry 'zshield' for \EFI\debian\shimx64.efi on /dev/sdb4, next in its boot order after Boot0001, the entry this machine started from; remove the entries of earlier resets (Boot0003)"
+        );
+        // Variables the kernel does not show: no entry; the removable path.
+        probe.boot_vars = Err("the firmware's variables are not readable".into());
+        assert_eq!(entry(&plan_of(&probe, Options::default()).unwrap()), None);
     }
 
     #[test]

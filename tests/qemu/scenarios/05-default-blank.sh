@@ -9,8 +9,10 @@
 # the same order and again without a key, the card's GRUB finds the complete
 # system on the disk and hands the boot over to the disk's own menu: the
 # restored system comes up with the full layout, a faithful copy and the
-# golden's provisioning, Secure Boot still on. The disk it makes is the one
-# the BIOS scenarios start from: the disk boots both ways.
+# golden's provisioning, Secure Boot still on, and the firmware's entry for
+# the disk right after the card's; once (BootNext) the next power-on starts
+# that entry, the disk's own menu. The disk it makes is the one the BIOS
+# scenarios start from: the disk boots both ways.
 target=$ZT_DIR/target.img
 zt_new_disk "$target"
 # The other scenarios start from this disk: they wait for it.
@@ -28,6 +30,8 @@ zt_assert_line_re "copy the golden /boot /dev/sd[ab]1 onto /dev/sd[ab]2 block by
 zt_assert_line_re "make FAT for the EFI system partition on /dev/sd[ab]4"
 zt_assert_line_re "install GRUB on /dev/sd[ab] for BIOS and on /dev/sd[ab]4 for UEFI"
 zt_assert_line "zshield: plan: the disk boots through BIOS and UEFI with Secure Boot (boot.firmware = auto; this machine started through UEFI)"
+zt_assert_line_re "make the firmware's boot entry 'zshield' for .EFI.debian.shimx64.efi on /dev/sd[ab]4, next in its boot order after Boot[0-9A-F]{4}, the entry this machine started from"
+zt_assert_line_re "the firmware's boot entry Boot[0-9A-F]{4} 'zshield' starts /dev/sd[ab]4"
 zt_assert_line "hook 10_first.sh: succeeded"
 zt_assert_line "factory test 90_factory_test.sh: passed"
 zt_assert_line "zshield: FACTORY TEST: PASS (90_factory_test.sh in"
@@ -59,6 +63,23 @@ check esp-removable-path-is-the-shim cmp /usr/lib/shim/shimx64.efi.signed /run/z
 check esp-stub-finds-boot grep -q "$(findmnt -no UUID /boot)" /run/ztest-esp/EFI/debian/grub.cfg
 echo "ZTEST esp-files=$(cd /run/ztest-esp && find . -type f | sort | tr '\n' ' ')"
 umount /run/ztest-esp
+# The firmware's own entry for the disk, to its ESP's shim (boards that boot
+# only the entries of their order need it).
+echo "ZTEST efi-vars=$(efibootmgr | tr '\n' ' ')"
+check firmware-entry-for-the-disk bash -c "efibootmgr -v | grep -E '^Boot[0-9A-F]{4}\* zshield\s+HD\(4,GPT,$(lsblk -no PARTUUID "$esp"),.*File\(.EFI.debian.shimx64.efi\)'"
+# ... second in the order, right after the card's (this boot's) entry.
+card_then_disk() {
+    local vars current order disk
+    vars=$(efibootmgr)
+    current=$(sed -n 's/^BootCurrent: //p' <<<"$vars")
+    order=$(sed -n 's/^BootOrder: //p' <<<"$vars")
+    disk=$(sed -nE 's/^Boot([0-9A-F]{4})\* zshield\b.*/\1/p' <<<"$vars")
+    [[ "$order" == "$current,$disk,"* ]] || { echo "BootCurrent $current, BootOrder $order, zshield $disk"; return 1; }
+}
+check boot-order-card-then-disk card_then_disk
+# The next power-on, once, starts that entry (BootNext): OVMF's own entries
+# for the disk would always come before it.
+check next-boot-through-the-disks-entry bash -c 'efibootmgr -q -n "$(efibootmgr | sed -nE "s/^Boot([0-9A-F]{4})\* zshield\b.*/\1/p")"'
 SCRIPT
 zt_vm restored --firmware uefi --vars "$ZT_DIR/nvram.fd" --cf "$ZT_CF" --disk "$target" \
     --cmd "$ZT_DIR/restored.cmd"
@@ -66,4 +87,12 @@ zt_assert_line "Booting the hard disk system on"
 zt_assert_value root-source /dev/mapper/vgroup-lv--root
 zt_assert_checks "$ZT_DIR/restored.cmd"
 zt_info "the disk's ESP: $(zt_value esp-files)"
+zt_info "the firmware's boot variables: $(zt_value efi-vars)"
 zt_info "golden copy block by block, checked, from the report: root $(zt_value copy-root-blocks-seconds) s (copy and check $(zt_value copy_seconds) s, resize2fs $(zt_value resize_seconds) s, e2fsck -fn $(zt_value check_seconds) s); /boot $(zt_value copy-boot-blocks-seconds) s; its copy in the root for backups (rsync) $(zt_value keep-boot-copy-seconds) s"
+
+# The disk's entry starts the disk's own signed shim and GRUB (their menu).
+zt_vm disk-entry --firmware uefi --vars "$ZT_DIR/nvram.fd" --cf "$ZT_CF" --disk "$target" \
+    --until "Use the ^ and v keys"
+zt_assert_line_re 'BdsDxe: starting Boot[0-9A-F]{4} "zshield" from HD\(4,GPT,'
+zt_assert_line "Recover to latest backup"
+zt_assert_no_line "Start the hard disk system, or install it"
