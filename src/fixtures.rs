@@ -141,7 +141,7 @@ pub fn blank_probe() -> Probe {
         lvm_asked: true,
         booted_uefi: false,
         boot_vars: Err("this machine started through BIOS".into()),
-        partitions_elsewhere: Vec::new(),
+        target_partitions: Vec::new(),
     }
 }
 

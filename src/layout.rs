@@ -283,6 +283,11 @@ mod tests {
         assert!(!on_disk("/dev/sdb", "/dev/sdba1") && !on_disk("/dev/sd", "/dev/sdb"));
         assert!(!on_disk("/dev/loop1", "/dev/loop10") && !on_disk("/dev/nvme0n1", "/dev/nvme0n12"));
         assert!(!on_disk("/dev/sdb", "/dev/sdbp1") && on_disk("/dev/loop1", "/dev/loop1p3"));
+        for (disk, n) in [("/dev/sdb", 4), ("/dev/nvme0n1", 4), ("/dev/loop7", 12)] {
+            assert_eq!(partition_number(disk, &partition_dev(disk, n)), Some(n));
+        }
+        assert_eq!(partition_number("/dev/sdb", "/dev/sdc4"), None);
+        assert_eq!(partition_number("/dev/loop1", "/dev/loop14"), None);
     }
 
     #[test]

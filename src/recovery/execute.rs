@@ -369,7 +369,7 @@ impl Executor {
                         bootentry::LABEL
                     ),
                     Err(e) => log::warn!(
-                        "the firmware's boot entry for {esp} was not made ({e:#}): the disk boots through its removable-media path EFI/BOOT/BOOTX64.EFI, which firmware tries on every disk"
+                        "the firmware's boot entry for {esp} is not in its boot order ({e:#}): the disk boots through its removable-media path EFI/BOOT/BOOTX64.EFI, which firmware tries on every disk"
                     ),
                 }
                 Ok(())

@@ -103,9 +103,9 @@ pub struct Probe {
     /// The firmware's boot variables, or why there are none to add the
     /// disk's entry to.
     pub boot_vars: Result<BootVars, String>,
-    /// The GPT partition GUIDs of the disks other than the target: boot
-    /// entries leading there are not the target's to replace.
-    pub partitions_elsewhere: Vec<String>,
+    /// The target's partitions as udev names them in /dev/disk/by-partuuid,
+    /// before the reset: the firmware's entries of earlier resets lead there.
+    pub target_partitions: Vec<String>,
     /// The golden's per-unit files and hooks for this architecture, checked.
     pub provision: Provision,
     /// The disks that could be the target (not the golden's, not removable,
@@ -113,9 +113,10 @@ pub struct Probe {
     pub candidates: Vec<Identity>,
 }
 
-/// The GPT partition GUIDs udev names (/dev/disk/by-partuuid) of the disks
-/// other than `target`.
-fn partitions_elsewhere(target: &str) -> Vec<String> {
+/// The names udev gives `target`'s partitions in /dev/disk/by-partuuid
+/// (none when it cannot be read: then no boot entry is taken for the
+/// target's).
+fn target_partitions(target: &str) -> Vec<String> {
     let Ok(links) = std::fs::read_dir("/dev/disk/by-partuuid") else {
         return Vec::new();
     };
@@ -123,7 +124,7 @@ fn partitions_elsewhere(target: &str) -> Vec<String> {
         .flatten()
         .filter(|link| {
             std::fs::canonicalize(link.path())
-                .is_ok_and(|dev| !on_disk(target, &dev.to_string_lossy()))
+                .is_ok_and(|dev| on_disk(target, &dev.to_string_lossy()))
         })
         .map(|link| link.file_name().to_string_lossy().to_lowercase())
         .collect()
@@ -334,7 +335,7 @@ pub fn probe(
         } else {
             Err("this machine started through BIOS".into())
         },
-        partitions_elsewhere: partitions_elsewhere(&target.dev),
+        target_partitions: target_partitions(&target.dev),
         provision,
         candidates: candidates(),
     };

@@ -206,7 +206,8 @@ pub enum Step {
     },
     /// The firmware's boot entry for the EFI system partition `esp`
     /// (partition `part` of `disk`), right after the entry `after` this
-    /// machine started from; the `stale` entries of earlier resets go first.
+    /// machine started from (last without one); then the `stale` entries of
+    /// earlier resets go.
     MakeBootEntry {
         disk: String,
         part: u32,
@@ -471,7 +472,11 @@ impl fmt::Display for Step {
                 }
                 if !stale.is_empty() {
                     let names: Vec<String> = stale.iter().map(|n| format!("Boot{n:04X}")).collect();
-                    write!(f, "; remove the entries of earlier resets ({})", names.join(", "))?;
+                    write!(
+                        f,
+                        "; then remove the entries of earlier resets of the disk ({})",
+                        names.join(", ")
+                    )?;
                 }
                 Ok(())
             }

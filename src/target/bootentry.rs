@@ -23,8 +23,10 @@ pub const LABEL: &str = "zshield";
 /// What the entry starts: Debian's signed shim on the ESP.
 pub const LOADER: &str = r"\EFI\debian\shimx64.efi";
 
-/// One Boot#### variable: its number, its description and the GPT partition
-/// (its unique GUID, lower case) its device path starts on, if any.
+/// One Boot#### variable: its number, its description and the partition
+/// its device path starts on, if any, as udev names it in
+/// /dev/disk/by-partuuid (GPT: the partition's GUID; msdos: the disk's
+/// signature and the partition's number, `ssssssss-pp`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BootEntry {
     pub number: u16,
@@ -42,16 +44,23 @@ pub struct BootVars {
 }
 
 impl BootVars {
-    /// The entries named like the disk's that lead to no partition of another
-    /// disk (`elsewhere`: the partition GUIDs of the other disks): the entries
-    /// of earlier resets of this disk, or of disks that are gone.
-    pub fn stale(&self, elsewhere: &[String]) -> Vec<u16> {
+    /// The entries of earlier resets of the target: named like the disk's
+    /// and leading to one of `target`'s partitions (as the disk was before
+    /// this reset). Nothing else, not even an entry of ours for a disk that
+    /// is gone: an entry is removed only when it is known to be the target's.
+    pub fn stale(&self, target: &[String]) -> Vec<u16> {
         self.entries
             .iter()
             .filter(|e| e.label == LABEL)
-            .filter(|e| e.partition.as_ref().is_none_or(|p| !elsewhere.contains(p)))
+            .filter(|e| e.partition.as_ref().is_some_and(|p| target.contains(p)))
             .map(|e| e.number)
             .collect()
+    }
+
+    /// The entry the machine started from, where it is in the boot order
+    /// (not one started once through BootNext or the firmware's menu).
+    pub fn current_in_order(&self) -> Option<u16> {
+        self.current.filter(|c| self.order.contains(c))
     }
 }
 
@@ -137,22 +146,30 @@ fn load_option(number: u16, data: &[u8]) -> Option<BootEntry> {
     Some(BootEntry {
         number,
         label: String::from_utf16_lossy(&label),
-        partition: gpt_partition(path),
+        partition: partition(path),
     })
 }
 
-/// The unique GUID of the first GPT hard-drive node of a device path
-/// (media, hard drive: number, start, size, signature, format 2 = GPT,
-/// signature type 2 = GUID).
-fn gpt_partition(mut path: &[u8]) -> Option<String> {
+/// The partition of the first hard-drive node of a device path (media, hard
+/// drive: number, start, size, signature; format 2 = GPT with signature type
+/// 2 = GUID, format 1 = msdos with signature type 1 = the disk's 32 bits).
+fn partition(mut path: &[u8]) -> Option<String> {
     while path.len() >= 4 {
         let (kind, sub) = (path[0], path[1]);
         let len = usize::from(u16::from_le_bytes([path[2], path[3]]));
         if len < 4 || len > path.len() || kind == 0x7f {
             return None;
         }
-        if (kind, sub, len) == (4, 1, 42) && path[40] == 2 && path[41] == 2 {
-            return Some(guid(&path[24..40]));
+        if (kind, sub, len) == (4, 1, 42) {
+            return match (path[40], path[41]) {
+                (2, 2) => Some(guid(&path[24..40])),
+                (1, 1) => Some(format!(
+                    "{:08x}-{:02x}",
+                    u32::from_le_bytes([path[24], path[25], path[26], path[27]]),
+                    u32::from_le_bytes([path[4], path[5], path[6], path[7]])
+                )),
+                _ => None,
+            };
         }
         path = &path[len..];
     }
@@ -178,6 +195,8 @@ fn guid(b: &[u8]) -> String {
 /// The boot order with `new` right after `after` (the entry this machine
 /// started from) or in its place when it is one of the `stale` entries that
 /// go, else last; without the stale ones.
+/// efibootmgr refuses an order naming an entry that does not exist: the
+/// caller leaves those out.
 pub fn order_with(order: &[u16], after: Option<u16>, new: u16, stale: &[u16]) -> Vec<u16> {
     let mut out = Vec::new();
     for &n in order {
@@ -197,12 +216,11 @@ pub fn order_with(order: &[u16], after: Option<u16>, new: u16, stale: &[u16]) ->
 }
 
 /// Makes the disk's entry with the target's efibootmgr (in a chroot with
-/// the system's /sys, whose efivarfs it writes): removes `stale` first, then
-/// creates the entry for partition `part` of `disk` without touching the
-/// order, then writes the order with it (`order_with`). A power cut in
-/// between leaves an entry outside the order, which the next reset removes,
-/// or an order without the disk's entry, where the removable-media path
-/// still boots it.
+/// the system's /sys, whose efivarfs it writes), each write leaving a disk
+/// that boots: creates the entry for partition `part` of `disk` outside the
+/// boot order, writes the order with it (`order_with`), then removes the
+/// `stale` entries. A power cut leaves the new entry outside the order, or
+/// the old entries beside it: the next reset removes them.
 pub fn make(root: &Path, disk: &str, part: u32, after: Option<u16>, stale: &[u16]) -> Result<u16> {
     let efibootmgr = |args: &[&str]| -> Result<()> {
         Cmd::new("efibootmgr")
@@ -212,12 +230,10 @@ pub fn make(root: &Path, disk: &str, part: u32, after: Option<u16>, stale: &[u16
             .run()?;
         Ok(())
     };
+    let vars = || read(Path::new(EFIVARS)).map_err(anyhow::Error::msg);
     let mut binds = MountStack::system_binds(root)?;
     let made = (|| {
-        let before = read(Path::new(EFIVARS)).map_err(anyhow::Error::msg)?;
-        for n in stale {
-            efibootmgr(&["--bootnum", &format!("{n:04X}"), "--delete-bootnum"])?;
-        }
+        let before = vars()?;
         efibootmgr(&[
             "--create-only",
             "--disk",
@@ -228,8 +244,9 @@ pub fn make(root: &Path, disk: &str, part: u32, after: Option<u16>, stale: &[u16
             LABEL,
             "--loader",
             LOADER,
-        ])?;
-        let now = read(Path::new(EFIVARS)).map_err(anyhow::Error::msg)?;
+        ])
+        .context("making it")?;
+        let now = vars()?;
         let Some(new) = now
             .entries
             .iter()
@@ -238,12 +255,24 @@ pub fn make(root: &Path, disk: &str, part: u32, after: Option<u16>, stale: &[u16
         else {
             bail!("efibootmgr made no entry named {LABEL}");
         };
-        // From the order before the stale entries went: where they were.
-        let order: Vec<String> = order_with(&before.order, after, new, stale)
+        let exists = |n: &u16| {
+            Path::new(EFIVARS)
+                .join(format!("Boot{n:04X}-{GLOBAL}"))
+                .exists()
+        };
+        let order: Vec<String> = order_with(&now.order, after, new, stale)
             .iter()
+            .filter(|n| exists(n))
             .map(|n| format!("{n:04X}"))
             .collect();
-        efibootmgr(&["--bootorder", &order.join(",")])?;
+        efibootmgr(&["--bootorder", &order.join(",")])
+            .with_context(|| format!("putting Boot{new:04X} into the boot order"))?;
+        // The new entry boots the disk already: an old one left is untidy only.
+        for n in stale {
+            if let Err(e) = efibootmgr(&["--bootnum", &format!("{n:04X}"), "--delete-bootnum"]) {
+                log::warn!("Boot{n:04X}, the firmware's entry of an earlier reset of the disk, stays: {e:#}");
+            }
+        }
         Ok(new)
     })();
     binds
@@ -366,7 +395,20 @@ mod tests {
         var.truncate(30);
         assert_eq!(load_option(3, &var[4..]), None);
         // A node that claims more than the path holds.
-        assert_eq!(gpt_partition(&[4, 1, 200, 0, 0, 0]), None);
+        assert_eq!(partition(&[4, 1, 200, 0, 0, 0]), None);
+    }
+
+    #[test]
+    fn an_msdos_partition_is_named_as_udev_names_it() {
+        let mut path = disk_path(
+            4,
+            [0x78, 0x56, 0x34, 0x12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        );
+        (path[40], path[41]) = (1, 1);
+        assert_eq!(partition(&path).as_deref(), Some("12345678-04"));
+        // Another format: not a partition this can name.
+        (path[40], path[41]) = (1, 2);
+        assert_eq!(partition(&path), None);
     }
 
     #[test]
@@ -388,7 +430,7 @@ mod tests {
     }
 
     #[test]
-    fn stale_entries_are_the_disks_own_names_not_other_disks() {
+    fn stale_entries_are_only_the_targets_own() {
         let vars = BootVars {
             current: None,
             order: vec![],
@@ -420,6 +462,9 @@ mod tests {
                 },
             ],
         };
-        assert_eq!(vars.stale(&["bbbb".into()]), vec![3, 5]);
+        // Only those known to lead to the target: not one without a
+        // partition, nor one of another disk, nor another name.
+        assert_eq!(vars.stale(&["aaaa".into(), "cccc".into()]), vec![3]);
+        assert_eq!(vars.stale(&[]), Vec::<u16>::new());
     }
 }

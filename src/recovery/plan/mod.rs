@@ -226,7 +226,12 @@ pub fn plan(
             }
         }
     };
-    let firmware = firmware::describe(&volumes.served, config, probe.booted_uefi);
+    let mut firmware = firmware::describe(&volumes.served, config, probe.booted_uefi);
+    if let (true, true, Err(why)) = (probe.booted_uefi, volumes.served.uefi, &probe.boot_vars) {
+        firmware.push_str(&format!(
+            ". No firmware boot entry for it: {why}; it boots through its removable-media path"
+        ));
+    }
     planner.volumes_and_system(volumes);
     Ok(Plan {
         target: dev.clone(),

@@ -106,8 +106,8 @@ pub(super) fn steps(
                 disk: probe.target.dev.clone(),
                 part,
                 esp: esp.clone(),
-                after: vars.current,
-                stale: vars.stale(&probe.partitions_elsewhere),
+                after: vars.current_in_order(),
+                stale: vars.stale(&probe.target_partitions),
             });
         }
     }
@@ -189,7 +189,7 @@ mod tests {
                 },
             ],
         });
-        probe.partitions_elsewhere = vec!["spare".into()];
+        probe.target_partitions = vec!["old".into(), "sdb1".into()];
         let p = plan_of(&probe, Options::default()).unwrap();
         let n = names(&p);
         let at = |name: &str| n.iter().position(|s| s == name).unwrap();
@@ -207,11 +207,23 @@ mod tests {
         );
         assert_eq!(
             step.to_string(),
-            r"make the firmware's boot entry 'zshield' for \EFI\debian\shimx64.efi on /dev/sdb4, next in its boot order after Boot0001, the entry this machine started from; remove the entries of earlier resets (Boot0003)"
+            r"make the firmware's boot entry 'zshield' for \EFI\debian\shimx64.efi on /dev/sdb4, next in its boot order after Boot0001, the entry this machine started from; then remove the entries of earlier resets of the disk (Boot0003)"
         );
+        // Started once from an entry outside the order: the disk's goes last.
+        if let Ok(vars) = &mut probe.boot_vars {
+            vars.current = Some(7);
+        }
+        let Some(Step::MakeBootEntry { after, .. }) =
+            entry(&plan_of(&probe, Options::default()).unwrap())
+        else {
+            panic!()
+        };
+        assert_eq!(after, None);
         // Variables the kernel does not show: no entry; the removable path.
         probe.boot_vars = Err("the firmware's variables are not readable".into());
-        assert_eq!(entry(&plan_of(&probe, Options::default()).unwrap()), None);
+        let p = plan_of(&probe, Options::default()).unwrap();
+        assert_eq!(entry(&p), None);
+        assert!(p.firmware.unwrap().ends_with(". No firmware boot entry for it: the firmware's variables are not readable; it boots through its removable-media path"));
     }
 
     #[test]

@@ -77,8 +77,8 @@ card_then_disk() {
     [[ "$order" == "$current,$disk,"* ]] || { echo "BootCurrent $current, BootOrder $order, zshield $disk"; return 1; }
 }
 check boot-order-card-then-disk card_then_disk
-# The next power-on, once, starts that entry (BootNext): OVMF's own entries
-# for the disk would always come before it.
+# The next power-on, once, starts that entry (BootNext): the card's comes
+# first, and without the card OVMF's own entry for the disk comes before it.
 check next-boot-through-the-disks-entry bash -c 'efibootmgr -q -n "$(efibootmgr | sed -nE "s/^Boot([0-9A-F]{4})\* zshield\b.*/\1/p")"'
 SCRIPT
 zt_vm restored --firmware uefi --vars "$ZT_DIR/nvram.fd" --cf "$ZT_CF" --disk "$target" \
