@@ -124,8 +124,11 @@ pub fn configure_defaults(root: &Path, golden: &str, boot_tries: u32) -> Result<
 
 /// Runs the target's grub-install, with `bios_disk` on that disk (BIOS), with
 /// `esp` onto that EFI system partition (UEFI, Secure Boot), and its
-/// grub-mkconfig in a chroot with /proc, /sys, /dev and /run, then checks the
-/// menu boots `root_dev`. The target's /boot is mounted.
+/// grub-mkconfig in a chroot with /proc, /sys, /dev and /run. The menu, which
+/// both GRUBs read, is made beside the old one, checked to boot `root_dev`,
+/// flushed and only then renamed over it (grub-mkconfig itself rewrites the
+/// file in place), so that a power cut leaves one whole menu or the other.
+/// The target's /boot is mounted.
 pub fn install(
     root: &Path,
     bios_disk: Option<&str>,
@@ -159,22 +162,30 @@ pub fn install(
             .chroot(root)
             .run()?;
     }
+    let new_config = format!("{}.zshield-new", tools.config);
     Cmd::new(tools.mkconfig)
-        .args(["-o", tools.config])
+        .args(["-o", &new_config])
         .chroot(root)
         .run()?;
     binds.unmount_all()?;
     mounts.unmount_all()?;
 
+    let new_path = resolve_in_root(root, &new_config)?;
+    let cfg = std::fs::read_to_string(&new_path)
+        .with_context(|| format!("cannot read {}", new_path.display()))?;
+    check_menu(&cfg, root_dev)?;
+    // grub-mkconfig would leave a menu with a password hash readable by all.
+    let mode = if holds_password(&cfg) { 0o600 } else { 0o444 };
     let cfg_path = resolve_in_root(root, tools.config)?;
-    let cfg = std::fs::read_to_string(&cfg_path)
-        .with_context(|| format!("cannot read {}", cfg_path.display()))?;
-    // grub-mkconfig leaves a menu with a password hash readable by all.
-    if holds_password(&cfg) {
-        std::fs::set_permissions(&cfg_path, std::fs::Permissions::from_mode(0o600))
-            .with_context(|| format!("cannot make {} readable by root only", cfg_path.display()))?;
-    }
-    check_menu(&cfg, root_dev)
+    let put_in_place = || -> std::io::Result<()> {
+        let file = std::fs::File::open(&new_path)?;
+        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        file.sync_all()?;
+        std::fs::rename(&new_path, &cfg_path)?;
+        std::fs::File::open(cfg_path.parent().unwrap_or(Path::new("/")))?.sync_all()
+    };
+    put_in_place()
+        .with_context(|| format!("cannot put the new menu in place at {}", cfg_path.display()))
 }
 
 /// Whether a GRUB menu carries a password (01_zshield_password's hash).

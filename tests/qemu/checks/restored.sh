@@ -108,6 +108,9 @@ check boot-own-identity own_identity /boot boot "$GOLDEN_BOOT_UUID"
 # The GRUB password hash (the test golden has one) is root's alone.
 check password-defaults-private expect_eq "mode of the password defaults" "$(stat -c %a /etc/default/grub.d/zshield-password.cfg)" 600
 check password-menu-private expect_eq "mode of grub.cfg" "$(stat -c %a /boot/grub/grub.cfg)" 600
+# The menu zshield made (beside the old one, then renamed) restarts an entry
+# that does not start (grub/40_zshield).
+check menu-restarts-an-entry-that-fails bash -c "grep -q -- '--id zshield-restart' /boot/grub/grub.cfg && grep -qE '^\s*set fallback=[0-9]+' /boot/grub/grub.cfg"
 check json-report json_report
 check reset-in-event-log reset_in_event_log
 check reports-private reports_private
