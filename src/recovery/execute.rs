@@ -364,10 +364,7 @@ impl Executor {
             } => {
                 // Not a failure of the reset: the disk boots without it.
                 match bootentry::make(&self.root_dir, disk, *part, *after, stale) {
-                    Ok(n) => log::info!(
-                        "the firmware's boot entry Boot{n:04X} '{}' starts {esp}",
-                        bootentry::LABEL
-                    ),
+                    Ok(made) => log::info!("{made}; the entry starts {esp}"),
                     Err(e) => log::warn!(
                         "the firmware's boot entry for {esp} is not in its boot order ({e:#}): the disk boots through its removable-media path EFI/BOOT/BOOTX64.EFI, which firmware tries on every disk"
                     ),

@@ -7,6 +7,7 @@
 //! placed right after the entry this machine started from (the card, first
 //! in the product's boot order, must stay before the disk).
 
+use std::fmt;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
@@ -215,13 +216,57 @@ pub fn order_with(order: &[u16], after: Option<u16>, new: u16, stale: &[u16]) ->
     out
 }
 
+/// What `make` left in the firmware's variables, read back after it.
+#[derive(Debug)]
+pub struct MadeEntry {
+    pub number: u16,
+    /// None when the variables could not be read again.
+    pub order: Option<Vec<u16>>,
+    /// The stale entries that are gone.
+    pub removed: Vec<u16>,
+}
+
+impl fmt::Display for MadeEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names = |ns: &[u16]| {
+            ns.iter()
+                .map(|n| format!("Boot{n:04X}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        write!(
+            f,
+            "the firmware's boot entry Boot{:04X} '{LABEL}' is made; ",
+            self.number
+        )?;
+        match &self.order {
+            Some(order) => write!(f, "read back, the boot order is {}", names(order))?,
+            None => write!(f, "the boot order could not be read back")?,
+        }
+        if !self.removed.is_empty() {
+            write!(
+                f,
+                "; the entries of earlier resets removed: {}",
+                names(&self.removed)
+            )?;
+        }
+        Ok(())
+    }
+}
+
 /// Makes the disk's entry with the target's efibootmgr (in a chroot with
 /// the system's /sys, whose efivarfs it writes), each write leaving a disk
 /// that boots: creates the entry for partition `part` of `disk` outside the
 /// boot order, writes the order with it (`order_with`), then removes the
 /// `stale` entries. A power cut leaves the new entry outside the order, or
 /// the old entries beside it: the next reset removes them.
-pub fn make(root: &Path, disk: &str, part: u32, after: Option<u16>, stale: &[u16]) -> Result<u16> {
+pub fn make(
+    root: &Path,
+    disk: &str,
+    part: u32,
+    after: Option<u16>,
+    stale: &[u16],
+) -> Result<MadeEntry> {
     let efibootmgr = |args: &[&str]| -> Result<()> {
         Cmd::new("efibootmgr")
             .arg("--quiet")
@@ -273,7 +318,11 @@ pub fn make(root: &Path, disk: &str, part: u32, after: Option<u16>, stale: &[u16
                 log::warn!("Boot{n:04X}, the firmware's entry of an earlier reset of the disk, stays: {e:#}");
             }
         }
-        Ok(new)
+        Ok(MadeEntry {
+            number: new,
+            order: vars().ok().map(|v| v.order),
+            removed: stale.iter().copied().filter(|n| !exists(n)).collect(),
+        })
     })();
     binds
         .unmount_all()
@@ -427,6 +476,33 @@ mod tests {
             vec![5, 1, 0]
         );
         assert_eq!(order_with(&[1, 3, 0], Some(1), 5, &[3]), vec![1, 5, 0]);
+    }
+
+    #[test]
+    fn what_was_made_is_told_as_read_back() {
+        let made = MadeEntry {
+            number: 5,
+            order: Some(vec![1, 5, 0x1a]),
+            removed: vec![],
+        };
+        assert_eq!(
+            made.to_string(),
+            "the firmware's boot entry Boot0005 'zshield' is made; read back, the boot order is Boot0001, Boot0005, Boot001A"
+        );
+        let made = MadeEntry {
+            removed: vec![3, 4],
+            ..made
+        };
+        assert!(made
+            .to_string()
+            .ends_with("; the entries of earlier resets removed: Boot0003, Boot0004"));
+        let made = MadeEntry {
+            order: None,
+            ..made
+        };
+        assert!(made
+            .to_string()
+            .contains("is made; the boot order could not be read back; the entries"));
     }
 
     #[test]
