@@ -71,8 +71,10 @@ test-qemu: build
 
 test: deps lint test-unit test-host test-image test-qemu
 
+# FIRMWARE=uefi: the same on a UEFI board with Secure Boot (OVMF).
+FIRMWARE    ?= bios
 demo: deps build
-	qemu/demo.sh
+	qemu/demo.sh --firmware $(FIRMWARE)
 
 # The golden copy on loop devices: raw write, rsync, block copy (checked and not).
 bench: deps
