@@ -117,7 +117,7 @@ fn content_of(disk: &BlockDev) -> Content {
 
 #[test]
 fn gpt_layout_is_written_seen_by_the_kernel_and_recognised() {
-    let l = Loop::new("gpt", 4 * GIB);
+    let l = Loop::new("gpt", GIB);
     let disk = l.block();
     assert_eq!(content_of(&disk), Content::Blank);
     let parts = fresh_partitions(Label::Gpt, disk.size(), 256 * MIB, true);

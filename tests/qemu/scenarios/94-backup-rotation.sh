@@ -135,7 +135,8 @@ countdowns=$(sed -n "/$stopped/,\$p" "$ZT_LOG" | grep -ac "executed automaticall
 zt_info "ok: the disk's menu waits for a person"
 
 before=$(zt_sha "$target")
-zt_latest latest "$target"
+zt_vm latest --cf "$ZT_CF" --disk "$target" --append "zshield_recovery=latest zshield.after=poweroff" \
+    --until "no disk was changed"
 zt_assert_line_with "zshield: error:" "the backup vgroup/snap0 is invalid"
 zt_assert_line_with "zshield: error:" "no disk was changed"
 zt_assert_no_line "zshield: done:"

@@ -6,7 +6,8 @@ zt_new_disk "$target"
 target_sha=$(zt_sha "$target")
 
 zt_vm bad --cf "$ZT_CF" --disk "$target" --append \
-    "zshield_recovery=default zshield.after=poweroff zshield.provision=/usr/local/share/zshield-test/provision-bad"
+    "zshield_recovery=default zshield.after=poweroff zshield.provision=/usr/local/share/zshield-test/provision-bad" \
+    --until "no disk was changed"
 zt_assert_line_with "zshield: error:" '/usr/local/share/zshield-test/provision-bad/files.install line 3: bad mode "0999"'
 zt_assert_line_with "zshield: error:" "no disk was changed"
 zt_assert_no_line "zshield: [1/"
