@@ -60,7 +60,7 @@ variant=minbase
 # The EFI packages put Debian's signed shim and GRUB beside grub-pc (which
 # conflicts with grub-efi-amd64, not with its -bin and -signed parts); the
 # cloud kernel is the signed one.
-packages=linux-image-cloud-amd64,lvm2,grub-pc,grub-efi-amd64-bin,grub-efi-amd64-signed,shim-signed,efibootmgr,dosfstools,dracut,systemd,systemd-sysv,udev,rsync,e2fsprogs,kmod,procps,acl,attr,libcap2-bin,util-linux
+packages=linux-image-cloud-amd64,lvm2,thin-provisioning-tools,grub-pc,grub-efi-amd64-bin,grub-efi-amd64-signed,shim-signed,efibootmgr,dosfstools,dracut,systemd,systemd-sysv,udev,rsync,e2fsprogs,kmod,procps,acl,attr,libcap2-bin,util-linux
 
 # Where the fixtures that prove a faithful copy of the golden live (the tests'
 # check scripts use the same paths).
@@ -299,6 +299,12 @@ phase_initramfs() {
     # lsinitrd lists like ls -l: the path is the last field.
     grep -qE ' usr/sbin/zshield$' "$work/initrd.list" ||
         die "usr/sbin/zshield is not in the initrd (listing: $work/initrd.list)"
+    # The thin layout: LVM activates no thin pool without thin_check and
+    # the kernel's dm-thin-pool.
+    grep -qE ' usr/sbin/thin_check( ->|$)' "$work/initrd.list" ||
+        die "thin_check is not in the initrd: install thin-provisioning-tools in the golden (listing: $work/initrd.list)"
+    grep -qE '/dm-thin-pool\.ko(\.[gx]z|\.zst)?$' "$work/initrd.list" ||
+        die "the kernel module dm-thin-pool is not in the initrd (listing: $work/initrd.list)"
     if grep -qE ' usr/lib/systemd/systemd$' "$work/initrd.list"; then
         initrd_systemd=yes
     else

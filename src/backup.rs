@@ -1,8 +1,16 @@
-//! The daily backup of the running system: refresh the copy of /boot inside
-//! the root, then replace the snapshot with a fresh one of the root.
+//! `zshield backup`: a restore point of the running system, planned as
+//! steps and run by the recovery's executor (`--dry-run` prints the plan).
 //!
-//! When the VG has room for two snapshots the new one is taken first under a
-//! temporary name, and only then is the old one removed and the new one
+//! Thin layout: the copy of /boot inside the root is refreshed, a restore
+//! point (a thin snapshot of the root) is added, and the oldest automatic
+//! ones beyond `[restore_points] keep` go; above the pool's threshold,
+//! automatic ones go first, oldest first, and a backup that cannot bring the
+//! pool under it is refused. `--name` adds one rotation never removes,
+//! `--remove` removes one.
+//!
+//! Classic layout (disks made before thin pools): the one snapshot is
+//! replaced. When the VG has room for two the new one is taken first under
+//! a temporary name, and only then is the old one removed and the new one
 //! renamed, so that a valid backup exists at every moment. A backup cut off
 //! half-way leaves the temporary snapshot behind; the next one tidies it up.
 //!
@@ -11,22 +19,27 @@
 //! that was not marked good (`health`).
 
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
 use crate::config::Config;
+use crate::disk::blockmap::Digests;
 use crate::disk::mounts::is_running_root;
 use crate::events::{self, Event};
+use crate::failpoint::Failpoints;
 use crate::health;
 use crate::layout::{
-    current_backup, mapper_path, next_backup_name, size_in_extents, BOOT_COPY, TAG_COMPLETE,
-    TAG_LAYOUT, TAG_ROLLBACK,
+    current_backup, mapper_path, next_backup_name, restoring_root_name, size_in_extents, BOOT_COPY,
+    COMPLETE_MARKER, TAG_COMPLETE, TAG_LAYOUT, TAG_RESTORE_TO, TAG_ROLLBACK,
 };
 use crate::logging::RUN_DIR;
 use crate::lvm::report::{Lv, Vg};
 use crate::lvm::Lvm;
-use crate::target::copy::mirror_tree;
+use crate::points::{self, Kind};
+use crate::recovery::execute::Executor;
+use crate::recovery::report::Report;
+use crate::recovery::step::{Plan, Step};
 use crate::units::human;
 
 /// A backup that cannot be taken now but can later (dpkg or another backup
@@ -41,27 +54,44 @@ impl TryLater {
     pub const EXIT_CODE: u8 = 75;
 }
 
-/// One change to the VG, in the order a backup makes them.
+/// What `zshield backup` is asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
-    DropRollbackTag,
+pub enum Request {
+    /// The daily restore point (the classic layout's one backup).
+    Daily,
+    /// `--name NAME`: one that rotation keeps.
+    Named(String),
+    /// `--remove NAME`.
     Remove(String),
-    Rename { from: String, to: String },
-    Snapshot { name: String, extents: u64 },
 }
 
-/// What a backup will do, decided from the VG before anything is changed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BackupPlan {
-    pub vg: String,
-    pub root: String,
-    pub changes: Vec<Change>,
-    /// The VG has room for one snapshot only: the old backup goes first.
-    pub without_backup_for_a_moment: bool,
+impl Request {
+    /// Whether it takes a restore point of the running system (which must
+    /// then be at rest).
+    fn takes_one(&self) -> bool {
+        !matches!(self, Request::Remove(_))
+    }
 }
 
-/// Plans a backup, or says why none can be taken (nothing is changed then).
-pub fn plan(config: &Config, vg: Option<&Vg>, lvs: &[Lv]) -> Result<BackupPlan, String> {
+/// When and where a backup runs: what its plan needs to know besides LVM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct At {
+    /// Seconds since the epoch: the daily restore point's name.
+    pub now: u64,
+    /// The card's hand-over marker is on the running system's /boot (a
+    /// rollback cut in its last step put it back before its tags came off).
+    pub boot_marked_complete: bool,
+}
+
+/// Plans the backup `request`, or says why none can be taken (nothing is
+/// changed then).
+pub fn plan(
+    config: &Config,
+    vg: Option<&Vg>,
+    lvs: &[Lv],
+    request: &Request,
+    at: &At,
+) -> Result<Plan, String> {
     let name = &config.vg;
     let vg = vg.filter(|vg| vg.has_tag(TAG_LAYOUT)).ok_or_else(|| {
         format!("not a zshield system: there is no volume group {name} made by zshield")
@@ -71,17 +101,206 @@ pub fn plan(config: &Config, vg: Option<&Vg>, lvs: &[Lv]) -> Result<BackupPlan, 
             "the zshield layout in VG {name} is incomplete (a factory reset was cut off): no backup taken; run the factory reset again"
         ));
     }
+    let root_name = &config.root.name;
+    let root = lvs
+        .iter()
+        .find(|l| l.vg == *name && l.name == *root_name)
+        .ok_or_else(|| format!("{name}/{root_name} does not exist"))?;
+    let (found, steps, warnings) = if root.is_thin() {
+        let (found, steps) = thin_steps(config, lvs, root, request, at)?;
+        (found, steps, Vec::new())
+    } else {
+        if let Request::Named(point) | Request::Remove(point) = request {
+            return Err(format!(
+                "{name}/{root_name} has the classic layout, whose one backup is {name}/{}: named restore points ({point}) need the thin layout, which the next factory reset makes",
+                config.snapshot.name
+            ));
+        }
+        classic_steps(config, vg, lvs, root)?
+    };
+    Ok(Plan {
+        target: format!("VG {name}"),
+        disk: None,
+        found,
+        golden: None,
+        firmware: None,
+        warnings,
+        steps,
+    })
+}
+
+/// The copy of /boot a restore point keeps, refreshed first.
+fn refresh_boot_copy() -> Step {
+    Step::RefreshBootCopy {
+        boot: PathBuf::from("/boot"),
+        copy: Path::new("/").join(BOOT_COPY),
+    }
+}
+
+fn thin_steps(
+    config: &Config,
+    lvs: &[Lv],
+    root: &Lv,
+    request: &Request,
+    at: &At,
+) -> Result<(String, Vec<Step>), String> {
+    let vg = &config.vg;
+    let mut steps = Vec::new();
+    if let Some(lv) = lvs.iter().find(|l| l.vg == *vg && l.has_tag(TAG_ROLLBACK)) {
+        // With the marker on /boot a rollback either was cut in its first
+        // step, before anything but its tags (the root tagged, no new root
+        // made), or in its last, after everything but them (the old root set
+        // aside): its tags are all that is left of it.
+        let restoring = restoring_root_name(&root.name);
+        let begun_only =
+            lv.name == root.name && !lvs.iter().any(|l| l.vg == *vg && l.name == restoring);
+        let done_but_tags = lv.name != root.name;
+        if !at.boot_marked_complete || !(begun_only || done_but_tags) {
+            return Err(format!(
+                "a rollback of {vg}/{} was cut off ({vg}/{} carries its tag): boot with zshield_recovery=latest to finish it; no backup taken",
+                root.name, lv.name
+            ));
+        }
+        steps.push(Step::DropTags {
+            vg: vg.clone(),
+            lv: lv.name.clone(),
+            tags: lv
+                .tags
+                .iter()
+                .filter(|t| *t == TAG_ROLLBACK || t.starts_with(TAG_RESTORE_TO))
+                .cloned()
+                .collect(),
+        });
+    }
+    let pool_name = &root.pool_lv;
+    let pool = lvs
+        .iter()
+        .find(|l| l.vg == *vg && l.name == *pool_name)
+        .ok_or_else(|| {
+            format!(
+                "the thin pool {vg}/{pool_name} of {vg}/{} cannot be found",
+                root.name
+            )
+        })?;
+    let (Some(data), Some(metadata)) = (pool.data_percent, pool.metadata_percent) else {
+        return Err(format!(
+            "LVM reports no use for the thin pool {vg}/{pool_name} (is it active?): no backup taken"
+        ));
+    };
+    let all = points::list(vg, lvs);
+    let found = format!(
+        "{vg}/{} in the thin pool {pool_name} ({data:.1}% of its data, {metadata:.1}% of its metadata used) and {} restore point{}",
+        root.name,
+        all.len(),
+        if all.len() == 1 { "" } else { "s" }
+    );
+    let (point, kind) = match request {
+        Request::Remove(wanted) => {
+            let point = points::select(&all, Some(wanted))?;
+            steps.push(Step::RemoveRestorePoint {
+                vg: vg.clone(),
+                lv: point.lv.clone(),
+                why: "asked for by name".into(),
+            });
+            steps.push(Step::WriteRestoreMenu { vg: vg.clone() });
+            return Ok((found, steps));
+        }
+        Request::Named(wanted) => {
+            points::check_name(wanted)?;
+            if all.iter().any(|p| p.name == *wanted) {
+                return Err(format!(
+                    "there is a restore point {wanted} already: remove it first (zshield backup --remove {wanted}) or choose another name"
+                ));
+            }
+            (wanted.clone(), Kind::Named)
+        }
+        Request::Daily => (points::daily_name(at.now, &all), Kind::Daily),
+    };
+    let threshold = config.pool.threshold;
+    let full = data.max(metadata);
+    let rotated = points::rotated(
+        &all,
+        config.restore_points.keep,
+        usize::from(kind.automatic()),
+    );
+    let candidates: Vec<String> = all
+        .iter()
+        .filter(|p| p.kind.automatic() && !rotated.iter().any(|r| r.lv == p.lv))
+        .map(|p| p.lv.clone())
+        .collect();
+    if full >= f64::from(threshold) {
+        // What lv-root maps itself stays whatever restore points go.
+        let root_share =
+            root.data_percent.unwrap_or(100.0) * root.size as f64 / pool.size.max(1) as f64;
+        let refusal = |why: &str| {
+            format!(
+                "the thin pool {vg}/{pool_name} is {full:.1}% full, at or above its threshold of {threshold}%, and {why}: no restore point taken (it would keep more blocks from being freed); remove named ones (zshield backup --remove NAME) or data from the root, or give the pool room (lvextend -L +SIZE {vg}/{pool_name})"
+            )
+        };
+        if rotated.is_empty() && candidates.is_empty() {
+            return Err(refusal("has no automatic restore point left to remove"));
+        }
+        if root_share >= f64::from(threshold) {
+            return Err(refusal(&format!(
+                "{vg}/{} alone takes {root_share:.1}% of it",
+                root.name
+            )));
+        }
+    }
+    let keep = config.restore_points.keep;
+    let rotation = rotated.iter().map(|old| Step::RemoveRestorePoint {
+        vg: vg.clone(),
+        lv: old.lv.clone(),
+        why: format!("rotation keeps the newest {keep} automatic ones"),
+    });
+    let create = Step::CreateRestorePoint {
+        vg: vg.clone(),
+        origin: root.name.clone(),
+        lv: points::lv_name(&point),
+        kind,
+    };
+    steps.push(refresh_boot_copy());
+    if full >= f64::from(threshold) {
+        // Room first: LVM itself refuses new thin volumes in a pool past
+        // its own threshold that it cannot grow.
+        steps.extend(rotation);
+        if !candidates.is_empty() {
+            steps.push(Step::PrunePool {
+                vg: vg.clone(),
+                pool: pool_name.clone(),
+                threshold,
+                candidates,
+            });
+        }
+        steps.push(create);
+    } else {
+        // The new one first: a backup that fails later has lost no restore point.
+        steps.push(create);
+        steps.extend(rotation);
+    }
+    steps.push(Step::WriteRestoreMenu { vg: vg.clone() });
+    Ok((found, steps))
+}
+
+/// The classic layout's replacement of its one snapshot, and a warning
+/// when the VG has room for one only.
+fn classic_steps(
+    config: &Config,
+    vg: &Vg,
+    lvs: &[Lv],
+    root: &Lv,
+) -> Result<(String, Vec<Step>, Vec<String>), String> {
+    let name = &config.vg;
     let (root_name, snap_name) = (&config.root.name, &config.snapshot.name);
     let next = next_backup_name(snap_name);
     let find = |lv: &str| lvs.iter().find(|l| l.vg == *name && l.name == lv);
-    let root = find(root_name).ok_or_else(|| format!("{name}/{root_name} does not exist"))?;
     let old = find(snap_name);
     if root.is_merging() || old.is_some_and(Lv::is_merging) {
         return Err(format!(
             "a rollback is merging {name}/{snap_name} into {name}/{root_name}: no backup until it has finished (reboot to let it finish)"
         ));
     }
-    let mut changes = Vec::new();
+    let mut steps = vec![refresh_boot_copy()];
     if root.has_tag(TAG_ROLLBACK) {
         if current_backup(config, lvs).is_none() {
             return Err(format!(
@@ -89,70 +308,86 @@ pub fn plan(config: &Config, vg: Option<&Vg>, lvs: &[Lv]) -> Result<BackupPlan, 
             ));
         }
         // The rollback never merged (or had finished but for this tag).
-        changes.push(Change::DropRollbackTag);
+        steps.push(Step::DropTags {
+            vg: name.clone(),
+            lv: root_name.clone(),
+            tags: vec![TAG_ROLLBACK.into()],
+        });
     }
+    let remove = |lv: &str| Step::RemoveLv {
+        vg: name.clone(),
+        lv: lv.to_string(),
+    };
+    let rename = |from: &str, to: &str| Step::RenameLv {
+        vg: name.clone(),
+        from: from.to_string(),
+        to: to.to_string(),
+    };
     let mut free = vg.free_count;
     let mut old_extents = old.map_or(0, |lv| lv.size / vg.extent_size);
     let mut has_old = old.is_some();
     if let Some(left) = find(&next) {
         if !has_old && current_backup(config, lvs) == Some(left) {
             // Cut off between removing the old backup and renaming the new one.
-            changes.push(Change::Rename {
-                from: next.clone(),
-                to: snap_name.clone(),
-            });
+            steps.push(rename(&next, snap_name));
             has_old = true;
             old_extents = left.size / vg.extent_size;
         } else {
-            changes.push(Change::Remove(next.clone()));
+            steps.push(remove(&next));
             free += left.size / vg.extent_size;
         }
     }
     let need = size_in_extents(config.snapshot.size, vg.extent_count, vg.extent_size);
-    let too_small = |room: u64| {
-        format!(
+    let snapshot = |snapshot: &str| Step::CreateSnapshot {
+        vg: name.clone(),
+        origin: root_name.clone(),
+        snapshot: snapshot.to_string(),
+        extents: need,
+        bytes: need * vg.extent_size,
+    };
+    let mut warnings = Vec::new();
+    if free >= need {
+        steps.push(snapshot(&next));
+        if has_old {
+            steps.push(remove(snap_name));
+        }
+        steps.push(rename(&next, snap_name));
+    } else if has_old && free + old_extents >= need {
+        warnings.push(format!(
+            "VG {name} has room for one snapshot only: the old backup is removed before the new one is taken"
+        ));
+        steps.push(remove(snap_name));
+        steps.push(snapshot(snap_name));
+    } else {
+        return Err(format!(
             "VG {name} is full: a backup needs {} of snapshot space and only {} is free; the old backup is kept; free space in the VG or make [snapshot] size smaller",
             human(need * vg.extent_size),
-            human(room * vg.extent_size)
-        )
-    };
-    let without_backup_for_a_moment = free < need;
-    if !without_backup_for_a_moment {
-        changes.push(Change::Snapshot {
-            name: next.clone(),
-            extents: need,
-        });
-        if has_old {
-            changes.push(Change::Remove(snap_name.clone()));
-        }
-        changes.push(Change::Rename {
-            from: next,
-            to: snap_name.clone(),
-        });
-    } else if has_old && free + old_extents >= need {
-        changes.push(Change::Remove(snap_name.clone()));
-        changes.push(Change::Snapshot {
-            name: snap_name.clone(),
-            extents: need,
-        });
-    } else {
-        return Err(too_small(free));
+            human(free * vg.extent_size)
+        ));
     }
-    Ok(BackupPlan {
-        vg: name.clone(),
-        root: root_name.clone(),
-        changes,
-        without_backup_for_a_moment,
-    })
+    let found = format!(
+        "{name}/{root_name} (classic layout) and {}",
+        if has_old {
+            format!("its backup {name}/{snap_name}")
+        } else {
+            "no backup".to_string()
+        }
+    );
+    Ok((found, steps, warnings))
 }
 
 /// `zshield backup`, also run as `zshield_backup` and by the daily timer;
-/// what it did or why it did not goes into the event log too.
-pub fn backup(config_path: &Path) -> Result<()> {
+/// what it did or why it did not goes into the event log too (not for a
+/// dry run).
+pub fn backup(config_path: &Path, request: &Request, dry_run: bool) -> Result<()> {
     let _lock = lock()?;
     let config = Config::load(config_path)?;
-    let mut changed = false;
-    let result = take(&config, &mut changed);
+    let mut report = Report::backup(dry_run);
+    let result = take(&config, request, dry_run, &mut report);
+    if dry_run {
+        return result.map(drop);
+    }
+    let changed = report.steps.iter().any(|s| s.writes_disk);
     let (status, detail) = match &result {
         Ok(taken) => ("done", taken.clone()),
         Err(e) if changed => ("failed", format!("{e:#}")),
@@ -161,19 +396,74 @@ pub fn backup(config_path: &Path) -> Result<()> {
     if let Err(e) = events::record(&config, &Event::now("backup", status, detail)) {
         log::warn!("cannot add this backup to the event log: {e:#}");
     }
+    // A pool at its threshold is news for whoever reads the event log.
+    if let Some(pruned) = report.steps.iter().find(|s| s.name == "prune-pool") {
+        let status = if pruned.ok { "pruned" } else { "full" };
+        let detail = report
+            .plan
+            .as_ref()
+            .map_or(String::new(), |p| p.found.clone());
+        if let Err(e) = events::record(&config, &Event::now("pool", status, detail)) {
+            log::warn!("cannot add the pool's state to the event log: {e:#}");
+        }
+    }
     result.map(drop)
 }
 
-/// Takes the backup; returns what it took. `changed` turns true with the
-/// first change to the VG.
-fn take(config: &Config, changed: &mut bool) -> Result<String> {
+/// Plans the backup, checks the system is at rest, runs the steps; returns
+/// what it did.
+fn take(config: &Config, request: &Request, dry_run: bool, report: &mut Report) -> Result<String> {
     let lvm = Lvm;
     let vg = lvm.vgs()?.into_iter().find(|v| v.name == config.vg);
     let lvs = lvm.lvs()?;
-    let plan = plan(config, vg.as_ref(), &lvs).map_err(anyhow::Error::msg)?;
-    if !is_running_root(&mapper_path(&plan.vg, &plan.root))? {
-        bail!("the running root is not {}: backups are taken on the appliance's disk system, not on the golden image", mapper_path(&plan.vg, &plan.root));
+    let at = At {
+        now: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        boot_marked_complete: Path::new("/boot").join(COMPLETE_MARKER).exists(),
+    };
+    let plan = plan(config, vg.as_ref(), &lvs, request, &at).map_err(anyhow::Error::msg)?;
+    plan.show();
+    if dry_run {
+        log::info!("dry run: nothing was changed");
+        return Ok("dry run".into());
     }
+    report.plan = Some(plan.clone());
+    let root = mapper_path(&config.vg, &config.root.name);
+    if !is_running_root(&root)? {
+        bail!("the running root is not {root}: backups are taken on the appliance's disk system, not on the golden image");
+    }
+    if request.takes_one() {
+        check_at_rest(config)?;
+    }
+    let mut exec = Executor::new(
+        PathBuf::from("/"),
+        Failpoints::default(),
+        Digests::Check,
+        None,
+    );
+    exec.run(&plan, report)?;
+    let done = plan
+        .steps
+        .iter()
+        .filter(|s| {
+            matches!(
+                s,
+                Step::CreateRestorePoint { .. }
+                    | Step::RemoveRestorePoint { .. }
+                    | Step::CreateSnapshot { .. }
+            )
+        })
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()
+        .join("; ");
+    log::info!("backup done: {done}");
+    Ok(done)
+}
+
+/// Only a system at rest is kept: a boot marked good, dpkg not at work,
+/// the running kernel's /boot mounted.
+fn check_at_rest(config: &Config) -> Result<()> {
     if !health::boot_marked_good(config) {
         return Err(TryLater(
             "this boot is not marked good (zshield-boot-ok.service has not passed the health checks): no backup of a system that may be broken; the old backup is kept, and the backup tries again later".into(),
@@ -183,80 +473,7 @@ fn take(config: &Config, changed: &mut bool) -> Result<String> {
     check_packages_at_rest()?;
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .context("cannot read the running kernel's release")?;
-    check_boot(Path::new("/"), release.trim())?;
-
-    mirror_tree(
-        Path::new("/boot"),
-        &Path::new("/").join(BOOT_COPY),
-        "refreshing the copy of /boot",
-    )
-    .context("cannot refresh the copy of /boot; no backup taken, the old one is kept")?;
-    nix::unistd::sync();
-
-    if plan.without_backup_for_a_moment {
-        log::warn!(
-            "VG {} has room for one snapshot only: the old backup is removed before the new one is taken",
-            plan.vg
-        );
-    }
-    for change in &plan.changes {
-        *changed = true;
-        apply(&lvm, &plan, change)?;
-    }
-    let taken = format!(
-        "{}/{} is a snapshot of {}/{} ({})",
-        plan.vg,
-        config.snapshot.name,
-        plan.vg,
-        plan.root,
-        plan.changes
-            .iter()
-            .find_map(|c| match c {
-                Change::Snapshot { extents, .. } =>
-                    vg.as_ref().map(|vg| human(extents * vg.extent_size)),
-                _ => None,
-            })
-            .unwrap_or_default()
-    );
-    log::info!("backup taken: {taken}");
-    Ok(taken)
-}
-
-fn apply(lvm: &Lvm, plan: &BackupPlan, change: &Change) -> Result<()> {
-    let vg = &plan.vg;
-    match change {
-        Change::DropRollbackTag => {
-            log::info!(
-                "removing the stale tag {TAG_ROLLBACK} from {vg}/{}",
-                plan.root
-            );
-            lvm.lv_del_tag(vg, &plan.root, TAG_ROLLBACK)
-        }
-        Change::Remove(lv) => {
-            log::info!("removing {vg}/{lv}");
-            lvm.lvremove(vg, lv)
-        }
-        Change::Rename { from, to } => {
-            log::info!("renaming {vg}/{from} to {to}");
-            lvm.lvrename(vg, from, to)
-        }
-        Change::Snapshot { name, extents } => {
-            log::info!("taking the snapshot {vg}/{name} of {vg}/{}", plan.root);
-            lvm.snapshot(vg, &plan.root, name, *extents)
-                .map(drop)
-                .with_context(|| {
-                    // Leave nothing half-made: a snapshot that LVM created but
-                    // could not finish is removed again.
-                    if lvm
-                        .lvs()
-                        .is_ok_and(|lvs| lvs.iter().any(|l| l.vg == *vg && l.name == *name))
-                    {
-                        let _ = lvm.lvremove(vg, name);
-                    }
-                    format!("cannot take the snapshot {vg}/{name}")
-                })
-        }
-    }
+    check_boot(Path::new("/"), release.trim())
 }
 
 /// The locks dpkg holds (fcntl) while it changes packages; apt takes the
@@ -340,6 +557,12 @@ mod tests {
     use super::*;
     use crate::fixtures;
 
+    /// 2026-12-06 10:15:00 UTC, the marker on /boot.
+    const AT: At = At {
+        now: 1_796_552_100,
+        boot_marked_complete: true,
+    };
+
     fn vg(free_mib: u64) -> Vg {
         fixtures::complete_vg(free_mib / 4)
     }
@@ -349,22 +572,31 @@ mod tests {
         fixtures::lv(name, attr, mib, origin, &[])
     }
 
-    fn plan_with(free_mib: u64, lvs: &[Lv]) -> Result<BackupPlan, String> {
-        plan(&fixtures::small_config(), Some(&vg(free_mib)), lvs)
+    fn plan_with(free_mib: u64, lvs: &[Lv]) -> Result<Plan, String> {
+        plan(
+            &fixtures::small_config(),
+            Some(&vg(free_mib)),
+            lvs,
+            &Request::Daily,
+            &AT,
+        )
     }
 
-    fn snapshot(name: &str) -> Change {
-        Change::Snapshot {
-            name: name.into(),
-            extents: 128,
-        }
-    }
-
-    fn rename(from: &str, to: &str) -> Change {
-        Change::Rename {
-            from: from.into(),
-            to: to.into(),
-        }
+    /// The plan's changes to the VG, in short.
+    fn changes(p: &Plan) -> Vec<String> {
+        p.steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::RefreshBootCopy { .. } => None,
+                Step::CreateSnapshot {
+                    snapshot, extents, ..
+                } => Some(format!("snapshot {snapshot} {extents}")),
+                Step::RemoveLv { lv, .. } => Some(format!("remove {lv}")),
+                Step::RenameLv { from, to, .. } => Some(format!("rename {from} {to}")),
+                Step::DropTags { tags, .. } => Some(format!("drop {}", tags.join(","))),
+                other => Some(other.name()),
+            })
+            .collect()
     }
 
     #[test]
@@ -372,15 +604,16 @@ mod tests {
         let root = lv("lv-root", "owi-aos---", 1280);
         let old = lv("snap0", "swi-a-s---", 512);
         let p = plan_with(600, &[root, old]).unwrap();
-        assert!(!p.without_backup_for_a_moment);
+        assert!(p.warnings.is_empty());
         assert_eq!(
-            p.changes,
+            changes(&p),
             [
-                snapshot("snap0_next"),
-                Change::Remove("snap0".into()),
-                rename("snap0_next", "snap0")
+                "snapshot snap0_next 128",
+                "remove snap0",
+                "rename snap0_next snap0"
             ]
         );
+        assert_eq!(p.steps[0].name(), "refresh-boot-copy");
     }
 
     #[test]
@@ -388,11 +621,8 @@ mod tests {
         let root = lv("lv-root", "owi-aos---", 1280);
         let old = lv("snap0", "swi-a-s---", 512);
         let p = plan_with(100, &[root.clone(), old]).unwrap();
-        assert!(p.without_backup_for_a_moment);
-        assert_eq!(
-            p.changes,
-            [Change::Remove("snap0".into()), snapshot("snap0")]
-        );
+        assert!(p.warnings[0].contains("room for one snapshot only"));
+        assert_eq!(changes(&p), ["remove snap0", "snapshot snap0 128"]);
         // Not even room for one: refused, the old backup is kept.
         let small = lv("snap0", "swi-a-s---", 256);
         let err = plan_with(100, &[root, small]).unwrap_err();
@@ -415,12 +645,14 @@ mod tests {
             ],
         )
         .unwrap();
-        assert_eq!(p.changes[0], Change::Remove("snap0_next".into()));
-        assert_eq!(p.changes[1], snapshot("snap0_next"));
+        assert_eq!(
+            changes(&p)[..2],
+            ["remove snap0_next", "snapshot snap0_next 128"]
+        );
         // Cut off after it: the new one becomes the backup.
         let p = plan_with(600, &[root, lv("snap0_next", "swi-a-s---", 512)]).unwrap();
-        assert_eq!(p.changes[0], rename("snap0_next", "snap0"));
-        assert_eq!(p.changes[2], Change::Remove("snap0".into()));
+        assert_eq!(changes(&p)[0], "rename snap0_next snap0");
+        assert_eq!(changes(&p)[2], "remove snap0");
     }
 
     #[test]
@@ -429,8 +661,8 @@ mod tests {
         let mut plain = lv("snap0_next", "-wi-a-----", 512);
         plain.origin.clear();
         let p = plan_with(600, &[root, plain]).unwrap();
-        assert_eq!(p.changes[0], Change::Remove("snap0_next".into()));
-        assert_eq!(p.changes.len(), 3, "{:?}", p.changes);
+        assert_eq!(changes(&p)[0], "remove snap0_next");
+        assert_eq!(changes(&p).len(), 3, "{:?}", changes(&p));
     }
 
     #[test]
@@ -438,7 +670,7 @@ mod tests {
         let mut root = lv("lv-root", "owi-aos---", 1280);
         root.tags.push(TAG_ROLLBACK.into());
         let p = plan_with(600, &[root.clone(), lv("snap0", "swi-a-s---", 512)]).unwrap();
-        assert_eq!(p.changes[0], Change::DropRollbackTag);
+        assert_eq!(changes(&p)[0], "drop zshield_rollback");
         let err = plan_with(600, &[root]).unwrap_err();
         assert!(err.contains("zshield_recovery=latest"), "{err}");
     }
@@ -455,8 +687,185 @@ mod tests {
         .unwrap_err();
         assert!(err.contains("merging"), "{err}");
         let config = fixtures::small_config();
-        let err = plan(&config, None, &[]).unwrap_err();
+        let err = plan(&config, None, &[], &Request::Daily, &AT).unwrap_err();
         assert!(err.contains("not a zshield system"), "{err}");
+        let root = lv("lv-root", "owi-aos---", 1280);
+        let err = plan(
+            &config,
+            Some(&vg(600)),
+            &[root],
+            &Request::Named("x".into()),
+            &AT,
+        )
+        .unwrap_err();
+        assert!(err.contains("need the thin layout"), "{err}");
+    }
+
+    /// The thin layout with the factory's restore point and `daily` daily ones.
+    fn thin_lvs(daily: u64, pool_percent: f64) -> Vec<Lv> {
+        let mut root = fixtures::thin_lv("lv-root", "", 0, &[]);
+        root.open = true;
+        let mut lvs = vec![
+            fixtures::thin_pool(pool_percent, 10.0),
+            root,
+            fixtures::thin_lv("rp-factory", "lv-root", 1, &[]),
+        ];
+        for n in 0..daily {
+            lvs.push(fixtures::thin_lv(
+                &format!("rp-daily-2026120{n}-101500"),
+                "lv-root",
+                10 + n,
+                &[],
+            ));
+        }
+        lvs
+    }
+
+    fn thin_plan(lvs: &[Lv], request: Request) -> Result<Plan, String> {
+        plan(
+            &fixtures::small_config(),
+            Some(&vg(100)),
+            lvs,
+            &request,
+            &AT,
+        )
+    }
+
+    fn point_changes(p: &Plan) -> Vec<String> {
+        p.steps
+            .iter()
+            .map(|s| match s {
+                Step::CreateRestorePoint { lv, .. } => format!("take {lv}"),
+                Step::RemoveRestorePoint { lv, .. } => format!("remove {lv}"),
+                Step::PrunePool { candidates, .. } => format!("prune {}", candidates.join(",")),
+                other => other.name(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_thin_backup_adds_a_restore_point_and_rotation_keeps_seven() {
+        let p = thin_plan(&thin_lvs(3, 40.0), Request::Daily).unwrap();
+        assert_eq!(
+            point_changes(&p),
+            [
+                "refresh-boot-copy",
+                "take rp-daily-20261206-101500",
+                "write-restore-menu"
+            ]
+        );
+        assert!(p.found.contains("40.0% of its data") && p.found.contains("4 restore points"));
+        // Seven daily ones: the oldest goes, the factory's (named) stays.
+        let p = thin_plan(&thin_lvs(7, 40.0), Request::Daily).unwrap();
+        assert_eq!(
+            point_changes(&p),
+            [
+                "refresh-boot-copy",
+                "take rp-daily-20261206-101500-2",
+                "remove rp-daily-20261200-101500",
+                "write-restore-menu"
+            ]
+        );
+        // A named one changes no rotation; its name is checked, once.
+        let p = thin_plan(&thin_lvs(7, 40.0), Request::Named("before-upgrade".into())).unwrap();
+        assert_eq!(
+            point_changes(&p),
+            [
+                "refresh-boot-copy",
+                "take rp-before-upgrade",
+                "write-restore-menu"
+            ]
+        );
+        let err = thin_plan(&thin_lvs(1, 40.0), Request::Named("factory".into())).unwrap_err();
+        assert!(
+            err.contains("there is a restore point factory already"),
+            "{err}"
+        );
+        assert!(thin_plan(&thin_lvs(1, 40.0), Request::Named("daily-x".into())).is_err());
+        // --remove: that one only, nothing refreshed.
+        let p = thin_plan(&thin_lvs(1, 40.0), Request::Remove("factory".into())).unwrap();
+        assert_eq!(
+            point_changes(&p),
+            ["remove rp-factory", "write-restore-menu"]
+        );
+        let err = thin_plan(&thin_lvs(1, 40.0), Request::Remove("nope".into())).unwrap_err();
+        assert!(err.contains("no restore point \"nope\""), "{err}");
+    }
+
+    #[test]
+    fn a_pool_above_its_threshold_loses_automatic_points_first_or_refuses() {
+        let p = thin_plan(&thin_lvs(2, 85.0), Request::Daily).unwrap();
+        assert_eq!(
+            point_changes(&p),
+            [
+                "refresh-boot-copy",
+                "prune rp-daily-20261200-101500,rp-daily-20261201-101500",
+                "take rp-daily-20261206-101500",
+                "write-restore-menu"
+            ]
+        );
+        // Only named ones left: refused, nothing changed.
+        let err = thin_plan(&thin_lvs(0, 85.0), Request::Daily).unwrap_err();
+        assert!(
+            err.contains("85.0% full") && err.contains("no automatic restore point left"),
+            "{err}"
+        );
+        // Metadata counts as much as data.
+        let mut lvs = thin_lvs(0, 10.0);
+        lvs[0].metadata_percent = Some(90.0);
+        assert!(thin_plan(&lvs, Request::Daily).is_err());
+        // What the root maps itself no pruning frees: refused, nothing removed.
+        let mut lvs = thin_lvs(2, 85.0);
+        lvs[1].data_percent = Some(90.0);
+        lvs[1].size = lvs[0].size;
+        let err = thin_plan(&lvs, Request::Daily).unwrap_err();
+        assert!(
+            err.contains("vgroup/lv-root alone takes 90.0% of it"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_thin_backup_waits_for_a_rollback_that_was_cut_off() {
+        let mut lvs = thin_lvs(1, 40.0);
+        let to = format!("{TAG_RESTORE_TO}rp-factory");
+        lvs.push(fixtures::thin_lv(
+            "rp-replaced-20261206-100000",
+            "",
+            20,
+            &[TAG_ROLLBACK, &to],
+        ));
+        let at = |marked| At {
+            boot_marked_complete: marked,
+            ..AT
+        };
+        let config = fixtures::small_config();
+        let err = plan(&config, Some(&vg(100)), &lvs, &Request::Daily, &at(false)).unwrap_err();
+        assert!(err.contains("zshield_recovery=latest"), "{err}");
+        // Cut off in its last step (the marker back on /boot): its tags go.
+        let p = plan(&config, Some(&vg(100)), &lvs, &Request::Daily, &at(true)).unwrap();
+        assert_eq!(
+            p.steps[0],
+            Step::DropTags {
+                vg: "vgroup".into(),
+                lv: "rp-replaced-20261206-100000".into(),
+                tags: vec![TAG_ROLLBACK.into(), to],
+            }
+        );
+        // On the root, with the marker still on /boot and no new root made:
+        // cut in its first step, before it changed anything but its tags.
+        lvs.pop();
+        lvs[1].tags.push(TAG_ROLLBACK.into());
+        let p = plan(&config, Some(&vg(100)), &lvs, &Request::Daily, &at(true)).unwrap();
+        assert_eq!(p.steps[0].name(), "drop-tags");
+        // …but a new root made: that one is the rollback's to finish.
+        lvs.push(fixtures::thin_lv(
+            "lv-root_restoring",
+            "rp-factory",
+            21,
+            &[],
+        ));
+        assert!(plan(&config, Some(&vg(100)), &lvs, &Request::Daily, &at(true)).is_err());
     }
 
     #[test]

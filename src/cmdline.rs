@@ -117,6 +117,12 @@ pub struct BootArgs {
     pub provision: Option<String>,
     /// `zshield.copy=auto|blocks|files`: how to copy the golden root, this once.
     pub copy: Option<String>,
+    /// `zshield.layout=thin|classic`: how this reset keeps the root and its
+    /// restore points.
+    pub layout: Option<String>,
+    /// `zshield.backup=NAME`: the restore point a rollback brings back
+    /// (the newest without it).
+    pub backup: Option<String>,
     /// `zshield.fallback=boot-tries`: GRUB started this rollback on its own,
     /// the disk's boot tries being used up (grub/40_zshield).
     pub fallback: bool,
@@ -139,6 +145,8 @@ fn known_keys() -> Vec<&'static str> {
         "zshield.wipe",
         "zshield.provision",
         "zshield.copy",
+        "zshield.layout",
+        "zshield.backup",
         FALLBACK_KEY,
     ];
     if cfg!(feature = "failpoints") {
@@ -219,6 +227,8 @@ impl BootArgs {
                     "root" => args.root = non_empty(),
                     "zshield.provision" => args.provision = non_empty(),
                     "zshield.copy" => args.copy = non_empty(),
+                    "zshield.layout" => args.layout = non_empty(),
+                    "zshield.backup" => args.backup = non_empty(),
                     FAILPOINT_KEY => args.cut_after = non_empty(),
                     CRASH_KEY => args.crash_after = non_empty(),
                     FALLBACK_KEY => match value.as_deref() {

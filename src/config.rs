@@ -94,6 +94,79 @@ impl Default for ProvisionConfig {
     }
 }
 
+/// `layout`: how a factory reset keeps lv-root and its restore points.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RootLayout {
+    /// lv-root is a thin volume in a thin pool; every restore point is a
+    /// thin snapshot of it (no copy-on-write cost, several kept).
+    #[default]
+    Thin,
+    /// lv-root is a plain LV with one copy-on-write snapshot (`[snapshot]`),
+    /// as zshield made disks before thin pools.
+    Classic,
+}
+
+impl fmt::Display for RootLayout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RootLayout::Thin => "thin",
+            RootLayout::Classic => "classic",
+        })
+    }
+}
+
+impl std::str::FromStr for RootLayout {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "thin" => Ok(RootLayout::Thin),
+            "classic" => Ok(RootLayout::Classic),
+            other => Err(format!("layout \"{other}\" is not thin or classic")),
+        }
+    }
+}
+
+/// `[pool]`: the thin pool of the thin layout.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PoolConfig {
+    pub name: String,
+    /// Its data space: lv-root's blocks and what the restore points keep of
+    /// older ones. Its metadata is sized from it (`layout::pool_metadata_bytes`).
+    #[serde(deserialize_with = "size")]
+    pub size: Size,
+    /// Data or metadata use, in percent, above which automatic restore points
+    /// are removed, oldest first, and a new one is refused.
+    pub threshold: u8,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            name: "lv-pool".into(),
+            size: Size::Bytes(200 * GIB),
+            threshold: 80,
+        }
+    }
+}
+
+/// `[restore_points]`: what the thin layout keeps.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RestorePointsConfig {
+    /// Automatic restore points (daily ones, and the roots that rollbacks
+    /// replaced) kept; the oldest go first. Named ones are never removed
+    /// but by `zshield backup --remove`.
+    pub keep: u32,
+}
+
+impl Default for RestorePointsConfig {
+    fn default() -> Self {
+        RestorePointsConfig { keep: 7 }
+    }
+}
+
 /// `[boot] firmware`: what the disk zshield makes must boot through.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -167,8 +240,12 @@ pub struct Config {
     #[serde(deserialize_with = "bytes")]
     pub boot_size: u64,
     pub vg: String,
+    pub layout: RootLayout,
     pub root: Volume,
+    /// The classic layout's snapshot.
     pub snapshot: Volume,
+    pub pool: PoolConfig,
+    pub restore_points: RestorePointsConfig,
     pub data: Vec<DataVolume>,
     pub provision: ProvisionConfig,
     pub boot: BootConfig,
@@ -188,6 +265,7 @@ impl Default for Config {
             label: Label::Gpt,
             boot_size: GIB,
             vg: "vgroup".into(),
+            layout: RootLayout::Thin,
             root: Volume {
                 name: "lv-root".into(),
                 size: Size::Bytes(100 * GIB),
@@ -196,6 +274,8 @@ impl Default for Config {
                 name: "snap0".into(),
                 size: Size::Bytes(100 * GIB),
             },
+            pool: PoolConfig::default(),
+            restore_points: RestorePointsConfig::default(),
             data: vec![
                 DataVolume {
                     name: "lv-user".into(),
@@ -258,7 +338,7 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), String> {
-        let mut names = vec![&self.root.name, &self.snapshot.name];
+        let mut names = vec![&self.root.name, &self.snapshot.name, &self.pool.name];
         names.extend(self.data.iter().map(|d| &d.name));
         for name in std::iter::once(&self.vg).chain(names.iter().copied()) {
             if !valid_lvm_name(name) {
@@ -309,6 +389,23 @@ impl Config {
                     "events = {name:?} is not one of the data volumes: name one (the event log must outlive resets and rollbacks), or \"\" for none"
                 ));
             }
+        }
+        if let (RootLayout::Thin, Size::Bytes(root), Size::Bytes(pool)) =
+            (self.layout, self.root.size, self.pool.size)
+        {
+            if root > pool {
+                return Err(format!(
+                    "[root] size ({}) is larger than [pool] size ({}): the root alone could fill the thin pool",
+                    crate::units::human(root),
+                    crate::units::human(pool)
+                ));
+            }
+        }
+        if !(1..=95).contains(&self.pool.threshold) {
+            return Err("pool.threshold must be from 1 to 95 (percent)".into());
+        }
+        if self.restore_points.keep == 0 {
+            return Err("restore_points.keep must be at least 1".into());
         }
         let p = &self.provision;
         check_provision_dir(&p.dir).map_err(|e| format!("provision.dir {e}"))?;
@@ -538,6 +635,15 @@ mount = "/home"
             e.contains("events = \"lv-root\" is not one of the data volumes"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn the_pool_holds_at_least_the_root() {
+        let e = error_of("[root]\nname = \"lv-root\"\nsize = \"2G\"\n[pool]\nsize = \"1G\"\n");
+        assert!(e.contains("larger than [pool] size"), "{e}");
+        assert!(Config::parse("layout = \"classic\"\n[root]\nname = \"lv-root\"\nsize = \"2G\"\n[pool]\nsize = \"1G\"\n", "t").is_ok());
+        assert!(error_of("[pool]\nthreshold = 99\n").contains("pool.threshold"));
+        assert!(error_of("[restore_points]\nkeep = 0\n").contains("keep"));
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The test failpoints `zshield.test.cut_after=NAME`, a power loss after the
-//! first step of that name (or, for `merge-started`, during a merge), and
+//! first step of that name, and
 //! `zshield.test.crash_after=NAME`, zshield's process dying there (as killed
 //! or out of memory), so that the QEMU scenarios can prove a cut-off
 //! recovery is finished later and a dead one never boots on. Only a binary

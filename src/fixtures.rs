@@ -27,6 +27,9 @@ size = "1280M"
 [snapshot]
 name = "snap0"
 size = "512M"
+[pool]
+name = "lv-pool"
+size = "1792M"
 "#;
 
 /// The QEMU tests' layout without data volumes: for the parts that read LVM reports.
@@ -85,6 +88,10 @@ pub fn lv(name: &str, attr: &str, mib: u64, origin: &str, tags: &[&str]) -> Lv {
         tags: tags.iter().map(|t| t.to_string()).collect(),
         created: 0,
         snap_percent: None,
+        pool_lv: String::new(),
+        data_percent: None,
+        metadata_size: 0,
+        metadata_percent: None,
         roles: role.split(',').map(String::from).collect(),
         merging: matches!(at(0), 'S' | 'O'),
         snapshot_invalid: at(4) == 'I',
@@ -93,6 +100,30 @@ pub fn lv(name: &str, attr: &str, mib: u64, origin: &str, tags: &[&str]) -> Lv {
         active: at(4) != '-',
         open: at(5) == 'o',
     }
+}
+
+/// A thin volume of the pool lv-pool, inactive as LVM leaves snapshots,
+/// made at `created`; a snapshot of `origin` unless it is empty.
+pub fn thin_lv(name: &str, origin: &str, created: u64, tags: &[&str]) -> Lv {
+    let mut lv = lv(name, "Vwi---t--k", 1280, origin, tags);
+    lv.pool_lv = "lv-pool".into();
+    lv.created = created;
+    lv.roles = if origin.is_empty() {
+        vec!["public".into()]
+    } else {
+        vec!["public".into(), "snapshot".into(), "thinsnapshot".into()]
+    };
+    lv
+}
+
+/// The thin pool lv-pool of 1792 MiB, `data` and `metadata` percent used.
+pub fn thin_pool(data: f64, metadata: f64) -> Lv {
+    let mut pool = lv("lv-pool", "twi-aot---", 1792, "", &[]);
+    pool.roles = vec!["private".into()];
+    pool.data_percent = Some(data);
+    pool.metadata_size = 16 * MIB;
+    pool.metadata_percent = Some(metadata);
+    pool
 }
 
 /// Filesystem UUIDs counted up from 1, so that plans are the same every run.
@@ -206,6 +237,27 @@ pub fn complete_probe() -> Probe {
         holder: "dm-0".into(),
         dm_name: Some("vgroup-lv--root".into()),
     }];
+    probe
+}
+
+/// The same disk in the thin layout: lv-root in lv-pool, the factory's
+/// restore point and a daily one.
+pub fn complete_thin_probe() -> Probe {
+    let mut probe = complete_probe();
+    probe.vgs[0].free_count = 947 - 448 - 8 - 64 - 64;
+    let mut root = thin_lv("lv-root", "", 0, &[]);
+    root.attr = "Vwi-aot---".into();
+    root.active = true;
+    probe.lvs.splice(
+        0..2,
+        [
+            thin_pool(40.0, 10.0),
+            root,
+            thin_lv("rp-factory", "lv-root", 1, &[]),
+            thin_lv("rp-daily-20261206-101500", "lv-root", 2, &[]),
+            lv("lvol0_pmspare", "ewi-------", 16, "", &[]),
+        ],
+    );
     probe
 }
 

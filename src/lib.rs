@@ -29,6 +29,7 @@ pub mod inroot;
 pub mod layout;
 pub mod logging;
 pub mod lvm;
+pub mod points;
 pub mod recovery;
 pub mod runner;
 pub mod status;

@@ -71,11 +71,22 @@ enum Command {
         #[command(flatten)]
         place: Where,
     },
-    /// Replace the backup snapshot with a fresh one of the running root
-    /// (also run as `zshield_backup`, and daily by zshield-backup.timer).
+    /// Add a restore point of the running root, removing the oldest
+    /// automatic ones beyond [restore_points] keep (on a classic-layout disk:
+    /// replace its one backup); also run as `zshield_backup`, and daily by
+    /// zshield-backup.timer.
     Backup {
         #[arg(long, default_value = DEFAULT_PATH)]
         config: PathBuf,
+        /// A restore point that rotation never removes.
+        #[arg(long, value_name = "NAME", conflicts_with = "remove")]
+        name: Option<String>,
+        /// Remove the restore point NAME instead.
+        #[arg(long, value_name = "NAME")]
+        remove: Option<String>,
+        /// Print the plan and change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Run the health checks of this boot (/etc/zshield/health.d) and mark it
     /// good for GRUB's boot counting; reboot when a required check fails
@@ -151,7 +162,19 @@ fn main() -> ExitCode {
             dry_run,
             place,
         } => recover_command(mode, dry_run, place, &boot),
-        Command::Backup { config } => backup_command(&config),
+        Command::Backup {
+            config,
+            name,
+            remove,
+            dry_run,
+        } => {
+            let request = match (name, remove) {
+                (Some(name), _) => zshield::backup::Request::Named(name),
+                (None, Some(name)) => zshield::backup::Request::Remove(name),
+                (None, None) => zshield::backup::Request::Daily,
+            };
+            backup_command(&config, &request, dry_run)
+        }
         Command::Interrupted => interrupted_command(&boot),
         Command::BootOk { config, no_reboot } => boot_ok_command(&config, no_reboot),
         Command::BootDeadline { config } => boot_deadline_command(&config),
@@ -207,6 +230,8 @@ fn request(mode: Mode, place: Where, boot: &BootArgs, dry_run: bool, after: Afte
         skip_digests: boot.skip_digests,
         provision: boot.provision.clone(),
         copy: boot.copy.clone(),
+        layout: boot.layout.clone(),
+        backup: boot.backup.clone(),
         fallback: boot.fallback,
     }
 }
@@ -347,17 +372,28 @@ fn after_words(after: After) -> &'static str {
     }
 }
 
-fn backup_command(config: &std::path::Path) -> ExitCode {
-    init_logging(Some(&PathBuf::from(BACKUP_LOG)), Console::Stderr);
+fn backup_command(
+    config: &std::path::Path,
+    request: &zshield::backup::Request,
+    dry_run: bool,
+) -> ExitCode {
+    let log = (!dry_run).then(|| PathBuf::from(BACKUP_LOG));
+    init_logging(log.as_deref(), Console::Stderr);
     let start = std::time::Instant::now();
     log::info!(
         "backup starting at {} (zshield {})",
         logging::now_utc(),
         env!("CARGO_PKG_VERSION")
     );
-    match zshield::backup::backup(config) {
+    match zshield::backup::backup(config, request, dry_run) {
         Ok(()) => {
-            log::info!("backup done in {:.1} s", start.elapsed().as_secs_f64());
+            let (total, tools) = (start.elapsed(), zshield::runner::time_in_tools());
+            log::info!(
+                "backup done in {:.1} s, {:.1} s of it in the tools it ran (lvm, rsync): {:.2} s of zshield's own",
+                total.as_secs_f64(),
+                tools.as_secs_f64(),
+                total.saturating_sub(tools).as_secs_f64()
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -499,7 +535,7 @@ mod tests {
         assert!(matches!(cli.command, Command::Backup { .. }));
         let cli = parse(&["zshield_backup", "--config", "/tmp/z.conf"]).unwrap();
         assert!(
-            matches!(cli.command, Command::Backup { config } if config == std::path::Path::new("/tmp/z.conf"))
+            matches!(cli.command, Command::Backup { config, .. } if config == std::path::Path::new("/tmp/z.conf"))
         );
         let help = parse(&["zshield_backup", "--help"]).err().map(|e| e.kind());
         assert_eq!(help, Some(clap::error::ErrorKind::DisplayHelp));

@@ -6,6 +6,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -18,6 +19,19 @@ pub struct Finished {
     pub code: Option<i32>,
     /// It ran past its limit and was killed.
     pub timed_out: bool,
+}
+
+/// Microseconds this process has spent waiting for the programs it ran
+/// (`run` and `run_streaming`): what is left of a run's time is zshield's own.
+static TIME_IN_TOOLS_US: AtomicU64 = AtomicU64::new(0);
+
+fn count_time(started: Instant) {
+    TIME_IN_TOOLS_US.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+}
+
+/// How long this process has waited for the programs it ran so far.
+pub fn time_in_tools() -> Duration {
+    Duration::from_micros(TIME_IN_TOOLS_US.load(Ordering::Relaxed))
 }
 
 #[derive(Debug, Clone)]
@@ -108,10 +122,10 @@ impl Cmd {
     /// Runs to the end; fails unless the exit status is 0. Returns stdout.
     pub fn run(&self) -> Result<String> {
         log::debug!("$ {}", self.line());
-        let out = self
-            .command()
-            .output()
-            .with_context(|| format!("cannot start `{}`", self.line()))?;
+        let started = Instant::now();
+        let out = self.command().output();
+        count_time(started);
+        let out = out.with_context(|| format!("cannot start `{}`", self.line()))?;
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         log_lines(&stderr);
@@ -125,6 +139,7 @@ impl Cmd {
     /// progress meters) to `on_line`, and logging stderr.
     pub fn run_streaming(&self, mut on_line: impl FnMut(&str)) -> Result<()> {
         log::debug!("$ {}", self.line());
+        let started = Instant::now();
         let mut child = self
             .command()
             .stdout(Stdio::piped())
@@ -151,7 +166,9 @@ impl Cmd {
                 on_line(line);
             }
         }
-        let status = child.wait()?;
+        let status = child.wait();
+        count_time(started);
+        let status = status?;
         let stderr = stderr_reader.join().unwrap_or_default();
         log_lines(&stderr);
         if !status.success() {

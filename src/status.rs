@@ -9,9 +9,10 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::events::{self, Event};
 use crate::health;
-use crate::layout::{current_backup, TAG_COMPLETE, TAG_LAYOUT};
+use crate::layout::{current_backup, TAG_COMPLETE, TAG_LAYOUT, TAG_ROLLBACK};
 use crate::logging::utc_timestamp;
 use crate::lvm::report::{Lv, Vg};
+use crate::points::{self, Kind};
 use crate::units::human;
 
 /// A backup older than this is a problem.
@@ -39,6 +40,27 @@ pub struct BackupStatus {
     pub merge_pending: bool,
 }
 
+/// A restore point of the thin layout.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PointStatus {
+    pub name: String,
+    pub lv: String,
+    pub kind: Kind,
+    pub created: String,
+    pub age_seconds: u64,
+}
+
+/// The thin layout's pool.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PoolStatus {
+    pub name: String,
+    pub size: u64,
+    pub data_percent: Option<f64>,
+    pub metadata_percent: Option<f64>,
+    /// `[pool] threshold`: above it, a problem.
+    pub threshold: u8,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Status {
     pub vg: String,
@@ -46,7 +68,11 @@ pub struct Status {
     pub vg_free: u64,
     pub layout_complete: bool,
     pub volumes: Vec<LvStatus>,
+    /// The classic layout's one backup.
     pub backup: Option<BackupStatus>,
+    /// The thin layout's pool and restore points, oldest first.
+    pub pool: Option<PoolStatus>,
+    pub restore_points: Vec<PointStatus>,
     pub healthy: bool,
     pub problems: Vec<String>,
     pub warnings: Vec<String>,
@@ -88,6 +114,41 @@ pub fn assess(config: &Config, vg: Option<&Vg>, lvs: &[Lv], now: u64) -> Status 
     }
     let ours: Vec<&Lv> = lvs.iter().filter(|l| l.vg == *name).collect();
     let root = ours.iter().find(|l| l.name == config.root.name);
+    let thin_pool = root
+        .filter(|r| r.is_thin())
+        .and_then(|r| ours.iter().find(|l| l.name == r.pool_lv));
+    let pool = thin_pool.map(|p| PoolStatus {
+        name: format!("{name}/{}", p.name),
+        size: p.size,
+        data_percent: p.data_percent,
+        metadata_percent: p.metadata_percent,
+        threshold: config.pool.threshold,
+    });
+    let restore_points: Vec<PointStatus> = points::list(name, lvs)
+        .into_iter()
+        .map(|p| PointStatus {
+            created: utc_timestamp(p.created),
+            age_seconds: now.saturating_sub(p.created),
+            name: p.name,
+            lv: p.lv,
+            kind: p.kind,
+        })
+        .collect();
+    if let (Some(pool), true) = (&pool, vg.is_some()) {
+        thin_problems(pool, &restore_points, &mut problems);
+    }
+    if vg.is_some() && root.is_none() {
+        problems.push(format!(
+            "{name}/{} does not exist: is a rollback unfinished? Boot with zshield_recovery=latest, or reset",
+            config.root.name
+        ));
+    }
+    if let Some(lv) = ours.iter().find(|l| l.is_thin() && l.has_tag(TAG_ROLLBACK)) {
+        warnings.push(format!(
+            "{name}/{} carries the tag of a rollback that was not finished: boot with zshield_recovery=latest to finish it (the next backup drops the tag when the rollback changed nothing yet or did all but that)",
+            lv.name
+        ));
+    }
     let backup = current_backup(config, lvs).map(|snap| BackupStatus {
         name: format!("{name}/{}", snap.name),
         created: utc_timestamp(snap.created),
@@ -97,7 +158,7 @@ pub fn assess(config: &Config, vg: Option<&Vg>, lvs: &[Lv], now: u64) -> Status 
         valid: snap.is_snapshot() && !snap.is_invalid_snapshot(),
         merge_pending: snap.is_merging() || root.is_some_and(|r| r.is_merging()),
     });
-    if vg.is_some() {
+    if vg.is_some() && root.is_some() && pool.is_none() {
         let snap = format!("{name}/{}", config.snapshot.name);
         match &backup {
             None => problems.push(format!("there is no backup: {snap} does not exist")),
@@ -140,11 +201,45 @@ pub fn assess(config: &Config, vg: Option<&Vg>, lvs: &[Lv], now: u64) -> Status 
             })
             .collect(),
         backup,
+        pool,
+        restore_points,
         healthy: problems.is_empty(),
         problems,
         warnings,
         events: Vec::new(),
         boot: None,
+    }
+}
+
+/// What is wrong with a thin layout: a pool at its threshold, no restore
+/// point of the last two days.
+fn thin_problems(pool: &PoolStatus, points: &[PointStatus], problems: &mut Vec<String>) {
+    for (what, used) in [
+        ("data", pool.data_percent),
+        ("metadata", pool.metadata_percent),
+    ] {
+        match used {
+            Some(p) if p >= f64::from(pool.threshold) => problems.push(format!(
+                "the thin pool {} has used {p:.1}% of its {what}, at or above its threshold of {}%: the next backup removes automatic restore points; remove named ones or give the pool room (lvextend) before it fills",
+                pool.name, pool.threshold
+            )),
+            Some(_) => {}
+            None => problems.push(format!(
+                "LVM reports no {what} use for the thin pool {} (is it active?)",
+                pool.name
+            )),
+        }
+    }
+    let newest = points.iter().rev().find(|p| p.kind != Kind::Replaced);
+    match newest {
+        None => problems.push("there is no restore point: take one with zshield_backup".into()),
+        Some(p) if p.age_seconds > MAX_AGE_SECS => problems.push(format!(
+            "the newest restore point {} is {} hours old (taken {}): is the zshield-backup.timer running?",
+            p.name,
+            p.age_seconds / 3600,
+            p.created
+        )),
+        Some(_) => {}
     }
 }
 
@@ -210,7 +305,33 @@ pub fn render(s: &Status) -> String {
         );
         let _ = writeln!(out, "{}", line.trim_end());
     }
+    if let Some(p) = &s.pool {
+        let percent = |p: Option<f64>| p.map_or("?".to_string(), |p| format!("{p:.1}%"));
+        let _ = writeln!(
+            out,
+            "pool: {} of {}, data {} used, metadata {} used (threshold {}%)",
+            p.name,
+            human(p.size),
+            percent(p.data_percent),
+            percent(p.metadata_percent),
+            p.threshold
+        );
+        for r in &s.restore_points {
+            let _ = writeln!(
+                out,
+                "restore point: {} ({}) taken {} ({} h ago)",
+                r.name,
+                r.kind.word(),
+                r.created,
+                r.age_seconds / 3600
+            );
+        }
+        if s.restore_points.is_empty() {
+            out.push_str("restore point: none\n");
+        }
+    }
     match &s.backup {
+        _ if s.pool.is_some() => {}
         Some(b) => {
             let _ = writeln!(
                 out,
@@ -318,6 +439,45 @@ mod tests {
         assert!(!s.healthy && s.problems[0].contains("no backup"), "{s:?}");
         let s = assess(&fixtures::small_config(), None, &[], NOW);
         assert!(!s.healthy && s.problems[0].contains("not a zshield system"));
+    }
+
+    #[test]
+    fn a_thin_layout_lists_its_restore_points_and_watches_its_pool() {
+        let at = |name: &str, age: u64| fixtures::thin_lv(name, "lv-root", NOW - age, &[]);
+        let mut root = fixtures::thin_lv("lv-root", "", 0, &[]);
+        root.open = true;
+        let mut lvs = vec![
+            fixtures::thin_pool(40.0, 10.0),
+            root,
+            at("rp-factory", 9 * 24 * 3600),
+            at("rp-daily-20261206-101500", 3600),
+        ];
+        let s = status(&lvs);
+        assert!(s.healthy, "{s:?}");
+        assert!(s.backup.is_none());
+        let names: Vec<&str> = s.restore_points.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["factory", "daily-20261206-101500"]);
+        let text = render(&s);
+        assert!(
+            text.contains("data 40.0% used, metadata 10.0% used (threshold 80%)")
+                && text.contains("restore point: factory (named)"),
+            "{text}"
+        );
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(json.contains(r#""kind":"daily""#), "{json}");
+        lvs[0].data_percent = Some(81.0);
+        let s = status(&lvs);
+        assert!(
+            !s.healthy && s.problems[0].contains("81.0% of its data"),
+            "{s:?}"
+        );
+        lvs[0].data_percent = Some(40.0);
+        lvs.pop();
+        let s = status(&lvs);
+        assert!(
+            !s.healthy && s.problems[0].contains("216 hours old"),
+            "{s:?}"
+        );
     }
 
     #[test]

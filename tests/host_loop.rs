@@ -425,7 +425,7 @@ fn golden_copy_keeps_links_acls_capabilities_sparse_owners_and_times() {
 #[test]
 fn plan_command_prints_the_steps_and_refuses_the_golden_disk() {
     let setup = PlanSetup::new(
-        "boot_size = \"256M\"\n[root]\nname = \"lv-root\"\nsize = \"1280M\"\n[snapshot]\nname = \"snap0\"\nsize = \"512M\"\n\
+        "boot_size = \"256M\"\n[root]\nname = \"lv-root\"\nsize = \"1280M\"\n[snapshot]\nname = \"snap0\"\nsize = \"512M\"\n[pool]\nsize = \"1792M\"\n\
          [[data]]\nname = \"lv-user\"\nsize = \"256M\"\nmount = \"/home\"\n",
     );
     let golden = &setup.golden;
@@ -449,7 +449,10 @@ fn plan_command_prints_the_steps_and_refuses_the_golden_disk() {
     );
     assert!(text.contains("copy the golden root"), "{text}");
     assert!(
-        text.contains("take snapshot vgroup/snap0 of lv-root (512 MiB)"),
+        text.contains("create the thin pool vgroup/lv-pool (1.7 GiB of data")
+            && text.contains(
+                "take the named restore point vgroup/rp-factory, a thin snapshot of lv-root"
+            ),
         "{text}"
     );
     // Without its tools the plan still shows, with one warning line each.
@@ -586,7 +589,7 @@ impl PlanSetup {
 #[test]
 fn what_a_zapped_table_leaves_is_found_and_refused() {
     let setup = PlanSetup::new(
-        "boot_size = \"64M\"\n[root]\nname = \"lv-root\"\nsize = \"64M\"\n[snapshot]\nname = \"snap0\"\nsize = \"16M\"\n",
+        "boot_size = \"64M\"\n[root]\nname = \"lv-root\"\nsize = \"64M\"\n[snapshot]\nname = \"snap0\"\nsize = \"16M\"\n[pool]\nsize = \"80M\"\n",
     );
     // Made by the real tools where Debian has them; LVM, md, ZFS and bcache
     // written at their documented offsets (the host kernel has no dm or md).
@@ -695,7 +698,7 @@ fn what_a_zapped_table_leaves_is_found_and_refused() {
 #[test]
 fn a_card_whose_block_map_does_not_check_out_is_refused() {
     let setup = PlanSetup::with_block_map(
-        "boot_size = \"64M\"\n[root]\nname = \"lv-root\"\nsize = \"64M\"\n[snapshot]\nname = \"snap0\"\nsize = \"16M\"\n[[data]]\nname = \"lv-user\"\nsize = \"64M\"\nmount = \"/home\"\n",
+        "boot_size = \"64M\"\n[root]\nname = \"lv-root\"\nsize = \"64M\"\n[snapshot]\nname = \"snap0\"\nsize = \"16M\"\n[pool]\nsize = \"80M\"\n[[data]]\nname = \"lv-user\"\nsize = \"64M\"\nmount = \"/home\"\n",
     );
     let target = Loop::new("map-target", 512 * MIB);
     let (ok, text) = setup.plan(&target.dev);
@@ -751,7 +754,7 @@ fn zshield_disk(name: &str) -> Loop {
     l
 }
 
-const SMALL_LAYOUT: &str = "boot_size = \"256M\"\n[root]\nname = \"lv-root\"\nsize = \"256M\"\n[snapshot]\nname = \"snap0\"\nsize = \"64M\"\n\
+const SMALL_LAYOUT: &str = "boot_size = \"256M\"\n[root]\nname = \"lv-root\"\nsize = \"256M\"\n[snapshot]\nname = \"snap0\"\nsize = \"64M\"\n[pool]\nsize = \"320M\"\n\
      [[data]]\nname = \"lv-user\"\nsize = \"64M\"\nmount = \"/home\"\n";
 
 /// The one error line of a refused plan.

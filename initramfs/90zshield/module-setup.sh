@@ -5,7 +5,7 @@
 # shellcheck disable=SC2154
 
 check() {
-    require_binaries zshield lvm mkfs.ext4 e2fsck resize2fs rsync udevadm || return 1
+    require_binaries zshield lvm mkfs.ext4 e2fsck resize2fs tune2fs rsync udevadm || return 1
     return 0
 }
 
@@ -16,7 +16,9 @@ depends() {
 
 installkernel() {
     # FAT and its code pages: the EFI system partition of a disk made for UEFI.
-    hostonly='' instmods dm-mod dm-snapshot ext4 vfat nls_cp437 nls_ascii nls_iso8859-1 nls_utf8
+    # dm-thin-pool: the thin layout's root (dracut's lvm module brings
+    # thin_check when thin-provisioning-tools is installed).
+    hostonly='' instmods dm-mod dm-snapshot dm-thin-pool ext4 vfat nls_cp437 nls_ascii nls_iso8859-1 nls_utf8
 }
 
 install() {
@@ -26,7 +28,7 @@ install() {
     else
         dwarn "zshield: /etc/zshield/zshield.conf is missing: every recovery from this initramfs will be refused"
     fi
-    inst_multiple lvm mkfs.ext4 mke2fs e2fsck resize2fs rsync udevadm
+    inst_multiple lvm mkfs.ext4 mke2fs e2fsck resize2fs tune2fs rsync udevadm
     # Without it (a golden without dosfstools) zshield makes BIOS-only disks.
     inst_multiple -o mkfs.fat
     [ -e /etc/mke2fs.conf ] && inst_simple /etc/mke2fs.conf

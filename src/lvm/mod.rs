@@ -89,6 +89,19 @@ impl Lvm {
         Ok(())
     }
 
+    /// Adds and removes tags of `vg/lv` in one change of the VG's metadata.
+    pub fn lv_tags(&self, vg: &str, lv: &str, add: &[&str], del: &[&str]) -> Result<()> {
+        let mut cmd = self.cmd("lvchange");
+        for tag in add {
+            cmd = cmd.args(["--addtag", tag]);
+        }
+        for tag in del {
+            cmd = cmd.args(["--deltag", tag]);
+        }
+        cmd.arg(format!("{vg}/{lv}")).run()?;
+        Ok(())
+    }
+
     pub fn lv_add_tag(&self, vg: &str, lv: &str, tag: &str) -> Result<()> {
         self.cmd("lvchange")
             .args(["--addtag", tag, &format!("{vg}/{lv}")])
@@ -167,6 +180,76 @@ impl Lvm {
             .args(["--extents", &extents.to_string(), "--name", lv, vg])
             .run()?;
         self.wait_for(vg, lv)
+    }
+
+    /// A thin pool of `extents` for data and `metadata` bytes of metadata
+    /// (LVM adds a spare of that size), allocating `chunk` bytes at a time.
+    /// Provisioned chunks are not zeroed first: everything in the pool is
+    /// the root and its restore points, and zeroing costs every first write.
+    pub fn create_thin_pool(
+        &self,
+        vg: &str,
+        pool: &str,
+        extents: u64,
+        metadata: u64,
+        chunk: u64,
+    ) -> Result<()> {
+        self.cmd("lvcreate")
+            .args(["--yes", "--type", "thin-pool", "--zero", "n"])
+            .args(["--extents", &extents.to_string()])
+            .args(["--poolmetadatasize", &format!("{metadata}b")])
+            .args(["--chunksize", &format!("{chunk}b")])
+            .args(["--name", pool, vg])
+            .run()?;
+        Ok(())
+    }
+
+    /// A thin volume of `bytes` (virtual) in `vg/pool`, active, and its node.
+    pub fn create_thin(&self, vg: &str, pool: &str, lv: &str, bytes: u64) -> Result<String> {
+        self.cmd("lvcreate")
+            .args(["--yes", "--wipesignatures", "y"])
+            .args(["--virtualsize", &format!("{bytes}b")])
+            .args(["--thin", &format!("{vg}/{pool}")])
+            .args(["--name", lv])
+            .run()?;
+        self.wait_for(vg, lv)
+    }
+
+    /// A thin snapshot `name` of `vg/origin`. Left inactive, as LVM leaves
+    /// thin snapshots (skipped at activation), unless `active`: then it
+    /// is activated and activated at every boot, and its node is returned.
+    pub fn thin_snapshot(
+        &self,
+        vg: &str,
+        origin: &str,
+        name: &str,
+        active: bool,
+    ) -> Result<Option<String>> {
+        let cmd = self
+            .cmd("lvcreate")
+            .args(["--yes", "--snapshot", "--name", name]);
+        let cmd = if active {
+            cmd.args(["--setactivationskip", "n", "--activate", "y"])
+        } else {
+            cmd
+        };
+        cmd.arg(format!("{vg}/{origin}")).run()?;
+        if active {
+            self.wait_for(vg, name).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Has LVM skip `vg/lv` at activation from now on, as it does thin
+    /// snapshots (it stays active until the VG is deactivated or the machine
+    /// restarts: deactivating it here costs seconds under TCG for nothing).
+    pub fn set_aside(&self, vg: &str, lv: &str) -> Result<()> {
+        self.cmd("lvchange")
+            .args(["--setactivationskip", "y"])
+            .arg(format!("{vg}/{lv}"))
+            .run()?;
+        Ok(())
     }
 
     pub fn snapshot(&self, vg: &str, origin: &str, snapshot: &str, extents: u64) -> Result<String> {

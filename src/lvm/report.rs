@@ -70,6 +70,19 @@ pub struct Lv {
     /// A snapshot's COW use in percent; `None` for other LVs and inactive snapshots.
     #[serde(rename = "snap_percent", deserialize_with = "percent")]
     pub snap_percent: Option<f64>,
+    /// The thin pool of a thin volume; empty for other LVs.
+    #[serde(deserialize_with = "text")]
+    pub pool_lv: String,
+    /// A thin pool's data use in percent (a thin volume's share of its
+    /// virtual size); `None` where LVM has no figure (inactive).
+    #[serde(rename = "data_percent", deserialize_with = "percent")]
+    pub data_percent: Option<f64>,
+    /// A thin pool's metadata size; 0 for other LVs.
+    #[serde(rename = "lv_metadata_size", deserialize_with = "number")]
+    pub metadata_size: u64,
+    /// A thin pool's metadata use in percent.
+    #[serde(rename = "metadata_percent", deserialize_with = "percent")]
+    pub metadata_percent: Option<f64>,
     /// `public,snapshot,thicksnapshot`, `public,origin,thickorigin`, …
     #[serde(rename = "lv_role", deserialize_with = "tags")]
     pub roles: Vec<String>,
@@ -93,6 +106,11 @@ pub struct Lv {
 impl Lv {
     pub fn is_snapshot(&self) -> bool {
         self.roles.iter().any(|r| r == "snapshot")
+    }
+
+    /// A thin volume (of the pool `pool_lv`), snapshot or not.
+    pub fn is_thin(&self) -> bool {
+        !self.pool_lv.is_empty()
     }
 
     pub fn is_merging(&self) -> bool {
@@ -212,7 +230,7 @@ fn rows<T: DeserializeOwned>(json: &str, section: &str) -> Result<Vec<T>, Report
 pub const PV_FIELDS: &str = "pv_name,vg_name";
 pub const VG_FIELDS: &str = "vg_name,vg_size,vg_extent_size,vg_extent_count,vg_free_count,vg_tags";
 pub const LV_FIELDS: &str = "lv_name,vg_name,lv_attr,lv_size,origin,lv_tags,lv_time,snap_percent,\
-     lv_role,lv_merging,lv_snapshot_invalid,lv_merge_failed,lv_suspended,lv_active_locally,lv_device_open";
+     pool_lv,data_percent,lv_metadata_size,metadata_percent,lv_role,lv_merging,lv_snapshot_invalid,lv_merge_failed,lv_suspended,lv_active_locally,lv_device_open";
 
 pub fn parse_pvs(json: &str) -> Result<Vec<Pv>, ReportError> {
     rows(json, "pv")
@@ -235,9 +253,9 @@ mod tests {
       "report": [
           {
               "lv": [
-                  {"lv_name":"lv-audit", "vg_name":"vgroup", "lv_attr":"-wi-a-----", "lv_size":"268435456", "origin":"", "lv_tags":"zshield_fs_ready", "lv_time":"1795316645", "snap_percent":"", "lv_role":"public", "lv_merging":"0", "lv_snapshot_invalid":"0", "lv_merge_failed":"0", "lv_suspended":"0", "lv_active_locally":"1", "lv_device_open":"0"},
-                  {"lv_name":"lv-root", "vg_name":"vgroup", "lv_attr":"owi-aos---", "lv_size":"1342177280", "origin":"", "lv_tags":"", "lv_time":"1795316645", "snap_percent":"", "lv_role":"public,origin,thickorigin", "lv_merging":"0", "lv_snapshot_invalid":"0", "lv_merge_failed":"0", "lv_suspended":"0", "lv_active_locally":"1", "lv_device_open":"1"},
-                  {"lv_name":"snap0", "vg_name":"vgroup", "lv_attr":"swi-a-s---", "lv_size":"536870912", "origin":"lv-root", "lv_tags":"a,b", "lv_time":"1795316700", "snap_percent":"12.50", "lv_role":"public,snapshot,thicksnapshot", "lv_merging":"0", "lv_snapshot_invalid":"0", "lv_merge_failed":"0", "lv_suspended":"0", "lv_active_locally":"1", "lv_device_open":"0"}
+                  {"lv_name":"lv-audit", "vg_name":"vgroup", "lv_attr":"-wi-a-----", "lv_size":"268435456", "origin":"", "lv_tags":"zshield_fs_ready", "lv_time":"1795316645", "snap_percent":"", "pool_lv":"", "data_percent":"", "lv_metadata_size":"", "metadata_percent":"", "lv_role":"public", "lv_merging":"0", "lv_snapshot_invalid":"0", "lv_merge_failed":"0", "lv_suspended":"0", "lv_active_locally":"1", "lv_device_open":"0"},
+                  {"lv_name":"lv-root", "vg_name":"vgroup", "lv_attr":"owi-aos---", "lv_size":"1342177280", "origin":"", "lv_tags":"", "lv_time":"1795316645", "snap_percent":"", "pool_lv":"", "data_percent":"", "lv_metadata_size":"", "metadata_percent":"", "lv_role":"public,origin,thickorigin", "lv_merging":"0", "lv_snapshot_invalid":"0", "lv_merge_failed":"0", "lv_suspended":"0", "lv_active_locally":"1", "lv_device_open":"1"},
+                  {"lv_name":"snap0", "vg_name":"vgroup", "lv_attr":"swi-a-s---", "lv_size":"536870912", "origin":"lv-root", "lv_tags":"a,b", "lv_time":"1795316700", "snap_percent":"12.50", "pool_lv":"", "data_percent":"12.50", "lv_metadata_size":"", "metadata_percent":"", "lv_role":"public,snapshot,thicksnapshot", "lv_merging":"0", "lv_snapshot_invalid":"0", "lv_merge_failed":"0", "lv_suspended":"0", "lv_active_locally":"1", "lv_device_open":"0"}
               ]
           }
       ]
@@ -249,7 +267,7 @@ mod tests {
       "report": [
           {
               "lv": [
-                  {"lv_name":"snap0", "vg_name":"vgroup", "lv_attr":"swi-I-s---", "lv_size":536870912, "origin":"lv-root", "lv_tags":["a","b"], "lv_time":1795316700, "snap_percent":100.0, "lv_role":["public","snapshot","thicksnapshot"], "lv_merging":0, "lv_snapshot_invalid":1, "lv_merge_failed":0, "lv_suspended":0, "lv_active_locally":1, "lv_device_open":0}
+                  {"lv_name":"snap0", "vg_name":"vgroup", "lv_attr":"swi-I-s---", "lv_size":536870912, "origin":"lv-root", "lv_tags":["a","b"], "lv_time":1795316700, "snap_percent":100.0, "pool_lv":"", "data_percent":100.0, "lv_metadata_size":"", "metadata_percent":"", "lv_role":["public","snapshot","thicksnapshot"], "lv_merging":0, "lv_snapshot_invalid":1, "lv_merge_failed":0, "lv_suspended":0, "lv_active_locally":1, "lv_device_open":0}
               ]
           }
       ]
@@ -296,6 +314,29 @@ mod tests {
         assert_eq!(lv.tags, vec!["a", "b"]);
         assert!(lv.is_invalid_snapshot());
         assert_eq!(lv.snap_percent, Some(100.0));
+    }
+
+    // A thin pool and a thin snapshot of its volume, as lvm2 2.03.16 prints them.
+    const THIN_JSON: &str = r#"{"report":[{"lv":[
+        {"lv_name":"lv-pool", "vg_name":"vgroup", "lv_attr":"twi-aot---", "lv_size":"1879048192", "origin":"", "lv_tags":"", "lv_time":"1795316645", "snap_percent":"", "pool_lv":"", "data_percent":"29.46", "lv_metadata_size":"16777216", "metadata_percent":"10.94", "lv_role":"private", "lv_merging":"0", "lv_snapshot_invalid":"0", "lv_merge_failed":"0", "lv_suspended":"0", "lv_active_locally":"1", "lv_device_open":"1"},
+        {"lv_name":"rp-factory", "vg_name":"vgroup", "lv_attr":"Vwi---t--k", "lv_size":"1342177280", "origin":"lv-root", "lv_tags":"", "lv_time":"1795316700", "snap_percent":"", "pool_lv":"lv-pool", "data_percent":"", "lv_metadata_size":"", "metadata_percent":"", "lv_role":"public,snapshot,thinsnapshot", "lv_merging":"0", "lv_snapshot_invalid":"-1", "lv_merge_failed":"-1", "lv_suspended":"-1", "lv_active_locally":"0", "lv_device_open":"-1"}
+    ]}]}"#;
+
+    #[test]
+    fn parses_thin_pools_and_thin_snapshots() {
+        let lvs = parse_lvs(THIN_JSON).unwrap();
+        let (pool, point) = (&lvs[0], &lvs[1]);
+        assert!(!pool.is_thin() && point.is_thin());
+        assert_eq!(
+            (pool.data_percent, pool.metadata_percent, pool.metadata_size),
+            (Some(29.46), Some(10.94), 16 << 20)
+        );
+        assert_eq!(
+            (point.pool_lv.as_str(), point.origin.as_str()),
+            ("lv-pool", "lv-root")
+        );
+        assert!(point.is_snapshot() && !point.is_invalid_snapshot() && !point.is_active());
+        assert_eq!(point.data_percent, None);
     }
 
     #[test]

@@ -15,19 +15,20 @@ use crate::disk::golden;
 use crate::disk::mounts::MountStack;
 use crate::disk::signatures::REACH;
 use crate::events::{self, Event, EVENTS_FILE};
-use crate::failpoint::{self, Failpoints};
+use crate::failpoint::Failpoints;
 use crate::fstab::{self, GoldenNames};
 use crate::inroot::{create_dir_all_in_root, entry_in_root, resolve_in_root};
 use crate::layout::{
-    mapper_path, BOOT_COPY, COMPLETE_MARKER, TAG_COMPLETE, TAG_FAILED, TAG_FS_READY, TAG_LAYOUT,
-    TAG_ROLLBACK,
+    mapper_path, BOOT_COPY, COMPLETE_MARKER, RESTORE_MENU, TAG_COMPLETE, TAG_FAILED, TAG_FS_READY,
+    TAG_LAYOUT, TAG_RESTORE_TO, TAG_ROLLBACK, THIN_CHUNK,
 };
 use crate::logging::Meter;
 use crate::logging::RUN_DIR;
 use crate::logging::TARGET_LOG_DIR;
 use crate::lvm::report::Lv;
 use crate::lvm::Lvm;
-use crate::recovery::report::{Report, Status};
+use crate::points;
+use crate::recovery::report::{Report, Run, Status};
 use crate::recovery::step::{FstabEntry, Plan, Step};
 use crate::runner::Cmd;
 use crate::target::copy::{copy_blocks, copy_tree, mirror_tree};
@@ -136,9 +137,10 @@ impl Executor {
         let volume = Path::new(RUN_DIR).join("events");
         self.mounts.ext4(dev, &volume, false)?;
         let event = match report.mode {
-            Mode::Default | Mode::Auto => "factory-reset",
-            Mode::Latest if report.fallback => "automatic-rollback",
-            Mode::Latest => "rollback",
+            Run::Recovery(Mode::Default | Mode::Auto) => "factory-reset",
+            Run::Recovery(Mode::Latest) if report.fallback => "automatic-rollback",
+            Run::Recovery(Mode::Latest) => "rollback",
+            Run::Backup => "backup",
         };
         let status = match report.status {
             Status::Ok => "done",
@@ -263,6 +265,87 @@ impl Executor {
                 vg, lv, extents, ..
             } => lvm.lvcreate(vg, lv, *extents).map(drop),
             Step::MkfsLv { vg, lv, uuid } => mkfs(&mapper_path(vg, lv), uuid, lv),
+            Step::CreatePool {
+                vg,
+                pool,
+                extents,
+                metadata_bytes,
+                ..
+            } => lvm.create_thin_pool(vg, pool, *extents, *metadata_bytes, THIN_CHUNK),
+            Step::CreateThinLv {
+                vg,
+                pool,
+                lv,
+                bytes,
+            } => lvm.create_thin(vg, pool, lv, *bytes).map(drop),
+            Step::CreateRestorePoint { vg, origin, lv, .. } => {
+                nix::unistd::sync();
+                lvm.thin_snapshot(vg, origin, lv, false).map(drop)
+            }
+            Step::RefreshBootCopy { boot, copy } => {
+                mirror_tree(boot, copy, "refreshing the copy of /boot")?;
+                nix::unistd::sync();
+                Ok(())
+            }
+            Step::DropTags { vg, lv, tags } => {
+                let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+                lvm.lv_tags(vg, lv, &[], &tags)
+            }
+            Step::RenameLv { vg, from, to } => lvm.lvrename(vg, from, to),
+            Step::RemoveRestorePoint { vg, lv, .. } => lvm.lvremove(vg, lv),
+            Step::PrunePool {
+                vg,
+                pool,
+                threshold,
+                candidates,
+            } => prune_pool(lvm, vg, pool, *threshold, candidates),
+            Step::BeginRollback {
+                vg,
+                root,
+                point,
+                stale,
+                boot,
+            } => {
+                let to = format!("{TAG_RESTORE_TO}{point}");
+                let stale: Vec<&str> = stale.iter().map(String::as_str).collect();
+                lvm.lv_tags(vg, root, &[TAG_ROLLBACK, &to], &stale)?;
+                set_complete_marker(boot, false)
+            }
+            Step::SetAside { vg, lv } => lvm.set_aside(vg, lv),
+            Step::RestoreRoot { vg, point, root } => {
+                lvm.thin_snapshot(vg, point, root, true).map(drop)
+            }
+            Step::ReinstallBootloader { bios_disk, root } => {
+                let grub_changed = report
+                    .copied_boot
+                    .as_ref()
+                    .is_none_or(|copy| copy.changed.iter().any(|f| f.starts_with("grub/")));
+                if !grub_changed {
+                    log::info!("restoring /boot changed no file in /boot/grub: the GRUB installed and its menu are the restored /boot's already");
+                    return Ok(());
+                }
+                bootloader::install(&self.root_dir, bios_disk.as_deref(), root, None)
+            }
+            Step::WriteRestoreMenu { vg } => {
+                let menu = points::grub_menu(&points::list(vg, &lvm.lvs()?));
+                let path = self.boot_dir()?.join(RESTORE_MENU);
+                let new = path.with_extension("cfg.zshield-new");
+                write_synced(&new, menu.as_bytes())?;
+                std::fs::rename(&new, &path).with_context(|| {
+                    format!("cannot rename {} to {}", new.display(), path.display())
+                })
+            }
+            Step::FinishRollback {
+                vg,
+                kept,
+                tags,
+                boot,
+            } => {
+                // Marker before tags, as the classic rollback does.
+                set_complete_marker(boot, true)?;
+                let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+                lvm.lv_tags(vg, kept, &[], &tags)
+            }
             Step::MarkFsReady { vg, lv } => lvm.lv_add_tag(vg, lv, TAG_FS_READY),
             Step::KeepLv { vg, lv } => {
                 log::info!("{vg}/{lv} is kept as it is");
@@ -278,10 +361,17 @@ impl Executor {
                 uuid,
                 label,
                 map,
+                stripe,
                 ..
             } => {
                 report.copied_root_blocks =
                     Some(copy_blocks(from, to, map, uuid, label, self.digests)?);
+                if let Some(stripe) = stripe {
+                    let blocks = stripe / map.block_size;
+                    Cmd::new("tune2fs")
+                        .args(["-E", &format!("stride={blocks},stripe_width={blocks}"), to])
+                        .run()?;
+                }
                 Ok(())
             }
             Step::CopyRoot { tree, .. } => {
@@ -331,11 +421,9 @@ impl Executor {
             } => {
                 lvm.lv_add_tag(vg, root, TAG_ROLLBACK)?;
                 set_complete_marker(boot, false)?;
-                self.merge(vg, root, snapshot, report.steps.len() + 1, false)
+                self.merge(vg, root, snapshot, false)
             }
-            Step::ResumeMerge { vg, root, snapshot } => {
-                self.merge(vg, root, snapshot, report.steps.len() + 1, true)
-            }
+            Step::ResumeMerge { vg, root, snapshot } => self.merge(vg, root, snapshot, true),
             Step::RestoreBoot { vg, root, boot } => {
                 self.mount_root(&mapper_path(vg, root))?;
                 check_boot_line(&self.root_dir, boot, &format!("{vg}/{root}"))?;
@@ -383,7 +471,18 @@ impl Executor {
                 ..
             } => {
                 nix::unistd::sync();
-                lvm.snapshot(vg, origin, snapshot, *extents).map(drop)
+                lvm.snapshot(vg, origin, snapshot, *extents)
+                    .map(drop)
+                    .inspect_err(|_| {
+                        // Leave nothing half-made: a snapshot that LVM created
+                        // but could not finish is removed again.
+                        if lvm
+                            .lvs()
+                            .is_ok_and(|lvs| lvs.iter().any(|l| l.vg == *vg && l.name == *snapshot))
+                        {
+                            let _ = lvm.lvremove(vg, snapshot);
+                        }
+                    })
             }
             Step::FreshBackup {
                 vg,
@@ -405,24 +504,9 @@ impl Executor {
 
     /// Merges `snapshot` into `root` (or polls a merge resumed at activation)
     /// to its end, with progress, and checks LVM's word for it.
-    fn merge(
-        &self,
-        vg: &str,
-        root: &str,
-        snapshot: &str,
-        number: usize,
-        resume: bool,
-    ) -> Result<()> {
+    fn merge(&self, vg: &str, root: &str, snapshot: &str, resume: bool) -> Result<()> {
         let mut meter = Meter::new("merging the backup");
-        let cut = self.failpoints.cut_after.as_deref() == Some("merge-started");
-        let progress = |percent: f64| {
-            if cut && percent < 100.0 {
-                failpoint::power_loss(&format!(
-                    "during step {number}, with the merge at {percent:.1}%"
-                ));
-            }
-            meter.update(percent as u32, "");
-        };
+        let progress = |percent: f64| meter.update(percent as u32, "");
         if resume {
             self.lvm.resume_merge(vg, root, progress)?;
         } else {
@@ -435,6 +519,38 @@ impl Executor {
         }
         log::info!("merging the backup: 100%, {vg}/{root} is as it was at the backup");
         Ok(())
+    }
+}
+
+/// Removes the `candidates`, oldest first, while the pool is at
+/// `threshold` percent or more, data or metadata.
+fn prune_pool(lvm: &Lvm, vg: &str, pool: &str, threshold: u8, candidates: &[String]) -> Result<()> {
+    let full = || -> Result<Option<f64>> {
+        let lvs = lvm.lvs()?;
+        let lv = lvs
+            .iter()
+            .find(|l| l.vg == vg && l.name == pool)
+            .with_context(|| format!("the thin pool {vg}/{pool} is gone"))?;
+        let (Some(data), Some(metadata)) = (lv.data_percent, lv.metadata_percent) else {
+            bail!("LVM reports no use for the thin pool {vg}/{pool} (is it active?)");
+        };
+        let used = data.max(metadata);
+        Ok((used >= f64::from(threshold)).then_some(used))
+    };
+    for lv in candidates {
+        let Some(used) = full()? else {
+            return Ok(());
+        };
+        log::warn!(
+            "the thin pool {vg}/{pool} is {used:.1}% full: removing the restore point {vg}/{lv}"
+        );
+        lvm.lvremove(vg, lv)?;
+    }
+    match full()? {
+        None => Ok(()),
+        Some(used) => bail!(
+            "the thin pool {vg}/{pool} is still {used:.1}% full with every automatic restore point removed (the threshold is {threshold}%): remove named restore points (zshield backup --remove NAME) or data from the root, or give the pool more room (lvextend)"
+        ),
     }
 }
 

@@ -9,6 +9,7 @@ pub mod probe;
 pub mod report;
 pub mod rollback;
 pub mod step;
+pub mod thin_rollback;
 pub mod unfinished;
 
 use std::collections::BTreeSet;
@@ -54,6 +55,10 @@ pub struct Request {
     pub provision: Option<String>,
     /// How to copy the golden root this once (`zshield.copy=`).
     pub copy: Option<String>,
+    /// How this reset keeps the root (`zshield.layout=`).
+    pub layout: Option<String>,
+    /// The restore point a rollback brings back (`zshield.backup=`).
+    pub backup: Option<String>,
     /// GRUB's automatic rollback after failed boots (`zshield.fallback=`).
     pub fallback: bool,
 }
@@ -149,6 +154,11 @@ fn load(req: &Request, missing: Missing) -> Result<(Config, String, String)> {
             .parse()
             .map_err(|e| anyhow!("zshield.copy={copy}: {e}"))?;
     }
+    if let Some(layout) = &req.layout {
+        config.layout = layout
+            .parse()
+            .map_err(|e| anyhow!("zshield.layout={layout}: {e}"))?;
+    }
     let target = req.target.clone().unwrap_or_else(|| config.target.clone());
     let golden = golden_spec(req, &config)
         .context("no golden root: this boot has no root= and the configuration names no golden; set zshield.golden=")?;
@@ -172,13 +182,22 @@ fn in_path(tool: &str) -> bool {
 /// What a factory reset runs here and in the golden, and is missing: one
 /// line each.
 fn missing_tools(golden_root: &Path) -> Vec<String> {
-    let mut missing: Vec<String> = ["lvm", "mkfs.ext4", "e2fsck", "resize2fs", "rsync"]
-        .into_iter()
-        .filter(|tool| !in_path(tool))
-        .map(|tool| {
-            format!("the tool {tool} is missing here: rebuild the initramfs with the zshield dracut module")
-        })
-        .collect();
+    let mut missing: Vec<String> = [
+        "lvm",
+        "mkfs.ext4",
+        "e2fsck",
+        "resize2fs",
+        "tune2fs",
+        "rsync",
+    ]
+    .into_iter()
+    .filter(|tool| !in_path(tool))
+    .map(|tool| {
+        format!(
+            "the tool {tool} is missing here: rebuild the initramfs with the zshield dracut module"
+        )
+    })
+    .collect();
     if let Err(e) = bootloader::check_tools(golden_root) {
         missing.push(format!("{e:#}"));
     }
@@ -205,10 +224,14 @@ pub fn rollback_cut_off(config_path: &Path) -> bool {
         vgs.iter()
             .any(|v| v.name == config.vg && v.has_tag(TAG_COMPLETE))
     });
+    // The classic rollback tags the root; the thin one the root it sets aside.
     complete
         && lvm.lvs().is_ok_and(|lvs| {
-            lvs.iter()
-                .any(|l| l.vg == config.vg && l.name == config.root.name && l.has_tag(TAG_ROLLBACK))
+            lvs.iter().any(|l| {
+                l.vg == config.vg
+                    && (l.name == config.root.name || l.is_thin())
+                    && l.has_tag(TAG_ROLLBACK)
+            })
         })
 }
 
@@ -378,7 +401,10 @@ fn rollback(req: &Request, report: &mut Report) -> Result<Outcome, Failure> {
     let probe = report.phase("probe", |_| {
         rollback::probe(&config, &Lvm, golden.as_deref())
     })?;
-    let plan = rollback::plan(&config, &probe)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let plan = rollback::plan(&config, &probe, req.backup.as_deref(), now)?;
     run(req, report, &config, plan, || {
         rollback::guard_card(&probe.card)
     })

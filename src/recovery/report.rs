@@ -47,11 +47,33 @@ pub struct StepRecord {
     pub ok: bool,
 }
 
+/// What ran: a recovery in its mode, or a backup (`zshield backup`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Run {
+    Recovery(Mode),
+    Backup,
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Run::Recovery(mode) => mode.fmt(f),
+            Run::Backup => f.write_str("backup"),
+        }
+    }
+}
+
+impl Serialize for Run {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 /// The JSON report of one recovery.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub zshield_version: &'static str,
-    pub mode: Mode,
+    pub mode: Run,
     pub started: String,
     pub status: Status,
     pub error: Option<String>,
@@ -75,6 +97,15 @@ pub struct Report {
 
 impl Report {
     pub fn new(mode: Mode, dry_run: bool) -> Report {
+        Report::of(Run::Recovery(mode), dry_run)
+    }
+
+    /// The record of a backup's steps.
+    pub fn backup(dry_run: bool) -> Report {
+        Report::of(Run::Backup, dry_run)
+    }
+
+    fn of(mode: Run, dry_run: bool) -> Report {
         Report {
             zshield_version: env!("CARGO_PKG_VERSION"),
             mode,

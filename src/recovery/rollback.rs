@@ -23,6 +23,7 @@ use crate::layout::{
 use crate::lvm::report::{Lv, Vg};
 use crate::lvm::Lvm;
 use crate::recovery::step::{Plan, Refusal, Step};
+use crate::recovery::thin_rollback;
 use crate::units::human;
 
 /// Where a rollback starts, from what the VG holds.
@@ -261,29 +262,59 @@ pub fn guard_card(card: &[String]) -> Result<Vec<ReadOnlyGuard>> {
         .collect()
 }
 
-/// The steps from where the rollback stands, or why there is none.
-pub fn plan(config: &Config, probe: &Probe) -> Result<Plan, Refusal> {
-    let found = assess(config, probe.vg.as_ref(), &probe.lvs).map_err(Refusal)?;
+/// The steps from where the rollback to `wanted` (`zshield.backup=`; the
+/// newest restore point without it) stands, or why there is none; `now`
+/// names what a thin rollback keeps.
+pub fn plan(
+    config: &Config,
+    probe: &Probe,
+    wanted: Option<&str>,
+    now: u64,
+) -> Result<Plan, Refusal> {
+    let (vg, lvs) = (probe.vg.as_ref(), probe.lvs.as_slice());
+    let thin = if thin_rollback::applies(config, lvs) {
+        Some(thin_rollback::assess(config, vg, lvs, wanted, now).map_err(Refusal)?)
+    } else {
+        None
+    };
+    let classic = match (&thin, wanted) {
+        (Some(_), _) => None,
+        (None, Some(wanted)) => {
+            return Err(Refusal(format!(
+                "zshield.backup={wanted} names a restore point, but VG {} has the classic layout, whose one backup is {}: roll back to it without zshield.backup=; a factory reset makes the disk thin",
+                config.vg, config.snapshot.name
+            )))
+        }
+        (None, None) => Some(assess(config, vg, lvs).map_err(Refusal)?),
+    };
     let factory = "choose \"Recover to factory default\"";
+    let name = &config.vg;
     let disk = probe.disk.clone().ok_or_else(|| {
         Refusal(format!(
-            "the physical volume of VG {} cannot be found; {factory}",
-            found.vg
+            "the physical volume of VG {name} cannot be found; {factory}"
         ))
     })?;
     let boot = probe.boot.as_ref().map_err(|why| {
         Refusal(format!(
-            "the /boot partition of {disk}, the disk of VG {}, cannot be found ({why}), so /boot could not be restored; nothing was changed; {factory}",
-            found.vg
+            "the /boot partition of {disk}, the disk of VG {name}, cannot be found ({why}), so /boot could not be restored; nothing was changed; {factory}"
         ))
     })?;
     let bios_disk = (config.boot.firmware != Firmware::Uefi).then(|| disk.clone());
+    let (found, steps) = match (thin, classic) {
+        (Some(thin), _) => (
+            thin.in_words(),
+            thin_rollback::steps(&thin, bios_disk, boot),
+        ),
+        (None, Some(classic)) => (classic.in_words(), steps(&classic, bios_disk, boot)),
+        (None, None) => unreachable!("one of the two was assessed"),
+    };
     Ok(Plan {
-        found: found.in_words(),
+        found,
         disk: None,
         golden: None,
         firmware: None,
-        steps: steps(&found, bios_disk, boot),
+        warnings: Vec::new(),
+        steps,
         target: disk,
     })
 }
@@ -458,7 +489,13 @@ mod tests {
 
     #[test]
     fn the_plan_names_the_boot_partition_of_the_vgs_disk() {
-        let plan = plan(&small_config(), &probe_with_boot(Ok("/dev/sdb2".into()))).unwrap();
+        let plan = plan(
+            &small_config(),
+            &probe_with_boot(Ok("/dev/sdb2".into())),
+            None,
+            0,
+        )
+        .unwrap();
         assert_eq!(plan.target, "/dev/sdb");
         let restore = plan
             .steps
@@ -491,7 +528,7 @@ mod tests {
     #[test]
     fn refuses_a_disk_whose_boot_partition_is_unknown() {
         let why = "it holds a msdos partition table".to_string();
-        let err = plan(&small_config(), &probe_with_boot(Err(why))).unwrap_err();
+        let err = plan(&small_config(), &probe_with_boot(Err(why)), None, 0).unwrap_err();
         assert!(
             err.0.contains("the /boot partition of /dev/sdb")
                 && err.0.contains("msdos partition table")

@@ -12,7 +12,8 @@ use crate::disk::blockmap::FsMap;
 use crate::disk::gpt_copies::Copy;
 use crate::disk::identity::Identity;
 use crate::fstab;
-use crate::layout::{NewPartition, BOOT_COPY};
+use crate::layout::{NewPartition, BOOT_COPY, RESTORE_MENU, THIN_CHUNK};
+use crate::points::Kind;
 use crate::target::bootentry;
 use crate::target::provision::{Provision, HOOKS_DIR, MANIFEST};
 use crate::units::human;
@@ -105,6 +106,23 @@ pub enum Step {
         lv: String,
         uuid: String,
     },
+    /// The thin pool of the thin layout: `extents` of data, `metadata_bytes`
+    /// of metadata (and LVM's spare of that size), `THIN_CHUNK` chunks.
+    CreatePool {
+        vg: String,
+        pool: String,
+        extents: u64,
+        bytes: u64,
+        metadata_bytes: u64,
+    },
+    /// A thin volume of `pool`, `bytes` virtual: its blocks come from the
+    /// pool as they are written.
+    CreateThinLv {
+        vg: String,
+        pool: String,
+        lv: String,
+        bytes: u64,
+    },
     MarkFsReady {
         vg: String,
         lv: String,
@@ -120,7 +138,10 @@ pub enum Step {
     },
     /// The golden root onto the root volume block by block, each range
     /// checked against the card's block map; the copy gets `uuid` and
-    /// `label`, then is grown to the volume and checked.
+    /// `label`, then is grown to the volume and checked. On a thin volume
+    /// its allocations are then aligned to the pool's chunks of `stripe`
+    /// bytes (as mkfs.ext4 does by itself on one), so that a write of a whole
+    /// chunk is one: a partial write to a chunk a restore point shares copies it.
     CopyRootBlocks {
         from: String,
         to: String,
@@ -128,6 +149,7 @@ pub enum Step {
         label: String,
         why: String,
         map: FsMap,
+        stripe: Option<u64>,
     },
     CopyRoot {
         from: String,
@@ -221,6 +243,90 @@ pub enum Step {
         snapshot: String,
         extents: u64,
         bytes: u64,
+    },
+    /// A restore point: a thin snapshot `lv` of `origin`, left inactive.
+    CreateRestorePoint {
+        vg: String,
+        origin: String,
+        lv: String,
+        kind: Kind,
+    },
+    // Backup.
+    /// The copy of /boot in the running root (`BOOT_COPY`), which the
+    /// snapshot taken next keeps for a rollback to it.
+    RefreshBootCopy {
+        boot: PathBuf,
+        copy: PathBuf,
+    },
+    /// Tags off an LV: a stale rollback's, say.
+    DropTags {
+        vg: String,
+        lv: String,
+        tags: Vec<String>,
+    },
+    RenameLv {
+        vg: String,
+        from: String,
+        to: String,
+    },
+    RemoveRestorePoint {
+        vg: String,
+        lv: String,
+        why: String,
+    },
+    /// While the pool's data or metadata use is at `threshold` percent or
+    /// more, the `candidates` (automatic restore points, oldest first) are
+    /// removed one by one; fails when that is not enough.
+    PrunePool {
+        vg: String,
+        pool: String,
+        threshold: u8,
+        candidates: Vec<String>,
+    },
+    // Thin rollback.
+    /// The rollback's tags on the root (the restore point `point` it brings
+    /// back; the `stale` tags of an earlier try off), then the card's
+    /// hand-over marker off `boot`: until the rollback is done, a power-on
+    /// with the card finishes it.
+    BeginRollback {
+        vg: String,
+        root: String,
+        point: String,
+        stale: Vec<String>,
+        boot: String,
+    },
+    /// A restore point (a root a rollback set aside) skipped at activation
+    /// from the next boot on, as LVM leaves thin snapshots.
+    SetAside {
+        vg: String,
+        lv: String,
+    },
+    /// A new root `root`: a thin snapshot of the restore point, active.
+    RestoreRoot {
+        vg: String,
+        point: String,
+        root: String,
+    },
+    /// A thin rollback's GRUB: as `InstallBootloader` (BIOS on `bios_disk`,
+    /// the menu always), but only when restoring /boot changed a file in
+    /// /boot/grub; otherwise the GRUB installed is the one of the restored
+    /// /boot already (the ESP's, as always, finds /boot by its UUID).
+    ReinstallBootloader {
+        bios_disk: Option<String>,
+        root: String,
+    },
+    /// The disk's GRUB submenu of restore points, from the ones `vg` holds
+    /// when it runs, written beside the old one and renamed over it.
+    WriteRestoreMenu {
+        vg: String,
+    },
+    /// The card's hand-over marker back on `boot`, then the rollback's tags
+    /// off the set-aside root `kept`: the rollback is done.
+    FinishRollback {
+        vg: String,
+        kept: String,
+        tags: Vec<String>,
+        boot: String,
     },
     /// The VG's tag, then the card's hand-over marker on `boot`.
     MarkComplete {
@@ -364,13 +470,107 @@ impl fmt::Display for Step {
                 write!(f, "create {vg}/{lv} ({})", human(*bytes))
             }
             Step::MkfsLv { vg, lv, uuid } => write!(f, "make ext4 on {vg}/{lv} (UUID {uuid})"),
+            Step::CreatePool {
+                vg,
+                pool,
+                bytes,
+                metadata_bytes,
+                ..
+            } => write!(
+                f,
+                "create the thin pool {vg}/{pool} ({} of data, {} of metadata and as much for LVM's spare, {} chunks)",
+                human(*bytes),
+                human(*metadata_bytes),
+                human(THIN_CHUNK)
+            ),
+            Step::CreateThinLv {
+                vg,
+                pool,
+                lv,
+                bytes,
+            } => write!(f, "create {vg}/{lv} in the thin pool {pool} ({} virtual)", human(*bytes)),
+            Step::CreateRestorePoint {
+                vg,
+                origin,
+                lv,
+                kind,
+            } => write!(
+                f,
+                "take the {} restore point {vg}/{lv}, a thin snapshot of {origin}",
+                kind.word()
+            ),
+            Step::RefreshBootCopy { boot, copy } => write!(
+                f,
+                "refresh the copy of {} in the root ({})",
+                boot.display(),
+                copy.display()
+            ),
+            Step::DropTags { vg, lv, tags } => {
+                write!(f, "remove the stale tags {} from {vg}/{lv}", tags.join(", "))
+            }
+            Step::RenameLv { vg, from, to } => write!(f, "rename {vg}/{from} to {to}"),
+            Step::RemoveRestorePoint { vg, lv, why } => {
+                write!(f, "remove the restore point {vg}/{lv} ({why})")
+            }
+            Step::PrunePool {
+                vg,
+                pool,
+                threshold,
+                candidates,
+            } => write!(
+                f,
+                "while the thin pool {vg}/{pool} is {threshold}% full or more, remove automatic restore points, oldest first ({})",
+                candidates.join(", ")
+            ),
+            Step::BeginRollback {
+                vg, root, point, boot, ..
+            } => write!(
+                f,
+                "mark {vg}/{root} as being rolled back to {point} (and {boot} as not bootable from the card)"
+            ),
+            Step::SetAside { vg, lv } => write!(
+                f,
+                "have LVM skip {vg}/{lv} at activation, as every restore point"
+            ),
+            Step::RestoreRoot { vg, point, root } => write!(
+                f,
+                "make {vg}/{root}, a thin snapshot of the restore point {point}"
+            ),
+            Step::ReinstallBootloader { bios_disk, root } => {
+                match bios_disk {
+                    Some(disk) => write!(f, "install GRUB on {disk} for BIOS again and generate its menu with root={root}")?,
+                    None => write!(f, "generate GRUB's menu again with root={root}")?,
+                }
+                write!(f, ", if restoring /boot changed a file in /boot/grub")
+            }
+            Step::WriteRestoreMenu { vg } => write!(
+                f,
+                "write the disk's GRUB submenu of the restore points of {vg} (/boot/{RESTORE_MENU})"
+            ),
+            Step::FinishRollback { vg, kept, boot, .. } => write!(
+                f,
+                "mark the rollback as done ({boot} bootable from the card again, {vg}/{kept} a restore point like any other)"
+            ),
             Step::MarkFsReady { vg, lv } => write!(f, "mark {vg}/{lv} as holding data"),
             Step::KeepLv { vg, lv } => write!(f, "keep {vg}/{lv} with its data"),
             Step::MountTarget { root, boot } => write!(f, "mount {root} and {boot}"),
-            Step::CopyRootBlocks { from, to, uuid, why, .. } => write!(
-                f,
-                "copy the golden root {from} onto {to} block by block, checking each range, as UUID {uuid}; grow it to the volume and check it ({why})"
-            ),
+            Step::CopyRootBlocks {
+                from,
+                to,
+                uuid,
+                why,
+                stripe,
+                ..
+            } => {
+                write!(
+                    f,
+                    "copy the golden root {from} onto {to} block by block, checking each range, as UUID {uuid}; grow it to the volume and check it"
+                )?;
+                if let Some(stripe) = stripe {
+                    write!(f, "; align its allocations to {}", human(*stripe))?;
+                }
+                write!(f, " ({why})")
+            }
             Step::CopyRoot { from, to, why, .. } => {
                 write!(f, "copy the golden root {from} onto {to} file by file ({why})")
             }
@@ -430,7 +630,7 @@ impl fmt::Display for Step {
             ),
             Step::RestoreBoot { boot, .. } => write!(
                 f,
-                "restore /boot from the copy in the merged root (/{BOOT_COPY}) onto {boot}, which its /etc/fstab must name"
+                "restore /boot from the copy in the restored root (/{BOOT_COPY}) onto {boot}, which its /etc/fstab must name"
             ),
             Step::InstallBootloader {
                 bios_disk,
@@ -523,6 +723,8 @@ pub struct Plan {
     pub golden: Option<String>,
     /// What the disk will boot through, and why, when the plan installs GRUB.
     pub firmware: Option<String>,
+    /// What the operator should know before it runs, one line each.
+    pub warnings: Vec<String>,
     pub steps: Vec<Step>,
 }
 
@@ -541,6 +743,9 @@ impl Plan {
         }
         if let Some(firmware) = &self.firmware {
             log::info!("plan: {firmware}");
+        }
+        for warning in &self.warnings {
+            log::warn!("{warning}");
         }
         for (i, step) in self.steps.iter().enumerate() {
             log::info!("plan: {:2}. {step}", i + 1);

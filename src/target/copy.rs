@@ -11,7 +11,7 @@ use anyhow::{ensure, Context, Result};
 use crate::disk::blockdev;
 use crate::disk::blockmap::{Digests, FsMap, Range, RangeReader};
 use crate::disk::ext4::{self, SUPERBLOCK_OFFSET};
-use crate::layout::{COMPLETE_MARKER, GRUB_ENV};
+use crate::layout::{COMPLETE_MARKER, GRUB_ENV, RESTORE_MENU};
 use crate::logging::Meter;
 use crate::runner::Cmd;
 use crate::units::human;
@@ -21,6 +21,10 @@ use crate::units::human;
 pub struct CopyStats {
     pub files: u64,
     pub bytes: u64,
+    /// What a mirror wrote or deleted (paths relative to its top; not
+    /// directories), as rsync names them: a rollback reinstalls GRUB only
+    /// when /boot/grub is among them.
+    pub changed: Vec<String>,
 }
 
 /// Copies `from/` onto `to/` keeping hard links, ACLs, extended attributes
@@ -38,7 +42,14 @@ pub fn copy_tree(from: &Path, to: &Path, exclude: &[&str], what: &str) -> Result
 pub fn mirror_tree(from: &Path, to: &Path, what: &str) -> Result<CopyStats> {
     let marker = format!("/{COMPLETE_MARKER}");
     let tries = format!("/{GRUB_ENV}");
-    rsync(from, to, &["/lost+found", &marker, &tries], true, what)
+    let points = format!("/{RESTORE_MENU}");
+    rsync(
+        from,
+        to,
+        &["/lost+found", &marker, &tries, &points],
+        true,
+        what,
+    )
 }
 
 fn rsync(from: &Path, to: &Path, exclude: &[&str], delete: bool, what: &str) -> Result<CopyStats> {
@@ -51,7 +62,12 @@ fn rsync(from: &Path, to: &Path, exclude: &[&str], delete: bool, what: &str) -> 
         "--stats",
     ]);
     if delete {
-        cmd = cmd.args(["--delete", "--checksum"]);
+        cmd = cmd.args([
+            "--delete",
+            "--checksum",
+            "--info=del1",
+            &format!("--out-format={CHANGED}%n"),
+        ]);
     }
     for pattern in exclude {
         cmd = cmd.arg(format!("--exclude={pattern}"));
@@ -67,6 +83,8 @@ fn rsync(from: &Path, to: &Path, exclude: &[&str], delete: bool, what: &str) -> 
             stats.files = n;
         } else if let Some(n) = stat(line, "Total transferred file size:") {
             stats.bytes = n;
+        } else if let Some(name) = changed_name(line) {
+            stats.changed.push(name.to_string());
         } else if let Some(percent) = progress_percent(line) {
             meter.update(percent, line.split_whitespace().nth(2).unwrap_or(""));
         }
@@ -196,6 +214,17 @@ pub fn copy_blocks(
     })
 }
 
+/// How rsync names what a mirror writes (`--out-format`).
+const CHANGED: &str = "zshield-changed ";
+
+/// A file a mirror wrote (`zshield-changed grub/grub.cfg`) or deleted
+/// (`deleting vmlinuz-9.9.9`); not a directory (`grub/`).
+fn changed_name(line: &str) -> Option<&str> {
+    line.strip_prefix(CHANGED)
+        .or_else(|| line.strip_prefix("deleting "))
+        .filter(|name| !name.ends_with('/'))
+}
+
 /// `  1,234,567  45%   12.34MB/s    0:00:05 (xfr#12, to-chk=3/40)` → 45
 fn progress_percent(line: &str) -> Option<u32> {
     line.split_whitespace()
@@ -226,6 +255,16 @@ mod tests {
             Some(45)
         );
         assert_eq!(progress_percent("sending incremental file list"), None);
+        assert_eq!(
+            changed_name("zshield-changed grub/grub.cfg"),
+            Some("grub/grub.cfg")
+        );
+        assert_eq!(
+            changed_name("deleting vmlinuz-9.9.9-ztest"),
+            Some("vmlinuz-9.9.9-ztest")
+        );
+        assert_eq!(changed_name("zshield-changed grub/"), None);
+        assert_eq!(changed_name("Number of files: 3"), None);
         assert_eq!(
             stat(
                 "Total transferred file size: 401,408,000 bytes",

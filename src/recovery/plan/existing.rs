@@ -4,9 +4,11 @@
 
 use crate::disk::content::ExistingLayout;
 use crate::layout::{
-    fresh_vg_extents, partition_dev, EXTENT, TAG_COMPLETE, TAG_FAILED, TAG_FS_READY,
+    fresh_vg_extents, partition_dev, restoring_root_name, EXTENT, POOL_METADATA_SPARE,
+    TAG_COMPLETE, TAG_FAILED, TAG_FS_READY,
 };
 use crate::lvm::report::Lv;
+use crate::points;
 use crate::recovery::step::{Refusal, Step};
 use crate::units::human;
 
@@ -65,13 +67,38 @@ impl Planner<'_> {
         let root_copy = copy::choose(&probe.golden, c.copy, demand.root * extent_size)?;
         let boot_copy = copy::choose_boot(&probe.golden, c.copy, layout.boot.size);
 
-        // Snapshots of the root first: LVM will not remove an origin that has one.
+        // The thin layout's pool: the configured one, or the one the root is in.
+        let mut pools: Vec<&str> = vec![c.pool.name.as_str()];
+        if let Some(root) = find(&c.root.name).filter(|r| r.is_thin()) {
+            pools.push(&root.pool_lv);
+        }
+        let in_pool = |l: &Lv| l.is_thin() && pools.contains(&l.pool_lv.as_str());
+        if let Some(data) = c.data.iter().find(|d| find(&d.name).is_some_and(in_pool)) {
+            return refuse(format!(
+                "the data volume {}/{} is a thin volume of the pool that holds the root, which a factory reset makes anew: refusing to touch it; move its data elsewhere (or make it a plain LV) first",
+                c.vg, data.name
+            ));
+        }
+        let restoring = restoring_root_name(&c.root.name);
+        let ours = |l: &Lv| {
+            l.name == c.root.name || l.name == restoring || l.name.starts_with(points::PREFIX)
+        };
+        if let Some(other) = lvs.iter().find(|l| in_pool(l) && !ours(l)) {
+            return refuse(format!(
+                "{}/{} is a thin volume of the pool that holds the root, which a factory reset makes anew, and zshield did not make it: refusing to touch it; move its data out of the pool and remove it (lvremove {}/{}) first",
+                c.vg, other.name, c.vg, other.name
+            ));
+        }
+        // Thin volumes of the pool (restore points, the root) and snapshots
+        // of the root first: LVM will not remove an origin with a classic
+        // snapshot, nor a pool with volumes; then the root and the pools.
         let mut removals: Vec<&Lv> = lvs
             .iter()
             .copied()
-            .filter(|l| l.is_snapshot() && l.origin == c.root.name)
+            .filter(|l| in_pool(l) || (l.is_snapshot() && l.origin == c.root.name))
             .collect();
-        for name in [&c.snapshot.name, &c.root.name] {
+        let names = [c.snapshot.name.as_str(), c.root.name.as_str()];
+        for name in names.into_iter().chain(pools.iter().copied()) {
             if let Some(lv) = find(name).filter(|lv| !removals.contains(lv)) {
                 removals.push(lv);
             }
@@ -92,7 +119,24 @@ impl Planner<'_> {
                 None => {}
             }
         }
-        free += removals.iter().map(|l| l.size / extent_size).sum::<u64>();
+        // A thin volume frees nothing of the VG; a pool its data and its
+        // metadata; LVM's spare of pool metadata goes with the VG's last pool
+        // (and a new pool needs one again).
+        free += removals
+            .iter()
+            .filter(|l| !l.is_thin())
+            .map(|l| (l.size + l.metadata_size) / extent_size)
+            .sum::<u64>();
+        let spare = find(POOL_METADATA_SPARE).map_or(0, |l| l.size / extent_size);
+        let pool_left = lvs
+            .iter()
+            .any(|l| l.metadata_size > 0 && !removals.contains(l));
+        let spare_kept = if pool_left {
+            spare.min(demand.pool_metadata)
+        } else {
+            free += spare;
+            0
+        };
         let kept_extents: u64 = c
             .data
             .iter()
@@ -100,14 +144,15 @@ impl Planner<'_> {
             .filter(|(dv, _)| kept.contains(&dv.name))
             .map(|(_, e)| e)
             .sum();
-        let needed = demand.total() - kept_extents;
+        let needed = demand.total() - kept_extents - spare_kept;
         if needed > free {
             return refuse(format!(
-                "volume group {} on {} has {} free for the recovery but needs {}: free space in the VG (remove LVs zshield does not manage) or give the root or the data volumes smaller sizes in the configuration; zshield.wipe does not apply to a zshield layout, whose data volumes it keeps",
+                "volume group {} on {} has {} free for the recovery but needs {} ({} more): free space in the VG (remove LVs zshield does not manage) or give the root or the data volumes smaller sizes in the configuration; zshield.wipe does not apply to a zshield layout, whose data volumes it keeps",
                 c.vg,
                 probe.target.dev,
                 human(free * extent_size),
-                human(needed * extent_size)
+                human(needed * extent_size),
+                human((needed - free) * extent_size)
             ));
         }
 
@@ -188,8 +233,11 @@ impl Planner<'_> {
 mod tests {
     use super::super::tests::{names, plan_of, refusal};
     use super::super::Options;
+    use crate::config::RootLayout;
     use crate::disk::content::{Content, PvArea};
-    use crate::fixtures::{blank_probe, complete_probe, config, gpt_layout, uuids};
+    use crate::fixtures::{
+        blank_probe, complete_probe, complete_thin_probe, config, gpt_layout, uuids,
+    };
     use crate::layout::{TAG_COMPLETE, TAG_FAILED, TAG_LAYOUT};
     use crate::lvm::report::Pv;
     use crate::recovery::plan::plan;
@@ -223,8 +271,8 @@ mod tests {
                 "remove-lv",
                 "remove-lv",
                 "mkfs-boot",
-                "create-lv",
-                "mkfs-lv"
+                "create-pool",
+                "create-thin-lv"
             ]
         );
         assert_eq!(
@@ -272,7 +320,7 @@ mod tests {
             vg: "".into(),
         }];
         let p = plan_of(&probe, Options::default()).unwrap();
-        assert_eq!(names(&p)[..3], ["mkfs-boot", "create-vg", "create-lv"]);
+        assert_eq!(names(&p)[..3], ["mkfs-boot", "create-vg", "create-pool"]);
         assert!(p.found.contains("cut off"));
 
         // Cut off while making lv-audit's filesystem: it never held data.
@@ -311,16 +359,68 @@ mod tests {
     fn not_enough_room_in_an_existing_vg_is_refused() {
         let mut probe = complete_probe();
         probe.vgs[0].free_count = 0;
-        // What lv-root and snap0 free is just enough for the same sizes…
-        assert!(plan_of(&probe, Options::default()).is_ok());
-        // …but not for a larger root.
         let mut c = config();
+        c.layout = RootLayout::Classic;
+        // What lv-root and snap0 free is just enough for the same sizes…
+        assert!(plan(&probe, &c, &Options::default(), &mut uuids()).is_ok());
+        // …but not for a larger root.
         c.root.size = Size::Bytes(2 * GIB);
         let r = plan(&probe, &c, &Options::default(), &mut uuids())
             .unwrap_err()
             .0;
         assert!(
             r.contains("has 1.7 GiB free for the recovery but needs 2.5 GiB"),
+            "{r}"
+        );
+        // The pool's metadata and LVM's spare of it take 32 MiB more.
+        let r = refusal(&probe);
+        assert!(
+            r.contains("has 1.7 GiB free for the recovery but needs 1.7 GiB (32 MiB more)"),
+            "{r}"
+        );
+    }
+
+    #[test]
+    fn a_thin_layout_is_made_anew_with_its_pool_and_restore_points() {
+        let mut probe = complete_thin_probe();
+        probe.vgs[0].free_count = 0;
+        let p = plan_of(&probe, Options::default()).unwrap();
+        let removed: Vec<String> = p
+            .steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::RemoveLv { lv, .. } => Some(lv.clone()),
+                _ => None,
+            })
+            .collect();
+        // The pool's volumes before the pool, which frees its data, its
+        // metadata and the spare: just enough for the same sizes.
+        assert_eq!(
+            removed,
+            [
+                "lv-root",
+                "rp-factory",
+                "rp-daily-20261206-101500",
+                "lv-pool"
+            ]
+        );
+        assert!(names(&p).contains(&"create-pool".to_string()));
+        // A data volume in the pool would go with it: refused.
+        let user = probe.lvs.iter_mut().find(|l| l.name == "lv-user").unwrap();
+        user.pool_lv = "lv-pool".into();
+        let r = refusal(&probe);
+        assert!(
+            r.contains("the data volume vgroup/lv-user is a thin volume of the pool"),
+            "{r}"
+        );
+        // Nor is any thin volume zshield did not make.
+        let mut probe = complete_thin_probe();
+        let mut other = probe.lvs[2].clone();
+        other.name = "scratch".into();
+        probe.lvs.push(other);
+        let r = refusal(&probe);
+        assert!(
+            r.contains("vgroup/scratch is a thin volume") && r.contains("zshield did not make"),
             "{r}"
         );
     }

@@ -8,14 +8,15 @@ mod firmware;
 mod system;
 
 use crate::cmdline::Wipe;
-use crate::config::{Config, Label};
+use crate::config::{Config, Label, RootLayout};
 use crate::disk::content::{Content, ExistingLayout, PvArea};
 use crate::disk::identity::Identity;
 use crate::layout::{
     align_up, fresh_numbers, fresh_partitions, fresh_vg_extents, mapper_path, partition_dev,
-    size_in_extents, wipe_ranges, ALIGN, EXTENT, MSDOS_SIGNATURE_MAGIC, PE_START, TAG_COMPLETE,
-    TAG_FAILED, TAG_FS_READY, TAG_LAYOUT,
+    pool_metadata_bytes, size_in_extents, wipe_ranges, ALIGN, EXTENT, MSDOS_SIGNATURE_MAGIC,
+    PE_START, TAG_COMPLETE, TAG_FAILED, TAG_FS_READY, TAG_LAYOUT, THIN_CHUNK,
 };
+use crate::points::{self, Kind, FACTORY_POINT};
 use crate::recovery::probe::Probe;
 use crate::recovery::step::{Plan, Refusal, Step};
 use crate::units::{human, MIB};
@@ -71,8 +72,15 @@ fn refuse<T>(message: String) -> Result<T, Refusal> {
 
 /// What the LVs need, in extents.
 struct Demand {
+    layout: RootLayout,
+    /// lv-root's size: in the thin layout its virtual size, taken from the pool.
     root: u64,
+    /// The classic layout's snapshot.
     snapshot: u64,
+    /// The thin layout's pool: its data, and its metadata (LVM's spare
+    /// beside it takes as much again).
+    pool: u64,
+    pool_metadata: u64,
     data: Vec<u64>,
     extent_size: u64,
 }
@@ -80,16 +88,28 @@ struct Demand {
 impl Demand {
     fn new(config: &Config, vg_extents: u64, extent_size: u64) -> Demand {
         let extents = |size| size_in_extents(size, vg_extents, extent_size);
+        let pool = extents(config.pool.size);
         Demand {
+            layout: config.layout,
             root: extents(config.root.size),
             snapshot: extents(config.snapshot.size),
+            pool,
+            pool_metadata: pool_metadata_bytes(pool * extent_size).div_ceil(extent_size),
             data: config.data.iter().map(|d| extents(d.size)).collect(),
             extent_size,
         }
     }
 
+    /// Extents of the root's part of the VG.
+    fn system(&self) -> u64 {
+        match self.layout {
+            RootLayout::Thin => self.pool + 2 * self.pool_metadata,
+            RootLayout::Classic => self.root + self.snapshot,
+        }
+    }
+
     fn total(&self) -> u64 {
-        self.root + self.snapshot + self.data.iter().sum::<u64>()
+        self.system() + self.data.iter().sum::<u64>()
     }
 }
 
@@ -168,6 +188,7 @@ pub fn plan(
                 found: format!("a zshield layout with a damaged GPT ({})", damage.what),
                 golden: Some(probe.golden.dev.clone()),
                 firmware: None,
+                warnings: Vec::new(),
                 steps: vec![Step::RepairGpt {
                     disk: dev.clone(),
                     intact: damage.intact,
@@ -214,6 +235,7 @@ pub fn plan(
                             .into(),
                         golden: Some(probe.golden.dev.clone()),
                         firmware: None,
+                        warnings: Vec::new(),
                         steps: Vec::new(),
                     });
                 }
@@ -239,6 +261,7 @@ pub fn plan(
         found,
         golden: Some(probe.golden.dev.clone()),
         firmware: Some(firmware),
+        warnings: Vec::new(),
         steps: planner.steps,
     })
 }
@@ -447,7 +470,24 @@ impl Planner<'_> {
         let probe = self.probe;
         let vg = self.vg();
         let d = &v.demand;
-        self.create_lv(&c.root.name, d.root, d.extent_size);
+        match d.layout {
+            RootLayout::Thin => {
+                self.steps.push(Step::CreatePool {
+                    vg: vg.clone(),
+                    pool: c.pool.name.clone(),
+                    extents: d.pool,
+                    bytes: d.pool * d.extent_size,
+                    metadata_bytes: d.pool_metadata * d.extent_size,
+                });
+                self.steps.push(Step::CreateThinLv {
+                    vg: vg.clone(),
+                    pool: c.pool.name.clone(),
+                    lv: c.root.name.clone(),
+                    bytes: d.root * d.extent_size,
+                });
+            }
+            RootLayout::Classic => self.create_lv(&c.root.name, d.root, d.extent_size),
+        }
         if let FsCopy::Files { .. } = v.root_copy {
             self.mkfs_lv(&c.root.name);
         }
@@ -477,6 +517,7 @@ impl Planner<'_> {
                     label: c.root.name.clone(),
                     why: why.clone(),
                     map: map.clone(),
+                    stripe: (d.layout == RootLayout::Thin).then_some(THIN_CHUNK),
                 });
                 None
             }
@@ -484,13 +525,25 @@ impl Planner<'_> {
         };
 
         self.steps.extend(system::steps(probe, c, &v, copy_files));
-        self.steps.push(Step::CreateSnapshot {
-            vg: vg.clone(),
-            origin: c.root.name.clone(),
-            snapshot: c.snapshot.name.clone(),
-            extents: d.snapshot,
-            bytes: d.snapshot * d.extent_size,
-        });
+        match d.layout {
+            // The system as it left the factory, kept until it is removed by name.
+            RootLayout::Thin => self.steps.extend([
+                Step::CreateRestorePoint {
+                    vg: vg.clone(),
+                    origin: c.root.name.clone(),
+                    lv: points::lv_name(FACTORY_POINT),
+                    kind: Kind::Named,
+                },
+                Step::WriteRestoreMenu { vg: vg.clone() },
+            ]),
+            RootLayout::Classic => self.steps.push(Step::CreateSnapshot {
+                vg: vg.clone(),
+                origin: c.root.name.clone(),
+                snapshot: c.snapshot.name.clone(),
+                extents: d.snapshot,
+                bytes: d.snapshot * d.extent_size,
+            }),
+        }
         self.steps.push(Step::MarkComplete {
             vg,
             boot: v.boot_dev.clone(),
@@ -567,7 +620,8 @@ pub(super) mod tests {
                 "mkfs-esp",
                 "create-pv",
                 "create-vg",
-                "create-lv",
+                "create-pool",
+                "create-thin-lv",
                 "mkfs-lv",
                 "create-lv",
                 "mkfs-lv",
@@ -580,7 +634,8 @@ pub(super) mod tests {
                 "copy-boot",
                 "configure-target",
                 "install-bootloader",
-                "create-snapshot",
+                "create-restore-point",
+                "write-restore-menu",
                 "mark-complete",
             ]
         );
@@ -621,12 +676,36 @@ pub(super) mod tests {
             s,
             Step::InstallBootloader { esp: Some(esp), .. } if esp == "/dev/sdb4"
         )));
+        // lv-root in the pool, whose metadata (16 MiB, and as much for the
+        // spare) comes on top; the first restore point is the factory's.
+        assert!(p.steps.contains(&Step::CreatePool {
+            vg: "vgroup".into(),
+            pool: "lv-pool".into(),
+            extents: 448,
+            bytes: 1792 * MIB,
+            metadata_bytes: 16 * MIB,
+        }));
+        assert!(p.steps.contains(&Step::CreateThinLv {
+            vg: "vgroup".into(),
+            pool: "lv-pool".into(),
+            lv: "lv-root".into(),
+            bytes: 1280 * MIB
+        }));
+        assert_eq!(
+            p.steps[p.steps.len() - 3].to_string(),
+            "take the named restore point vgroup/rp-factory, a thin snapshot of lv-root"
+        );
+        // The classic layout: a plain root and its snapshot.
+        let mut c = config();
+        c.layout = RootLayout::Classic;
+        let p = plan(&blank_probe(), &c, &Options::default(), &mut uuids()).unwrap();
         assert!(p.steps.contains(&Step::CreateLv {
             vg: "vgroup".into(),
             lv: "lv-root".into(),
             extents: 320,
             bytes: 1280 * MIB
         }));
+        assert!(names(&p).contains(&"create-snapshot".to_string()));
     }
 
     #[test]
@@ -884,6 +963,7 @@ pub(super) mod tests {
     #[test]
     fn percent_sizes_resolve_on_the_vg() {
         let mut c = config();
+        c.layout = RootLayout::Classic;
         c.snapshot.size = Size::PercentOfVg(10);
         let p = plan(&blank_probe(), &c, &Options::default(), &mut uuids()).unwrap();
         // PV = 4 GiB - 259 MiB - the ESP's 64 MiB; (PV - 1 MiB) / 4 MiB = 943

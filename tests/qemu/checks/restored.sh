@@ -11,8 +11,19 @@ fstab_is_not_golden() {
 
 lv_exists() { lvs --noheadings -o lv_name "vgroup/$1"; }
 
-snap0_of_lv_root() {
-    expect_eq "origin of vgroup/snap0" "$(lvs --noheadings -o origin vgroup/snap0 | tr -d ' ')" lv-root
+# The thin layout: lv-root in the pool, the factory's restore point of it,
+# the GRUB submenu that offers it; the classic one (zshield.layout=classic):
+# snap0 of lv-root.
+first_restore_point() {
+    if [ "$(lvs --noheadings -o lv_name vgroup/snap0 2>/dev/null | tr -d ' ')" = snap0 ]; then
+        expect_eq "origin of vgroup/snap0" "$(lvs --noheadings -o origin vgroup/snap0 | tr -d ' ')" lv-root
+        return
+    fi
+    expect_eq "pool of vgroup/lv-root" "$(lvs --noheadings -o pool_lv vgroup/lv-root | tr -d ' ')" lv-pool || return 1
+    expect_eq "origin of vgroup/rp-factory" "$(lvs --noheadings -o origin vgroup/rp-factory | tr -d ' ')" lv-root || return 1
+    grep -qx $'\tzshield_restore_point factory' /boot/grub/zshield-points.cfg ||
+        { echo "restore menu: $(cat /boot/grub/zshield-points.cfg 2>&1)"; return 1; }
+    grep -q "^submenu 'Roll back to a restore point'" /boot/grub/grub.cfg
 }
 
 boot_is_mounted() {
@@ -94,7 +105,7 @@ check cmdline-root cmdline_root
 check fstab-not-golden fstab_is_not_golden
 check fstab-keeps-tmpfs grep -qE '^tmpfs[[:space:]]+/tmp[[:space:]]+tmpfs' /etc/fstab
 check lv-root lv_exists lv-root
-check snap0-of-lv-root snap0_of_lv_root
+check first-restore-point first_restore_point
 check lv-user lv_exists lv-user
 check lv-audit lv_exists lv-audit
 check home-on-lv-user expect_eq "/home source" "$(findmnt -no SOURCE /home)" /dev/mapper/vgroup-lv--user

@@ -1,11 +1,17 @@
 # ---- tests/qemu/checks/rollback-change.sh: before a rollback ----
-# On a provisioned disk: take a backup, then change, create and delete files
+# On a provisioned disk: take a backup and a named one, then change, create and delete files
 # and put another kernel-like file into /boot (rollback-restored.sh checks
 # that the rollback undid all of it but the data volume's change).
 echo at-backup >/root/ztest-changed
 check backup-taken zshield_backup
+# The restore point the rollbacks bring back: a named one (the newest).
+check named-backup-taken zshield backup --name ztest-before-changes
 check status-healthy-after-backup zshield status
-echo "ZTEST backup-time-s=$(grep -a 'backup done in' /var/log/zshield/backup.log | tail -n 1 | sed 's/.*done in \([0-9.]*\) s.*/\1/')"
+done_line=$(grep -a 'backup done in' /var/log/zshield/backup.log | tail -n 1)
+total=${done_line#*done in }
+own=${done_line%" s of zshield's own"*}
+echo "ZTEST backup-time-s=${total%% s*}"
+echo "ZTEST backup-own-s=${own##*: }"
 echo after-backup >/root/ztest-changed
 echo new >/root/ztest-created
 rm /etc/issue

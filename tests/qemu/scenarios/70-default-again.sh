@@ -1,16 +1,19 @@
-# default-again: a second factory reset of a provisioned disk restores the
-# system root and keeps the data volumes (/home, /var/log/audit), even when
-# the disk's primary GPT was lost in between: the table is repaired from its
-# backup copy first (the kernel shows no partitions without it), and from an
-# initramfs without systemd (the dracut module's pre-mount hook). A recovery
-# argument in the initramfs's cmdline.d never resets the disk. The system it
-# restored runs on a board with a hardware watchdog, which systemd drives:
-# when systemd hangs for good, the board resets, and the next boot records it.
+# default-again: a disk of the classic layout (lv-root and one copy-on-write
+# snapshot, as zshield made disks before thin pools; foreign's, backed up:
+# zt_classic) rolls back as before; then a second factory reset makes it thin, restores the system root and keeps the
+# data volumes (/home, /var/log/audit), even when the disk's primary GPT was
+# lost in between: the table is repaired from its backup copy first (the
+# kernel shows no partitions without it), and from an initramfs without
+# systemd (the dracut module's pre-mount hook). A recovery argument in the
+# initramfs's cmdline.d never resets the disk. The system it restored runs on
+# a board with a hardware watchdog, which systemd drives: when systemd hangs
+# for good, the board resets, and the next boot records it.
 target=$ZT_DIR/target.img
-zt_provisioned "$target"
+zt_classic "$target"
 
 zt_cmd "$ZT_DIR/markers.cmd" - <<'SCRIPT'
 write_marker() { echo kept >"$1/ztest-marker" && sync; }
+check classic-layout bash -c 'lvs --noheadings -o origin vgroup/snap0 | grep -q lv-root && ! lvs vgroup/lv-pool 2>/dev/null'
 check home-marker-written write_marker /home
 check audit-marker-written write_marker /var/log/audit
 check root-marker-written write_marker /root
@@ -25,6 +28,14 @@ zt_assert_value root-source /dev/mapper/vgroup-lv--root
 zt_assert_checks "$ZT_DIR/markers.cmd"
 zt_assert_line "zshield: warning: ignoring zshield_recovery=default from /etc/cmdline.d/90-ztest-recovery.conf, zshield.wipe from /etc/cmdline.d/90-ztest-recovery.conf"
 zt_assert_no_line "factory reset starting"
+
+# The classic rollback: its backup merged back into the root.
+zt_latest classic-rollback "$target"
+zt_assert_line "merge the backup vgroup/snap0 into vgroup/lv-root"
+zt_assert_line "vgroup/lv-root is as it was at the backup"
+zt_assert_line "take a fresh backup vgroup/snap0 of vgroup/lv-root"
+zt_assert_line "zshield: done:"
+zt_assert_no_line "zshield: error:"
 
 dd if=/dev/zero of="$target" bs=512 seek=1 count=1 conv=notrunc status=none
 damaged=$(zt_sha "$target")
@@ -55,6 +66,10 @@ zt_assert_line "holds a zshield layout with a damaged GPT (primary copy damaged:
 zt_assert_line_with "repair the GPT of " "from its backup copy (primary copy damaged: no GPT signature)"
 zt_assert_line "is whole again: reading the disk again"
 zt_assert_line "holds a complete zshield layout (kept with their data: lv-user, lv-audit)"
+# Made thin: the classic root and its snapshot go, the pool comes.
+zt_assert_line "remove vgroup/snap0"
+zt_assert_line "create the thin pool vgroup/lv-pool"
+zt_assert_line "create vgroup/lv-root in the thin pool lv-pool"
 zt_assert_line "zshield: plan: the disk boots through BIOS and UEFI with Secure Boot (boot.firmware = auto; this machine started through BIOS)"
 
 zt_cmd "$ZT_DIR/again.cmd" "$ZT_CHECKS/after-watchdog-reset.sh" "$ZT_CHECKS/restored.sh" \

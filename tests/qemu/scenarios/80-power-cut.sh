@@ -16,7 +16,7 @@
 #   lv-user's file system is older than the end of the first) and replaces
 #   the firmware's entry of the first reset with one in its place, right after
 #   the card's; the disk then boots on its own.
-# A rollback cut at a drawn moment: merge-interrupted; a backup: menu-disk.
+# A rollback cut at a drawn moment: rollback-interrupted; a backup: menu-disk.
 target=$ZT_DIR/target.img
 zt_new_disk "$target"
 

@@ -1,6 +1,7 @@
 # rollback: GRUB's automatic rollback after failed boots under UEFI with Secure
 # Boot, and what any rollback brings back (BIOS boot counting: backup-rotation).
-# After a factory reset, boot the disk, take a backup, then change, create and
+# After a factory reset, boot the disk, take a backup and a named restore
+# point, then change, create and
 # delete files, put another kernel-like file into /boot, give the disk five
 # boot tries (one for each way a boot fails below) and a required health check
 # that fails and, as it fails, breaks /etc/fstab (a mount the next boot cannot
@@ -21,9 +22,11 @@
 # restarts the unit instead of showing its menu again; the last panics on the
 # garbage initramfs and, with the product's panic=10, reboots; the disk's menu
 # finds the tries used up and rolls back with the card's kernel and initramfs
-# (zshield_recovery=latest); the restored disk boots and is marked good. The
-# root and /boot are as at the backup, the data volumes as they were left, a
-# fresh backup exists and the event log tells the story.
+# (zshield_recovery=latest): lv-root is made anew from the newest restore
+# point (the named one), the root it replaces kept as a restore point; the restored disk
+# boots and is marked good. The root and /boot are as at the backup, the
+# data volumes as they were left, the replaced root holds what was changed
+# (the rollback can be undone) and the event log tells the story.
 target=$ZT_DIR/target.img
 zt_provisioned "$target"
 
@@ -93,7 +96,7 @@ SCRIPT
 zt_vm change --disk "$target" --cmd "$ZT_DIR/change.cmd"
 zt_assert_value root-source /dev/mapper/vgroup-lv--root
 zt_assert_checks "$ZT_DIR/change.cmd"
-zt_info "backup time in the VM: $(zt_value backup-time-s) s"
+zt_info "backup time in the VM: $(zt_value backup-time-s) s, $(zt_value backup-own-s) s of it zshield's own"
 
 zt_cmd "$ZT_DIR/restored.cmd" "$ZT_CHECKS/rollback-restored.sh" - <<'SCRIPT'
 check failing-check-gone test ! -e /etc/zshield/health.d/required/50-ztest-app
@@ -128,10 +131,11 @@ zt_assert_line "Kernel panic"
 zt_assert_line "Roll back the hard disk system: its boots failed"
 # The card's kernel and options (fsck.mode=skip is the card's own).
 zt_assert_line_with "zshield.fallback=boot-tries" "fsck.mode=skip"
-zt_assert_line "merge the backup vgroup/snap0 into vgroup/lv-root"
-zt_assert_line "vgroup/lv-root is as it was at the backup"
+zt_assert_line "make vgroup/lv-root_restoring, a thin snapshot of the restore point rp-ztest-before-changes"
+zt_assert_line "rename vgroup/lv-root to rp-replaced-"
+zt_assert_line "rename vgroup/lv-root_restoring to lv-root"
 zt_assert_line "zshield: done:"
 zt_assert_line "secureboot: Secure boot enabled"
-zt_info "merge: $(grep -a 'zshield: \[1/' "$ZT_LOG" | head -n 1 | tr -d '\r'); phases: $(grep -a 'zshield: phase ' "$ZT_LOG" | sed 's/.*phase //' | tr -d '\r' | paste -sd' ')"
+zt_info "rollback phases: $(grep -a 'zshield: phase ' "$ZT_LOG" | sed 's/.*phase //' | tr -d '\r' | paste -sd' ')"
 zt_assert_value root-source /dev/mapper/vgroup-lv--root
 zt_assert_checks "$ZT_DIR/restored.cmd"

@@ -1,62 +1,95 @@
-# backup-rotation: two backups in a row replace snap0 while a valid snapshot of
-# lv-root exists at every moment (sampled all along); with a nearly full VG
-# the backup falls back to remove-then-create and says so; a VG too full is
-# refused with the old backup kept, and so is a backup with /boot unmounted,
-# while dpkg works or of a boot not marked good; the health checks (a wanted
-# one only warns, a required one that hangs fails the boot); runs never
-# overlap; the timer is enabled.
+# backup-rotation: restore points of the thin layout. Eight backups, seven
+# daily and one named: rotation keeps the newest seven daily ones, the named
+# one and the factory's; `zshield status --json` and the disk's GRUB submenu
+# list them; --dry-run prints the plan and changes nothing; --remove removes
+# one. First writes to the root cost the same with restore points as without
+# (figures printed, side by side: no restore point, after 1, after 7). A
+# pool above its threshold loses its automatic restore points, oldest first,
+# before the backup adds one, and a backup that could not bring it under is
+# refused with nothing changed; LVM monitors the pool. A backup is refused with /boot unmounted, while dpkg works or of a
+# boot not marked good; the health checks (a wanted one only warns, a
+# required one that hangs fails the boot); runs never overlap; the timer is
+# enabled.
 # Then GRUB's count says that a rolled-back system has used its tries up too:
 # at the next power-on (card first, no key) the disk's menu stops without a
 # countdown and says why (the rollback itself: test rollback).
-# Last, a backup whose COW space overflowed cannot be merged:
-# zshield_recovery=latest refuses with one clear line and changes nothing (the
-# disk stays byte-identical to the one with the overflowed backup).
+# Last, zshield_recovery=latest with zshield.backup= naming no restore point
+# refuses with one clear line and changes nothing (the disk stays
+# byte-identical).
 target=$ZT_DIR/target.img
 zt_provisioned "$target"
 
 zt_cmd "$ZT_DIR/rotate.cmd" - <<'SCRIPT'
-snap_time() { lvs --noheadings --config 'report/time_format="%s"' -o lv_time vgroup/snap0 | tr -d ' '; }
-# Every 50 ms: the valid snapshots of lv-root that exist (s, 5th attr char a).
-sample() {
-    while :; do
-        lvs --noheadings -o lv_name,lv_attr,origin vgroup 2>/dev/null |
-            awk '$3 == "lv-root" && $2 ~ /^s...a/ { n++ } END { print n + 0 }'
-        sleep 0.05
-    done >/run/ztest-samples
-}
-t0=$(snap_time)
-sleep 1.1
-sample &
-sampler=$!
+points() { lvs --noheadings -o lv_name vgroup | tr -d ' ' | grep '^rp-' | sort | paste -sd' '; }
+daily_count() { lvs --noheadings -o lv_name vgroup | grep -c ' rp-daily-'; }
+dd if=/dev/zero of=/root/ztest-bench bs=1M count=256 oflag=direct conv=fsync status=none
+# Blocks written after the last restore point: lv-root's alone.
+none=$(overwrite /root/ztest-bench)
+check dry-run-plans bash -c 'zshield backup --dry-run 2>&1 | tee /run/ztest-dry.out | grep -q "plan: .* take the daily restore point vgroup/rp-daily-"'
+check dry-run-changes-nothing expect_eq "daily restore points" "$(daily_count)" 0
 check backup-1 zshield_backup
-sleep 1.1
-check backup-2 zshield_backup
-kill "$sampler"
-echo "ZTEST samples=$(wc -l </run/ztest-samples)"
-check a-backup-at-every-sample bash -c '! grep -qx 0 /run/ztest-samples && [ "$(wc -l </run/ztest-samples)" -gt 5 ]'
-check snap0-is-newer bash -c "[ \"\$(lvs --noheadings --config 'report/time_format=\"%s\"' -o lv_time vgroup/snap0 | tr -d ' ')\" -gt $t0 ]"
-check no-temporary-left bash -c '! lvs vgroup/snap0_next 2>/dev/null'
-check new-first-in-log bash -c 'grep -a "taking the snapshot vgroup/snap0_next" /var/log/zshield/backup.log | tail -n 1 | grep -q .'
+first=$(lvs --noheadings -o lv_name vgroup | tr -d ' ' | grep '^rp-daily-')
+after1=$(overwrite /root/ztest-bench)
+check backups-2-to-8 bash -c 'for n in 2 3 4 5 6 7 8; do zshield_backup || exit 1; done'
+after7=$(overwrite /root/ztest-bench)
+again=$(overwrite /root/ztest-bench)
+echo "ZTEST first-writes-256MiB-s=none=$none after-1=$after1 after-7=$after7 again=$again"
+check oldest-daily-removed bash -c "! lvs vgroup/$first 2>/dev/null"
+check named-backup zshield backup --name before-upgrade
+check seven-daily-kept expect_eq "daily restore points" "$(daily_count)" 7
+check named-and-factory-kept bash -c 'lvs vgroup/rp-before-upgrade vgroup/rp-factory >/dev/null'
+check rotation-logged grep -q "remove the restore point vgroup/rp-daily-.*(rotation keeps the newest 7 automatic ones)" /var/log/zshield/backup.log
+check points-skipped-at-activation bash -c '! lvs --noheadings -o lv_name,lv_attr vgroup | awk "\$1 ~ /^rp-/ && \$2 !~ /k\$/" | grep -q .'
+check status-lists-nine bash -c '[ "$(zshield status --json | grep -c "\"lv\": \"rp-")" = 9 ]'
+check status-json-kinds bash -c 'zshield status --json | grep -q "\"kind\": \"named\""'
+check grub-submenu-lists-them bash -c '[ "$(grep -c "^menuentry .Roll back to " /boot/grub/zshield-points.cfg)" = 9 ]'
+check grub-menu-sound grub-script-check /boot/grub/zshield-points.cfg
+check remove-named zshield backup --remove before-upgrade
+check named-removed bash -c '! lvs vgroup/rp-before-upgrade 2>/dev/null && ! grep -q before-upgrade /boot/grub/zshield-points.cfg'
+echo "ZTEST points $(points)"
 
-# Nearly full: room for one snapshot only once the old one is gone.
-check fill-vg lvcreate -y -n ztest-filler -l 100%FREE vgroup
-check backup-fallback zshield_backup
-check fallback-said bash -c 'tail -n 20 /var/log/zshield/backup.log | grep -q "room for one snapshot only"'
-check snapshot-after-fallback bash -c 'lvs --noheadings -o lv_attr vgroup/snap0 | grep -q "^ *s...a"'
-
-# Too full: a bigger snapshot than the VG can hold is refused, the old one kept.
-sed 's/^size = "512M"$/size = "1G"/' /etc/zshield/zshield.conf >/run/ztest-big.conf
-check big-config-differs bash -c '! cmp -s /etc/zshield/zshield.conf /run/ztest-big.conf'
-before=$(snap_time)
-check vg-full-refused bash -c '! zshield backup --config /run/ztest-big.conf 2>/run/ztest-full.err'
-check vg-full-says-why grep -q "is full.*the old backup is kept" /run/ztest-full.err
-check old-backup-kept bash -c "[ \"\$(lvs --noheadings --config 'report/time_format=\"%s\"' -o lv_time vgroup/snap0 | tr -d ' ')\" = $before ]"
-check filler-removed lvremove -y vgroup/ztest-filler
+# A pool above its threshold: the automatic restore points go, oldest first,
+# before the new one is taken, until it is under (the blocks the old bench
+# data kept are freed once no restore point shares them); a threshold under
+# what lv-root maps alone is refused, nothing changed.
+pool_percent() { lvs --noheadings -o data_percent vgroup/lv-pool | tr -d ' ' | cut -d. -f1; }
+# What lv-root maps, in percent of the pool (rounded up).
+root_percent() {
+    local root pool
+    root=$(lvs --noheadings --units b --nosuffix -o lv_size,data_percent vgroup/lv-root)
+    pool=$(lvs --noheadings --units b --nosuffix -o lv_size vgroup/lv-pool)
+    awk -v pool="$pool" '{ printf "%d", $1 * $2 / pool + 1 }' <<<"$root"
+}
+pool=$(pool_percent)
+root=$(root_percent)
+threshold=$(((pool + root) / 2))
+echo "ZTEST pool-before-pruning data=$pool% root-alone=$root% threshold=$threshold%"
+check threshold-between bash -c "[ $root -lt $threshold ] && [ $threshold -lt $pool ]"
+sed "s/^\[pool\]$/[pool]\nthreshold = $threshold/" /etc/zshield/zshield.conf >/run/ztest-full.conf
+check full-config grep -qx "threshold = $threshold" /run/ztest-full.conf
+check pool-pruned zshield backup --config /run/ztest-full.conf
+check pruned-in-log grep -q "the thin pool vgroup/lv-pool is .*% full: removing the restore point vgroup/rp-daily-" /var/log/zshield/backup.log
+check pool-under-threshold test "$(pool_percent)" -lt "$threshold"
+check new-point-taken expect_eq "daily restore points" "$(daily_count)" 1
+check factory-kept lvs vgroup/rp-factory
+check pool-event-logged grep -q '"event":"pool","status":"pruned"' /var/log/audit/zshield/events.jsonl
+before=$(points)
+sed 's/^\[pool\]$/[pool]\nthreshold = 5/' /etc/zshield/zshield.conf >/run/ztest-low.conf
+check root-alone-refused bash -c '! zshield backup --config /run/ztest-low.conf 2>/run/ztest-refused.err'
+check refused-says-why grep -q "vgroup/lv-root alone takes .*% of it: no restore point taken" /run/ztest-refused.err
+check refused-changes-nothing expect_eq "restore points" "$(points)" "$before"
+check pool-over-threshold-unhealthy bash -c '! zshield status --config /run/ztest-low.conf'
+check backup-after-full zshield_backup
+# LVM's own watch: dmeventd monitors the pool and grows it at 90 % (the
+# golden's lvmlocal.conf).
+check pool-monitored bash -c 'lvs --noheadings -o seg_monitor vgroup/lv-pool | grep -qw monitored'
+check pool-autoextends bash -c '[ "$(lvmconfig --type current activation/thin_pool_autoextend_threshold)" = thin_pool_autoextend_threshold=90 ]'
+check backup-after-full zshield_backup
 
 # Only of a system at rest: not with /boot unmounted (the rollback would get an
 # empty /boot), not while dpkg holds its lock (exit 75: the service tries again
-# later); nothing is changed, the old backup is kept.
-before=$(snap_time)
+# later); nothing is changed.
+before=$(points)
 umount /boot
 check refused-without-boot bash -c '! zshield_backup 2>/run/ztest-noboot.err && grep -q "/boot is not mounted" /run/ztest-noboot.err'
 mount /boot
@@ -71,7 +104,7 @@ systemctl stop zshield-backup.service
 kill "$dpkg_holder"
 check refusals-in-event-log bash -c '[ "$(grep -c "\"event\":\"backup\",\"status\":\"refused\"" /var/log/audit/zshield/events.jsonl)" -ge 3 ]'
 check backups-in-event-log bash -c '[ "$(grep -c "\"event\":\"backup\",\"status\":\"done\"" /var/log/audit/zshield/events.jsonl)" -ge 3 ]'
-check backup-kept-when-refused bash -c "[ \"\$(lvs --noheadings --config 'report/time_format=\"%s\"' -o lv_time vgroup/snap0 | tr -d ' ')\" = $before ]"
+check nothing-changed-when-refused expect_eq "restore points" "$(points)" "$before"
 
 # Only of a boot marked good (zshield-boot-ok.service): refused with exit 75,
 # the service tries again later.
@@ -113,17 +146,11 @@ sed 's/^/ZTEST backup-log /' /var/log/zshield/backup.log
 # The tries used up after an automatic rollback.
 check tries-used-up-again grub-editenv /boot/grub/grubenv set zshield_boot_tries=3 zshield_fallback=started
 
-# More than the backup's 512 MiB of COW space changes on lv-root.
-echo written-after-backup >/root/ztest-marker
-dd if=/dev/zero of=/root/ztest-fill bs=1M count=640 conv=fsync status=none
-sync
-check snapshot-invalid bash -c 'lvs --noheadings -o lv_attr vgroup/snap0 | grep -q "^ *s...I"'
-check status-unhealthy bash -c '! zshield status'
-check status-says-invalid bash -c 'zshield status | grep -q "is invalid"'
 SCRIPT
 zt_vm rotate --disk "$target" --cmd "$ZT_DIR/rotate.cmd"
 zt_assert_value root-source /dev/mapper/vgroup-lv--root
 zt_assert_checks "$ZT_DIR/rotate.cmd"
+zt_info "first writes of 256 MiB to the root, in seconds: $(zt_value first-writes-256MiB-s)"
 
 stopped="Boot tries used up again after the rollback: choose an entry"
 zt_vm stopped --cf "$ZT_CF" --disk "$target" --until "$stopped"
@@ -135,9 +162,9 @@ countdowns=$(sed -n "/$stopped/,\$p" "$ZT_LOG" | grep -ac "executed automaticall
 zt_info "ok: the disk's menu waits for a person"
 
 before=$(zt_sha "$target")
-zt_vm latest --cf "$ZT_CF" --disk "$target" --append "zshield_recovery=latest zshield.after=poweroff" \
+zt_vm latest --cf "$ZT_CF" --disk "$target" --append "zshield_recovery=latest zshield.backup=nope zshield.after=poweroff" \
     --until "no disk was changed"
-zt_assert_line_with "zshield: error:" "the backup vgroup/snap0 is invalid"
+zt_assert_line_with "zshield: error:" "there is no restore point \"nope\""
 zt_assert_line_with "zshield: error:" "no disk was changed"
 zt_assert_no_line "zshield: done:"
 zt_assert_same_sha "$target" "$before" "target disk"

@@ -1,0 +1,447 @@
+//! `zshield_recovery=latest` on the thin layout: no merge, no copy. The new
+//! root is made first, as a thin snapshot of the chosen restore point under
+//! a temporary name; then the current root is set aside as a restore point
+//! of its own, and the new one takes its name; then /boot comes back from the
+//! copy in it and GRUB follows. No moment has no root to go back to: until
+//! the rename the old root is lv-root, after it the new one is, and the old
+//! one stays a restore point until rotation removes it.
+//!
+//! The root carries the rollback's tag and the name of the point it restores
+//! from the rollback's first step to its last (a rename keeps tags), so that
+//! a run cut off anywhere is finished by the next one (the card's automatic
+//! mode included), with the same point.
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::layout::{mapper_path, restoring_root_name, TAG_COMPLETE, TAG_RESTORE_TO, TAG_ROLLBACK};
+use crate::lvm::report::{Lv, Vg};
+use crate::points::{self, RestorePoint};
+use crate::recovery::step::Step;
+
+/// Where a thin rollback starts, from what the VG holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Start {
+    /// From its first step (again, when a run was cut off before the new
+    /// root was made).
+    Begin,
+    /// The new root is made under its temporary name; the old one is still
+    /// lv-root.
+    SetAside,
+    /// The old root is set aside; the new one has its temporary name still.
+    Rename,
+    /// The new root is lv-root; /boot, GRUB and the end are left.
+    AfterRoot,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Found {
+    pub start: Start,
+    pub vg: String,
+    pub root: String,
+    /// The restore point brought back (its LV).
+    pub point: String,
+    /// The LV the current root is kept as.
+    pub kept: String,
+    /// Tags of an earlier try that named another point.
+    pub stale: Vec<String>,
+}
+
+/// Whether the rollback of this VG is a thin one: its root is a thin
+/// volume, or was one when a rollback set it aside.
+pub fn applies(config: &Config, lvs: &[Lv]) -> bool {
+    lvs.iter().any(|l| {
+        l.vg == config.vg && l.is_thin() && (l.name == config.root.name || l.has_tag(TAG_ROLLBACK))
+    })
+}
+
+fn recorded_point(lv: &Lv) -> Option<&str> {
+    lv.tags.iter().find_map(|t| t.strip_prefix(TAG_RESTORE_TO))
+}
+
+/// Use of a thin pool above which a rollback does not start: LVM refuses new
+/// thin volumes in a pool that is (nearly) full.
+const POOL_FULL_PERCENT: f64 = 95.0;
+
+/// Decides how to roll back to `wanted` (the newest restore point without
+/// it), or why not; `now` names the kept root. Refusals change nothing.
+pub fn assess(
+    config: &Config,
+    vg: Option<&Vg>,
+    lvs: &[Lv],
+    wanted: Option<&str>,
+    now: u64,
+) -> Result<Found, String> {
+    let name = &config.vg;
+    let factory = "choose \"Recover to factory default\"";
+    if !vg.is_some_and(|v| v.has_tag(TAG_COMPLETE)) {
+        return Err(format!(
+            "the zshield layout in VG {name} is incomplete (a factory reset was cut off); {factory}"
+        ));
+    }
+    let root_name = &config.root.name;
+    let restoring = restoring_root_name(root_name);
+    let ours: Vec<&Lv> = lvs.iter().filter(|l| l.vg == *name).collect();
+    let find = |lv: &str| ours.iter().find(|l| l.name == lv).copied();
+    let root = find(root_name);
+    let made = find(&restoring);
+    let in_flight = ours
+        .iter()
+        .find(|l| l.is_thin() && l.has_tag(TAG_ROLLBACK))
+        .copied();
+    if let Some(root) = root.filter(|r| r.is_open()) {
+        return Err(format!(
+            "{name}/{} is in use (mounted): a rollback runs before the root is mounted; boot with zshield_recovery=latest",
+            root.name
+        ));
+    }
+    let points = points::list(name, lvs);
+    let choose = |wanted: Option<&str>| -> Result<&RestorePoint, String> {
+        points::select(&points, wanted).map_err(|e| {
+            format!("{e}: nothing to roll back to; boot normally and take one with zshield_backup, or {factory}")
+        })
+    };
+    let replaced = || points::lv_name(&points::replaced_name(now, &points));
+    let found = |start, point: &RestorePoint, kept: String, stale: Vec<String>| Found {
+        start,
+        vg: name.clone(),
+        root: root_name.clone(),
+        point: point.lv.clone(),
+        kept,
+        stale,
+    };
+    let finish_recorded = |lv: &Lv| -> Result<&RestorePoint, String> {
+        let recorded = recorded_point(lv).ok_or_else(|| {
+            format!(
+                "{name}/{} carries the rollback's tag but not the restore point it brings back; {factory}",
+                lv.name
+            )
+        })?;
+        let point = choose(Some(recorded))?;
+        if wanted.is_some_and(|w| w != point.name && w != point.lv) {
+            log::warn!(
+                "a rollback to {} was cut off after its new root was made: it is finished first",
+                point.name
+            );
+        }
+        Ok(point)
+    };
+    match (in_flight, root, made) {
+        (None, None, _) => Err(format!("{name}/{root_name} does not exist; {factory}")),
+        (None, Some(root), _) => {
+            check_pool(name, root, lvs)?;
+            let point = choose(wanted)?;
+            Ok(found(Start::Begin, point, replaced(), Vec::new()))
+        }
+        // Begun, no new root yet: begun again, with the point asked for
+        // now, or else the one asked for then.
+        (Some(begun), Some(root), None) if begun.name == root.name => {
+            check_pool(name, root, lvs)?;
+            let point = choose(wanted.or(recorded_point(begun)))?;
+            let stale = begun
+                .tags
+                .iter()
+                .filter(|t| t.starts_with(TAG_RESTORE_TO) && t[TAG_RESTORE_TO.len()..] != point.lv)
+                .cloned()
+                .collect();
+            Ok(found(Start::Begin, point, replaced(), stale))
+        }
+        (Some(begun), Some(root), Some(_)) if begun.name == root.name => Ok(found(
+            Start::SetAside,
+            finish_recorded(begun)?,
+            replaced(),
+            Vec::new(),
+        )),
+        (Some(kept), None, Some(_)) => Ok(found(
+            Start::Rename,
+            finish_recorded(kept)?,
+            kept.name.clone(),
+            Vec::new(),
+        )),
+        (Some(kept), Some(_), _) => Ok(found(
+            Start::AfterRoot,
+            finish_recorded(kept)?,
+            kept.name.clone(),
+            Vec::new(),
+        )),
+        (Some(kept), None, None) => Err(format!(
+            "a rollback set {name}/{root_name} aside as {name}/{} and neither its new root nor {name}/{restoring} is there; {factory}",
+            kept.name
+        )),
+    }
+}
+
+/// Refuses a rollback the thin pool of `root` has no room to start.
+fn check_pool(vg: &str, root: &Lv, lvs: &[Lv]) -> Result<(), String> {
+    let Some(pool) = lvs.iter().find(|l| l.vg == vg && l.name == root.pool_lv) else {
+        return Err(format!(
+            "the thin pool {vg}/{} of {vg}/{} cannot be found; choose \"Recover to factory default\"",
+            root.pool_lv, root.name
+        ));
+    };
+    let used = pool
+        .data_percent
+        .zip(pool.metadata_percent)
+        .map(|(d, m)| d.max(m));
+    match used {
+        Some(used) if used < POOL_FULL_PERCENT => Ok(()),
+        Some(used) => Err(format!(
+            "the thin pool {vg}/{} is {used:.1}% full: a rollback needs room in it for its new root; boot normally and remove restore points (zshield backup --remove NAME) or give the pool room (lvextend), or choose \"Recover to factory default\"",
+            pool.name
+        )),
+        None => Err(format!(
+            "LVM reports no use for the thin pool {vg}/{} (is it active?): no rollback started",
+            pool.name
+        )),
+    }
+}
+
+impl Found {
+    pub fn in_words(&self) -> String {
+        let (vg, root, point) = (&self.vg, &self.root, &self.point);
+        match self.start {
+            Start::Begin => format!("the restore point {vg}/{point} of {vg}/{root} (thin)"),
+            _ => format!(
+                "a rollback of {vg}/{root} to {vg}/{point} that was cut off (the root it replaces is kept as {vg}/{})",
+                self.kept
+            ),
+        }
+    }
+}
+
+/// The steps from `found.start` on; GRUB for BIOS on `bios_disk`, /boot
+/// on `boot`.
+pub fn steps(found: &Found, bios_disk: Option<String>, boot: &str) -> Vec<Step> {
+    let (vg, root) = (found.vg.clone(), found.root.clone());
+    let restoring = restoring_root_name(&root);
+    let mut steps = Vec::new();
+    if found.start == Start::Begin {
+        steps.push(Step::BeginRollback {
+            vg: vg.clone(),
+            root: root.clone(),
+            point: found.point.clone(),
+            stale: found.stale.clone(),
+            boot: boot.to_string(),
+        });
+        steps.push(Step::RestoreRoot {
+            vg: vg.clone(),
+            point: found.point.clone(),
+            root: restoring.clone(),
+        });
+    }
+    if matches!(found.start, Start::Begin | Start::SetAside) {
+        steps.push(Step::RenameLv {
+            vg: vg.clone(),
+            from: root.clone(),
+            to: found.kept.clone(),
+        });
+    }
+    if found.start != Start::AfterRoot {
+        // Again after a cut: the rename may have been the last thing done.
+        steps.push(Step::SetAside {
+            vg: vg.clone(),
+            lv: found.kept.clone(),
+        });
+        steps.push(Step::RenameLv {
+            vg: vg.clone(),
+            from: restoring,
+            to: root.clone(),
+        });
+    }
+    let root_dev = mapper_path(&vg, &root);
+    steps.extend([
+        Step::RestoreBoot {
+            vg: vg.clone(),
+            root: root.clone(),
+            boot: boot.to_string(),
+        },
+        // A run cut off may have been cut in the middle of grub-install:
+        // the next one installs GRUB whatever its restore changed.
+        if found.start == Start::Begin {
+            Step::ReinstallBootloader {
+                bios_disk,
+                root: root_dev,
+            }
+        } else {
+            Step::InstallBootloader {
+                bios_disk,
+                root: root_dev,
+                esp: None,
+            }
+        },
+        Step::WriteRestoreMenu { vg: vg.clone() },
+        Step::FinishRollback {
+            vg,
+            kept: found.kept.clone(),
+            tags: vec![
+                TAG_ROLLBACK.to_string(),
+                format!("{TAG_RESTORE_TO}{}", found.point),
+            ],
+            boot: boot.to_string(),
+        },
+    ]);
+    steps
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{complete_vg, small_config, thin_lv, thin_pool};
+
+    const NOW: u64 = 1_796_552_100;
+
+    fn root() -> Lv {
+        let mut root = thin_lv("lv-root", "", 0, &[]);
+        root.active = true;
+        root
+    }
+
+    fn lvs(extra: Vec<Lv>) -> Vec<Lv> {
+        let mut lvs = vec![
+            thin_pool(40.0, 10.0),
+            thin_lv("rp-factory", "lv-root", 1, &[]),
+            thin_lv("rp-before-upgrade", "lv-root", 2, &[]),
+            thin_lv("rp-daily-20261205-101500", "lv-root", 3, &[]),
+        ];
+        lvs.extend(extra);
+        lvs
+    }
+
+    fn assess_with(lvs: &[Lv], wanted: Option<&str>) -> Result<Found, String> {
+        assess(&small_config(), Some(&complete_vg(100)), lvs, wanted, NOW)
+    }
+
+    fn names(found: &Found) -> Vec<String> {
+        steps(found, Some("/dev/sdb".into()), "/dev/sdb2")
+            .iter()
+            .map(|s| match s {
+                Step::RenameLv { from, to, .. } => format!("rename {from} {to}"),
+                other => other.name(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_new_root_is_made_before_the_old_one_is_set_aside() {
+        let all = lvs(vec![root()]);
+        assert!(applies(&small_config(), &all));
+        let found = assess_with(&all, None).unwrap();
+        assert_eq!(found.start, Start::Begin);
+        assert_eq!(found.point, "rp-daily-20261205-101500");
+        assert_eq!(found.kept, "rp-replaced-20261206-101500");
+        assert_eq!(
+            names(&found),
+            [
+                "begin-rollback",
+                "restore-root",
+                "rename lv-root rp-replaced-20261206-101500",
+                "set-aside",
+                "rename lv-root_restoring lv-root",
+                "restore-boot",
+                "reinstall-bootloader",
+                "write-restore-menu",
+                "finish-rollback"
+            ]
+        );
+        let found = assess_with(&all, Some("factory")).unwrap();
+        assert_eq!(found.point, "rp-factory");
+        let err = assess_with(&all, Some("nope")).unwrap_err();
+        assert!(
+            err.contains("no restore point \"nope\"") && err.contains("Recover to factory default"),
+            "{err}"
+        );
+        let mut mounted = root();
+        mounted.open = true;
+        let err = assess_with(&lvs(vec![mounted]), None).unwrap_err();
+        assert!(err.contains("in use"), "{err}");
+        let err = assess_with(&[thin_pool(40.0, 10.0), root()], None).unwrap_err();
+        assert!(err.contains("there is no restore point"), "{err}");
+    }
+
+    #[test]
+    fn a_pool_without_room_for_a_new_root_is_refused_before_anything() {
+        let mut all = lvs(vec![root()]);
+        all[0].metadata_percent = Some(96.0);
+        let err = assess_with(&all, None).unwrap_err();
+        assert!(
+            err.contains("96.0% full") && err.contains("needs room"),
+            "{err}"
+        );
+        all[0].metadata_percent = None;
+        assert!(assess_with(&all, None).is_err());
+    }
+
+    #[test]
+    fn a_rollback_cut_off_is_finished_with_the_point_it_began_with() {
+        let to = format!("{TAG_RESTORE_TO}rp-factory");
+        let tags = [TAG_ROLLBACK, to.as_str()];
+        let tagged = |mut lv: Lv| {
+            lv.tags = tags.iter().map(|t| t.to_string()).collect();
+            lv
+        };
+        let restoring = || {
+            let mut lv = thin_lv("lv-root_restoring", "rp-factory", 5, &[]);
+            lv.active = true;
+            lv
+        };
+        // Cut off before the new root was made: begun again.
+        let found = assess_with(&lvs(vec![tagged(root())]), None).unwrap();
+        assert_eq!(
+            (found.start, found.point.as_str()),
+            (Start::Begin, "rp-factory")
+        );
+        assert!(found.stale.is_empty());
+        // …unless another point is asked for now: the old tag goes.
+        let found = assess_with(&lvs(vec![tagged(root())]), Some("before-upgrade")).unwrap();
+        assert_eq!(found.point, "rp-before-upgrade");
+        assert_eq!(found.stale, std::slice::from_ref(&to));
+        // The new root made: the one it was made from, whatever is asked.
+        let found = assess_with(
+            &lvs(vec![tagged(root()), restoring()]),
+            Some("before-upgrade"),
+        )
+        .unwrap();
+        assert_eq!(
+            (found.start, found.point.as_str()),
+            (Start::SetAside, "rp-factory")
+        );
+        assert_eq!(
+            names(&found)[0],
+            "rename lv-root rp-replaced-20261206-101500"
+        );
+        // The old root set aside, no lv-root: set aside again, then renamed.
+        let kept = tagged(thin_lv("rp-replaced-20261206-100000", "", 4, &[]));
+        let found = assess_with(&lvs(vec![kept.clone(), restoring()]), None).unwrap();
+        assert_eq!(
+            (found.start, found.kept.as_str()),
+            (Start::Rename, "rp-replaced-20261206-100000")
+        );
+        assert_eq!(
+            names(&found)[..3],
+            [
+                "set-aside",
+                "rename lv-root_restoring lv-root",
+                "restore-boot"
+            ]
+        );
+        assert!(found.in_words().contains("cut off"));
+        // The new root is lv-root: /boot and on, GRUB whatever the restore changes.
+        let found = assess_with(&lvs(vec![kept.clone(), root()]), None).unwrap();
+        assert_eq!(found.start, Start::AfterRoot);
+        assert_eq!(names(&found)[..2], ["restore-boot", "install-bootloader"]);
+        let last = steps(&found, None, "/dev/sdb2").pop().unwrap();
+        assert_eq!(
+            last,
+            Step::FinishRollback {
+                vg: "vgroup".into(),
+                kept: "rp-replaced-20261206-100000".into(),
+                tags: vec![TAG_ROLLBACK.into(), to],
+                boot: "/dev/sdb2".into(),
+            }
+        );
+        // Neither root: nothing to finish with.
+        let err = assess_with(&lvs(vec![kept]), None).unwrap_err();
+        assert!(err.contains("neither its new root"), "{err}");
+    }
+}
