@@ -144,6 +144,12 @@ for step in verify-golden copy-root-blocks copy-root copy-boot-blocks copy-boot 
         'index($0, name) { found = 1 } found && /"seconds"/ { gsub(/[^0-9.]/, ""); printf "%.1f", $0; exit }' \
         "${reset_reports[-1]}" 2>/dev/null)"
 done
+# Every step's time, in the order run ("number" starts a step's record).
+echo "ZTEST reset-step-seconds=$(awk '
+    /^    "number": / || /^      "number": / { step = 1; name = ""; next }
+    step && name == "" && /"name": / { name = $0; sub(/.*"name": "/, "", name); sub(/".*/, "", name) }
+    step && /^ *"seconds": / { s = $0; gsub(/[^0-9.]/, "", s); printf "%s%s %.1f", sep, name, s; sep = ", "; step = 0 }' \
+    "${reset_reports[-1]}" 2>/dev/null)"
 for part in copy_seconds resize_seconds check_seconds; do
     echo "ZTEST $part=$(awk -v name="\"$part\"" \
         'index($0, name) { gsub(/[^0-9.]/, ""); printf "%.1f", $0; exit }' "${reset_reports[-1]}" 2>/dev/null)"

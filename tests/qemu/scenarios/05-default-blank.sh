@@ -88,6 +88,7 @@ zt_assert_value root-source /dev/mapper/vgroup-lv--root
 zt_assert_checks "$ZT_DIR/restored.cmd"
 zt_info "the disk's ESP: $(zt_value esp-files)"
 zt_info "the firmware's boot variables: $(zt_value efi-vars)"
+zt_info "the reset's steps, from the report (s): $(zt_value reset-step-seconds)"
 zt_info "golden copy block by block, checked, from the report: root $(zt_value copy-root-blocks-seconds) s (copy and check $(zt_value copy_seconds) s, resize2fs $(zt_value resize_seconds) s, e2fsck -fn $(zt_value check_seconds) s); /boot $(zt_value copy-boot-blocks-seconds) s; its copy in the root for backups (rsync) $(zt_value keep-boot-copy-seconds) s"
 
 # The disk's entry starts the disk's own signed shim and GRUB (their menu).
