@@ -178,7 +178,7 @@ fn thin_steps(
         .find(|l| l.vg == *vg && l.name == *pool_name)
         .ok_or_else(|| {
             format!(
-                "the thin pool {vg}/{pool_name} of {vg}/{} cannot be found",
+                "the thin pool {vg}/{pool_name} of {vg}/{} cannot be found: no backup taken; `lvs {vg}` shows what the VG holds",
                 root.name
             )
         })?;
@@ -388,6 +388,25 @@ pub fn backup(config_path: &Path, request: &Request, dry_run: bool) -> Result<()
         return result.map(drop);
     }
     let changed = report.steps.iter().any(|s| s.writes_disk);
+    let result = result.map_err(|e| {
+        if !changed {
+            return e;
+        }
+        let done: Vec<&str> = report
+            .steps
+            .iter()
+            .filter(|s| s.ok && s.writes_disk)
+            .map(|s| s.description.as_str())
+            .collect();
+        let done = if done.is_empty() {
+            "no step of it finished".to_string()
+        } else {
+            format!("done: {}", done.join("; "))
+        };
+        e.context(format!(
+            "the backup stopped after it began to change the restore points ({done}; the root and the data volumes are as they were); see /var/log/zshield/backup.log and run zshield backup again once the cause is fixed"
+        ))
+    });
     let (status, detail) = match &result {
         Ok(taken) => ("done", taken.clone()),
         Err(e) if changed => ("failed", format!("{e:#}")),

@@ -127,6 +127,11 @@ impl std::str::FromStr for RootLayout {
     }
 }
 
+/// The highest `[pool] threshold`: below LVM's `thin_pool_autoextend_threshold`
+/// (90, the golden's lvmlocal.conf), past which LVM refuses new thin volumes
+/// in a pool it cannot grow.
+const MAX_POOL_THRESHOLD: u8 = 89;
+
 /// `[pool]`: the thin pool of the thin layout.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -401,8 +406,8 @@ impl Config {
                 ));
             }
         }
-        if !(1..=95).contains(&self.pool.threshold) {
-            return Err("pool.threshold must be from 1 to 95 (percent)".into());
+        if !(1..=MAX_POOL_THRESHOLD).contains(&self.pool.threshold) {
+            return Err(format!("pool.threshold must be from 1 to {MAX_POOL_THRESHOLD} (percent): past LVM's own threshold (90 in the golden's /etc/lvm/lvmlocal.conf) LVM refuses new thin volumes in a pool it cannot grow, and a backup there would fail instead of pruning"));
         }
         if self.restore_points.keep == 0 {
             return Err("restore_points.keep must be at least 1".into());

@@ -31,6 +31,10 @@ install() {
     inst_multiple lvm mkfs.ext4 mke2fs e2fsck resize2fs tune2fs rsync udevadm
     # Without it (a golden without dosfstools) zshield makes BIOS-only disks.
     inst_multiple -o mkfs.fat
+    # dracut's lvm module brings it when thin-provisioning-tools is installed;
+    # without it zshield refuses factory resets to the thin layout.
+    command -v thin_check >/dev/null ||
+        dwarn "zshield: thin_check is missing (thin-provisioning-tools): factory resets to the thin layout will be refused"
     [ -e /etc/mke2fs.conf ] && inst_simple /etc/mke2fs.conf
 
     if dracut_module_included "systemd"; then

@@ -25,6 +25,7 @@ use crate::disk::blockdev::{BlockDev, ReadOnlyGuard};
 use crate::disk::blockmap::Digests;
 use crate::disk::golden;
 use crate::failpoint::Failpoints;
+use crate::inroot::resolve_in_root;
 use crate::layout::{least_disk_size, on_disk, TAG_COMPLETE, TAG_FAILED, TAG_ROLLBACK};
 use crate::logging::RUN_DIR;
 use crate::lvm::Lvm;
@@ -180,8 +181,9 @@ fn in_path(tool: &str) -> bool {
 }
 
 /// What a factory reset runs here and in the golden, and is missing: one
-/// line each.
-fn missing_tools(golden_root: &Path) -> Vec<String> {
+/// line each. `thin`: it makes a thin pool, which LVM activates only with
+/// thin_check, here and in every boot of the disk.
+fn missing_tools(golden_root: &Path, thin: bool) -> Vec<String> {
     let mut missing: Vec<String> = [
         "lvm",
         "mkfs.ext4",
@@ -201,8 +203,24 @@ fn missing_tools(golden_root: &Path) -> Vec<String> {
     if let Err(e) = bootloader::check_tools(golden_root) {
         missing.push(format!("{e:#}"));
     }
+    if thin {
+        let no_thin = "LVM activates no thin pool without it: install thin-provisioning-tools in the golden and rebuild its initramfs, or set layout = \"classic\"";
+        if !in_path(THIN_CHECK) {
+            missing.push(format!("the tool {THIN_CHECK} is missing here; {no_thin}"));
+        }
+        if !resolve_in_root(golden_root, Path::new("usr/sbin").join(THIN_CHECK))
+            .is_ok_and(|p| p.is_file())
+        {
+            missing.push(format!(
+                "the golden has no /usr/sbin/{THIN_CHECK}; {no_thin}"
+            ));
+        }
+    }
     missing
 }
+
+/// The tool LVM runs to check a thin pool's metadata before it activates it.
+const THIN_CHECK: &str = "thin_check";
 
 fn new_uuid() -> String {
     uuid::Uuid::new_v4().to_string()
@@ -258,7 +276,7 @@ pub fn print_plan(req: &Request) -> Result<()> {
         &mut new_uuid,
     )?;
     plan.show();
-    for line in missing_tools(&probe.golden.root_tree) {
+    for line in missing_tools(&probe.golden.root_tree, plan.makes_pool()) {
         log::warn!("{line}");
     }
     Ok(())
@@ -377,10 +395,10 @@ fn reset_once(
         )
         .map_err(anyhow::Error::from)
     })?;
-    let reread = plan.rereads_disk();
-    let result = run(req, report, config, plan, || validate(&probe));
+    let (reread, thin) = (plan.rereads_disk(), plan.makes_pool());
+    let result = run(req, report, config, plan, || validate(&probe, thin));
     if let Ok(Outcome::DryRun) = result {
-        for line in missing_tools(&probe.golden.root_tree) {
+        for line in missing_tools(&probe.golden.root_tree, thin) {
             log::warn!("{line}");
         }
     }
@@ -485,8 +503,11 @@ fn record_failure(vg: &str) {
 
 /// Last checks before the first write; returns guards that keep the golden's
 /// disks read-only at the kernel's level for the rest of the run.
-fn validate(probe: &Probe) -> Result<Vec<ReadOnlyGuard>> {
-    if let Some(line) = missing_tools(&probe.golden.root_tree).into_iter().next() {
+fn validate(probe: &Probe, thin: bool) -> Result<Vec<ReadOnlyGuard>> {
+    if let Some(line) = missing_tools(&probe.golden.root_tree, thin)
+        .into_iter()
+        .next()
+    {
         anyhow::bail!("{line}");
     }
     // Partitions follow their disk's flag (and a guard on a partition of a

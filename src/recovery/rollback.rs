@@ -8,6 +8,7 @@
 //! and GRUB are restored, so that a run cut off after the merge (when the
 //! snapshot is gone) is recognised and finished by the next one.
 
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -17,9 +18,12 @@ use crate::config::{Config, Firmware};
 use crate::disk::blockdev::{examine, settle_udev, BlockDev, ReadOnlyGuard};
 use crate::disk::content::Content;
 use crate::disk::golden;
+use crate::disk::mounts::MountStack;
 use crate::layout::{
-    current_backup, mapper_path, partition_dev, size_in_extents, TAG_COMPLETE, TAG_ROLLBACK,
+    current_backup, mapper_path, partition_dev, size_in_extents, COMPLETE_MARKER, TAG_COMPLETE,
+    TAG_ROLLBACK,
 };
+use crate::logging::RUN_DIR;
 use crate::lvm::report::{Lv, Vg};
 use crate::lvm::Lvm;
 use crate::recovery::step::{Plan, Refusal, Step};
@@ -154,6 +158,9 @@ pub struct Probe {
     /// The golden card's disks, kept read-only while the rollback runs; none
     /// when the card is not here (the disk's own kernel started the rollback).
     pub card: Vec<String>,
+    /// The card's hand-over marker is on that /boot (read only when an LV
+    /// carries a rollback's tag: see thin_rollback::assess).
+    pub boot_marked_complete: bool,
 }
 
 /// `golden`: the golden root as this boot names it (`zshield.golden=`, the
@@ -185,13 +192,34 @@ pub fn probe(config: &Config, lvm: &Lvm, golden: Option<&str>) -> Result<Probe> 
     };
     // After the activation: root= may name the VG's own root volume.
     let card = card_disks(golden, disk.as_deref());
+    let tagged = lvs
+        .iter()
+        .any(|l| l.vg == config.vg && l.has_tag(TAG_ROLLBACK));
+    let boot_marked_complete = tagged && boot.as_deref().is_ok_and(marker_on);
     Ok(Probe {
         vg,
         lvs,
         disk,
         boot,
         card,
+        boot_marked_complete,
     })
+}
+
+/// Whether the card's hand-over marker is on the /boot file system `boot`,
+/// mounted read-only without replaying its journal; no when it cannot be read.
+fn marker_on(boot: &str) -> bool {
+    let dir = Path::new(RUN_DIR).join("boot-check");
+    let mut mounts = MountStack::new();
+    if let Err(e) = mounts.ext4(boot, &dir, true) {
+        log::warn!("cannot look for the card's hand-over marker on {boot}: {e:#}");
+        return false;
+    }
+    let marked = dir.join(COMPLETE_MARKER).exists();
+    if let Err(e) = mounts.unmount_all() {
+        log::warn!("cannot unmount {boot} from {}: {e:#}", dir.display());
+    }
+    marked
 }
 
 /// The /boot partition of zshield's layout on `disk`, whose LVM partition
@@ -273,7 +301,10 @@ pub fn plan(
 ) -> Result<Plan, Refusal> {
     let (vg, lvs) = (probe.vg.as_ref(), probe.lvs.as_slice());
     let thin = if thin_rollback::applies(config, lvs) {
-        Some(thin_rollback::assess(config, vg, lvs, wanted, now).map_err(Refusal)?)
+        Some(
+            thin_rollback::assess(config, vg, lvs, wanted, now, probe.boot_marked_complete)
+                .map_err(Refusal)?,
+        )
     } else {
         None
     };
@@ -484,6 +515,7 @@ mod tests {
             disk: Some("/dev/sdb".into()),
             boot,
             card: vec!["/dev/sda".into()],
+            boot_marked_complete: false,
         }
     }
 

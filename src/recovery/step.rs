@@ -759,6 +759,13 @@ impl Plan {
     pub fn rereads_disk(&self) -> bool {
         matches!(self.steps.last(), Some(Step::RepairGpt { .. }))
     }
+
+    /// Whether it makes a thin pool (the thin layout).
+    pub fn makes_pool(&self) -> bool {
+        self.steps
+            .iter()
+            .any(|s| matches!(s, Step::CreatePool { .. }))
+    }
 }
 
 /// Why zshield will not touch the disks: one line that says what and what to do.

@@ -46,6 +46,13 @@ pub struct Found {
     pub kept: String,
     /// Tags of an earlier try that named another point.
     pub stale: Vec<String>,
+    /// An LV and the tags an earlier rollback left on it when it was cut
+    /// off in its last step, after the card's hand-over marker was back
+    /// on: that rollback is done, and its tags go first.
+    pub leftover: Option<(String, Vec<String>)>,
+    /// Automatic restore points to remove first, oldest first, while the
+    /// pool is at or above its threshold (a PrunePool step).
+    pub prune: Option<Step>,
 }
 
 /// Whether the rollback of this VG is a thin one: its root is a thin
@@ -60,18 +67,20 @@ fn recorded_point(lv: &Lv) -> Option<&str> {
     lv.tags.iter().find_map(|t| t.strip_prefix(TAG_RESTORE_TO))
 }
 
-/// Use of a thin pool above which a rollback does not start: LVM refuses new
-/// thin volumes in a pool that is (nearly) full.
-const POOL_FULL_PERCENT: f64 = 95.0;
-
 /// Decides how to roll back to `wanted` (the newest restore point without
-/// it), or why not; `now` names the kept root. Refusals change nothing.
+/// it), or why not; `now` names the kept root. `marked_complete`: the card's
+/// hand-over marker is on /boot, so the disk's system has booted since any
+/// rollback whose tags are still there, which was cut off in its first step
+/// before it took the marker off (nothing else done) or in its last after
+/// it put it back (everything else done): those tags are leftovers, not a
+/// rollback to finish. Refusals change nothing.
 pub fn assess(
     config: &Config,
     vg: Option<&Vg>,
     lvs: &[Lv],
     wanted: Option<&str>,
     now: u64,
+    marked_complete: bool,
 ) -> Result<Found, String> {
     let name = &config.vg;
     let factory = "choose \"Recover to factory default\"";
@@ -110,6 +119,15 @@ pub fn assess(
         point: point.lv.clone(),
         kept,
         stale,
+        leftover: None,
+        prune: None,
+    };
+    let rollback_tags = |lv: &Lv| -> Vec<String> {
+        lv.tags
+            .iter()
+            .filter(|t| *t == TAG_ROLLBACK || t.starts_with(TAG_RESTORE_TO))
+            .cloned()
+            .collect()
     };
     let finish_recorded = |lv: &Lv| -> Result<&RestorePoint, String> {
         let recorded = recorded_point(lv).ok_or_else(|| {
@@ -130,22 +148,29 @@ pub fn assess(
     match (in_flight, root, made) {
         (None, None, _) => Err(format!("{name}/{root_name} does not exist; {factory}")),
         (None, Some(root), _) => {
-            check_pool(name, root, lvs)?;
             let point = choose(wanted)?;
-            Ok(found(Start::Begin, point, replaced(), Vec::new()))
+            Ok(Found {
+                prune: room(config, root, lvs, point)?,
+                ..found(Start::Begin, point, replaced(), Vec::new())
+            })
         }
         // Begun, no new root yet: begun again, with the point asked for
-        // now, or else the one asked for then.
+        // now, or else the one asked for then (unless the disk has booted
+        // since: then the newest).
         (Some(begun), Some(root), None) if begun.name == root.name => {
-            check_pool(name, root, lvs)?;
-            let point = choose(wanted.or(recorded_point(begun)))?;
+            let recorded = recorded_point(begun).filter(|_| !marked_complete);
+            let point = choose(wanted.or(recorded))?;
+            let prune = room(config, root, lvs, point)?;
             let stale = begun
                 .tags
                 .iter()
                 .filter(|t| t.starts_with(TAG_RESTORE_TO) && t[TAG_RESTORE_TO.len()..] != point.lv)
                 .cloned()
                 .collect();
-            Ok(found(Start::Begin, point, replaced(), stale))
+            Ok(Found {
+                prune,
+                ..found(Start::Begin, point, replaced(), stale)
+            })
         }
         (Some(begun), Some(root), Some(_)) if begun.name == root.name => Ok(found(
             Start::SetAside,
@@ -159,6 +184,14 @@ pub fn assess(
             kept.name.clone(),
             Vec::new(),
         )),
+        (Some(done), Some(root), _) if marked_complete => {
+            let point = choose(wanted)?;
+            Ok(Found {
+                leftover: Some((done.name.clone(), rollback_tags(done))),
+                prune: room(config, root, lvs, point)?,
+                ..found(Start::Begin, point, replaced(), Vec::new())
+            })
+        }
         (Some(kept), Some(_), _) => Ok(found(
             Start::AfterRoot,
             finish_recorded(kept)?,
@@ -172,29 +205,51 @@ pub fn assess(
     }
 }
 
-/// Refuses a rollback the thin pool of `root` has no room to start.
-fn check_pool(vg: &str, root: &Lv, lvs: &[Lv]) -> Result<(), String> {
-    let Some(pool) = lvs.iter().find(|l| l.vg == vg && l.name == root.pool_lv) else {
+/// Room in the thin pool of `root` for the new root made from `point`: none
+/// needed below `[pool] threshold`; at or above it, the automatic restore
+/// points but `point` go first, oldest first, until it is below (LVM itself
+/// refuses new thin volumes in a pool past its own threshold that it cannot
+/// grow); with none to remove, the rollback is refused.
+fn room(
+    config: &Config,
+    root: &Lv,
+    lvs: &[Lv],
+    point: &RestorePoint,
+) -> Result<Option<Step>, String> {
+    let vg = &config.vg;
+    let Some(pool) = lvs.iter().find(|l| l.vg == *vg && l.name == root.pool_lv) else {
         return Err(format!(
-            "the thin pool {vg}/{} of {vg}/{} cannot be found; choose \"Recover to factory default\"",
+            "the thin pool {vg}/{} of {vg}/{} cannot be found: no rollback started; choose \"Recover to factory default\"",
             root.pool_lv, root.name
         ));
     };
-    let used = pool
-        .data_percent
-        .zip(pool.metadata_percent)
-        .map(|(d, m)| d.max(m));
-    match used {
-        Some(used) if used < POOL_FULL_PERCENT => Ok(()),
-        Some(used) => Err(format!(
-            "the thin pool {vg}/{} is {used:.1}% full: a rollback needs room in it for its new root; boot normally and remove restore points (zshield backup --remove NAME) or give the pool room (lvextend), or choose \"Recover to factory default\"",
+    let (Some(data), Some(metadata)) = (pool.data_percent, pool.metadata_percent) else {
+        return Err(format!(
+            "LVM reports no use for the thin pool {vg}/{} (is it active?): no rollback started; choose \"Recover to factory default\"",
             pool.name
-        )),
-        None => Err(format!(
-            "LVM reports no use for the thin pool {vg}/{} (is it active?): no rollback started",
-            pool.name
-        )),
+        ));
+    };
+    let (used, threshold) = (data.max(metadata), config.pool.threshold);
+    if used < f64::from(threshold) {
+        return Ok(None);
     }
+    let candidates: Vec<String> = points::list(vg, lvs)
+        .into_iter()
+        .filter(|p| p.kind.automatic() && p.lv != point.lv)
+        .map(|p| p.lv)
+        .collect();
+    if candidates.is_empty() {
+        return Err(format!(
+            "the thin pool {vg}/{} is {used:.1}% full, at or above its threshold of {threshold}%, with no automatic restore point to remove but the one brought back: no rollback started; remove named restore points from the running system (zshield backup --remove NAME) or give the pool room (lvextend -L +SIZE {vg}/{}), or choose \"Recover to factory default\"",
+            pool.name, pool.name
+        ));
+    }
+    Ok(Some(Step::PrunePool {
+        vg: vg.clone(),
+        pool: pool.name.clone(),
+        threshold,
+        candidates,
+    }))
 }
 
 impl Found {
@@ -216,6 +271,14 @@ pub fn steps(found: &Found, bios_disk: Option<String>, boot: &str) -> Vec<Step> 
     let (vg, root) = (found.vg.clone(), found.root.clone());
     let restoring = restoring_root_name(&root);
     let mut steps = Vec::new();
+    if let Some((lv, tags)) = &found.leftover {
+        steps.push(Step::DropTags {
+            vg: vg.clone(),
+            lv: lv.clone(),
+            tags: tags.clone(),
+        });
+    }
+    steps.extend(found.prune.clone());
     if found.start == Start::Begin {
         steps.push(Step::BeginRollback {
             vg: vg.clone(),
@@ -309,7 +372,14 @@ mod tests {
     }
 
     fn assess_with(lvs: &[Lv], wanted: Option<&str>) -> Result<Found, String> {
-        assess(&small_config(), Some(&complete_vg(100)), lvs, wanted, NOW)
+        assess(
+            &small_config(),
+            Some(&complete_vg(100)),
+            lvs,
+            wanted,
+            NOW,
+            false,
+        )
     }
 
     fn names(found: &Found) -> Vec<String> {
@@ -360,12 +430,26 @@ mod tests {
     }
 
     #[test]
-    fn a_pool_without_room_for_a_new_root_is_refused_before_anything() {
+    fn a_full_pool_loses_automatic_points_first_or_the_rollback_is_refused() {
         let mut all = lvs(vec![root()]);
-        all[0].metadata_percent = Some(96.0);
+        assert_eq!(assess_with(&all, None).unwrap().prune, None);
+        all[0].metadata_percent = Some(85.0);
+        // The daily point goes, oldest automatic first, before anything else.
+        let found = assess_with(&all, Some("factory")).unwrap();
+        assert_eq!(
+            found.prune,
+            Some(Step::PrunePool {
+                vg: "vgroup".into(),
+                pool: "lv-pool".into(),
+                threshold: 80,
+                candidates: vec!["rp-daily-20261205-101500".into()],
+            })
+        );
+        assert_eq!(names(&found)[..2], ["prune-pool", "begin-rollback"]);
+        // The point brought back is never removed: nothing else to remove.
         let err = assess_with(&all, None).unwrap_err();
         assert!(
-            err.contains("96.0% full") && err.contains("needs room"),
+            err.contains("85.0% full") && err.contains("no rollback started"),
             "{err}"
         );
         all[0].metadata_percent = None;
@@ -443,5 +527,57 @@ mod tests {
         // Neither root: nothing to finish with.
         let err = assess_with(&lvs(vec![kept]), None).unwrap_err();
         assert!(err.contains("neither its new root"), "{err}");
+    }
+
+    #[test]
+    fn tags_left_while_the_disk_was_marked_complete_start_a_new_rollback() {
+        let to = format!("{TAG_RESTORE_TO}rp-factory");
+        let tagged = |mut lv: Lv| {
+            lv.tags = vec![TAG_ROLLBACK.to_string(), to.clone()];
+            lv
+        };
+        let marked = |lvs: &[Lv]| {
+            assess(
+                &small_config(),
+                Some(&complete_vg(100)),
+                lvs,
+                None,
+                NOW,
+                true,
+            )
+        };
+        // Cut in its first step before the marker came off: the disk has run
+        // since, and `latest` means the newest point now.
+        let found = marked(&lvs(vec![tagged(root())])).unwrap();
+        assert_eq!(
+            (found.start, found.point.as_str()),
+            (Start::Begin, "rp-daily-20261205-101500")
+        );
+        assert_eq!(found.stale, std::slice::from_ref(&to));
+        assert_eq!(found.leftover, None);
+        // Cut in its last step after the marker was back: done; its tags go
+        // first, then a rollback of the root that runs now.
+        let done = tagged(thin_lv("rp-replaced-20261206-100000", "", 4, &[]));
+        let found = marked(&lvs(vec![done, root()])).unwrap();
+        assert_eq!(
+            (found.start, found.point.as_str()),
+            (Start::Begin, "rp-daily-20261205-101500")
+        );
+        assert_eq!(
+            steps(&found, None, "/dev/sdb2")[0],
+            Step::DropTags {
+                vg: "vgroup".into(),
+                lv: "rp-replaced-20261206-100000".into(),
+                tags: vec![TAG_ROLLBACK.into(), to.clone()],
+            }
+        );
+        assert_eq!(
+            names(&found)[1..4],
+            [
+                "begin-rollback",
+                "restore-root",
+                "rename lv-root rp-replaced-20261206-101500"
+            ]
+        );
     }
 }
