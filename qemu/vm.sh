@@ -9,7 +9,9 @@
 #                   [--firmware bios|uefi [--vars FILE]] [--watchdog yes]
 #                   [--cmd FILE] [--append "ARGS"] [--until TEXT]
 #                   [--stall SECS] [--cut "TEXT SECS" | --cut-in-plan "DRAW SECS [FROM]"]
+#                   [--cpus N]
 #
+#   --cpus N      the guest's vCPUs (default 2)
 #   --cf IMG      the CompactFlash disk; IDE by default, as a real CF card is
 #                 (virtio-scsi on a UEFI or watchdog board)
 #   --disk IMG    the target hard disk; virtio-scsi by default, serial ZTARGET
@@ -96,7 +98,7 @@ die() { echo "vm: error: $*" >&2; exit 2; }
 log="" timeout=900 golden=${ZSHIELD_GOLDEN:-$repo/build/golden}
 cf="" cf_bus="" disk="" disk_bus=scsi spare="" cmd="" append="" direct=no initrd=initrd.img
 boot_from=cf reboot=no pick="" until="" stall=150 cut="" cut_in_plan="" watchdog=no
-firmware=bios vars=""
+firmware=bios vars="" cpus=2
 while [ $# -gt 0 ]; do
     [ $# -ge 2 ] || usage
     case "$1" in
@@ -121,6 +123,7 @@ while [ $# -gt 0 ]; do
         --stall) stall=$2 ;;
         --cut) cut=$2 ;;
         --cut-in-plan) cut_in_plan=$2 ;;
+        --cpus) cpus=$2 ;;
         *) usage ;;
     esac
     shift 2
@@ -128,6 +131,7 @@ done
 [ -n "$log" ] || usage
 [ -n "$cf$disk" ] || die "give --cf and/or --disk"
 [[ "$stall" =~ ^[0-9]+$ ]] || die "--stall takes a number of seconds"
+[[ "$cpus" =~ ^[1-9][0-9]*$ ]] || die "--cpus takes a number"
 cut_text=${cut% *} cut_delay=${cut##* }
 [ -z "$cut" ] || [[ "$cut" == *" "* && "$cut_delay" =~ ^[0-9]+(\.[0-9]+)?$ ]] ||
     die "--cut takes \"TEXT SECONDS\""
@@ -163,7 +167,7 @@ for key in $pick; do
 done
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/zshield-vm.XXXXXX")
 args=(
-    -accel tcg -cpu max -smp 2 -m 2048
+    -accel tcg -cpu max -smp "$cpus" -m 2048
     -display none -monitor none -nic none
     # No default CD-ROM, floppy or VGA: nothing but the disks given here.
     -nodefaults

@@ -129,6 +129,7 @@ zt_vm() {
     for try in 1 2; do
         rc=0
         "$ZT_REPO/qemu/vm.sh" --golden "$ZT_GOLDEN" --timeout "$ZT_TIMEOUT" ${ZT_STALL:+--stall "$ZT_STALL"} \
+            ${ZT_CPUS:+--cpus "$ZT_CPUS"} \
             --log "$ZT_LOG" "$@" | sed -e "s/^/  [$ZT_NAME] /" || rc=$?
         if [ "$rc" != 125 ] || [ "$try" = 2 ]; then break; fi
         for f in "" .firmware .watchdog; do
@@ -279,18 +280,23 @@ zt_provisioned_cache() {
     echo "$ZT_DIR/../provisioned-$(grep '^GOLDEN_CF_SHA256=' "$ZT_GOLDEN/golden.env" | cut -d= -f2).img"
 }
 
-# Scenarios run side by side (run.sh's ZT_JOBS): the one that makes the
-# provisioned disk holds this lock from its start until it has kept the disk
-# (zt_provisioning_lock, first in the order), and zt_provisioned waits for it.
-ZT_PROVISIONING_LOCK_FD=""
-zt_provisioning_lock() {
-    exec {ZT_PROVISIONING_LOCK_FD}>"$ZT_DIR/../provisioned.lock"
-    flock "$ZT_PROVISIONING_LOCK_FD"
+# Scenarios run side by side (run.sh's ZT_JOBS): the one that makes a cached
+# disk holds its lock from its start until it has kept the disk
+# (zt_cache_lock, first in the order), and the ones that start from that
+# disk wait for it. NAME: provisioned or classic.
+declare -gA ZT_CACHE_LOCK_FD=()
+zt_cache_lock() {
+    local fd
+    [ -z "${ZT_CACHE_LOCK_FD[$1]:-}" ] || return 0
+    exec {fd}>"$ZT_DIR/../$1.lock"
+    ZT_CACHE_LOCK_FD[$1]=$fd
+    flock "$fd"
 }
-zt_provisioning_unlock() {
-    if [ -n "$ZT_PROVISIONING_LOCK_FD" ]; then
-        exec {ZT_PROVISIONING_LOCK_FD}>&-
-        ZT_PROVISIONING_LOCK_FD=""
+zt_cache_unlock() {
+    local fd=${ZT_CACHE_LOCK_FD[$1]:-}
+    if [ -n "$fd" ]; then
+        exec {fd}>&-
+        unset "ZT_CACHE_LOCK_FD[$1]"
     fi
 }
 
@@ -302,7 +308,7 @@ zt_keep_provisioned() {
     rm -f "$ZT_DIR"/../provisioned-*.img
     cp --sparse=always "$1" "$cache.part"
     mv "$cache.part" "$cache"
-    zt_provisioning_unlock
+    zt_cache_unlock provisioned
 }
 
 # zt_provisioned TARGET: TARGET becomes a disk just provisioned by a factory
@@ -312,13 +318,13 @@ zt_keep_provisioned() {
 zt_provisioned() {
     local target=$1 cache
     cache=$(zt_provisioned_cache)
-    zt_provisioning_lock
+    zt_cache_lock provisioned
     if [ ! -f "$cache" ]; then
         zt_new_disk "$target"
         zt_recover provision "$target"
         zt_keep_provisioned "$target"
     fi
-    zt_provisioning_unlock
+    zt_cache_unlock provisioned
     cp --sparse=always "$cache" "$target"
     zt_info "target: a freshly provisioned disk"
 }
@@ -361,6 +367,7 @@ zt_keep_classic() {
     rm -f "$ZT_DIR"/../classic-*.img
     cp --sparse=always "$1" "$cache.part"
     mv "$cache.part" "$cache"
+    zt_cache_unlock classic
 }
 
 # zt_classic TARGET: TARGET becomes foreign's classic-layout disk; run
@@ -369,7 +376,9 @@ zt_keep_classic() {
 zt_classic() {
     local cache
     cache=$(zt_classic_cache)
+    zt_cache_lock classic
     if [ -f "$cache" ]; then
+        zt_cache_unlock classic
         cp --sparse=always "$cache" "$1"
         zt_info "target: foreign's classic-layout disk"
         return

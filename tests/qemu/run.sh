@@ -2,14 +2,17 @@
 # QEMU boot scenarios of zshield: builds the golden (qemu/build-golden.sh),
 # then runs tests/qemu/scenarios/NN-NAME.sh, ZT_JOBS at a time in NN order,
 # each in its own subshell and directory build/qemu/NAME/; a scenario's output
-# is printed when it has ended. One at a time by default: a TCG guest with two
-# vCPUs keeps both cores of the test machines busy, and two side by side took
-# 2-3 times as long each (measured on the 2-core machines).
+# is printed when it has ended. By default one scenario per core, each guest
+# with one vCPU. A TCG guest with two vCPUs kept 1.2 of the 2 cores busy on
+# average (top, in default-blank), two such guests side by side took 2-3
+# times as long each (their vCPUs wait for each other's), and one vCPU
+# each keeps each core busy on its own.
 #
 # usage: tests/qemu/run.sh [--no-build] [SCENARIO...]     (default: all)
 #   --no-build   use the golden as it is (quicker when iterating on a test)
 # env: ZSHIELD_GOLDEN (golden dir), ZT_TIMEOUT (seconds per boot, default 900),
-#      ZT_JOBS (scenarios at a time, default 1; more on a larger machine),
+#      ZT_JOBS (scenarios at a time, default: the cores, nproc),
+#      ZT_CPUS (each guest's vCPUs, default: the cores over ZT_JOBS, at least 1),
 #      ZT_STALL (seconds without console output that make a stall before the
 #      initramfs, qemu/vm.sh --stall; default vm.sh's), ZT_SEED (the moments of
 #      the power cuts, lib.sh's zt_seed; default: drawn, and printed)
@@ -68,7 +71,9 @@ run_scenario() { # in a subshell: any failure ends this scenario only
     zt_assert_same_sha "$ZT_CF" "$golden_sha" "CF (golden)"
 }
 
-jobs=${ZT_JOBS:-1}
+cores=$(nproc)
+jobs=${ZT_JOBS:-$cores}
+export ZT_CPUS=${ZT_CPUS:-$((cores / jobs > 1 ? cores / jobs : 1))}
 mkdir -p "$work"
 # One line "SCENARIO RUN" per boot that lib.sh's zt_vm booted again after an
 # emulator stall before the initramfs.
@@ -121,5 +126,5 @@ for name in "${selected[@]}"; do
     esac
 done
 echo "$(stalls) emulator stalls before the initramfs retried"
-echo "$passed passed, $failed failed, $((SECONDS - t_all)) s for the scenarios ($jobs at a time)"
+echo "$passed passed, $failed failed, $((SECONDS - t_all)) s for the scenarios ($jobs at a time, $ZT_CPUS vCPU(s) each)"
 [ "$failed" -eq 0 ]

@@ -16,7 +16,7 @@
 target=$ZT_DIR/target.img
 zt_new_disk "$target"
 # The other scenarios start from this disk: they wait for it.
-zt_provisioning_lock
+zt_cache_lock provisioned
 
 zt_vm auto --firmware uefi --vars "$ZT_DIR/nvram.fd" --cf "$ZT_CF" --disk "$target"
 zt_assert_menu

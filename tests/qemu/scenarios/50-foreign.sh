@@ -7,6 +7,7 @@
 # copy-on-write snapshot, as zshield made disks before thin pools), whose
 # first boot takes a classic backup and prints what first writes cost with
 # it; default-again starts from that disk (zt_classic).
+zt_cache_lock classic
 target=$ZT_DIR/target.img
 zt_new_disk "$target"
 printf 'label: gpt\n,,L\n' | sfdisk --quiet "$target"
