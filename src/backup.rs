@@ -263,15 +263,15 @@ fn thin_steps(
     if full >= f64::from(threshold) {
         // Room first: LVM itself refuses new thin volumes in a pool past
         // its own threshold that it cannot grow.
+        // With no candidate left after rotation, the step only checks that
+        // rotation brought the pool under its threshold.
         steps.extend(rotation);
-        if !candidates.is_empty() {
-            steps.push(Step::PrunePool {
-                vg: vg.clone(),
-                pool: pool_name.clone(),
-                threshold,
-                candidates,
-            });
-        }
+        steps.push(Step::PrunePool {
+            vg: vg.clone(),
+            pool: pool_name.clone(),
+            threshold,
+            candidates,
+        });
         steps.push(create);
     } else {
         // The new one first: a backup that fails later has lost no restore point.
@@ -841,6 +841,26 @@ mod tests {
         assert!(
             err.contains("vgroup/lv-root alone takes 90.0% of it"),
             "{err}"
+        );
+        // Rotation alone removes every automatic point (keep = 1): the pool
+        // is checked after it, before the new point is taken.
+        let mut config = fixtures::small_config();
+        config.restore_points.keep = 1;
+        let p = plan(
+            &config,
+            Some(&vg(100)),
+            &thin_lvs(2, 85.0),
+            &Request::Daily,
+            &AT,
+        )
+        .unwrap();
+        let last_three: Vec<String> = p.steps[p.steps.len() - 3..]
+            .iter()
+            .map(|s| s.name())
+            .collect();
+        assert_eq!(
+            last_three,
+            ["prune-pool", "create-restore-point", "write-restore-menu"]
         );
     }
 

@@ -517,6 +517,15 @@ impl fmt::Display for Step {
                 pool,
                 threshold,
                 candidates,
+            } if candidates.is_empty() => write!(
+                f,
+                "check that the thin pool {vg}/{pool} is under {threshold}% full now"
+            ),
+            Step::PrunePool {
+                vg,
+                pool,
+                threshold,
+                candidates,
             } => write!(
                 f,
                 "while the thin pool {vg}/{pool} is {threshold}% full or more, remove automatic restore points, oldest first ({})",
