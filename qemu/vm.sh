@@ -9,9 +9,17 @@
 #                   [--firmware bios|uefi [--vars FILE]] [--watchdog yes]
 #                   [--cmd FILE] [--append "ARGS"] [--until TEXT]
 #                   [--stall SECS] [--cut "TEXT SECS" | --cut-in-plan "DRAW SECS [FROM]"]
-#                   [--cpus N]
+#                   [--cpus N] [--disk-cache unsafe|none]
 #
 #   --cpus N      the guest's vCPUs (default 2)
+#   --disk-cache none  the target disk without this machine's page cache (QEMU
+#                 cache=none; default unsafe, as every other disk): for a
+#                 boot that times first writes. Through the page cache a
+#                 guest's write to an image offset not written lately costs
+#                 this machine more (new pages, their writeback beside the
+#                 emulator) than a rewrite of a recent one, a difference a
+#                 real disk does not have, and restore points send first
+#                 writes to new offsets. Give a written image (zt_fill).
 #   --cf IMG      the CompactFlash disk; IDE by default, as a real CF card is
 #                 (virtio-scsi on a UEFI or watchdog board)
 #   --disk IMG    the target hard disk; virtio-scsi by default, serial ZTARGET
@@ -98,7 +106,7 @@ die() { echo "vm: error: $*" >&2; exit 2; }
 log="" timeout=900 golden=${ZSHIELD_GOLDEN:-$repo/build/golden}
 cf="" cf_bus="" disk="" disk_bus=scsi spare="" cmd="" append="" direct=no initrd=initrd.img
 boot_from=cf reboot=no pick="" until="" stall=150 cut="" cut_in_plan="" watchdog=no
-firmware=bios vars="" cpus=2
+firmware=bios vars="" cpus=2 disk_cache=unsafe
 while [ $# -gt 0 ]; do
     [ $# -ge 2 ] || usage
     case "$1" in
@@ -124,6 +132,7 @@ while [ $# -gt 0 ]; do
         --cut) cut=$2 ;;
         --cut-in-plan) cut_in_plan=$2 ;;
         --cpus) cpus=$2 ;;
+        --disk-cache) disk_cache=$2 ;;
         *) usage ;;
     esac
     shift 2
@@ -145,6 +154,7 @@ if [ -n "$cut_in_plan" ]; then
 fi
 case "$watchdog" in yes | no) ;; *) die "--watchdog takes yes" ;; esac
 case "$reboot" in yes | no | cold) ;; *) die "--reboot takes yes or cold" ;; esac
+case "$disk_cache" in unsafe | none) ;; *) die "--disk-cache takes unsafe or none" ;; esac
 # A new QEMU would forget what the board keeps over its own reset (the
 # watchdog's status), and a new serial pipe would end the key presser's.
 [ "$reboot" != cold ] || [ "$watchdog:$pick" = no: ] || die "--reboot cold does not go with --watchdog or --pick"
@@ -261,11 +271,11 @@ fi
 bootindex=0 boot_disk=""
 [ "$direct" = no ] || bootindex=1
 scsi=no ide_unit=0
-add_disk() { # add_disk IMAGE BUS ID SERIAL
+add_disk() { # add_disk IMAGE BUS ID SERIAL [CACHE]
     # cache=unsafe: QEMU exits cleanly, or is killed as a power cut (--cut:
     # each write it got is in the image, what the guest held back is lost),
     # or the run is void; TCG boots should not wait for the host to flush.
-    args+=(-drive "file=$1,format=raw,if=none,id=$3,cache=unsafe")
+    args+=(-drive "file=$1,format=raw,if=none,id=$3,cache=${5:-unsafe}")
     local boot=",bootindex=$bootindex"
     [ -n "$boot_disk" ] || boot_disk=$3
     bootindex=$((bootindex + 1))
@@ -290,10 +300,10 @@ add_disk() { # add_disk IMAGE BUS ID SERIAL
 case "$boot_from" in
     cf)
         [ -z "$cf" ] || add_disk "$cf" "$cf_bus" cf ZGOLDEN
-        [ -z "$disk" ] || add_disk "$disk" "$disk_bus" target ZTARGET
+        [ -z "$disk" ] || add_disk "$disk" "$disk_bus" target ZTARGET "$disk_cache"
         ;;
     disk)
-        [ -z "$disk" ] || add_disk "$disk" "$disk_bus" target ZTARGET
+        [ -z "$disk" ] || add_disk "$disk" "$disk_bus" target ZTARGET "$disk_cache"
         [ -z "$cf" ] || add_disk "$cf" "$cf_bus" cf ZGOLDEN
         ;;
     *) die "--boot-from takes cf or disk" ;;

@@ -307,10 +307,11 @@ pub enum Step {
         point: String,
         root: String,
     },
-    /// A thin rollback's GRUB: as `InstallBootloader` (BIOS on `bios_disk`,
-    /// the menu always), but only when restoring /boot changed a file in
-    /// /boot/grub; otherwise the GRUB installed is the one of the restored
-    /// /boot already (the ESP's, as always, finds /boot by its UUID).
+    /// A thin rollback's GRUB: the restored /boot's menu is kept when it
+    /// boots `root` (else made again, as `InstallBootloader` does); GRUB is
+    /// installed for BIOS on `bios_disk` again only when restoring /boot
+    /// changed its modules there (the ESP's signed GRUB carries its own and,
+    /// as always, finds /boot by its UUID).
     ReinstallBootloader {
         bios_disk: Option<String>,
         root: String,
@@ -546,11 +547,11 @@ impl fmt::Display for Step {
                 "make {vg}/{root}, a thin snapshot of the restore point {point}"
             ),
             Step::ReinstallBootloader { bios_disk, root } => {
-                match bios_disk {
-                    Some(disk) => write!(f, "install GRUB on {disk} for BIOS again and generate its menu with root={root}")?,
-                    None => write!(f, "generate GRUB's menu again with root={root}")?,
+                write!(f, "check that the restored GRUB menu boots root={root} (else generate it again)")?;
+                if let Some(disk) = bios_disk {
+                    write!(f, "; install GRUB on {disk} for BIOS again if restoring /boot changed its modules")?;
                 }
-                write!(f, ", if restoring /boot changed a file in /boot/grub")
+                Ok(())
             }
             Step::WriteRestoreMenu { vg } => write!(
                 f,

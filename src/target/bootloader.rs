@@ -142,10 +142,7 @@ pub fn install(
     }
     let mut binds = MountStack::system_binds(root)?;
     if let Some(disk) = bios_disk {
-        Cmd::new(tools.install)
-            .args(["--target=i386-pc", "--recheck", disk])
-            .chroot(root)
-            .run()?;
+        install_bios_in(&tools, root, disk)?;
     }
     if esp.is_some() {
         // Debian's signed shim and GRUB in EFI/debian and again at the
@@ -188,6 +185,43 @@ pub fn install(
         .with_context(|| format!("cannot put the new menu in place at {}", cfg_path.display()))
 }
 
+fn install_bios_in(tools: &Tools, root: &Path, disk: &str) -> Result<()> {
+    Cmd::new(tools.install)
+        .args(["--target=i386-pc", "--recheck", disk])
+        .chroot(root)
+        .run()
+        .map(drop)
+}
+
+/// Runs the target's grub-install for BIOS on `disk` alone, keeping the menu
+/// the target's /boot holds: a rollback's, whose restored /boot brought back
+/// other GRUB modules than the boot code on the disk was made with.
+pub fn install_bios(root: &Path, disk: &str) -> Result<()> {
+    let tools = tools(root)?;
+    let mut binds = MountStack::system_binds(root)?;
+    install_bios_in(&tools, root, disk)?;
+    binds.unmount_all()
+}
+
+/// Whether GRUB's files for BIOS (its modules, which the boot code on the
+/// disk must match) are among `changed`, paths relative to /boot.
+pub fn bios_modules_among(changed: &[String]) -> bool {
+    changed.iter().any(|f| {
+        ["grub/i386-pc/", "grub2/i386-pc/"]
+            .iter()
+            .any(|dir| f.starts_with(dir))
+    })
+}
+
+/// Checks that the menu in the target's /boot (a restored one, not made
+/// here) boots `root_dev`.
+pub fn check_installed_menu(root: &Path, root_dev: &str) -> Result<()> {
+    let path = resolve_in_root(root, tools(root)?.config)?;
+    let cfg = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    check_menu(&cfg, root_dev)
+}
+
 /// Whether a GRUB menu carries a password (01_zshield_password's hash).
 fn holds_password(cfg: &str) -> bool {
     cfg.lines().any(|l| l.trim_start().starts_with("password"))
@@ -201,14 +235,14 @@ fn check_menu(cfg: &str, root_dev: &str) -> Result<()> {
         .filter(|l| l.starts_with("linux"))
         .collect();
     if kernels.is_empty() {
-        bail!("the generated GRUB menu has no kernel: is there a kernel in the golden /boot?");
+        bail!("the GRUB menu has no kernel: is there a kernel in /boot?");
     }
     let wanted = format!("root={root_dev}");
     if let Some(bad) = kernels
         .iter()
         .find(|l| !l.split_whitespace().any(|w| w == wanted))
     {
-        bail!("the generated GRUB menu does not boot {wanted}: {bad}");
+        bail!("the GRUB menu does not boot {wanted}: {bad}");
     }
     // Nobody is at an appliance's console: a panic without panic=N stops it for good.
     let reboots = |l: &&str| {
@@ -226,6 +260,22 @@ fn check_menu(cfg: &str, root_dev: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_bios_modules_call_for_grub_install() {
+        let changed = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        assert!(bios_modules_among(&changed(&[
+            "grub/grub.cfg",
+            "grub/i386-pc/ztest.mod"
+        ])));
+        assert!(bios_modules_among(&changed(&["grub2/i386-pc/normal.mod"])));
+        assert!(!bios_modules_among(&changed(&[
+            "grub/grub.cfg",
+            "grub/x86_64-efi/normal.mod",
+            "vmlinuz-6.1"
+        ])));
+        assert!(!bios_modules_among(&[]));
+    }
 
     #[test]
     fn a_menu_with_a_password_hash_is_told_apart() {

@@ -19,6 +19,9 @@ echo after-backup >/home/ztest-user-data
 kernels=(/boot/vmlinuz-*)
 kernel=${kernels[0]}
 cp "$kernel" /boot/vmlinuz-9.9.9-ztest
+# A GRUB module for BIOS the restore point did not have, as a GRUB upgrade
+# brings: the rollback takes it away and installs GRUB for BIOS again.
+cp /boot/grub/i386-pc/echo.mod /boot/grub/i386-pc/ztest.mod
 # An existing /boot file changed in place, same size and time: only a
 # comparison by content brings it back.
 configs=(/boot/config-*)

@@ -7,6 +7,7 @@ check created-file-gone test ! -e /root/ztest-created
 check deleted-file-back test -s /etc/issue
 check user-data-kept grep -qx after-backup /home/ztest-user-data
 check boot-extra-kernel-gone test ! -e /boot/vmlinuz-9.9.9-ztest
+check grub-module-gone test ! -e /boot/grub/i386-pc/ztest.mod
 check card-still-hands-over test -f /boot/zshield/complete
 boot_matches_root() {
     local f

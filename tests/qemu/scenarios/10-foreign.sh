@@ -28,6 +28,7 @@ zt_assert_line "file by file (asked for: copy = \"files\")"
 zt_assert_line "take snapshot vgroup/snap0 of lv-root"
 zt_assert_no_line "thin pool"
 
+zt_fill "$target"
 zt_cmd "$ZT_DIR/restored.cmd" "$ZT_CHECKS/restored.sh" - <<'SCRIPT'
 check consented-wipe-in-event-log grep -q "wiped: zshield.wipe=ZTARGET" /var/log/audit/zshield/events.jsonl
 check classic-layout bash -c 'lvs --noheadings -o origin vgroup/snap0 | grep -q lv-root && ! lvs vgroup/lv-pool 2>/dev/null'
@@ -41,7 +42,7 @@ check classic-backup-steps grep -q "rename vgroup/snap0_next to snap0" /var/log/
 check classic-status-healthy zshield status
 check classic-refuses-names bash -c 'zshield backup --name x 2>/run/ztest-name.err; [ $? != 0 ] && grep -q "need the thin layout" /run/ztest-name.err'
 SCRIPT
-zt_boot_restored restored "$target" "$ZT_DIR/restored.cmd"
+zt_boot_restored restored "$target" "$ZT_DIR/restored.cmd" --disk-cache none
 zt_info "golden root copy file by file (rsync), from the report: $(zt_value copy-root-seconds) s"
 zt_info "classic layout, first writes of 256 MiB to the root, in seconds: $(zt_value classic-first-writes-256MiB-s)"
 zt_keep_classic "$target"

@@ -2,8 +2,9 @@
 # restore point and some changes, a person opens the submenu "Roll back to a
 # restore point", gives the recovery password (the disk's menu has the
 # golden's) and picks the newest entry, the named one: the rollback runs from
-# the disk's initramfs and brings back its files and its /boot; the restored
-# system boots, and the power cuts its next backup at a moment drawn from the
+# the disk's initramfs and brings back its files and its /boot, whose GRUB
+# modules for BIOS differ (rollback-change.sh), so GRUB is installed on the
+# disk for BIOS again; the restored system boots through it, and the power cuts its next backup at a moment drawn from the
 # seed it prints (up to 3 s after it starts). Then, with the CF card taken
 # out, on a UEFI board with Secure Boot on (the disk alone: its ESP's signed
 # shim and GRUB at the removable-media path, no boot variable; its menu, its
@@ -33,6 +34,7 @@ zt_assert_booted_with "zshield_recovery=latest zshield.backup=ztest-before-chang
 zt_assert_line "make vgroup/lv-root_restoring, a thin snapshot of the restore point rp-ztest-before-changes"
 zt_assert_line "zshield: done:"
 zt_assert_no_line "zshield: error:"
+zt_assert_line "restoring /boot changed GRUB's modules for BIOS: installing GRUB on /dev/sdb for BIOS again"
 zt_info "rollback: $(grep -a 'zshield: phase execute' "$ZT_LOG" | tr -d '\r')"
 # The boot after it, QEMU started again: under TCG the boot after a warm
 # reset in the same QEMU unpacked its initramfs in 139 s instead of 4 s.
