@@ -318,9 +318,10 @@ impl Executor {
             Step::ReinstallBootloader { bios_disk, root } => {
                 // The restored /boot's menu is the restore point's own, made
                 // by the restored root: remade only when it does not boot
-                // the root (grub-mkconfig takes half a minute under QEMU).
+                // the root (rp-factory's is the card's), as grub-mkconfig
+                // takes half a minute under QEMU.
                 if let Err(e) = bootloader::check_installed_menu(&self.root_dir, root) {
-                    log::warn!("{e:#}: generating the menu again");
+                    log::info!("the restored /boot's menu is not one for this disk ({e:#}): generating it again");
                     return bootloader::install(&self.root_dir, bios_disk.as_deref(), root, None);
                 }
                 let Some(disk) = bios_disk else {

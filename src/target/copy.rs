@@ -22,8 +22,8 @@ pub struct CopyStats {
     pub files: u64,
     pub bytes: u64,
     /// What a mirror wrote or deleted (paths relative to its top; not
-    /// directories), as rsync names them: a rollback reinstalls GRUB only
-    /// when /boot/grub is among them.
+    /// directories), as rsync names them: a rollback installs GRUB for BIOS
+    /// again only when its modules are among them.
     pub changed: Vec<String>,
 }
 

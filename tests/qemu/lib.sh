@@ -410,8 +410,9 @@ zt_latest() {
         --append "zshield_recovery=latest zshield.after=poweroff $*"
 }
 
-# zt_boot_restored NAME TARGET CMD: boot the provisioned disk alone through
-# SeaBIOS and its own GRUB, run the check script CMD and assert all its checks.
+# zt_boot_restored NAME TARGET CMD [VM ARGS]: boot the provisioned disk alone
+# through SeaBIOS and its own GRUB, run the check script CMD and assert all
+# its checks; VM ARGS go to vm.sh.
 zt_boot_restored() {
     zt_vm "$1" --disk "$2" --cmd "$3" "${@:4}"
     zt_assert_value root-source /dev/mapper/vgroup-lv--root

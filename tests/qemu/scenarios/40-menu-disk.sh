@@ -4,11 +4,11 @@
 # golden's) and picks the newest entry, the named one: the rollback runs from
 # the disk's initramfs and brings back its files and its /boot, whose GRUB
 # modules for BIOS differ (rollback-change.sh), so GRUB is installed on the
-# disk for BIOS again; the restored system boots through it, and the power cuts its next backup at a moment drawn from the
-# seed it prints (up to 3 s after it starts). Then, with the CF card taken
-# out, on a UEFI board with Secure Boot on (the disk alone: its ESP's signed
-# shim and GRUB at the removable-media path, no boot variable; its menu, its
-# password), "Recover
+# disk for BIOS again; the restored system boots through it, and the power
+# cuts its next backup at a moment drawn from the seed it prints (up to 3 s
+# after it starts). Then, with the CF card taken out, on a UEFI board with
+# Secure Boot on (the disk alone: its ESP's signed shim and GRUB at the
+# removable-media path, no boot variable; its menu, its password), "Recover
 # to factory default" refuses with one clear line and the system boots as it
 # was: its restore points are there (the cut backup's or not), the GRUB
 # submenu lists them, and the next backup is taken.
