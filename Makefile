@@ -60,7 +60,7 @@ test-unit:
 
 # Loop devices and card images, as root; one thread, since the tests share the loop driver.
 test-host:
-	cargo test --locked --test host_loop --test host_blockmap -- --test-threads=1
+	cargo test --locked --test host_loop --test host_blockmap --test host_bundle -- --test-threads=1
 
 # The product image builds, and its manifest checks out.
 test-image: image

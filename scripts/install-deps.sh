@@ -11,6 +11,8 @@ packages=(
     # The host tests make each kind of filesystem and volume zshield must
     # not take for a blank disk.
     xfsprogs btrfs-progs dosfstools ntfs-3g cryptsetup-bin xorriso
+    # Signing upgrade bundles (scripts/zshield-bundle) and golden cards.
+    minisign
 )
 
 missing=()

@@ -31,7 +31,8 @@ use crate::failpoint::Failpoints;
 use crate::health;
 use crate::layout::{
     current_backup, mapper_path, next_backup_name, restoring_root_name, size_in_extents, BOOT_COPY,
-    COMPLETE_MARKER, TAG_COMPLETE, TAG_LAYOUT, TAG_RESTORE_TO, TAG_ROLLBACK,
+    COMPLETE_MARKER, TAG_COMPLETE, TAG_LAYOUT, TAG_RESTORE_TO, TAG_ROLLBACK, TAG_UPGRADE_APPLYING,
+    TAG_UPGRADE_TRIAL,
 };
 use crate::logging::RUN_DIR;
 use crate::lvm::report::{Lv, Vg};
@@ -106,6 +107,17 @@ pub fn plan(
         .iter()
         .find(|l| l.vg == *name && l.name == *root_name)
         .ok_or_else(|| format!("{name}/{root_name} does not exist"))?;
+    if let Some(point) = lvs.iter().find(|l| {
+        l.vg == *name && (l.has_tag(TAG_UPGRADE_APPLYING) || l.has_tag(TAG_UPGRADE_TRIAL))
+    }) {
+        let removes_it = matches!(request, Request::Remove(r) if points::lv_name(r) == point.name);
+        if request.takes_one() || removes_it {
+            return Err(format!(
+                "an upgrade is being applied or on trial (its restore point is {name}/{}): no backup of a system that may be half-upgraded; the backup runs once the upgrade is committed",
+                point.name
+            ));
+        }
+    }
     let (found, steps, warnings) = if root.is_thin() {
         let (found, steps) = thin_steps(config, lvs, root, request, at)?;
         (found, steps, Vec::new())
@@ -382,10 +394,16 @@ fn classic_steps(
 pub fn backup(config_path: &Path, request: &Request, dry_run: bool) -> Result<()> {
     let _lock = lock()?;
     let config = Config::load(config_path)?;
+    backup_holding_lock(&config, request, dry_run).map(drop)
+}
+
+/// [`backup`], for a caller that holds the backup's lock ([`lock`]); returns
+/// what it did.
+pub fn backup_holding_lock(config: &Config, request: &Request, dry_run: bool) -> Result<String> {
     let mut report = Report::backup(dry_run);
-    let result = take(&config, request, dry_run, &mut report);
+    let result = take(config, request, dry_run, &mut report);
     if dry_run {
-        return result.map(drop);
+        return result;
     }
     let changed = report.steps.iter().any(|s| s.writes_disk);
     let result = result.map_err(|e| {
@@ -412,7 +430,7 @@ pub fn backup(config_path: &Path, request: &Request, dry_run: bool) -> Result<()
         Err(e) if changed => ("failed", format!("{e:#}")),
         Err(e) => ("refused", format!("{e:#}")),
     };
-    if let Err(e) = events::record(&config, &Event::now("backup", status, detail)) {
+    if let Err(e) = events::record(config, &Event::now("backup", status, detail)) {
         log::warn!("cannot add this backup to the event log: {e:#}");
     }
     // A pool at its threshold is news for whoever reads the event log.
@@ -422,11 +440,11 @@ pub fn backup(config_path: &Path, request: &Request, dry_run: bool) -> Result<()
             .plan
             .as_ref()
             .map_or(String::new(), |p| p.found.clone());
-        if let Err(e) = events::record(&config, &Event::now("pool", status, detail)) {
+        if let Err(e) = events::record(config, &Event::now("pool", status, detail)) {
             log::warn!("cannot add the pool's state to the event log: {e:#}");
         }
     }
-    result.map(drop)
+    result
 }
 
 /// Plans the backup, checks the system is at rest, runs the steps; returns
@@ -552,8 +570,9 @@ fn check_boot(root: &Path, release: &str) -> Result<()> {
     Ok(())
 }
 
-/// One backup at a time: the timer and a manual run never overlap.
-fn lock() -> Result<nix::fcntl::Flock<std::fs::File>> {
+/// One backup at a time: the timer and a manual run never overlap (nor an
+/// upgrade, which holds it while it applies).
+pub fn lock() -> Result<nix::fcntl::Flock<std::fs::File>> {
     let path = Path::new(RUN_DIR).join("backup.lock");
     std::fs::create_dir_all(RUN_DIR)?;
     let file = std::fs::OpenOptions::new()

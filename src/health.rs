@@ -13,8 +13,9 @@ use anyhow::{Context, Result};
 use crate::config::Config;
 use crate::disk::mounts::is_running_root;
 use crate::events::{self, Event};
-use crate::layout::{mapper_path, GRUB_ENV};
+use crate::layout::{mapper_path, GRUB_ENV, TAG_UPGRADE_TRIAL};
 use crate::logging::RUN_DIR;
+use crate::lvm::Lvm;
 use crate::runner::Cmd;
 
 /// `required/*` must all pass for a boot to be good; `wanted/*` only warn.
@@ -247,6 +248,7 @@ pub fn boot_ok(config: &Config) -> Result<BootOk> {
             env.display()
         )
     })?;
+    let trial = upgrade_on_trial(config)?;
     let results = run_checks(
         Path::new(HEALTH_DIR),
         Duration::from_secs(config.boot.check_timeout),
@@ -258,10 +260,7 @@ pub fn boot_ok(config: &Config) -> Result<BootOk> {
     };
     match verdict(&results) {
         Ok(words) => {
-            Cmd::new("grub-editenv")
-                .arg(env.as_os_str())
-                .args(["set", &format!("{TRIES_VAR}=0")])
-                .run()?;
+            reset_tries()?;
             Cmd::new("grub-editenv")
                 .arg(env.as_os_str())
                 .args(["unset", FALLBACK_VAR])
@@ -271,12 +270,29 @@ pub fn boot_ok(config: &Config) -> Result<BootOk> {
                 .with_context(|| format!("cannot write {RUN_DIR}/{BOOT_GOOD}"))?;
             let detail = format!("{words}{after_fallback}");
             record(config, &Event::now("boot", "good", detail.clone()));
+            if let Some(point) = trial {
+                Lvm.lv_del_tag(&config.vg, &point, TAG_UPGRADE_TRIAL)?;
+                let committed = format!(
+                    "the health checks of its trial boot passed; its restore point {point} is kept"
+                );
+                log::info!("upgrade committed: {committed}");
+                record(config, &Event::now("upgrade", "committed", committed));
+            }
             Ok(BootOk::Good(detail))
         }
         Err(words) => {
             let reboot = menu_counts(&disk_grub_cfg());
+            // An upgrade on trial is not tried again: the next start rolls
+            // it back.
+            let rolls_back = match &trial {
+                Some(point) if reboot => {
+                    use_up_tries(config)?;
+                    format!("; the upgrade on trial is rolled back to its restore point {point} at the next start")
+                }
+                _ => String::new(),
+            };
             let detail = format!(
-                "{words}; boot try {} of {}{after_fallback}{}",
+                "{words}; boot try {} of {}{after_fallback}{rolls_back}{}",
                 before.tries.max(1),
                 config.boot.tries,
                 if reboot {
@@ -289,6 +305,38 @@ pub fn boot_ok(config: &Config) -> Result<BootOk> {
             Ok(BootOk::Failed { detail, reboot })
         }
     }
+}
+
+/// The restore point (LV) of the upgrade on trial, if one is.
+fn upgrade_on_trial(config: &Config) -> Result<Option<String>> {
+    Ok(Lvm
+        .lvs()?
+        .into_iter()
+        .find(|l| l.vg == config.vg && l.has_tag(TAG_UPGRADE_TRIAL))
+        .map(|l| l.name))
+}
+
+/// Sets GRUB's count of boot tries to used up: its next start rolls back
+/// (grub/40_zshield), as after `[boot] tries` failed boots.
+pub fn use_up_tries(config: &Config) -> Result<()> {
+    Cmd::new("grub-editenv")
+        .arg(grub_env().as_os_str())
+        .args(["set", &format!("{TRIES_VAR}={}", config.boot.tries)])
+        .run()?;
+    Cmd::new("grub-editenv")
+        .arg(grub_env().as_os_str())
+        .args(["unset", FALLBACK_VAR])
+        .run()
+        .map(drop)
+}
+
+/// Sets GRUB's count of boot tries back to none used.
+pub fn reset_tries() -> Result<()> {
+    Cmd::new("grub-editenv")
+        .arg(grub_env().as_os_str())
+        .args(["set", &format!("{TRIES_VAR}=0")])
+        .run()
+        .map(drop)
 }
 
 /// The watchdogs under CLASS (as "identity (watchdogN)") whose bootstatus

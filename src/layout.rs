@@ -58,6 +58,15 @@ pub const TAG_ROLLBACK: &str = "zshield_rollback";
 /// after the root was set aside restores that one, whatever the next boot asks.
 pub const TAG_RESTORE_TO: &str = "zshield_restore_to:";
 
+/// LV tag on the restore point an upgrade took, while the upgrade is being
+/// applied: the disk's GRUB counts the boot tries as used up meanwhile, so
+/// that whatever stops the upgrade ends in a rollback to this point.
+pub const TAG_UPGRADE_APPLYING: &str = "zshield_upgrade_applying";
+/// LV tag on the restore point an upgrade took, while the upgraded system
+/// is on trial: the first boot marked good commits it (the tag comes off),
+/// GRUB's automatic rollback brings this point back.
+pub const TAG_UPGRADE_TRIAL: &str = "zshield_upgrade_trial";
+
 /// The name a thin rollback gives the new root until the old one is set aside.
 pub fn restoring_root_name(root: &str) -> String {
     format!("{root}_restoring")

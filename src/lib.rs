@@ -15,6 +15,7 @@
 
 pub mod accounts;
 pub mod backup;
+pub mod bundle;
 pub mod cmdline;
 pub mod config;
 pub mod deadline;
@@ -35,3 +36,4 @@ pub mod runner;
 pub mod status;
 pub mod target;
 pub mod units;
+pub mod upgrade;

@@ -17,6 +17,8 @@ use zshield::recovery::{self, Failure, Outcome, Request};
 
 /// The backup's own log, beside the recoveries' reports.
 const BACKUP_LOG: &str = "/var/log/zshield/backup.log";
+/// `zshield upgrade`'s.
+const UPGRADE_LOG: &str = "/var/log/zshield/upgrade.log";
 /// `zshield boot-ok`'s: the health checks of each boot.
 const BOOT_LOG: &str = "/var/log/zshield/boot.log";
 
@@ -87,6 +89,29 @@ enum Command {
         /// Print the plan and change nothing.
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Apply a vendor-signed upgrade bundle: check it (signature, metadata,
+    /// this system), take a named restore point, apply it, restart into its
+    /// trial boot, whose health checks commit it; a failure, a power cut or
+    /// a failed trial ends in the rollback to that point.
+    Upgrade {
+        /// The bundle file (see `scripts/zshield-bundle`).
+        bundle: PathBuf,
+        #[arg(long, default_value = DEFAULT_PATH)]
+        config: PathBuf,
+        /// The vendor's public keys (minisign, *.pub).
+        #[arg(long, default_value = zshield::bundle::KEYS_DIR)]
+        keys: PathBuf,
+        /// Apply a version older than the installed one, or the same again.
+        #[arg(long)]
+        allow_downgrade: bool,
+        /// Check the bundle and this system, print the plan, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Do not restart at the end (the next restart is the trial boot, or
+        /// after a failure the rollback).
+        #[arg(long)]
+        no_reboot: bool,
     },
     /// Run the health checks of this boot (/etc/zshield/health.d) and mark it
     /// good for GRUB's boot counting; reboot when a required check fails
@@ -176,6 +201,21 @@ fn main() -> ExitCode {
             backup_command(&config, &request, dry_run)
         }
         Command::Interrupted => interrupted_command(&boot),
+        Command::Upgrade {
+            bundle,
+            config,
+            keys,
+            allow_downgrade,
+            dry_run,
+            no_reboot,
+        } => {
+            let options = zshield::upgrade::Options {
+                keys,
+                allow_downgrade,
+                dry_run,
+            };
+            upgrade_command(&config, &bundle, &options, no_reboot)
+        }
         Command::BootOk { config, no_reboot } => boot_ok_command(&config, no_reboot),
         Command::BootDeadline { config } => boot_deadline_command(&config),
         Command::Status { config, json } => status_command(&config, json),
@@ -405,6 +445,62 @@ fn backup_command(
             }
         }
     }
+}
+
+fn upgrade_command(
+    config_path: &std::path::Path,
+    bundle: &std::path::Path,
+    options: &zshield::upgrade::Options,
+    no_reboot: bool,
+) -> ExitCode {
+    use zshield::upgrade::{Applied, Failed, Refused};
+    let log = (!options.dry_run).then(|| PathBuf::from(UPGRADE_LOG));
+    init_logging(log.as_deref(), Console::Stderr);
+    log::info!(
+        "upgrade with {} starting at {} (zshield {})",
+        bundle.display(),
+        logging::now_utc(),
+        env!("CARGO_PKG_VERSION")
+    );
+    let result = zshield::config::Config::load(config_path)
+        .map_err(anyhow::Error::from)
+        .and_then(|config| zshield::upgrade::upgrade(&config, bundle, options));
+    let restart = match result {
+        Ok(Applied::DryRun) => return ExitCode::SUCCESS,
+        Ok(Applied::OnTrial { point }) => {
+            log::info!(
+                "upgrade applied under the restore point {point}: {}",
+                if no_reboot {
+                    "the next restart is its trial boot"
+                } else {
+                    "restarting into its trial boot"
+                }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) if e.downcast_ref::<Refused>().is_some() => {
+            log::error!(
+                "{} is refused: {e:#}; nothing was changed",
+                bundle.display()
+            );
+            return ExitCode::FAILURE;
+        }
+        Err(e) if e.downcast_ref::<Failed>().is_some() => {
+            log::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            log::error!("{e:#}; nothing was changed");
+            return ExitCode::FAILURE;
+        }
+    };
+    if !no_reboot {
+        if let Err(e) = zshield::runner::Cmd::new("systemctl").arg("reboot").run() {
+            log::error!("cannot restart: {e:#}; restart by hand");
+            return ExitCode::FAILURE;
+        }
+    }
+    restart
 }
 
 fn boot_ok_command(config_path: &std::path::Path, no_reboot: bool) -> ExitCode {

@@ -39,6 +39,7 @@ pub struct Cmd {
     program: String,
     args: Vec<OsString>,
     root: Option<PathBuf>,
+    dir: Option<PathBuf>,
     env: Vec<(String, String)>,
 }
 
@@ -48,6 +49,7 @@ impl Cmd {
             program: program.to_string(),
             args: Vec::new(),
             root: None,
+            dir: None,
             env: Vec::new(),
         }
     }
@@ -72,6 +74,12 @@ impl Cmd {
         self
     }
 
+    /// Runs the program in `dir` (outside a chroot).
+    pub fn current_dir(mut self, dir: &Path) -> Cmd {
+        self.dir = Some(dir.to_path_buf());
+        self
+    }
+
     pub fn env(mut self, key: &str, value: &str) -> Cmd {
         self.env.push((key.into(), value.into()));
         self
@@ -80,6 +88,9 @@ impl Cmd {
     /// The command line as a shell user would type it, for logs and errors.
     pub fn line(&self) -> String {
         let mut words = Vec::new();
+        if let Some(dir) = &self.dir {
+            words.push(format!("cd {} &&", dir.display()));
+        }
         if let Some(root) = &self.root {
             words.push(format!("chroot {}", root.display()));
         }
@@ -100,6 +111,9 @@ impl Cmd {
         c.args(&self.args).stdin(Stdio::null()).env("LC_ALL", "C");
         for (k, v) in &self.env {
             c.env(k, v);
+        }
+        if let Some(dir) = &self.dir {
+            c.current_dir(dir);
         }
         if let Some(root) = self.root.clone() {
             c.env(

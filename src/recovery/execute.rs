@@ -20,7 +20,7 @@ use crate::fstab::{self, GoldenNames};
 use crate::inroot::{create_dir_all_in_root, entry_in_root, resolve_in_root};
 use crate::layout::{
     mapper_path, BOOT_COPY, COMPLETE_MARKER, RESTORE_MENU, TAG_COMPLETE, TAG_FAILED, TAG_FS_READY,
-    TAG_LAYOUT, TAG_RESTORE_TO, TAG_ROLLBACK, THIN_CHUNK,
+    TAG_LAYOUT, TAG_RESTORE_TO, TAG_ROLLBACK, TAG_UPGRADE_APPLYING, TAG_UPGRADE_TRIAL, THIN_CHUNK,
 };
 use crate::logging::Meter;
 use crate::logging::RUN_DIR;
@@ -164,6 +164,20 @@ impl Executor {
         let detail = report.error.as_deref().or(found).unwrap_or_default();
         events::append(&volume, &self.root_dir, &Event::now(event, status, detail))?;
         log::info!("event log: {event} {status}, on {dev} ({EVENTS_FILE})");
+        for ended in report
+            .steps
+            .iter()
+            .filter(|s| s.ok && s.name == "end-upgrade")
+        {
+            let field = |name: &str| ended.detail[name].as_str().unwrap_or_default().to_string();
+            let detail = format!("to the restore point {}: {}", field("point"), field("why"));
+            events::append(
+                &volume,
+                &self.root_dir,
+                &Event::now("upgrade", "rolled-back", detail),
+            )?;
+            log::info!("event log: upgrade rolled-back, on {dev} ({EVENTS_FILE})");
+        }
         Ok(())
     }
 
@@ -292,6 +306,9 @@ impl Executor {
                 lvm.lv_tags(vg, lv, &[], &tags)
             }
             Step::RenameLv { vg, from, to } => lvm.lvrename(vg, from, to),
+            Step::EndUpgrade { vg, point, .. } => {
+                lvm.lv_tags(vg, point, &[], &[TAG_UPGRADE_APPLYING, TAG_UPGRADE_TRIAL])
+            }
             Step::RemoveRestorePoint { vg, lv, .. } => lvm.lvremove(vg, lv),
             Step::PrunePool {
                 vg,

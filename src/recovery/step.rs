@@ -269,6 +269,13 @@ pub enum Step {
         from: String,
         to: String,
     },
+    /// The upgrade whose restore point a rollback brings back is over: its
+    /// tags come off the point, and the event log tells why it was undone.
+    EndUpgrade {
+        vg: String,
+        point: String,
+        why: String,
+    },
     RemoveRestorePoint {
         vg: String,
         lv: String,
@@ -510,6 +517,9 @@ impl fmt::Display for Step {
                 write!(f, "remove the stale tags {} from {vg}/{lv}", tags.join(", "))
             }
             Step::RenameLv { vg, from, to } => write!(f, "rename {vg}/{from} to {to}"),
+            Step::EndUpgrade { vg, point, why } => {
+                write!(f, "end the upgrade whose restore point is {vg}/{point}: {why}")
+            }
             Step::RemoveRestorePoint { vg, lv, why } => {
                 write!(f, "remove the restore point {vg}/{lv} ({why})")
             }

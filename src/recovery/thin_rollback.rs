@@ -14,7 +14,10 @@
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::layout::{mapper_path, restoring_root_name, TAG_COMPLETE, TAG_RESTORE_TO, TAG_ROLLBACK};
+use crate::layout::{
+    mapper_path, restoring_root_name, TAG_COMPLETE, TAG_RESTORE_TO, TAG_ROLLBACK,
+    TAG_UPGRADE_APPLYING, TAG_UPGRADE_TRIAL,
+};
 use crate::lvm::report::{Lv, Vg};
 use crate::points::{self, RestorePoint};
 use crate::recovery::step::Step;
@@ -53,6 +56,9 @@ pub struct Found {
     /// Automatic restore points to remove first, oldest first, while the
     /// pool is at or above its threshold (a PrunePool step).
     pub prune: Option<Step>,
+    /// The restore point of an upgrade being applied or on trial, and why
+    /// this rollback ends that upgrade.
+    pub upgrade: Option<(String, String)>,
 }
 
 /// Whether the rollback of this VG is a thin one: its root is a thin
@@ -106,6 +112,15 @@ pub fn assess(
         ));
     }
     let points = points::list(name, lvs);
+    // A rollback while an upgrade is applied or on trial brings back the
+    // point the upgrade took, unless a person names another.
+    let upgrading = ours.iter().find(|l| {
+        l.is_thin()
+            && l.name.starts_with(points::PREFIX)
+            && (l.has_tag(TAG_UPGRADE_APPLYING) || l.has_tag(TAG_UPGRADE_TRIAL))
+    });
+    let upgrade_point = upgrading.and_then(|l| l.name.strip_prefix(points::PREFIX));
+    let wanted = wanted.or(upgrade_point);
     let choose = |wanted: Option<&str>| -> Result<&RestorePoint, String> {
         points::select(&points, wanted).map_err(|e| {
             format!("{e}: nothing to roll back to; boot normally and take one with zshield_backup, or {factory}")
@@ -121,6 +136,7 @@ pub fn assess(
         stale,
         leftover: None,
         prune: None,
+        upgrade: None,
     };
     let rollback_tags = |lv: &Lv| -> Vec<String> {
         lv.tags
@@ -145,7 +161,7 @@ pub fn assess(
         }
         Ok(point)
     };
-    match (in_flight, root, made) {
+    let assessed = match (in_flight, root, made) {
         (None, None, _) => Err(format!("{name}/{root_name} does not exist; {factory}")),
         (None, Some(root), _) => {
             let point = choose(wanted)?;
@@ -202,7 +218,22 @@ pub fn assess(
             "a rollback set {name}/{root_name} aside as {name}/{} and neither its new root nor {name}/{restoring} is there; {factory}",
             kept.name
         )),
+    };
+    let mut found = assessed?;
+    if let (Some(lv), Some(upgrade)) = (upgrading, upgrade_point) {
+        let why = if found.point != lv.name {
+            format!(
+                "a rollback to {} was asked for",
+                found.point.trim_start_matches(points::PREFIX)
+            )
+        } else if lv.has_tag(TAG_UPGRADE_APPLYING) {
+            "it was stopped while it was being applied (a power cut, a failed step or a restart): the system is as it was before it".to_string()
+        } else {
+            "its trial boot was not marked good (a required health check failed, or the boot tries ran out)".to_string()
+        };
+        found.upgrade = Some((upgrade.to_string(), why));
     }
+    Ok(found)
 }
 
 /// Room in the thin pool of `root` for the new root made from `point`: none
@@ -334,16 +365,23 @@ pub fn steps(found: &Found, bios_disk: Option<String>, boot: &str) -> Vec<Step> 
             }
         },
         Step::WriteRestoreMenu { vg: vg.clone() },
-        Step::FinishRollback {
-            vg,
-            kept: found.kept.clone(),
-            tags: vec![
-                TAG_ROLLBACK.to_string(),
-                format!("{TAG_RESTORE_TO}{}", found.point),
-            ],
-            boot: boot.to_string(),
-        },
     ]);
+    if let Some((point, why)) = &found.upgrade {
+        steps.push(Step::EndUpgrade {
+            vg: vg.clone(),
+            point: points::lv_name(point),
+            why: why.clone(),
+        });
+    }
+    steps.extend([Step::FinishRollback {
+        vg,
+        kept: found.kept.clone(),
+        tags: vec![
+            TAG_ROLLBACK.to_string(),
+            format!("{TAG_RESTORE_TO}{}", found.point),
+        ],
+        boot: boot.to_string(),
+    }]);
     steps
 }
 

@@ -416,6 +416,51 @@ impl HookResult {
 
 const OUTPUT_TAIL: usize = 20;
 
+/// Runs one script as `cmd` (chrooted or not, as the caller made it),
+/// killed past `limit`, its output logged as `kind name`'s.
+pub fn run_script(kind: &str, name: &str, cmd: Cmd, limit: Duration) -> Result<HookResult> {
+    let label = format!("{kind} {name}");
+    log::info!("{label}: running (limit {} s)", limit.as_secs());
+    let start = Instant::now();
+    let mut tail: Vec<String> = Vec::new();
+    let finished = cmd.run_limited(limit, |line| {
+        log::info!("{label}: {line}");
+        tail.push(line.to_string());
+        if tail.len() > OUTPUT_TAIL {
+            tail.remove(0);
+        }
+    })?;
+    let result = HookResult {
+        name: name.to_string(),
+        exit_code: finished.code,
+        timed_out: finished.timed_out,
+        seconds: start.elapsed().as_secs_f64(),
+        factory_test: false,
+        output_tail: tail,
+    };
+    log::info!(
+        "{label}: {} in {:.1} s",
+        result.verdict(limit),
+        result.seconds
+    );
+    Ok(result)
+}
+
+impl HookResult {
+    /// How it ended, in words.
+    pub fn verdict(&self, limit: Duration) -> String {
+        if self.timed_out {
+            format!("ran past its limit of {} s and was killed", limit.as_secs())
+        } else {
+            match self.exit_code {
+                Some(0) => "succeeded".to_string(),
+                Some(code) => format!("failed with exit code {code}"),
+                None => "was killed by a signal".to_string(),
+            }
+        }
+    }
+}
+
 /// Runs the hooks in order inside the target (chroot, with /proc, /sys, /dev
 /// and /run), each within its time limit; each result goes into `results`.
 pub fn run_hooks(target_root: &Path, p: &Provision, results: &mut Vec<HookResult>) -> Result<()> {
@@ -424,43 +469,14 @@ pub fn run_hooks(target_root: &Path, p: &Provision, results: &mut Vec<HookResult
     let mut failure = None;
     for hook in &p.hooks {
         let path = format!("{}/{HOOKS_DIR}/{}", p.dir.trim_end_matches('/'), hook.name);
-        log::info!(
-            "hook {}: running (limit {} s)",
-            hook.name,
-            p.hook_timeout_secs
-        );
-        let start = Instant::now();
-        let mut tail: Vec<String> = Vec::new();
-        let finished = Cmd::new(&path)
-            .chroot(target_root)
-            .run_limited(limit, |line| {
-                log::info!("hook {}: {line}", hook.name);
-                tail.push(line.to_string());
-                if tail.len() > OUTPUT_TAIL {
-                    tail.remove(0);
-                }
-            })?;
-        let result = HookResult {
-            name: hook.name.clone(),
-            exit_code: finished.code,
-            timed_out: finished.timed_out,
-            seconds: start.elapsed().as_secs_f64(),
-            factory_test: hook.is_factory_test(),
-            output_tail: tail,
-        };
-        let verdict = if result.timed_out {
-            format!(
-                "ran past its limit of {} s and was killed",
-                p.hook_timeout_secs
-            )
-        } else {
-            match result.exit_code {
-                Some(0) => "succeeded".to_string(),
-                Some(code) => format!("failed with exit code {code}"),
-                None => "was killed by a signal".to_string(),
-            }
-        };
-        log::info!("hook {}: {verdict} in {:.1} s", hook.name, result.seconds);
+        let mut result = run_script(
+            "hook",
+            &hook.name,
+            Cmd::new(&path).chroot(target_root),
+            limit,
+        )?;
+        result.factory_test = hook.is_factory_test();
+        let verdict = result.verdict(limit);
         let passed = result.passed();
         if result.factory_test {
             log::info!(

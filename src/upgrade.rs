@@ -1,0 +1,549 @@
+//! `zshield upgrade BUNDLE`: a vendor-signed bundle applied to the running
+//! system under a named restore point, then a trial boot.
+//!
+//! Everything that can refuse the bundle is checked before anything is
+//! changed: its signature and metadata, this system (the thin layout, a boot
+//! marked good, boot counting on, dpkg at rest, room), then its payload's
+//! digest and contents. Then the restore point is taken and tagged, and
+//! GRUB's boot tries are set to used up, so that whatever stops the upgrade
+//! (a failed step, a power cut, a restart) ends at the next start in GRUB's
+//! automatic rollback to that point. Once every step passed, the point is
+//! tagged for the trial and the tries are reset: the trial boot's health
+//! checks commit the upgrade (`zshield boot-ok`), a failed one or used-up
+//! tries roll it back.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::backup;
+use crate::bundle::{self, Metadata, Verified, Version};
+use crate::config::{Config, ProvisionConfig};
+use crate::disk::mounts::is_running_root;
+use crate::events::{self, Event};
+use crate::health;
+use crate::layout::{mapper_path, TAG_UPGRADE_APPLYING, TAG_UPGRADE_TRIAL};
+use crate::lvm::Lvm;
+use crate::points;
+use crate::runner::Cmd;
+use crate::target::provision::{self, InstallFile, Provision};
+
+/// Where the bundle is unpacked, on the root (so that its room is the
+/// root's, and a rollback takes what is left of it away).
+const STAGING: &str = "/var/lib/zshield/upgrade";
+/// The metadata of each bundle applied, by name: the installed version, on
+/// the root, so that a rollback brings back the record with the system.
+const INSTALLED: &str = "/var/lib/zshield/bundles";
+/// dpkg's lock for front-ends (apt holds it for its whole run): held from
+/// the checks to the end, so that no package changes under the upgrade.
+const DPKG_FRONTEND_LOCK: &str = "/var/lib/dpkg/lock-frontend";
+/// Room left on the root besides twice the payload (its copy and its tree).
+const SPARE_ROOM: u64 = 64 << 20;
+
+/// In the payload (`data/`): the packages, and the components' upgrades.
+const REPOS_DIR: &str = "repos";
+const UPGRADE_DIR: &str = "upgrade";
+const UPGRADE_SCRIPT: &str = "upgrade.sh";
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub keys: PathBuf,
+    pub allow_downgrade: bool,
+    pub dry_run: bool,
+}
+
+/// One step of an upgrade, as printed and as run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    TakePoint {
+        point: String,
+    },
+    /// The point's tag and GRUB's tries used up: anything that stops the
+    /// upgrade from here ends in the rollback.
+    BeginApplying {
+        point: String,
+    },
+    InstallFiles {
+        files: Vec<InstallFile>,
+    },
+    InstallPackages {
+        debs: Vec<String>,
+    },
+    RunUpgradeScript {
+        script: String,
+    },
+    RunHook {
+        hook: String,
+    },
+    RecordVersion {
+        meta: Metadata,
+    },
+    /// The point's tag says trial, GRUB's tries are reset.
+    StartTrial {
+        point: String,
+    },
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::TakePoint { point } => write!(f, "take the named restore point {point}"),
+            Action::BeginApplying { point } => write!(
+                f,
+                "tag {point} as the upgrade's and set GRUB's boot tries to used up (from here, a stop rolls back to it)"
+            ),
+            Action::InstallFiles { files } => {
+                let names: Vec<String> = files.iter().map(|f| f.to_string()).collect();
+                write!(f, "install {} file{}: {}", files.len(), plural(files.len()), names.join(", "))
+            }
+            Action::InstallPackages { debs } => write!(
+                f,
+                "install {} package{} with one dpkg -i: {}",
+                debs.len(),
+                plural(debs.len()),
+                debs.join(", ")
+            ),
+            Action::RunUpgradeScript { script } => write!(f, "run {script}"),
+            Action::RunHook { hook } => write!(f, "run the hook {hook}"),
+            Action::RecordVersion { meta } => {
+                write!(f, "record {} {} as installed ({INSTALLED}/{}.toml)", meta.name, meta.version, meta.name)
+            }
+            Action::StartTrial { point } => write!(
+                f,
+                "tag {point} for the trial and reset GRUB's boot tries; restart into the trial boot"
+            ),
+        }
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+/// Why an upgrade did not start: nothing was changed.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub String);
+
+/// The installed version of bundle `name` on the root `root`.
+fn installed_version(root: &Path, name: &str) -> Result<Option<Version>> {
+    let path = root
+        .join(INSTALLED.trim_start_matches('/'))
+        .join(format!("{name}.toml"));
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let meta =
+                Metadata::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            Ok(Some(meta.version()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// The steps of applying the unpacked payload `data` (the `data/` tree) to
+/// the running root, checked as far as they can be before they run.
+pub fn plan(data: &Path, point: &str, meta: &Metadata, config: &Config) -> Result<Vec<Action>> {
+    let settings = ProvisionConfig {
+        dir: data.to_string_lossy().into_owned(),
+        hook_timeout: config.provision.hook_timeout,
+        continue_on_hook_failure: false,
+    };
+    let Provision { files, hooks, .. } = provision::load(Path::new("/"), &settings)?;
+    let mut debs = list(&data.join(REPOS_DIR), |p| {
+        p.extension().is_some_and(|x| x == "deb") && p.is_file()
+    })?;
+    debs.iter_mut()
+        .for_each(|d| *d = format!("{REPOS_DIR}/{d}"));
+    let mut scripts = Vec::new();
+    for component in list(&data.join(UPGRADE_DIR), |p| p.is_dir())? {
+        // upgrade/<component>/origin is the way back to the component's
+        // first version, for the vendor's own scripts; the way back from
+        // this upgrade is its restore point.
+        for version in list(&data.join(UPGRADE_DIR).join(&component), |p| {
+            p.is_dir() && !p.ends_with("origin")
+        })? {
+            let script = format!("{UPGRADE_DIR}/{component}/{version}/{UPGRADE_SCRIPT}");
+            if !data.join(&script).is_file() {
+                bail!("the bundle's {script} is missing (every upgrade/<component>/<version>/ holds one)");
+            }
+            scripts.push(script);
+        }
+    }
+    let mut actions = vec![
+        Action::TakePoint {
+            point: point.to_string(),
+        },
+        Action::BeginApplying {
+            point: point.to_string(),
+        },
+    ];
+    if !files.is_empty() {
+        actions.push(Action::InstallFiles { files });
+    }
+    if !debs.is_empty() {
+        actions.push(Action::InstallPackages { debs });
+    }
+    actions.extend(
+        scripts
+            .into_iter()
+            .map(|script| Action::RunUpgradeScript { script }),
+    );
+    actions.extend(hooks.into_iter().map(|h| Action::RunHook {
+        hook: format!("{}/{}", provision::HOOKS_DIR, h.name),
+    }));
+    actions.push(Action::RecordVersion { meta: meta.clone() });
+    actions.push(Action::StartTrial {
+        point: point.to_string(),
+    });
+    Ok(actions)
+}
+
+/// The names in `dir` whose paths pass `keep`, sorted; none without `dir`.
+fn list(dir: &Path, keep: impl Fn(&Path) -> bool) -> Result<Vec<String>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
+        if keep(&entry.path()) {
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// A write lock on dpkg's front-end lock, held while it lives.
+struct DpkgLock(#[allow(dead_code)] std::fs::File);
+
+fn lock_dpkg() -> Result<DpkgLock, Refused> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(DPKG_FRONTEND_LOCK)
+        .map_err(|e| Refused(format!("cannot open {DPKG_FRONTEND_LOCK}: {e}")))?;
+    // SAFETY: flock is plain data; all zeros is a valid value of it.
+    let mut lock: nix::libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = nix::libc::F_WRLCK as i16;
+    lock.l_whence = nix::libc::SEEK_SET as i16;
+    if nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_SETLK(&lock)).is_err() {
+        let mut probe = lock;
+        let holder = nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_GETLK(&mut probe))
+            .ok()
+            .map_or_else(String::new, |_| format!(" (process {})", probe.l_pid));
+        return Err(Refused(format!(
+            "dpkg's lock {DPKG_FRONTEND_LOCK} is held{holder}: packages are being changed; run the upgrade when that is done"
+        )));
+    }
+    Ok(DpkgLock(file))
+}
+
+/// What the running system must be for an upgrade, or why it is not.
+fn check_system(config: &Config) -> Result<(), Refused> {
+    let refuse = |e: anyhow::Error| Refused(format!("{e:#}"));
+    let root = mapper_path(&config.vg, &config.root.name);
+    if !Path::new(&root).exists() || !is_running_root(&root).map_err(refuse)? {
+        return Err(Refused(format!(
+            "the running root is not {root}: upgrades are applied to the appliance's disk system"
+        )));
+    }
+    let lvs = Lvm.lvs().map_err(refuse)?;
+    if !lvs
+        .iter()
+        .any(|l| l.vg == config.vg && l.name == config.root.name && l.is_thin())
+    {
+        return Err(Refused(format!(
+            "{}/{} has the classic layout: an upgrade needs a named restore point, which the thin layout has (the next factory reset makes it)",
+            config.vg, config.root.name
+        )));
+    }
+    if let Some(busy) = lvs.iter().find(|l| {
+        l.vg == config.vg && (l.has_tag(TAG_UPGRADE_APPLYING) || l.has_tag(TAG_UPGRADE_TRIAL))
+    }) {
+        return Err(Refused(format!(
+            "an upgrade is already being applied or on trial (restore point {}): restart to finish its trial first",
+            busy.name
+        )));
+    }
+    if let Some(why) = health::not_counted(config).map_err(refuse)? {
+        return Err(Refused(format!(
+            "{why}: an upgrade needs GRUB's boot counting to come back on its own"
+        )));
+    }
+    if !health::menu_counts(&health::disk_grub_cfg())
+        || health::boot_tries().map_err(refuse)?.is_none()
+    {
+        return Err(Refused(
+            "the disk's GRUB menu does not count boot tries (run update-grub): an upgrade needs it to come back on its own".into(),
+        ));
+    }
+    if !health::marked_good() {
+        return Err(Refused(
+            "this boot is not marked good (zshield-boot-ok.service has not passed the health checks): upgrade a system that works".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn check_room(verified: &Verified) -> Result<(), Refused> {
+    let parent = Path::new(STAGING).parent().expect("an absolute path");
+    std::fs::create_dir_all(parent)
+        .map_err(|e| Refused(format!("cannot create {}: {e}", parent.display())))?;
+    let stat = nix::sys::statvfs::statvfs(parent)
+        .map_err(|e| Refused(format!("cannot read the room on {}: {e}", parent.display())))?;
+    let free = stat.blocks_available() as u64 * stat.fragment_size() as u64;
+    let needed = 2 * verified.payload_size() + SPARE_ROOM;
+    if free < needed {
+        return Err(Refused(format!(
+            "the root has {} MiB free, and the bundle needs {} MiB to be unpacked: free some room",
+            free >> 20,
+            needed.div_ceil(1 << 20)
+        )));
+    }
+    Ok(())
+}
+
+/// Unpacks the payload into STAGING/data, its digest checked first.
+fn unpack(verified: &Verified) -> Result<PathBuf, Refused> {
+    let staging = Path::new(STAGING);
+    let fail = |e: std::io::Error| Refused(format!("cannot prepare {STAGING}: {e}"));
+    if staging.exists() {
+        std::fs::remove_dir_all(staging).map_err(fail)?;
+    }
+    let data = staging.join("data");
+    std::fs::create_dir_all(&data).map_err(fail)?;
+    let payload = staging.join(bundle::PAYLOAD);
+    verified.copy_payload(&payload).map_err(Refused)?;
+    Cmd::new("tar")
+        .arg("-xf")
+        .arg(payload.as_os_str())
+        .arg("-C")
+        .arg(data.as_os_str())
+        .arg("--no-same-owner")
+        .run()
+        .map_err(|e| Refused(format!("cannot unpack its {}: {e:#}", bundle::PAYLOAD)))?;
+    std::fs::remove_file(&payload).map_err(fail)?;
+    Ok(data)
+}
+
+fn remove_staging() {
+    if let Err(e) = std::fs::remove_dir_all(STAGING) {
+        log::warn!("cannot remove {STAGING}: {e}");
+    }
+}
+
+/// A free name for the upgrade's point: the bundle's, or with `-2`, `-3`.
+fn free_point_name(config: &Config, base: &str) -> Result<String> {
+    let taken = points::list(&config.vg, &Lvm.lvs()?);
+    let free = |name: &str| !taken.iter().any(|p| p.name == name);
+    Ok(std::iter::once(base.to_string())
+        .chain((2..).map(|n| format!("{base}-{n}")))
+        .find(|name| free(name))
+        .expect("some suffix is free"))
+}
+
+/// What became of an upgrade that started.
+pub enum Applied {
+    /// Every step passed: restart into the trial boot.
+    OnTrial {
+        point: String,
+    },
+    DryRun,
+}
+
+/// An upgrade that failed after it began to change the system: the caller
+/// restarts the unit, whose GRUB rolls back to `point`.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Failed {
+    pub message: String,
+    pub point: String,
+}
+
+/// `zshield upgrade`: the checks, then the steps. A refusal is a
+/// [`Refused`], a failure after the first change a [`Failed`].
+pub fn upgrade(config: &Config, bundle_path: &Path, options: &Options) -> Result<Applied> {
+    let keys = bundle::keys(&options.keys).map_err(Refused)?;
+    let verified = bundle::verify(bundle_path, &keys).map_err(Refused)?;
+    let meta = &verified.meta;
+    log::info!(
+        "{}: {meta}, signed with {} ({})",
+        bundle_path.display(),
+        verified.key.display(),
+        verified.signed_comment
+    );
+    let installed = installed_version(Path::new("/"), &meta.name)?;
+    let zshield = Version::parse(env!("CARGO_PKG_VERSION")).expect("our own version");
+    bundle::applicable(
+        meta,
+        std::env::consts::ARCH,
+        &zshield,
+        installed.as_ref(),
+        options.allow_downgrade,
+    )
+    .map_err(Refused)?;
+    check_system(config)?;
+    let _backup_lock = backup::lock().map_err(|e| Refused(format!("{e:#}")))?;
+    let _dpkg_lock = lock_dpkg()?;
+    check_room(&verified)?;
+    let data = unpack(&verified)?;
+    let point = free_point_name(config, &meta.point_name())?;
+    let actions = match plan(&data, &point, meta, config) {
+        Ok(actions) => actions,
+        Err(e) => {
+            remove_staging();
+            return Err(Refused(format!("its data/ tree: {e:#}")).into());
+        }
+    };
+    let total = actions.len();
+    for (i, action) in actions.iter().enumerate() {
+        log::info!("plan: [{}/{total}] {action}", i + 1);
+    }
+    if options.dry_run {
+        remove_staging();
+        log::info!("dry run: nothing was changed");
+        return Ok(Applied::DryRun);
+    }
+    let mut began = false;
+    for (i, action) in actions.iter().enumerate() {
+        log::info!("[{}/{total}] {action}", i + 1);
+        let start = Instant::now();
+        let result = apply(action, &data, config);
+        match result {
+            Ok(()) => log::info!(
+                "[{}/{total}] done in {:.1} s",
+                i + 1,
+                start.elapsed().as_secs_f64()
+            ),
+            Err(e) if !began => {
+                remove_staging();
+                return Err(e.context(format!(
+                    "the upgrade stopped before it changed the system ({action})"
+                )));
+            }
+            Err(e) => {
+                return Err(Failed {
+                    message: format!(
+                        "the upgrade to {meta} failed in step {} of {total} ({action}): {e:#}; the system is half-upgraded, and the restart now rolls it back to the restore point {point}",
+                        i + 1
+                    ),
+                    point: point.clone(),
+                }
+                .into())
+            }
+        }
+        if matches!(action, Action::BeginApplying { .. }) {
+            began = true;
+            record(
+                config,
+                "applying",
+                format!(
+                    "{meta} from {}, under the restore point {point}",
+                    bundle_path.display()
+                ),
+            );
+        }
+    }
+    record(
+        config,
+        "applied",
+        format!("{meta}: every step passed; its trial boot follows (restore point {point})"),
+    );
+    Ok(Applied::OnTrial { point })
+}
+
+fn record(config: &Config, status: &str, detail: String) {
+    if let Err(e) = events::record(config, &Event::now("upgrade", status, detail)) {
+        log::warn!("cannot add the upgrade to the event log: {e:#}");
+    }
+}
+
+fn apply(action: &Action, data: &Path, config: &Config) -> Result<()> {
+    let limit = Duration::from_secs(config.provision.hook_timeout);
+    let lv = |point: &str| points::lv_name(point);
+    match action {
+        Action::TakePoint { point } => {
+            backup::backup_holding_lock(config, &backup::Request::Named(point.clone()), false)
+                .map(drop)
+        }
+        Action::BeginApplying { point } => {
+            Lvm.lv_add_tag(&config.vg, &lv(point), TAG_UPGRADE_APPLYING)?;
+            health::use_up_tries(config)
+        }
+        Action::InstallFiles { files } => {
+            let provision = Provision {
+                dir: data.to_string_lossy().into_owned(),
+                files: files.clone(),
+                ..Provision::default()
+            };
+            provision::install_files(Path::new("/"), Path::new("/"), &provision)
+        }
+        Action::InstallPackages { debs } => {
+            let mut dpkg = Cmd::new("dpkg")
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                // We hold the front-end lock ourselves, as apt does.
+                .env("DPKG_FRONTEND_LOCKED", "1")
+                .args(["--force-confdef", "--force-confold", "-i"]);
+            for deb in debs {
+                dpkg = dpkg.arg(data.join(deb).as_os_str());
+            }
+            dpkg.run_streaming(|line| log::info!("dpkg: {line}"))
+        }
+        Action::RunUpgradeScript { script } => {
+            let path = data.join(script);
+            let dir = path.parent().expect("a script in a directory");
+            let cmd = Cmd::new(&path.to_string_lossy()).current_dir(dir);
+            passed(provision::run_script("upgrade", script, cmd, limit)?, limit)
+        }
+        Action::RunHook { hook } => {
+            let path = data.join(hook);
+            let cmd = Cmd::new(&path.to_string_lossy()).current_dir(data);
+            passed(provision::run_script("hook", hook, cmd, limit)?, limit)
+        }
+        Action::RecordVersion { meta } => {
+            let dir = Path::new(INSTALLED);
+            std::fs::create_dir_all(dir)?;
+            let text = toml::to_string(meta).context("cannot write the bundle's metadata")?;
+            let path = dir.join(format!("{}.toml", meta.name));
+            let temp = dir.join(format!(".{}.toml.new", meta.name));
+            std::fs::write(&temp, text)?;
+            std::fs::File::open(&temp)?.sync_all()?;
+            std::fs::rename(&temp, &path)
+                .with_context(|| format!("cannot write {}", path.display()))
+        }
+        Action::StartTrial { point } => {
+            remove_staging();
+            nix::unistd::sync();
+            Lvm.lv_tags(
+                &config.vg,
+                &lv(point),
+                &[TAG_UPGRADE_TRIAL],
+                &[TAG_UPGRADE_APPLYING],
+            )?;
+            health::reset_tries()
+        }
+    }
+}
+
+fn passed(result: provision::HookResult, limit: Duration) -> Result<()> {
+    if result.passed() {
+        Ok(())
+    } else {
+        bail!(
+            "{} {}: see its output in the log",
+            result.name,
+            result.verdict(limit)
+        )
+    }
+}
