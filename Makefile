@@ -43,8 +43,11 @@ install: build
 
 # The golden CF image as an OEM writes it to the card: build/image/cf.img (raw),
 # cf.qcow2 and SHA256SUMS.
+# VENDOR_KEYS=DIR: the vendor's minisign public keys (*.pub) for /etc/zshield/keys;
+# VENDOR_SIGNING_KEY=FILE: the secret key that signs the card's block map.
 image: deps build
-	qemu/build-golden.sh --variant product
+	ZSHIELD_VENDOR_KEYS=$(VENDOR_KEYS) ZSHIELD_VENDOR_SIGNING_KEY=$(VENDOR_SIGNING_KEY) \
+		qemu/build-golden.sh --variant product
 
 lint:
 	cargo fmt --all -- --check

@@ -47,6 +47,30 @@ outdir=$(realpath -m "${1:-$default_out}")
 # The tests' zshield has the test failpoint; the product's never.
 make_args=()
 [ "$variant_name" = product ] || make_args=(FEATURES=failpoints)
+# The vendor's minisign public keys (*.pub), installed into /etc/zshield/keys/:
+# `zshield upgrade` trusts bundles signed with them. The product's come from
+# ZSHIELD_VENDOR_KEYS (make image VENDOR_KEYS=DIR), the test golden has the
+# test vendor's (tests/qemu/keys).
+# With keys, the card's block map is signed with the vendor's secret key
+# (ZSHIELD_VENDOR_SIGNING_KEY, make image VENDOR_SIGNING_KEY=FILE, a minisign
+# key without a password) and the image's zshield.conf gets
+# require_signed_map = true: a factory reset takes only a card so signed.
+vendor_keys=${ZSHIELD_VENDOR_KEYS:-}
+signing_key=${ZSHIELD_VENDOR_SIGNING_KEY:-}
+if [ "$variant_name" != product ]; then
+    vendor_keys=$repo/tests/qemu/keys
+    signing_key=$repo/tests/qemu/keys/ztest-vendor.key
+fi
+if [ -n "$vendor_keys" ]; then
+    if ! compgen -G "$vendor_keys/*.pub" >/dev/null; then
+        echo "build-golden: error: no public key (*.pub) in $vendor_keys" >&2
+        exit 2
+    fi
+    if [ ! -f "$signing_key" ]; then
+        echo "build-golden: error: vendor keys without the secret key that signs the card's block map: give VENDOR_SIGNING_KEY=FILE" >&2
+        exit 2
+    fi
+fi
 # USER:PASSWORD of the recovery entries' GRUB password: the product has none.
 grub_login=""
 cache=${ZSHIELD_CACHE:-$HOME/.cache/zshield}
@@ -126,6 +150,7 @@ phase_product() {
             tar_hash "$work/product"
             tar_hash "$image_overlay"
             [ "$variant_name" = product ] || tar_hash "$test_overlay"
+            [ -z "$vendor_keys" ] || cat "$vendor_keys"/*.pub "$signing_key"
             sha256sum <"${BASH_SOURCE[0]}"
         } | sha256sum | cut -d' ' -f1
     )
@@ -167,6 +192,11 @@ phase_install() {
         "$staging/etc/systemd/system/sysinit.target.wants/zshield-boot-deadline.service"
 
     rsync -rlpt --chown=0:0 "$image_overlay/" "$staging/"
+    if [ -n "$vendor_keys" ]; then
+        install -d -m 0755 "$staging/etc/zshield/keys"
+        install -m 0644 "$vendor_keys"/*.pub "$staging/etc/zshield/keys/"
+        log "vendor keys in /etc/zshield/keys: $(cd "$vendor_keys" && echo ./*.pub | sed 's|\./||g')"
+    fi
     # grub-efi-amd64-bin's "UEFI Firmware Settings" entry: unrestricted (as
     # every entry but the recovery ones), it would let anyone at the console
     # into the firmware's setup, Secure Boot's switch included, and a disk
@@ -174,7 +204,21 @@ phase_install() {
     chmod -x "$staging/etc/grub.d/30_uefi-firmware"
     check_grub_settings
     [ "$variant_name" = product ] || install_test_parts
+    [ -z "$vendor_keys" ] || require_signed_map "$staging/etc/zshield/zshield.conf"
     restrict_password_files "$staging/etc/default"
+}
+
+# The vendor ships keys: a factory reset takes only a card whose block map
+# the vendor signed. A top-level key, so before the first table.
+require_signed_map() { # CONF
+    grep -q '^require_signed_map' "$1" && return 0
+    {
+        echo "# The vendor ships keys (/etc/zshield/keys): a factory reset takes only a"
+        echo "# card whose block map one of them signed (build-golden.sh)."
+        echo "require_signed_map = true"
+        cat "$1"
+    } >"$1.new"
+    mv "$1.new" "$1"
 }
 
 # GRUB's password hash is for root's eyes only, on the card and on every disk
@@ -560,9 +604,13 @@ check_menu() {
 # ---------------------------------------------------------------- blockmap
 # Last of all that writes cf.img: the map covers the file systems as shipped.
 phase_blockmap() {
-    local zshield=$work/product/usr/sbin/zshield out
-    "$zshield" golden-map "$work/cf.img" >"$work/cf.blockmap" || die "zshield golden-map failed"
-    out=$("$zshield" verify-golden "$work/cf.img" 2>&1) ||
+    local zshield=$work/product/usr/sbin/zshield out sign=() keys=()
+    if [ -n "$vendor_keys" ]; then
+        sign=(--sign-with "$signing_key")
+        keys=(--keys "$vendor_keys")
+    fi
+    "$zshield" golden-map "${sign[@]}" "$work/cf.img" >"$work/cf.blockmap" || die "zshield golden-map failed"
+    out=$("$zshield" verify-golden "${keys[@]}" "$work/cf.img" 2>&1) ||
         die "cf.img does not match its own block map: $(tail -n 1 <<<"$out")"
     log "$(tail -n 1 <<<"$out" | sed 's/^zshield: //')"
 }

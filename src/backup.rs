@@ -769,6 +769,28 @@ mod tests {
         )
     }
 
+    #[test]
+    fn no_restore_point_is_taken_or_the_upgrades_removed_while_an_upgrade_runs() {
+        for tag in [TAG_UPGRADE_APPLYING, TAG_UPGRADE_TRIAL] {
+            let mut lvs = thin_lvs(1, 20.0);
+            lvs.push(fixtures::thin_lv(
+                "rp-upgrade-acme-2.0",
+                "lv-root",
+                20,
+                &[tag],
+            ));
+            for request in [Request::Daily, Request::Named("x".into())] {
+                let err = thin_plan(&lvs, request).unwrap_err();
+                assert!(
+                    err.contains("an upgrade is being applied or on trial"),
+                    "{err}"
+                );
+            }
+            assert!(thin_plan(&lvs, Request::Remove("upgrade-acme-2.0".into())).is_err());
+            assert!(thin_plan(&lvs, Request::Remove("factory".into())).is_ok());
+        }
+    }
+
     fn point_changes(p: &Plan) -> Vec<String> {
         p.steps
             .iter()

@@ -14,8 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// The vendor's minisign public keys (`*.pub`), put there by the image builder.
-pub const KEYS_DIR: &str = "/etc/zshield/keys";
+use crate::signing::{self, Keys};
 
 pub const METADATA: &str = "bundle.toml";
 pub const SIGNATURE: &str = "bundle.toml.minisig";
@@ -214,36 +213,9 @@ fn read_member(file: &mut File, member: &Member) -> Result<String, String> {
     String::from_utf8(text).map_err(|_| format!("its {} is not text", member.name))
 }
 
-/// The public keys in `dir`: every `*.pub`, in name order.
-pub fn keys(dir: &Path) -> Result<Vec<(PathBuf, minisign_verify::PublicKey)>, String> {
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| format!("cannot read the vendor's keys in {}: {e}", dir.display()))?;
-    let mut paths: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "pub"))
-        .collect();
-    paths.sort();
-    let mut keys = Vec::new();
-    for path in paths {
-        let key = minisign_verify::PublicKey::from_file(&path)
-            .map_err(|e| format!("{} is not a minisign public key: {e}", path.display()))?;
-        keys.push((path, key));
-    }
-    if keys.is_empty() {
-        return Err(format!(
-            "there is no vendor key (*.pub) in {}: no bundle can be trusted",
-            dir.display()
-        ));
-    }
-    Ok(keys)
-}
-
 /// Checks that one of `keys` signed the bundle at `path` and that its
 /// metadata is whole, reading nothing else of it.
-pub fn verify(
-    path: &Path,
-    keys: &[(PathBuf, minisign_verify::PublicKey)],
-) -> Result<Verified, String> {
+pub fn verify(path: &Path, keys: &Keys) -> Result<Verified, String> {
     let mut file = File::open(path).map_err(|e| format!("cannot open it: {e}"))?;
     let found = members(&mut file)?;
     let names: Vec<&str> = found.iter().map(|m| m.name.as_str()).collect();
@@ -253,34 +225,20 @@ pub fn verify(
         ));
     }
     let text = read_member(&mut file, &found[0])?;
-    let signature = minisign_verify::Signature::decode(&read_member(&mut file, &found[1])?)
-        .map_err(|e| format!("its {SIGNATURE} is not a minisign signature: {e}"))?;
-    let mut key_matched = false;
-    let mut signer = None;
-    for (key_path, key) in keys {
-        match key.verify(text.as_bytes(), &signature, false) {
-            Ok(()) => {
-                signer = Some(key_path.clone());
-                break;
+    let signature = read_member(&mut file, &found[1])?;
+    let (key, signed_comment) =
+        signing::verify(text.as_bytes(), &signature, keys).map_err(|e| match e {
+            signing::Mismatch::Unreadable(e) => {
+                format!("its {SIGNATURE} is not a minisign signature: {e}")
             }
-            Err(minisign_verify::Error::UnexpectedKeyId) => {}
-            Err(_) => key_matched = true,
-        }
-    }
-    let Some(key) = signer else {
-        return Err(if key_matched {
-            "bad signature: the bundle was changed after it was signed, or signed wrongly".into()
-        } else {
-            format!(
-                "it is signed with a key that is not among the vendor's keys ({} key{} in {})",
-                keys.len(),
-                if keys.len() == 1 { "" } else { "s" },
-                keys.first()
-                    .and_then(|(p, _)| p.parent())
-                    .map_or_else(String::new, |d| d.display().to_string())
-            )
-        });
-    };
+            signing::Mismatch::UnknownKey(keys) => {
+                format!("it is signed with a key that is not among the vendor's keys ({keys})")
+            }
+            signing::Mismatch::Bad => {
+                "bad signature: the bundle was changed after it was signed, or signed wrongly"
+                    .into()
+            }
+        })?;
     let meta = Metadata::parse(&text)?;
     if meta.payload_size != found[2].size {
         return Err(format!(
@@ -292,7 +250,7 @@ pub fn verify(
         path: path.to_path_buf(),
         meta,
         key,
-        signed_comment: signature.trusted_comment().to_string(),
+        signed_comment,
         payload: found[2].clone(),
     })
 }

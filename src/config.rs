@@ -258,6 +258,10 @@ pub struct Config {
     /// The data volume that holds the event log ("" for none); unset, it
     /// is lv-audit when there is one.
     pub events: Option<String>,
+    /// A factory reset takes only a card whose block map is signed with one
+    /// of the vendor's keys (/etc/zshield/keys): on in the product image
+    /// when the vendor ships keys.
+    pub require_signed_map: bool,
 }
 
 impl Default for Config {
@@ -297,6 +301,7 @@ impl Default for Config {
             boot: BootConfig::default(),
             copy: CopyMethod::Auto,
             events: None,
+            require_signed_map: false,
         }
     }
 }

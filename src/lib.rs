@@ -3,7 +3,8 @@
 //! The folders are the layers, and every import points down:
 //! - `recovery/`: the engine of both recoveries (request, probe, plan, steps,
 //!   one executor, report); the factory reset and the rollback on top of it;
-//! - `backup`, `status`: the commands of the running system;
+//! - `upgrade`, `backup`, `status`: the commands of the running system
+//!   (`upgrade` on top of `backup`; `bundle`, the signed bundles, below);
 //! - `target/`: what is put on the target (copy, bootloader, provisioning);
 //! - `lvm/`: LVM's command line and its typed reports;
 //! - `disk/`: block devices, what a disk holds, mounts, the golden;
@@ -33,6 +34,7 @@ pub mod lvm;
 pub mod points;
 pub mod recovery;
 pub mod runner;
+pub mod signing;
 pub mod status;
 pub mod target;
 pub mod units;

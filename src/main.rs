@@ -100,7 +100,7 @@ enum Command {
         #[arg(long, default_value = DEFAULT_PATH)]
         config: PathBuf,
         /// The vendor's public keys (minisign, *.pub).
-        #[arg(long, default_value = zshield::bundle::KEYS_DIR)]
+        #[arg(long, default_value = zshield::signing::KEYS_DIR)]
         keys: PathBuf,
         /// Apply a version older than the installed one, or the same again.
         #[arg(long)]
@@ -135,6 +135,10 @@ enum Command {
     VerifyGolden {
         /// The card, e.g. /dev/sdX just written with dd, or cf.img.
         card: PathBuf,
+        /// Also check that one of these public keys (minisign, *.pub)
+        /// signed the map; exit 1 when none did.
+        #[arg(long, value_name = "DIR")]
+        keys: Option<PathBuf>,
     },
     /// Make the block map of a golden card image (its file systems' used
     /// ranges and their SHA-256), store it on the image's reserved partition
@@ -142,6 +146,10 @@ enum Command {
     GoldenMap {
         /// The card image, e.g. build/image/cf.img.
         image: PathBuf,
+        /// Sign the map with this minisign secret key (without a password),
+        /// the vendor's: a unit with require_signed_map takes only such cards.
+        #[arg(long, value_name = "SECRET_KEY")]
+        sign_with: Option<PathBuf>,
     },
     /// Show the layout and the backup; exit 1 when there is no valid backup
     /// younger than two days.
@@ -219,10 +227,22 @@ fn main() -> ExitCode {
         Command::BootOk { config, no_reboot } => boot_ok_command(&config, no_reboot),
         Command::BootDeadline { config } => boot_deadline_command(&config),
         Command::Status { config, json } => status_command(&config, json),
-        Command::VerifyGolden { card } => verify_golden_command(&card),
-        Command::GoldenMap { image } => {
+        Command::VerifyGolden { card, keys } => verify_golden_command(&card, keys.as_deref()),
+        Command::GoldenMap { image, sign_with } => {
             init_logging(None, Console::Stderr);
-            match blockmap::make(&image) {
+            let made = blockmap::make(&image).and_then(|map| {
+                if let Some(key) = &sign_with {
+                    let signature = zshield::signing::sign(
+                        &map.encode(),
+                        key,
+                        "zshield golden card block map",
+                    )?;
+                    blockmap::store_signature(&image, &signature)?;
+                    log::info!("block map signed with {}", key.display());
+                }
+                Ok(map)
+            });
+            match made {
                 Ok(map) => match std::io::stdout().write_all(&map.encode()) {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => {
@@ -572,8 +592,29 @@ fn boot_deadline_command(config_path: &std::path::Path) -> ExitCode {
     }
 }
 
-fn verify_golden_command(card: &std::path::Path) -> ExitCode {
+fn verify_golden_command(card: &std::path::Path, keys: Option<&std::path::Path>) -> ExitCode {
     init_logging(None, Console::Stderr);
+    if let Some(dir) = keys {
+        let signed = zshield::signing::keys(dir).and_then(|keys| {
+            let stored = blockmap::load_if_present(card)
+                .map_err(|e| format!("{e:#}"))?
+                .ok_or("carries no block map")?;
+            stored
+                .signed_by(&keys)
+                .map_err(|why| format!("its block map {why}"))
+        });
+        match signed {
+            Ok(key) => log::info!(
+                "{}: its block map is signed with {}",
+                card.display(),
+                key.display()
+            ),
+            Err(why) => {
+                log::error!("{}: {why}; nothing was written", card.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     match blockmap::verify(card) {
         Ok(v) => {
             log::info!(

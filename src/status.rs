@@ -9,7 +9,9 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::events::{self, Event};
 use crate::health;
-use crate::layout::{current_backup, TAG_COMPLETE, TAG_LAYOUT, TAG_ROLLBACK};
+use crate::layout::{
+    current_backup, TAG_COMPLETE, TAG_LAYOUT, TAG_ROLLBACK, TAG_UPGRADE_APPLYING, TAG_UPGRADE_TRIAL,
+};
 use crate::logging::utc_timestamp;
 use crate::lvm::report::{Lv, Vg};
 use crate::points::{self, Kind};
@@ -80,6 +82,16 @@ pub struct Status {
     pub events: Vec<Event>,
     /// GRUB's boot counting; None when it is off or not this system's.
     pub boot: Option<BootStatus>,
+    /// An upgrade being applied or on trial (`zshield upgrade`).
+    pub upgrade: Option<UpgradeStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UpgradeStatus {
+    /// Its restore point.
+    pub point: String,
+    /// `applying` or `on-trial`.
+    pub state: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -208,7 +220,24 @@ pub fn assess(config: &Config, vg: Option<&Vg>, lvs: &[Lv], now: u64) -> Status 
         warnings,
         events: Vec::new(),
         boot: None,
+        upgrade: upgrade_status(&ours),
     }
+}
+
+fn upgrade_status(lvs: &[&Lv]) -> Option<UpgradeStatus> {
+    lvs.iter().find_map(|l| {
+        let state = if l.has_tag(TAG_UPGRADE_APPLYING) {
+            "applying"
+        } else if l.has_tag(TAG_UPGRADE_TRIAL) {
+            "on-trial"
+        } else {
+            return None;
+        };
+        Some(UpgradeStatus {
+            point: l.name.clone(),
+            state,
+        })
+    })
 }
 
 /// What is wrong with a thin layout: a pool at its threshold, no restore
@@ -328,6 +357,14 @@ pub fn render(s: &Status) -> String {
         }
         if s.restore_points.is_empty() {
             out.push_str("restore point: none\n");
+        }
+        if let Some(u) = &s.upgrade {
+            let what = if u.state == "applying" {
+                "being applied (a restart now rolls back to it)"
+            } else {
+                "on trial: the next boot marked good commits it, a failed one rolls back to it"
+            };
+            let _ = writeln!(out, "upgrade: under the restore point {}, {what}", u.point);
         }
     }
     match &s.backup {

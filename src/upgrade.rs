@@ -13,6 +13,7 @@
 //! tries roll it back.
 
 use std::fmt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -28,6 +29,7 @@ use crate::layout::{mapper_path, TAG_UPGRADE_APPLYING, TAG_UPGRADE_TRIAL};
 use crate::lvm::Lvm;
 use crate::points;
 use crate::runner::Cmd;
+use crate::signing;
 use crate::target::provision::{self, InstallFile, Provision};
 
 /// Where the bundle is unpacked, on the root (so that its room is the
@@ -170,8 +172,10 @@ pub fn plan(data: &Path, point: &str, meta: &Metadata, config: &Config) -> Resul
             p.is_dir() && !p.ends_with("origin")
         })? {
             let script = format!("{UPGRADE_DIR}/{component}/{version}/{UPGRADE_SCRIPT}");
-            if !data.join(&script).is_file() {
-                bail!("the bundle's {script} is missing (every upgrade/<component>/<version>/ holds one)");
+            let executable = std::fs::metadata(data.join(&script))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+            if !executable {
+                bail!("{script} is missing or not executable (every upgrade/<component>/<version>/ holds one, mode 0755)");
             }
             scripts.push(script);
         }
@@ -374,7 +378,7 @@ pub struct Failed {
 /// `zshield upgrade`: the checks, then the steps. A refusal is a
 /// [`Refused`], a failure after the first change a [`Failed`].
 pub fn upgrade(config: &Config, bundle_path: &Path, options: &Options) -> Result<Applied> {
-    let keys = bundle::keys(&options.keys).map_err(Refused)?;
+    let keys = signing::keys(&options.keys).map_err(Refused)?;
     let verified = bundle::verify(bundle_path, &keys).map_err(Refused)?;
     let meta = &verified.meta;
     log::info!(
@@ -435,7 +439,7 @@ pub fn upgrade(config: &Config, bundle_path: &Path, options: &Options) -> Result
             Err(e) => {
                 return Err(Failed {
                     message: format!(
-                        "the upgrade to {meta} failed in step {} of {total} ({action}): {e:#}; the system is half-upgraded, and the restart now rolls it back to the restore point {point}",
+                        "the upgrade to {meta} failed in step {} of {total} ({action}): {e:#}; the system is half-upgraded: the next start rolls it back to the restore point {point}",
                         i + 1
                     ),
                     point: point.clone(),
@@ -479,7 +483,11 @@ fn apply(action: &Action, data: &Path, config: &Config) -> Result<()> {
         }
         Action::BeginApplying { point } => {
             Lvm.lv_add_tag(&config.vg, &lv(point), TAG_UPGRADE_APPLYING)?;
-            health::use_up_tries(config)
+            health::use_up_tries(config)?;
+            // GRUB reads the tries from the disk: they must be there before
+            // the first change.
+            nix::unistd::sync();
+            Ok(())
         }
         Action::InstallFiles { files } => {
             let provision = Provision {
@@ -531,7 +539,9 @@ fn apply(action: &Action, data: &Path, config: &Config) -> Result<()> {
                 &[TAG_UPGRADE_TRIAL],
                 &[TAG_UPGRADE_APPLYING],
             )?;
-            health::reset_tries()
+            health::reset_tries()?;
+            nix::unistd::sync();
+            Ok(())
         }
     }
 }
@@ -545,5 +555,91 @@ fn passed(result: provision::HookResult, limit: Duration) -> Result<()> {
             result.name,
             result.verdict(limit)
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &Path, body: &str, mode: u32) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, body).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    fn meta() -> Metadata {
+        Metadata {
+            name: "acme".into(),
+            version: "2.0".into(),
+            architectures: vec!["x86_64".into()],
+            min_zshield: "0.1".into(),
+            payload_size: 0,
+            payload_sha256: "0".repeat(64),
+        }
+    }
+
+    #[test]
+    fn the_plan_applies_files_packages_upgrades_and_hooks_in_that_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path();
+        file(&data.join("files.install"), "[[GENERIC]]\nrelease /etc/acme/release 0644 root:root\n[[MIPS]]\nm /etc/m 0644 nobody:nogroup\n", 0o644);
+        file(&data.join("files/release"), "acme 2.0\n", 0o644);
+        file(&data.join("repos/b_1_all.deb"), "", 0o644);
+        file(&data.join("repos/a_1_all.deb"), "", 0o644);
+        file(&data.join("repos/notes.txt"), "", 0o644);
+        file(
+            &data.join("upgrade/web/2.0/upgrade.sh"),
+            "#!/bin/sh\n",
+            0o755,
+        );
+        file(
+            &data.join("upgrade/web/origin/upgrade.sh"),
+            "#!/bin/sh\nexit 1\n",
+            0o755,
+        );
+        file(
+            &data.join("upgrade/db/1.1/upgrade.sh"),
+            "#!/bin/sh\n",
+            0o755,
+        );
+        file(&data.join("hooks/20_b.sh"), "#!/bin/sh\n", 0o755);
+        file(&data.join("hooks/10_a.sh"), "#!/bin/sh\n", 0o755);
+        let config = Config::default();
+        let actions = plan(data, "upgrade-acme-2.0", &meta(), &config).unwrap();
+        let shown: Vec<String> = actions.iter().map(|a| a.to_string()).collect();
+        assert_eq!(
+            shown,
+            [
+                "take the named restore point upgrade-acme-2.0",
+                "tag upgrade-acme-2.0 as the upgrade's and set GRUB's boot tries to used up (from here, a stop rolls back to it)",
+                "install 1 file: /etc/acme/release (0644 root:root)",
+                "install 2 packages with one dpkg -i: repos/a_1_all.deb, repos/b_1_all.deb",
+                "run upgrade/db/1.1/upgrade.sh",
+                "run upgrade/web/2.0/upgrade.sh",
+                "run the hook hooks/10_a.sh",
+                "run the hook hooks/20_b.sh",
+                "record acme 2.0 as installed (/var/lib/zshield/bundles/acme.toml)",
+                "tag upgrade-acme-2.0 for the trial and reset GRUB's boot tries; restart into the trial boot",
+            ]
+        );
+
+        std::fs::set_permissions(
+            data.join("upgrade/db/1.1/upgrade.sh"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        let error = plan(data, "p", &meta(), &config).unwrap_err().to_string();
+        assert!(
+            error.contains("upgrade/db/1.1/upgrade.sh is missing or not executable"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn an_empty_tree_only_takes_the_point_and_records_the_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let actions = plan(dir.path(), "p", &meta(), &Config::default()).unwrap();
+        assert_eq!(actions.len(), 4);
     }
 }

@@ -158,6 +158,53 @@ fn a_card_without_a_map_or_a_place_for_one_is_refused() {
     );
 }
 
+#[test]
+fn a_signed_map_names_its_key_and_another_key_or_none_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let card = card(dir.path());
+    let d = dir.path().display();
+    sh(&format!(
+        "cd {d} && mkdir vendor other && minisign -G -W -p vendor/v.pub -s v.key >/dev/null \
+         && minisign -G -W -p other/o.pub -s o.key >/dev/null"
+    ));
+    let path = card.to_str().unwrap();
+    let keys = |name: &str| format!("{d}/{name}");
+    let verify = |keys: &str| zshield(&["verify-golden", "--keys", keys, path]);
+    let stderr = |out: &Output| String::from_utf8_lossy(&out.stderr).into_owned();
+
+    assert!(zshield(&["golden-map", path]).status.success());
+    let unsigned = verify(&keys("vendor"));
+    assert!(!unsigned.status.success());
+    assert!(
+        stderr(&unsigned).contains("its block map is not signed"),
+        "{}",
+        stderr(&unsigned)
+    );
+
+    let key = format!("{d}/v.key");
+    let made = zshield(&["golden-map", "--sign-with", &key, path]);
+    assert!(made.status.success(), "{}", stderr(&made));
+    let ok = verify(&keys("vendor"));
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    assert!(
+        stderr(&ok).contains("its block map is signed with"),
+        "{}",
+        stderr(&ok)
+    );
+    let other = verify(&keys("other"));
+    assert!(!other.status.success());
+    assert!(
+        stderr(&other)
+            .contains("its block map is signed with a key that is not among the vendor's keys"),
+        "{}",
+        stderr(&other)
+    );
+    // The map made again (as a forger would for a changed card) leaves no
+    // old signature behind it.
+    assert!(zshield(&["golden-map", path]).status.success());
+    assert!(stderr(&verify(&keys("vendor"))).contains("its block map is not signed"));
+}
+
 /// Mounts `image` read-only for as long as it lives.
 struct Mounted(tempfile::TempDir);
 

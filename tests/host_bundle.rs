@@ -54,8 +54,8 @@ impl Vendor {
         self.dir.path()
     }
 
-    fn keys(&self, name: &str) -> Vec<(PathBuf, minisign_verify::PublicKey)> {
-        bundle::keys(&self.path().join(format!("keys-{name}"))).unwrap()
+    fn keys(&self, name: &str) -> zshield::signing::Keys {
+        zshield::signing::keys(&self.path().join(format!("keys-{name}"))).unwrap()
     }
 
     /// A bundle of the data/ tree, signed with `key`.
@@ -171,7 +171,9 @@ fn a_bundle_signed_by_another_key_is_refused_by_the_command() {
     );
     let none = v.path().join("no-keys");
     std::fs::create_dir(&none).unwrap();
-    assert!(bundle::keys(&none).unwrap_err().contains("no vendor key"));
+    assert!(zshield::signing::keys(&none)
+        .unwrap_err()
+        .contains("no vendor key"));
 }
 
 #[test]

@@ -28,6 +28,12 @@ install() {
     else
         dwarn "zshield: /etc/zshield/zshield.conf is missing: every recovery from this initramfs will be refused"
     fi
+    # The vendor's public keys: a factory reset with require_signed_map
+    # takes only a card whose block map one of them signed.
+    local key
+    for key in /etc/zshield/keys/*.pub; do
+        [ -e "$key" ] && inst_simple "$key"
+    done
     inst_multiple lvm mkfs.ext4 mke2fs e2fsck resize2fs tune2fs rsync udevadm
     # Without it (a golden without dosfstools) zshield makes BIOS-only disks.
     inst_multiple -o mkfs.fat

@@ -5,12 +5,14 @@
 //!
 //! On the card the map is one header line and its JSON:
 //! `ZSHIELD-BLOCKMAP 1 <JSON length> <SHA-256 of the JSON>\n{...}`, at the
-//! start of the reserved partition (msdos type 0xda), zeros after it.
+//! start of the reserved partition (msdos type 0xda); right after it, when
+//! the vendor signed it, `ZSHIELD-BLOCKMAP-SIGNATURE <length>\n` and the
+//! minisign signature of those bytes; zeros after that.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::sync_channel;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -27,6 +29,7 @@ use crate::runner::Cmd;
 use crate::units::{human, MIB};
 
 const MAGIC: &str = "ZSHIELD-BLOCKMAP";
+const SIGNATURE_MAGIC: &str = "ZSHIELD-BLOCKMAP-SIGNATURE";
 const VERSION: u32 = 1;
 /// The msdos type of the card's reserved partition, which holds the map.
 const RESERVED_TYPE: &str = "0xda";
@@ -88,6 +91,22 @@ impl BlockMap {
 
     /// Reads a map as [`BlockMap::encode`] wrote it; `bytes` may go on past it.
     pub fn decode(bytes: &[u8]) -> Result<BlockMap> {
+        Stored::decode(bytes).map(|stored| stored.map)
+    }
+}
+
+/// A map as the card stores it: its bytes, and the signature after them.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub map: BlockMap,
+    /// What the signature covers: the header line and the JSON.
+    pub encoded: Vec<u8>,
+    /// The minisign signature (a `.minisig` file's text), when signed.
+    pub signature: Option<String>,
+}
+
+impl Stored {
+    fn decode(bytes: &[u8]) -> Result<Stored> {
         let end = bytes
             .iter()
             .take(200)
@@ -111,8 +130,49 @@ impl BlockMap {
             sha256_hex(json) == digest,
             "the block map itself is damaged (its SHA-256 does not match)"
         );
-        serde_json::from_slice(json).context("the block map does not parse")
+        let map = serde_json::from_slice(json).context("the block map does not parse")?;
+        let encoded = bytes[..end + 1 + len].to_vec();
+        let signature = signature_after(&bytes[encoded.len()..])?;
+        Ok(Stored {
+            map,
+            encoded,
+            signature,
+        })
     }
+}
+
+impl Stored {
+    /// Which of the vendor's `keys` signed this map, or why none did.
+    pub fn signed_by(&self, keys: &crate::signing::Keys) -> Result<PathBuf, String> {
+        let signature = self.signature.as_deref().ok_or("is not signed")?;
+        crate::signing::verify(&self.encoded, signature, keys)
+            .map(|(key, _)| key)
+            .map_err(|e| format!("is {e}"))
+    }
+}
+
+/// The signature stored right after a map (`rest` starts there), if any.
+fn signature_after(rest: &[u8]) -> Result<Option<String>> {
+    if !rest.starts_with(SIGNATURE_MAGIC.as_bytes()) {
+        return Ok(None);
+    }
+    let end = rest
+        .iter()
+        .take(100)
+        .position(|&b| b == b'\n')
+        .context("the block map's signature has no header")?;
+    let header =
+        std::str::from_utf8(&rest[..end]).context("the block map's signature has no header")?;
+    let len: usize = header
+        .strip_prefix(SIGNATURE_MAGIC)
+        .and_then(|l| l.trim().parse().ok())
+        .context("the block map's signature has a bad header")?;
+    let text = rest
+        .get(end + 1..end + 1 + len)
+        .context("the block map's signature is cut short")?;
+    String::from_utf8(text.to_vec())
+        .map(Some)
+        .context("the block map's signature is not text")
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -373,7 +433,25 @@ pub fn make(path: &Path) -> Result<BlockMap> {
 /// The block map stored on the card (or image) at `path`.
 pub fn load(path: &Path) -> Result<BlockMap> {
     let card = Card::open(path, false)?;
-    load_from(&card)
+    load_from(&card).map(|stored| stored.map)
+}
+
+/// Stores `signature` (a minisign signature of the map's bytes) after the
+/// map on the card image at `path`.
+pub fn store_signature(path: &Path, signature: &str) -> Result<()> {
+    let card = Card::open(path, true)?;
+    let stored = load_from(&card)?;
+    let reserved = card.reserved()?;
+    let mut bytes = format!("{SIGNATURE_MAGIC} {}\n", signature.len()).into_bytes();
+    bytes.extend_from_slice(signature.as_bytes());
+    ensure!(
+        (stored.encoded.len() + bytes.len()) as u64 <= reserved.size.min(MIB),
+        "the block map and its signature do not fit on the reserved partition"
+    );
+    card.file
+        .write_all_at(&bytes, reserved.start + stored.encoded.len() as u64)
+        .and_then(|()| card.file.sync_all())
+        .with_context(|| format!("cannot write the block map's signature onto {}", card.name))
 }
 
 /// The block map of the card at `path` when it carries one: `None` when it
@@ -381,7 +459,7 @@ pub fn load(path: &Path) -> Result<BlockMap> {
 /// card made without a map); an error when anything else is there that does
 /// not check out as a map (its magic damaged too), or the card cannot be
 /// read: a damaged or altered card, never a card without a map.
-pub fn load_if_present(path: &Path) -> Result<Option<BlockMap>> {
+pub fn load_if_present(path: &Path) -> Result<Option<Stored>> {
     let mut head = vec![0; 512];
     File::open(path)
         .and_then(|f| f.read_exact_at(&mut head, 0))
@@ -403,10 +481,10 @@ pub fn load_if_present(path: &Path) -> Result<Option<BlockMap>> {
     load_from(&card).map(Some)
 }
 
-fn load_from(card: &Card) -> Result<BlockMap> {
+fn load_from(card: &Card) -> Result<Stored> {
     let reserved = card.reserved()?;
     let area = card.read(reserved.start, reserved.size.min(16 * MIB))?;
-    BlockMap::decode(&area).with_context(|| {
+    Stored::decode(&area).with_context(|| {
         format!(
             "{}: no readable block map on partition {}",
             card.name, reserved.number
@@ -610,7 +688,7 @@ pub struct Verified {
 pub fn verify(path: &Path) -> Result<Verified> {
     let started = Instant::now();
     let card = Card::open(path, false)?;
-    let map = load_from(&card)?;
+    let map = load_from(&card)?.map;
     let total = map.used_bytes().max(1);
     let mut done = 0;
     let mut ranges = 0;

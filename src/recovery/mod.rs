@@ -29,6 +29,7 @@ use crate::inroot::resolve_in_root;
 use crate::layout::{least_disk_size, on_disk, TAG_COMPLETE, TAG_FAILED, TAG_ROLLBACK};
 use crate::logging::RUN_DIR;
 use crate::lvm::Lvm;
+use crate::signing::{self, Keys};
 use crate::target::bootloader;
 use execute::Executor;
 use plan::Options;
@@ -253,6 +254,13 @@ pub fn rollback_cut_off(config_path: &Path) -> bool {
         })
 }
 
+/// The vendor's keys, when a factory reset takes only signed cards.
+fn card_signers(config: &Config) -> Option<Result<Keys, String>> {
+    config
+        .require_signed_map
+        .then(|| signing::keys(std::path::Path::new(signing::KEYS_DIR)))
+}
+
 pub fn print_plan(req: &Request) -> Result<()> {
     let (config, target, golden) = load(req, Missing::ShowDefaults)?;
     let lvm = in_path("lvm").then_some(Lvm);
@@ -265,6 +273,7 @@ pub fn print_plan(req: &Request) -> Result<()> {
         lvm.as_ref(),
         &config.provision,
         least_disk_size(&config),
+        card_signers(&config).as_ref(),
     )?;
     let plan = plan::plan(
         &probe,
@@ -381,6 +390,7 @@ fn reset_once(
             Some(&Lvm),
             &config.provision,
             least_disk_size(config),
+            card_signers(config).as_ref(),
         )
     })?;
     let plan = report.phase("plan", |_| {

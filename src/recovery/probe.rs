@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::config::{ProvisionConfig, TARGET_AUTO};
 use crate::disk::blockdev::{examine, ext_superblock, settle_udev, BlockDev, Holder};
-use crate::disk::blockmap::{self, FsMap};
+use crate::disk::blockmap::{self, FsMap, Stored};
 use crate::disk::content::{old_areas, Content};
 use crate::disk::golden;
 use crate::disk::identity::{self, Identity};
@@ -20,6 +20,7 @@ use crate::layout::on_disk;
 use crate::logging::RUN_DIR;
 use crate::lvm::report::{Lv, Pv, Vg};
 use crate::lvm::Lvm;
+use crate::signing::Keys;
 use crate::target::bootentry::{self, BootVars};
 use crate::target::bootloader;
 use crate::target::provision::{self, Provision};
@@ -159,28 +160,44 @@ fn auto_target(candidates: impl Fn() -> Vec<Identity>) -> Result<String> {
 /// The entries of the golden root and of the golden /boot (`None`: a
 /// directory of the root) in the block map their card carries, or why there
 /// is none; and what is wrong with the card when it carries a map that does
-/// not check out or does not list them (a damaged or altered card).
+/// not check out or does not list them (a damaged or altered card), or, with
+/// `signers` (the vendor's keys, when cards must be signed), a map that is
+/// not signed with one of them.
 fn golden_block_maps(
     disks: &[String],
     root: Option<&str>,
     boot: Option<Option<String>>,
+    signers: Option<&Result<Keys, String>>,
 ) -> (Result<FsMap, String>, Result<FsMap, String>, Option<String>) {
+    let altered = |why: String| (Err(why.clone()), Err(why.clone()), Some(why));
     let card = match disks {
         [disk] => match blockmap::load_if_present(Path::new(disk)) {
-            Ok(Some(map)) => Ok((disk, map)),
-            Ok(None) => Err(format!("{disk} carries no block map")),
-            Err(e) => {
-                let damage = format!("{e:#}");
-                return (Err(damage.clone()), Err(damage.clone()), Some(damage));
+            Ok(Some(stored)) => Ok((disk, stored)),
+            Ok(None) if signers.is_some() => {
+                return altered(format!(
+                    "{disk} carries no block map, and this unit takes only cards whose map the vendor signed (require_signed_map)"
+                ))
             }
+            Ok(None) => Err(format!("{disk} carries no block map")),
+            Err(e) => return altered(format!("{e:#}")),
         },
         _ => Err("the golden is not on one disk".into()),
     };
+    if let (Ok((disk, stored)), Some(signers)) = (&card, signers) {
+        if let Err(why) = signed_by(stored, signers.as_ref()) {
+            return altered(format!("the block map of {disk} {why}"));
+        }
+    }
     let mut damage = None;
     let mut entry = |uuid: Option<&str>, what: &str| -> Result<FsMap, String> {
         let uuid = uuid.ok_or_else(|| format!("{what} is not an ext2/3/4 file system"))?;
-        let (disk, map) = card.as_ref().map_err(Clone::clone)?;
-        let listed = map.filesystems.iter().find(|fs| fs.uuid == uuid).cloned();
+        let (disk, stored) = card.as_ref().map_err(Clone::clone)?;
+        let listed = stored
+            .map
+            .filesystems
+            .iter()
+            .find(|fs| fs.uuid == uuid)
+            .cloned();
         listed.ok_or_else(|| {
             let why = format!("the block map of {disk} does not list {what} (UUID {uuid})");
             damage.get_or_insert(why.clone());
@@ -193,6 +210,19 @@ fn golden_block_maps(
         None => Err("the golden /boot is a directory of its root".into()),
     };
     (root, boot, damage)
+}
+
+/// Whether one of the vendor's keys signed the stored map, in words if not.
+fn signed_by(stored: &Stored, signers: Result<&Keys, &String>) -> Result<(), String> {
+    let keys = signers.map_err(|e| format!("cannot be checked: {e}"))?;
+    let key = stored.signed_by(keys).map_err(|why| {
+        format!("{why}, and this unit takes only cards whose map the vendor signed (require_signed_map)")
+    })?;
+    log::info!(
+        "the golden card's block map is signed with {}",
+        key.display()
+    );
+    Ok(())
 }
 
 /// Mounts `dev` read-only at `dir`, or reuses the place it is mounted already
@@ -213,6 +243,7 @@ pub fn probe(
     lvm: Option<&Lvm>,
     provision: &ProvisionConfig,
     least_size: u64,
+    signers: Option<&Result<Keys, String>>,
 ) -> Result<(Probe, MountStack)> {
     settle_udev();
     let mut golden_mounts = MountStack::new();
@@ -255,7 +286,8 @@ pub fn probe(
     let boot_uuid = boot_dev
         .as_ref()
         .map(|dev| ext_superblock(dev).map(|(uuid, _)| uuid));
-    let (block_map, boot_map, map_damage) = golden_block_maps(&disks, uuid.as_deref(), boot_uuid);
+    let (block_map, boot_map, map_damage) =
+        golden_block_maps(&disks, uuid.as_deref(), boot_uuid, signers);
     let efi = bootloader::check_efi(&golden_root).and_then(|()| {
         if super::in_path("mkfs.fat") {
             Ok(())

@@ -420,6 +420,50 @@ mod tests {
         )
     }
 
+    #[test]
+    fn a_rollback_during_an_upgrade_brings_back_its_point_and_ends_it() {
+        for (tag, why) in [
+            (TAG_UPGRADE_TRIAL, "its trial boot was not marked good"),
+            (
+                TAG_UPGRADE_APPLYING,
+                "it was stopped while it was being applied",
+            ),
+        ] {
+            // A daily point newer than the upgrade's does not win.
+            let all = lvs(vec![
+                root(),
+                thin_lv("rp-upgrade-acme-2.0", "lv-root", 4, &[tag]),
+                thin_lv("rp-daily-20261206-101500", "lv-root", 5, &[]),
+            ]);
+            let found = assess_with(&all, None).unwrap();
+            assert_eq!(found.point, "rp-upgrade-acme-2.0");
+            let (point, said) = found.upgrade.clone().unwrap();
+            assert_eq!(point, "upgrade-acme-2.0");
+            assert!(said.starts_with(why), "{said}");
+            let planned = steps(&found, None, "/dev/sdb2");
+            let end = planned
+                .iter()
+                .position(|s| s.name() == "end-upgrade")
+                .unwrap();
+            assert_eq!(planned[end + 1].name(), "finish-rollback");
+            assert!(matches!(
+                &planned[end],
+                Step::EndUpgrade { point, .. } if point == "rp-upgrade-acme-2.0"
+            ));
+
+            // A person who names another point gets it; the upgrade ends.
+            let found = assess_with(&all, Some("factory")).unwrap();
+            assert_eq!(found.point, "rp-factory");
+            assert_eq!(
+                found.upgrade.unwrap().1,
+                "a rollback to factory was asked for"
+            );
+        }
+        let found = assess_with(&lvs(vec![root()]), None).unwrap();
+        assert!(found.upgrade.is_none());
+        assert!(!names(&found).contains(&"end-upgrade".to_string()));
+    }
+
     fn names(found: &Found) -> Vec<String> {
         steps(found, Some("/dev/sdb".into()), "/dev/sdb2")
             .iter()
