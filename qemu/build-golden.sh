@@ -61,6 +61,16 @@ if [ "$variant_name" != product ]; then
     vendor_keys=$repo/tests/qemu/keys
     signing_key=$repo/tests/qemu/keys/ztest-vendor.key
 fi
+# Upgrade bundles applied at image time (their manifests and packages):
+# ZSHIELD_BUNDLES="a.zsb b.zsb" (make image BUNDLES=...), signed with a key of
+# vendor_keys; the test golden applies one made from qemu/test-bundle. Each
+# is copied into OUTDIR/bundles/ and listed in SHA256SUMS.
+read -r -a bundles <<<"${ZSHIELD_BUNDLES:-}"
+test_bundle=$repo/qemu/test-bundle
+if [ ${#bundles[@]} -gt 0 ] && [ -z "$vendor_keys" ]; then
+    echo "build-golden: error: bundles without the vendor's keys (VENDOR_KEYS=DIR) that signed them" >&2
+    exit 2
+fi
 if [ -n "$vendor_keys" ]; then
     if ! compgen -G "$vendor_keys/*.pub" >/dev/null; then
         echo "build-golden: error: no public key (*.pub) in $vendor_keys" >&2
@@ -150,6 +160,8 @@ phase_product() {
             tar_hash "$work/product"
             tar_hash "$image_overlay"
             [ "$variant_name" = product ] || tar_hash "$test_overlay"
+            [ "$variant_name" = product ] || tar_hash "$test_bundle"
+            [ ${#bundles[@]} -eq 0 ] || sha256sum "${bundles[@]}"
             [ -z "$vendor_keys" ] || cat "$vendor_keys"/*.pub "$signing_key"
             sha256sum <"${BASH_SOURCE[0]}"
         } | sha256sum | cut -d' ' -f1
@@ -205,7 +217,35 @@ phase_install() {
     check_grub_settings
     [ "$variant_name" = product ] || install_test_parts
     [ -z "$vendor_keys" ] || require_signed_map "$staging/etc/zshield/zshield.conf"
+    [ "$variant_name" = product ] || make_test_bundle
+    apply_bundles
     restrict_password_files "$staging/etc/default"
+}
+
+# The test golden's image-time bundle, signed with the test vendor's key.
+make_test_bundle() {
+    local tree=$work/test-bundle
+    rm -rf "$tree"
+    cp -r "$test_bundle/data" "$tree"
+    mkdir -p "$tree/repos"
+    dpkg-deb --root-owner-group -b "$test_bundle/deb" "$tree/repos/ztest-image-bundle_1.0_all.deb" >/dev/null
+    "$repo/scripts/zshield-bundle" --key "$signing_key" --name ztest-image --version 1.0 \
+        "$tree" "$work/ztest-image-1.0.zsb" >/dev/null
+    bundles+=("$work/ztest-image-1.0.zsb")
+}
+
+# Each bundle's manifest and packages into the staging root, by the image's
+# own zshield (the same checks as zshield upgrade: signature, architecture).
+apply_bundles() {
+    local b out
+    [ ${#bundles[@]} -gt 0 ] || return 0
+    mount_chroot
+    for b in "${bundles[@]}"; do
+        out=$("$work/product/usr/sbin/zshield" upgrade --image "$staging" --keys "$vendor_keys" "$b" 2>&1) ||
+            die "bundle $b: $(tail -n 1 <<<"$out")"
+        log "$(tail -n 1 <<<"$out" | sed 's/^zshield: //')"
+    done
+    umount_chroot
 }
 
 # The vendor ships keys: a factory reset takes only a card whose block map
@@ -636,7 +676,16 @@ phase_convert() {
     qemu-img convert -f raw -O qcow2 "$outdir/cf.img" "$outdir/cf.qcow2"
     qemu-img compare -q -f raw -F qcow2 "$outdir/cf.img" "$outdir/cf.qcow2" ||
         die "cf.qcow2 does not hold the same disk as cf.img"
-    (cd "$outdir" && sha256sum cf.img cf.qcow2 cf.blockmap >SHA256SUMS)
+    rm -rf "$outdir/bundles"
+    local listed=(cf.img cf.qcow2 cf.blockmap) b
+    if [ ${#bundles[@]} -gt 0 ]; then
+        mkdir -p "$outdir/bundles"
+        for b in "${bundles[@]}"; do
+            cp "$b" "$outdir/bundles/"
+            listed+=("bundles/$(basename "$b")")
+        done
+    fi
+    (cd "$outdir" && sha256sum "${listed[@]}" >SHA256SUMS)
     cat >"$outdir/golden.env" <<EOF
 # Facts of this golden, for qemu/vm.sh, qemu/demo.sh and tests/qemu (sourced by bash).
 GOLDEN_VARIANT=$variant_name

@@ -112,6 +112,10 @@ enum Command {
         /// after a failure the rollback).
         #[arg(long)]
         no_reboot: bool,
+        /// Apply the bundle's manifest and packages to the root tree ROOT of
+        /// an image being built, not to this system (the image builder).
+        #[arg(long, value_name = "ROOT", conflicts_with_all = ["dry_run", "allow_downgrade", "no_reboot"])]
+        image: Option<PathBuf>,
     },
     /// Run the health checks of this boot (/etc/zshield/health.d) and mark it
     /// good for GRUB's boot counting; reboot when a required check fails
@@ -211,11 +215,30 @@ fn main() -> ExitCode {
         Command::Interrupted => interrupted_command(&boot),
         Command::Upgrade {
             bundle,
+            keys,
+            image: Some(root),
+            ..
+        } => {
+            init_logging(None, Console::Stderr);
+            match zshield::upgrade::apply_to_image(&root, &bundle, &keys) {
+                Ok(meta) => {
+                    log::info!("{meta} applied to {}", root.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    log::error!("{}: {e:#}", bundle.display());
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Upgrade {
+            bundle,
             config,
             keys,
             allow_downgrade,
             dry_run,
             no_reboot,
+            image: None,
         } => {
             let options = zshield::upgrade::Options {
                 keys,

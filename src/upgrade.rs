@@ -35,6 +35,8 @@ use crate::target::provision::{self, InstallFile, Provision};
 /// Where the bundle is unpacked, on the root (so that its room is the
 /// root's, and a rollback takes what is left of it away).
 const STAGING: &str = "/var/lib/zshield/upgrade";
+/// The payload's `data/` tree, as the root's own programs see it.
+const STAGED_DATA: &str = "/var/lib/zshield/upgrade/data";
 /// The metadata of each bundle applied, by name: the installed version, on
 /// the root, so that a rollback brings back the record with the system.
 const INSTALLED: &str = "/var/lib/zshield/bundles";
@@ -149,15 +151,17 @@ fn installed_version(root: &Path, name: &str) -> Result<Option<Version>> {
     }
 }
 
-/// The steps of applying the unpacked payload `data` (the `data/` tree) to
-/// the running root, checked as far as they can be before they run.
-pub fn plan(data: &Path, point: &str, meta: &Metadata, config: &Config) -> Result<Vec<Action>> {
+/// The steps of applying the payload unpacked in `root` (at [`STAGED_DATA`])
+/// to the running system `root`, checked as far as they can be before they
+/// run.
+pub fn plan(root: &Path, point: &str, meta: &Metadata, config: &Config) -> Result<Vec<Action>> {
+    let data = in_root(root, STAGED_DATA);
     let settings = ProvisionConfig {
-        dir: data.to_string_lossy().into_owned(),
+        dir: STAGED_DATA.into(),
         hook_timeout: config.provision.hook_timeout,
         continue_on_hook_failure: false,
     };
-    let Provision { files, hooks, .. } = provision::load(Path::new("/"), &settings)?;
+    let Provision { files, hooks, .. } = provision::load(root, &settings)?;
     let mut debs = list(&data.join(REPOS_DIR), |p| {
         p.extension().is_some_and(|x| x == "deb") && p.is_file()
     })?;
@@ -207,6 +211,11 @@ pub fn plan(data: &Path, point: &str, meta: &Metadata, config: &Config) -> Resul
         point: point.to_string(),
     });
     Ok(actions)
+}
+
+/// `path` (absolute) of the system whose root is `root`.
+fn in_root(root: &Path, path: &str) -> PathBuf {
+    root.join(path.trim_start_matches('/'))
 }
 
 /// The names in `dir` whose paths pass `keep`, sorted; none without `dir`.
@@ -318,14 +327,15 @@ fn check_room(verified: &Verified) -> Result<(), Refused> {
     Ok(())
 }
 
-/// Unpacks the payload into STAGING/data, its digest checked first.
-fn unpack(verified: &Verified) -> Result<PathBuf, Refused> {
-    let staging = Path::new(STAGING);
-    let fail = |e: std::io::Error| Refused(format!("cannot prepare {STAGING}: {e}"));
+/// Unpacks the payload into [`STAGED_DATA`] of `root`, its digest checked
+/// first.
+fn unpack(verified: &Verified, root: &Path) -> Result<(), Refused> {
+    let staging = in_root(root, STAGING);
+    let fail = |e: std::io::Error| Refused(format!("cannot prepare {}: {e}", staging.display()));
     if staging.exists() {
-        std::fs::remove_dir_all(staging).map_err(fail)?;
+        std::fs::remove_dir_all(&staging).map_err(fail)?;
     }
-    let data = staging.join("data");
+    let data = in_root(root, STAGED_DATA);
     std::fs::create_dir_all(&data).map_err(fail)?;
     let payload = staging.join(bundle::PAYLOAD);
     verified.copy_payload(&payload).map_err(Refused)?;
@@ -337,13 +347,13 @@ fn unpack(verified: &Verified) -> Result<PathBuf, Refused> {
         .arg("--no-same-owner")
         .run()
         .map_err(|e| Refused(format!("cannot unpack its {}: {e:#}", bundle::PAYLOAD)))?;
-    std::fs::remove_file(&payload).map_err(fail)?;
-    Ok(data)
+    std::fs::remove_file(&payload).map_err(fail)
 }
 
-fn remove_staging() {
-    if let Err(e) = std::fs::remove_dir_all(STAGING) {
-        log::warn!("cannot remove {STAGING}: {e}");
+fn remove_staging(root: &Path) {
+    let staging = in_root(root, STAGING);
+    if let Err(e) = std::fs::remove_dir_all(&staging) {
+        log::warn!("cannot remove {}: {e}", staging.display());
     }
 }
 
@@ -401,12 +411,13 @@ pub fn upgrade(config: &Config, bundle_path: &Path, options: &Options) -> Result
     let _backup_lock = backup::lock().map_err(|e| Refused(format!("{e:#}")))?;
     let _dpkg_lock = lock_dpkg()?;
     check_room(&verified)?;
-    let data = unpack(&verified)?;
+    let root = Path::new("/");
+    unpack(&verified, root)?;
     let point = free_point_name(config, &meta.point_name())?;
-    let actions = match plan(&data, &point, meta, config) {
+    let actions = match plan(root, &point, meta, config) {
         Ok(actions) => actions,
         Err(e) => {
-            remove_staging();
+            remove_staging(root);
             return Err(Refused(format!("its data/ tree: {e:#}")).into());
         }
     };
@@ -415,7 +426,7 @@ pub fn upgrade(config: &Config, bundle_path: &Path, options: &Options) -> Result
         log::info!("plan: [{}/{total}] {action}", i + 1);
     }
     if options.dry_run {
-        remove_staging();
+        remove_staging(root);
         log::info!("dry run: nothing was changed");
         return Ok(Applied::DryRun);
     }
@@ -423,7 +434,7 @@ pub fn upgrade(config: &Config, bundle_path: &Path, options: &Options) -> Result
     for (i, action) in actions.iter().enumerate() {
         log::info!("[{}/{total}] {action}", i + 1);
         let start = Instant::now();
-        let result = apply(action, &data, config);
+        let result = apply(action, root, config);
         match result {
             Ok(()) => log::info!(
                 "[{}/{total}] done in {:.1} s",
@@ -431,7 +442,7 @@ pub fn upgrade(config: &Config, bundle_path: &Path, options: &Options) -> Result
                 start.elapsed().as_secs_f64()
             ),
             Err(e) if !began => {
-                remove_staging();
+                remove_staging(root);
                 return Err(e.context(format!(
                     "the upgrade stopped before it changed the system ({action})"
                 )));
@@ -467,14 +478,65 @@ pub fn upgrade(config: &Config, bundle_path: &Path, options: &Options) -> Result
     Ok(Applied::OnTrial { point })
 }
 
+/// `zshield upgrade --image ROOT`: the image builder applies a bundle's
+/// manifest and packages to the golden's root tree while it builds it (the
+/// image-time manifest); its upgrade.sh scripts and hooks are for running
+/// systems and do not run. The same checks of the bundle come first.
+pub fn apply_to_image(root: &Path, bundle_path: &Path, keys: &Path) -> Result<Metadata> {
+    let keys = signing::keys(keys).map_err(Refused)?;
+    let verified = bundle::verify(bundle_path, &keys).map_err(Refused)?;
+    let meta = verified.meta.clone();
+    let zshield = Version::parse(env!("CARGO_PKG_VERSION")).expect("our own version");
+    let installed = installed_version(root, &meta.name)?;
+    bundle::applicable(
+        &meta,
+        std::env::consts::ARCH,
+        &zshield,
+        installed.as_ref(),
+        false,
+    )
+    .map_err(Refused)?;
+    unpack(&verified, root)?;
+    let result = plan(root, &meta.point_name(), &meta, &Config::default()).and_then(|actions| {
+        let image_time: Vec<&Action> = actions
+            .iter()
+            .filter(|a| {
+                matches!(
+                    a,
+                    Action::InstallFiles { .. }
+                        | Action::InstallPackages { .. }
+                        | Action::RecordVersion { .. }
+                )
+            })
+            .collect();
+        for action in &actions {
+            if matches!(
+                action,
+                Action::RunUpgradeScript { .. } | Action::RunHook { .. }
+            ) {
+                log::info!("{meta}: at image time, not: {action}");
+            }
+        }
+        for action in image_time {
+            log::info!("{meta}: {action}");
+            apply(action, root, &Config::default())?;
+        }
+        Ok(())
+    });
+    remove_staging(root);
+    result.map(|()| meta)
+}
+
 fn record(config: &Config, status: &str, detail: String) {
     if let Err(e) = events::record(config, &Event::now("upgrade", status, detail)) {
         log::warn!("cannot add the upgrade to the event log: {e:#}");
     }
 }
 
-fn apply(action: &Action, data: &Path, config: &Config) -> Result<()> {
+/// Runs one step on the system whose root is `root` (`/` but at image time).
+fn apply(action: &Action, root: &Path, config: &Config) -> Result<()> {
     let limit = Duration::from_secs(config.provision.hook_timeout);
+    let data = in_root(root, STAGED_DATA);
     let lv = |point: &str| points::lv_name(point);
     match action {
         Action::TakePoint { point } => {
@@ -491,11 +553,11 @@ fn apply(action: &Action, data: &Path, config: &Config) -> Result<()> {
         }
         Action::InstallFiles { files } => {
             let provision = Provision {
-                dir: data.to_string_lossy().into_owned(),
+                dir: STAGED_DATA.into(),
                 files: files.clone(),
                 ..Provision::default()
             };
-            provision::install_files(Path::new("/"), Path::new("/"), &provision)
+            provision::install_files(root, root, &provision)
         }
         Action::InstallPackages { debs } => {
             let mut dpkg = Cmd::new("dpkg")
@@ -504,7 +566,10 @@ fn apply(action: &Action, data: &Path, config: &Config) -> Result<()> {
                 .env("DPKG_FRONTEND_LOCKED", "1")
                 .args(["--force-confdef", "--force-confold", "-i"]);
             for deb in debs {
-                dpkg = dpkg.arg(data.join(deb).as_os_str());
+                dpkg = dpkg.arg(Path::new(STAGED_DATA).join(deb).as_os_str());
+            }
+            if root != Path::new("/") {
+                dpkg = dpkg.chroot(root);
             }
             dpkg.run_streaming(|line| log::info!("dpkg: {line}"))
         }
@@ -516,11 +581,11 @@ fn apply(action: &Action, data: &Path, config: &Config) -> Result<()> {
         }
         Action::RunHook { hook } => {
             let path = data.join(hook);
-            let cmd = Cmd::new(&path.to_string_lossy()).current_dir(data);
+            let cmd = Cmd::new(&path.to_string_lossy()).current_dir(&data);
             passed(provision::run_script("hook", hook, cmd, limit)?, limit)
         }
         Action::RecordVersion { meta } => {
-            let dir = Path::new(INSTALLED);
+            let dir = &in_root(root, INSTALLED);
             std::fs::create_dir_all(dir)?;
             let text = toml::to_string(meta).context("cannot write the bundle's metadata")?;
             let path = dir.join(format!("{}.toml", meta.name));
@@ -531,7 +596,7 @@ fn apply(action: &Action, data: &Path, config: &Config) -> Result<()> {
                 .with_context(|| format!("cannot write {}", path.display()))
         }
         Action::StartTrial { point } => {
-            remove_staging();
+            remove_staging(root);
             nix::unistd::sync();
             Lvm.lv_tags(
                 &config.vg,
@@ -582,7 +647,14 @@ mod tests {
     #[test]
     fn the_plan_applies_files_packages_upgrades_and_hooks_in_that_order() {
         let dir = tempfile::tempdir().unwrap();
-        let data = dir.path();
+        let root = dir.path();
+        file(
+            &root.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\n",
+            0o644,
+        );
+        file(&root.join("etc/group"), "root:x:0:\n", 0o644);
+        let data = &in_root(root, STAGED_DATA);
         file(&data.join("files.install"), "[[GENERIC]]\nrelease /etc/acme/release 0644 root:root\n[[MIPS]]\nm /etc/m 0644 nobody:nogroup\n", 0o644);
         file(&data.join("files/release"), "acme 2.0\n", 0o644);
         file(&data.join("repos/b_1_all.deb"), "", 0o644);
@@ -606,7 +678,7 @@ mod tests {
         file(&data.join("hooks/20_b.sh"), "#!/bin/sh\n", 0o755);
         file(&data.join("hooks/10_a.sh"), "#!/bin/sh\n", 0o755);
         let config = Config::default();
-        let actions = plan(data, "upgrade-acme-2.0", &meta(), &config).unwrap();
+        let actions = plan(root, "upgrade-acme-2.0", &meta(), &config).unwrap();
         let shown: Vec<String> = actions.iter().map(|a| a.to_string()).collect();
         assert_eq!(
             shown,
@@ -629,7 +701,7 @@ mod tests {
             std::fs::Permissions::from_mode(0o644),
         )
         .unwrap();
-        let error = plan(data, "p", &meta(), &config).unwrap_err().to_string();
+        let error = plan(root, "p", &meta(), &config).unwrap_err().to_string();
         assert!(
             error.contains("upgrade/db/1.1/upgrade.sh is missing or not executable"),
             "{error}"

@@ -44,7 +44,7 @@ impl Vendor {
             "cd {d} && mkdir -p data/files data/hooks data/upgrade/web/2.1 && echo hello >data/files/motd \
              && printf '[[GENERIC]]\\nmotd /etc/motd 0644 root:root\\n' >data/files.install \
              && printf '#!/bin/sh\\necho hook\\n' >data/hooks/10_hello.sh && chmod 755 data/hooks/10_hello.sh \
-             && printf '#!/bin/sh\\necho upgrade\\n' >data/upgrade/web/2.1/upgrade.sh",
+             && printf '#!/bin/sh\\necho upgrade\\n' >data/upgrade/web/2.1/upgrade.sh && chmod 755 data/upgrade/web/2.1/upgrade.sh",
             d = vendor.path().display()
         ));
         vendor
@@ -217,4 +217,44 @@ fn a_file_that_is_not_a_bundle_is_refused() {
     sh(&format!("head -c 4096 /dev/urandom >{}", random.display()));
     let error = bundle::verify(&random, &v.keys("vendor")).unwrap_err();
     assert!(error.contains("not a bundle"), "{error}");
+}
+
+#[test]
+fn at_image_time_the_manifest_goes_into_the_root_and_no_script_runs() {
+    let v = Vendor::new();
+    let path = v.bundle("image.zsb", "vendor", "2.1", "x86_64");
+    let root = v.path().join("root");
+    sh(&format!(
+        "mkdir -p {r}/etc && echo 'root:x:0:0:root:/root:/bin/sh' >{r}/etc/passwd && echo 'root:x:0:' >{r}/etc/group",
+        r = root.display()
+    ));
+    let keys = v.path().join("keys-vendor");
+    let apply = || {
+        zshield(&[
+            "upgrade",
+            "--image",
+            root.to_str().unwrap(),
+            "--keys",
+            keys.to_str().unwrap(),
+            path.to_str().unwrap(),
+        ])
+    };
+    let out = apply();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/motd")).unwrap(),
+        "hello\n"
+    );
+    let record = std::fs::read_to_string(root.join("var/lib/zshield/bundles/acme.toml")).unwrap();
+    assert!(record.contains("version = \"2.1\""), "{record}");
+    assert!(
+        stderr.contains("at image time, not: run the hook hooks/10_hello.sh"),
+        "{stderr}"
+    );
+    assert!(!root.join("var/lib/zshield/upgrade").exists());
+    // The same version again is not newer.
+    let again = apply();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("is not newer"));
 }

@@ -30,3 +30,15 @@ check manifest-no-temporary-left bash -c '! ls -a /etc /usr/local/lib/ztest | gr
 check manifest-other-arch-skipped test ! -e /usr/sbin/keepalived
 check hooks-ran-in-order expect_eq "hook marks" "$(paste -sd, /var/lib/ztest-hooks)" "10 first,90 factory test"
 check factory-test-in-report factory_test_reported
+
+# The test golden's image-time bundle (qemu/test-bundle, applied by
+# build-golden.sh with zshield upgrade --image): its manifest's file for
+# x86_64 and its package went into the golden and so onto every disk; its hook
+# did not run (hooks are for running systems).
+check image-bundle-file file_is /etc/ztest-image-bundle 644 root:root
+check image-bundle-content grep -qx "ztest image bundle 1.0" /etc/ztest-image-bundle
+check image-bundle-package expect_eq ztest-image-bundle "$(dpkg-query -W -f '${Version} ${Status}' ztest-image-bundle)" "1.0 install ok installed"
+check image-bundle-recorded grep -qx 'version = "1.0"' /var/lib/zshield/bundles/ztest-image.toml
+check image-bundle-not-arm test ! -e /etc/ztest-image-bundle-arm
+check image-bundle-hook-not-run test ! -e /etc/ztest-image-bundle-hook
+check image-bundle-staging-gone test ! -e /var/lib/zshield/upgrade
