@@ -328,26 +328,32 @@ fn check_room(verified: &Verified) -> Result<(), Refused> {
 }
 
 /// Unpacks the payload into [`STAGED_DATA`] of `root`, its digest checked
-/// first.
+/// first; nothing is left behind when it cannot.
 fn unpack(verified: &Verified, root: &Path) -> Result<(), Refused> {
     let staging = in_root(root, STAGING);
     let fail = |e: std::io::Error| Refused(format!("cannot prepare {}: {e}", staging.display()));
     if staging.exists() {
         std::fs::remove_dir_all(&staging).map_err(fail)?;
     }
-    let data = in_root(root, STAGED_DATA);
-    std::fs::create_dir_all(&data).map_err(fail)?;
-    let payload = staging.join(bundle::PAYLOAD);
-    verified.copy_payload(&payload).map_err(Refused)?;
-    Cmd::new("tar")
-        .arg("-xf")
-        .arg(payload.as_os_str())
-        .arg("-C")
-        .arg(data.as_os_str())
-        .arg("--no-same-owner")
-        .run()
-        .map_err(|e| Refused(format!("cannot unpack its {}: {e:#}", bundle::PAYLOAD)))?;
-    std::fs::remove_file(&payload).map_err(fail)
+    let unpacked = (|| {
+        let data = in_root(root, STAGED_DATA);
+        std::fs::create_dir_all(&data).map_err(fail)?;
+        let payload = staging.join(bundle::PAYLOAD);
+        verified.copy_payload(&payload).map_err(Refused)?;
+        Cmd::new("tar")
+            .arg("-xf")
+            .arg(payload.as_os_str())
+            .arg("-C")
+            .arg(data.as_os_str())
+            .arg("--no-same-owner")
+            .run()
+            .map_err(|e| Refused(format!("cannot unpack its {}: {e:#}", bundle::PAYLOAD)))?;
+        std::fs::remove_file(&payload).map_err(fail)
+    })();
+    if unpacked.is_err() {
+        remove_staging(root);
+    }
+    unpacked
 }
 
 fn remove_staging(root: &Path) {

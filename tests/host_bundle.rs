@@ -257,4 +257,23 @@ fn at_image_time_the_manifest_goes_into_the_root_and_no_script_runs() {
     let again = apply();
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("is not newer"));
+
+    // A tampered payload leaves nothing behind, not even its unpacking place.
+    let tampered = v.bundle("tampered.zsb", "vendor", "2.2", "x86_64");
+    write_at(&tampered, find(&tampered, b"hello\n"), b"j");
+    let out = zshield(&[
+        "upgrade",
+        "--image",
+        root.to_str().unwrap(),
+        "--keys",
+        keys.to_str().unwrap(),
+        tampered.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not match the SHA-256"));
+    assert!(!root.join("var/lib/zshield/upgrade").exists());
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/motd")).unwrap(),
+        "hello\n"
+    );
 }
