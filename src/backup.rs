@@ -394,12 +394,11 @@ fn classic_steps(
 pub fn backup(config_path: &Path, request: &Request, dry_run: bool) -> Result<()> {
     let _lock = lock()?;
     let config = Config::load(config_path)?;
-    backup_holding_lock(&config, request, dry_run).map(drop)
+    run(&config, request, dry_run).map(drop)
 }
 
-/// [`backup`], for a caller that holds the backup's lock ([`lock`]); returns
-/// what it did.
-pub fn backup_holding_lock(config: &Config, request: &Request, dry_run: bool) -> Result<String> {
+/// [`backup`] with its lock held; returns what it did.
+fn run(config: &Config, request: &Request, dry_run: bool) -> Result<String> {
     let mut report = Report::backup(dry_run);
     let result = take(config, request, dry_run, &mut report);
     if dry_run {
@@ -447,9 +446,8 @@ pub fn backup_holding_lock(config: &Config, request: &Request, dry_run: bool) ->
     result
 }
 
-/// Plans the backup, checks the system is at rest, runs the steps; returns
-/// what it did.
-fn take(config: &Config, request: &Request, dry_run: bool, report: &mut Report) -> Result<String> {
+/// The plan of `request` for the running system as LVM shows it now.
+fn plan_now(config: &Config, request: &Request) -> Result<Plan> {
     let lvm = Lvm;
     let vg = lvm.vgs()?.into_iter().find(|v| v.name == config.vg);
     let lvs = lvm.lvs()?;
@@ -459,17 +457,38 @@ fn take(config: &Config, request: &Request, dry_run: bool, report: &mut Report) 
             .map_or(0, |d| d.as_secs()),
         boot_marked_complete: Path::new("/boot").join(COMPLETE_MARKER).exists(),
     };
-    let plan = plan(config, vg.as_ref(), &lvs, request, &at).map_err(anyhow::Error::msg)?;
+    plan(config, vg.as_ref(), &lvs, request, &at).map_err(anyhow::Error::msg)
+}
+
+/// The steps that take the named restore point `name` of the running
+/// system, checked at rest, for a caller that runs them as steps of its own
+/// plan ([`crate::upgrade`]) and holds the lock.
+pub fn named_point_steps(config: &Config, name: &str) -> Result<Vec<Step>> {
+    let plan = plan_now(config, &Request::Named(name.to_string()))?;
+    check_running_root(config)?;
+    check_at_rest(config)?;
+    Ok(plan.steps)
+}
+
+fn check_running_root(config: &Config) -> Result<()> {
+    let root = mapper_path(&config.vg, &config.root.name);
+    if !is_running_root(&root)? {
+        bail!("the running root is not {root}: backups are taken on the appliance's disk system, not on the golden image");
+    }
+    Ok(())
+}
+
+/// Plans the backup, checks the system is at rest, runs the steps; returns
+/// what it did.
+fn take(config: &Config, request: &Request, dry_run: bool, report: &mut Report) -> Result<String> {
+    let plan = plan_now(config, request)?;
     plan.show();
     if dry_run {
         log::info!("dry run: nothing was changed");
         return Ok("dry run".into());
     }
     report.plan = Some(plan.clone());
-    let root = mapper_path(&config.vg, &config.root.name);
-    if !is_running_root(&root)? {
-        bail!("the running root is not {root}: backups are taken on the appliance's disk system, not on the golden image");
-    }
+    check_running_root(config)?;
     if request.takes_one() {
         check_at_rest(config)?;
     }

@@ -22,12 +22,17 @@ use anyhow::{bail, Context, Result};
 use crate::backup;
 use crate::bundle::{self, Metadata, Verified, Version};
 use crate::config::{Config, ProvisionConfig};
+use crate::disk::blockmap::Digests;
 use crate::disk::mounts::is_running_root;
 use crate::events::{self, Event};
+use crate::failpoint::Failpoints;
 use crate::health;
 use crate::layout::{mapper_path, TAG_UPGRADE_APPLYING, TAG_UPGRADE_TRIAL};
 use crate::lvm::Lvm;
 use crate::points;
+use crate::recovery::execute::Executor;
+use crate::recovery::report::Report;
+use crate::recovery::step::Step;
 use crate::runner::Cmd;
 use crate::signing;
 use crate::target::provision::{self, InstallFile, Provision};
@@ -61,9 +66,8 @@ pub struct Options {
 /// One step of an upgrade, as printed and as run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    TakePoint {
-        point: String,
-    },
+    /// A step of the backup that takes the upgrade's restore point.
+    Point(Step),
     /// The point's tag and GRUB's tries used up: anything that stops the
     /// upgrade from here ends in the rollback.
     BeginApplying {
@@ -93,7 +97,7 @@ pub enum Action {
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Action::TakePoint { point } => write!(f, "take the named restore point {point}"),
+            Action::Point(step) => step.fmt(f),
             Action::BeginApplying { point } => write!(
                 f,
                 "tag {point} as the upgrade's and set GRUB's boot tries to used up (from here, a stop rolls back to it)"
@@ -154,7 +158,13 @@ fn installed_version(root: &Path, name: &str) -> Result<Option<Version>> {
 /// The steps of applying the payload unpacked in `root` (at [`STAGED_DATA`])
 /// to the running system `root`, checked as far as they can be before they
 /// run.
-pub fn plan(root: &Path, point: &str, meta: &Metadata, config: &Config) -> Result<Vec<Action>> {
+pub fn plan(
+    root: &Path,
+    point_steps: Vec<Step>,
+    point: &str,
+    meta: &Metadata,
+    config: &Config,
+) -> Result<Vec<Action>> {
     let data = in_root(root, STAGED_DATA);
     let settings = ProvisionConfig {
         dir: STAGED_DATA.into(),
@@ -184,14 +194,10 @@ pub fn plan(root: &Path, point: &str, meta: &Metadata, config: &Config) -> Resul
             scripts.push(script);
         }
     }
-    let mut actions = vec![
-        Action::TakePoint {
-            point: point.to_string(),
-        },
-        Action::BeginApplying {
-            point: point.to_string(),
-        },
-    ];
+    let mut actions: Vec<Action> = point_steps.into_iter().map(Action::Point).collect();
+    actions.push(Action::BeginApplying {
+        point: point.to_string(),
+    });
     if !files.is_empty() {
         actions.push(Action::InstallFiles { files });
     }
@@ -420,16 +426,23 @@ pub fn upgrade(config: &Config, bundle_path: &Path, options: &Options) -> Result
     let root = Path::new("/");
     unpack(&verified, root)?;
     let point = free_point_name(config, &meta.point_name())?;
-    let actions = match plan(root, &point, meta, config) {
+    let planned = backup::named_point_steps(config, &point)
+        .map_err(|e| Refused(format!("{e:#}")))
+        .and_then(|steps| {
+            plan(root, steps, &point, meta, config)
+                .map_err(|e| Refused(format!("its data/ tree: {e:#}")))
+        });
+    let actions = match planned {
         Ok(actions) => actions,
-        Err(e) => {
+        Err(refused) => {
             remove_staging(root);
-            return Err(Refused(format!("its data/ tree: {e:#}")).into());
+            return Err(refused.into());
         }
     };
     let total = actions.len();
+    log::info!("plan: upgrade the running system to {meta}, under the restore point {point}");
     for (i, action) in actions.iter().enumerate() {
-        log::info!("plan: [{}/{total}] {action}", i + 1);
+        log::info!("plan: {:2}. {action}", i + 1);
     }
     if options.dry_run {
         remove_staging(root);
@@ -437,20 +450,31 @@ pub fn upgrade(config: &Config, bundle_path: &Path, options: &Options) -> Result
         return Ok(Applied::DryRun);
     }
     let mut began = false;
+    let mut executor = Executor::new(
+        PathBuf::from("/"),
+        Failpoints::default(),
+        Digests::Check,
+        None,
+    );
+    let mut report = Report::backup(false);
     for (i, action) in actions.iter().enumerate() {
         log::info!("[{}/{total}] {action}", i + 1);
         let start = Instant::now();
-        let result = apply(action, root, config);
+        let result = match action {
+            Action::Point(step) => executor.run_one(step, &mut report),
+            action => apply(action, root, config),
+        };
         match result {
             Ok(()) => log::info!(
-                "[{}/{total}] done in {:.1} s",
+                "step {} done in {:.1} s",
                 i + 1,
                 start.elapsed().as_secs_f64()
             ),
             Err(e) if !began => {
                 remove_staging(root);
                 return Err(e.context(format!(
-                    "the upgrade stopped before it changed the system ({action})"
+                    "the upgrade stopped in step {} of {total} ({action}), before it changed the running system (a restore point it took is kept: zshield backup --remove {point} removes it)",
+                    i + 1
                 )));
             }
             Err(e) => {
@@ -503,7 +527,14 @@ pub fn apply_to_image(root: &Path, bundle_path: &Path, keys: &Path) -> Result<Me
     )
     .map_err(Refused)?;
     unpack(&verified, root)?;
-    let result = plan(root, &meta.point_name(), &meta, &Config::default()).and_then(|actions| {
+    let result = plan(
+        root,
+        Vec::new(),
+        &meta.point_name(),
+        &meta,
+        &Config::default(),
+    )
+    .and_then(|actions| {
         let image_time: Vec<&Action> = actions
             .iter()
             .filter(|a| {
@@ -545,10 +576,7 @@ fn apply(action: &Action, root: &Path, config: &Config) -> Result<()> {
     let data = in_root(root, STAGED_DATA);
     let lv = |point: &str| points::lv_name(point);
     match action {
-        Action::TakePoint { point } => {
-            backup::backup_holding_lock(config, &backup::Request::Named(point.clone()), false)
-                .map(drop)
-        }
+        Action::Point(_) => unreachable!("the executor runs the backup's steps"),
         Action::BeginApplying { point } => {
             Lvm.lv_add_tag(&config.vg, &lv(point), TAG_UPGRADE_APPLYING)?;
             health::use_up_tries(config)?;
@@ -684,12 +712,11 @@ mod tests {
         file(&data.join("hooks/20_b.sh"), "#!/bin/sh\n", 0o755);
         file(&data.join("hooks/10_a.sh"), "#!/bin/sh\n", 0o755);
         let config = Config::default();
-        let actions = plan(root, "upgrade-acme-2.0", &meta(), &config).unwrap();
+        let actions = plan(root, Vec::new(), "upgrade-acme-2.0", &meta(), &config).unwrap();
         let shown: Vec<String> = actions.iter().map(|a| a.to_string()).collect();
         assert_eq!(
             shown,
             [
-                "take the named restore point upgrade-acme-2.0",
                 "tag upgrade-acme-2.0 as the upgrade's and set GRUB's boot tries to used up (from here, a stop rolls back to it)",
                 "install 1 file: /etc/acme/release (0644 root:root)",
                 "install 2 packages with one dpkg -i: repos/a_1_all.deb, repos/b_1_all.deb",
@@ -707,7 +734,9 @@ mod tests {
             std::fs::Permissions::from_mode(0o644),
         )
         .unwrap();
-        let error = plan(root, "p", &meta(), &config).unwrap_err().to_string();
+        let error = plan(root, Vec::new(), "p", &meta(), &config)
+            .unwrap_err()
+            .to_string();
         assert!(
             error.contains("upgrade/db/1.1/upgrade.sh is missing or not executable"),
             "{error}"
@@ -717,7 +746,7 @@ mod tests {
     #[test]
     fn an_empty_tree_only_takes_the_point_and_records_the_version() {
         let dir = tempfile::tempdir().unwrap();
-        let actions = plan(dir.path(), "p", &meta(), &Config::default()).unwrap();
-        assert_eq!(actions.len(), 4);
+        let actions = plan(dir.path(), Vec::new(), "p", &meta(), &Config::default()).unwrap();
+        assert_eq!(actions.len(), 3);
     }
 }

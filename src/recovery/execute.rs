@@ -85,6 +85,13 @@ impl Executor {
         Ok(())
     }
 
+    /// Runs one step for a caller that numbers and reports the steps of a
+    /// plan of its own (`zshield upgrade`, whose restore point is steps of
+    /// the backup).
+    pub fn run_one(&mut self, step: &Step, report: &mut Report) -> Result<()> {
+        self.step(step, report)
+    }
+
     /// Ends a run that got as far as it did: the report goes onto the target
     /// when its root is mounted, everything is synced, the target unmounted.
     pub fn close(mut self, report: &mut Report) -> Result<()> {

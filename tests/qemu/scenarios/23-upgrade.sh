@@ -5,7 +5,7 @@
 # vendor's key (the test golden trusts its public key, as the product trusts
 # the vendor's from make image VENDOR_KEYS=).
 # 1. A tampered bundle (one byte of its payload) is refused with one line and
-#    nothing changed; a good one (acme 2.0: a file of its manifest, a .deb of
+#    nothing changed, a good one while dpkg holds its lock too; then the good one (acme 2.0: a file of its manifest, a .deb of
 #    repos/, an upgrade.sh, a hook) is applied under the named restore point
 #    upgrade-acme-2.0; zshield status shows it on trial; restart.
 # 2. The trial boot's health checks pass: committed. Then acme 3.0, whose
@@ -107,7 +107,14 @@ start)
     check tampered-refused bash -c '! zshield upgrade /run/ztest-tampered.zsb 2>/run/ztest-tampered.err'
     check tampered-says-why grep -q "^zshield: error: /run/ztest-tampered.zsb is refused: its data.tar does not match the SHA-256 its signed metadata names: the bundle was changed after it was signed; nothing was changed$" /run/ztest-tampered.err
     check tampered-changes-nothing bash -c "[ '$(points)' = '$before' ] && [ ! -e /etc/acme ] && [ ! -e /var/lib/zshield/upgrade ]"
-    check dry-run-plans bash -c 'zshield upgrade --dry-run /run/ztest-good.zsb 2>&1 | grep -q "plan: \[3/8\] install 1 file: /etc/acme/release (0644 root:root)"'
+    # dpkg at work (its front-end lock held, as apt holds it): refused.
+    perl -MFcntl -e 'open(my $f, ">>", $ARGV[0]) or die "$!"; my $lock = pack("s s x4 q q l x4", F_WRLCK, 0, 0, 0, 0);
+        fcntl($f, F_SETLKW, $lock) or die "lock: $!"; $| = 1; print "locked\n"; sleep 120;' /var/lib/dpkg/lock-frontend >/run/ztest-dpkg.out &
+    dpkg_holder=$!
+    for _ in $(seq 50); do grep -q locked /run/ztest-dpkg.out && break; sleep 0.2; done
+    check refused-during-dpkg bash -c 'out=$(zshield upgrade /run/ztest-good.zsb 2>&1); [ $? = 1 ] && grep -q "dpkg.s lock /var/lib/dpkg/lock-frontend is held (process [0-9]*): packages are being changed" <<<"$out"'
+    kill "$dpkg_holder"
+    check dry-run-plans bash -c 'zshield upgrade --dry-run /run/ztest-good.zsb 2>&1 | grep -Eq "plan: +5\. install 1 file: /etc/acme/release \(0644 root:root\)"'
     check dry-run-changes-nothing bash -c "[ '$(points)' = '$before' ] && [ ! -e /etc/acme ]"
     next_stage good
     start=$(date +%s%N)
