@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 use crate::config::Config;
 use crate::disk::mounts::is_running_root;
 use crate::events::{self, Event};
-use crate::layout::{mapper_path, GRUB_ENV, TAG_UPGRADE_TRIAL};
+use crate::layout::{mapper_path, GRUB_ENV, TAG_UPGRADE_APPLYING, TAG_UPGRADE_TRIAL};
 use crate::logging::RUN_DIR;
 use crate::lvm::Lvm;
 use crate::runner::Cmd;
@@ -248,7 +248,26 @@ pub fn boot_ok(config: &Config) -> Result<BootOk> {
             env.display()
         )
     })?;
-    let trial = upgrade_on_trial(config)?;
+    let (trial, applying) = upgrade_in_progress(config)?;
+    if let Some(point) = applying {
+        // The unit stopped while an upgrade was being applied and GRUB did
+        // not roll back (the tries it had used up never reached the disk,
+        // or a person chose the entry): not a system to keep.
+        let reboot = menu_counts(&disk_grub_cfg());
+        if reboot {
+            use_up_tries(config)?;
+        }
+        let detail = format!(
+            "an upgrade was being applied when the unit stopped: this boot is not marked good{}",
+            if reboot {
+                format!(", and the next start rolls back to its restore point {point}")
+            } else {
+                format!("; the disk's GRUB menu does not count boot tries: roll back to {point} with zshield_recovery=latest")
+            }
+        );
+        record(config, &Event::now("boot", "failed", detail.clone()));
+        return Ok(BootOk::Failed { detail, reboot });
+    }
     let results = run_checks(
         Path::new(HEALTH_DIR),
         Duration::from_secs(config.boot.check_timeout),
@@ -308,12 +327,16 @@ pub fn boot_ok(config: &Config) -> Result<BootOk> {
 }
 
 /// The restore point (LV) of the upgrade on trial, if one is.
-fn upgrade_on_trial(config: &Config) -> Result<Option<String>> {
-    Ok(Lvm
-        .lvs()?
-        .into_iter()
-        .find(|l| l.vg == config.vg && l.has_tag(TAG_UPGRADE_TRIAL))
-        .map(|l| l.name))
+/// The restore points (LVs) of an upgrade on trial and of one being
+/// applied, if any.
+fn upgrade_in_progress(config: &Config) -> Result<(Option<String>, Option<String>)> {
+    let lvs = Lvm.lvs()?;
+    let tagged = |tag: &str| {
+        lvs.iter()
+            .find(|l| l.vg == config.vg && l.has_tag(tag))
+            .map(|l| l.name.clone())
+    };
+    Ok((tagged(TAG_UPGRADE_TRIAL), tagged(TAG_UPGRADE_APPLYING)))
 }
 
 /// Sets GRUB's count of boot tries to used up: its next start rolls back

@@ -170,6 +170,14 @@ cut)
     check user-file-kept-again grep -qx "user data before acme 3.0" /home/ztest-user-file
     check events-tell-the-story expect_eq "upgrade events" "$(upgrade_events)" \
         "upgrade applying,upgrade applied,upgrade committed,upgrade applying,upgrade applied,automatic-rollback done,upgrade rolled-back,upgrade applying,automatic-rollback done,upgrade rolled-back"
+    # A boot that finds an upgrade still being applied (its used-up tries
+    # never reached the disk, or a person chose the entry) is not kept:
+    # not marked good, the tries used up for GRUB's rollback.
+    lvchange --addtag zshield_upgrade_applying vgroup/rp-upgrade-acme-3.1
+    check applying-not-kept bash -c 'out=$(zshield boot-ok --no-reboot 2>&1); [ $? != 0 ] && grep -q "an upgrade was being applied when the unit stopped: this boot is not marked good, and the next start rolls back to its restore point rp-upgrade-acme-3.1" <<<"$out"'
+    check applying-uses-tries-up bash -c '[ "$(grub-editenv /boot/grub/grubenv list | grep zshield_boot_tries=)" = zshield_boot_tries=3 ]'
+    lvchange --deltag zshield_upgrade_applying vgroup/rp-upgrade-acme-3.1
+    grub-editenv /boot/grub/grubenv set zshield_boot_tries=0
     ;;
 esac
 SCRIPT
