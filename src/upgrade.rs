@@ -389,13 +389,10 @@ pub enum Applied {
 }
 
 /// An upgrade that failed after it began to change the system: the caller
-/// restarts the unit, whose GRUB rolls back to `point`.
+/// restarts the unit, whose GRUB rolls back to the upgrade's point.
 #[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct Failed {
-    pub message: String,
-    pub point: String,
-}
+#[error("{0}")]
+pub struct Failed(pub String);
 
 /// `zshield upgrade`: the checks, then the steps. A refusal is a
 /// [`Refused`], a failure after the first change a [`Failed`].
@@ -478,13 +475,10 @@ pub fn upgrade(config: &Config, bundle_path: &Path, options: &Options) -> Result
                 )));
             }
             Err(e) => {
-                return Err(Failed {
-                    message: format!(
-                        "the upgrade to {meta} failed in step {} of {total} ({action}): {e:#}; the system is half-upgraded: the next start rolls it back to the restore point {point}",
-                        i + 1
-                    ),
-                    point: point.clone(),
-                }
+                return Err(Failed(format!(
+                    "the upgrade to {meta} failed in step {} of {total} ({action}): {e:#}; the system is half-upgraded: the next start rolls it back to the restore point {point}",
+                    i + 1
+                ))
                 .into())
             }
         }
@@ -535,28 +529,20 @@ pub fn apply_to_image(root: &Path, bundle_path: &Path, keys: &Path) -> Result<Me
         &Config::default(),
     )
     .and_then(|actions| {
-        let image_time: Vec<&Action> = actions
-            .iter()
-            .filter(|a| {
-                matches!(
-                    a,
-                    Action::InstallFiles { .. }
-                        | Action::InstallPackages { .. }
-                        | Action::RecordVersion { .. }
-                )
-            })
-            .collect();
         for action in &actions {
-            if matches!(
-                action,
-                Action::RunUpgradeScript { .. } | Action::RunHook { .. }
-            ) {
-                log::info!("{meta}: at image time, not: {action}");
+            match action {
+                Action::InstallFiles { .. }
+                | Action::InstallPackages { .. }
+                | Action::RecordVersion { .. } => {
+                    log::info!("{meta}: {action}");
+                    apply(action, root, &Config::default())?;
+                }
+                Action::RunUpgradeScript { .. } | Action::RunHook { .. } => {
+                    log::info!("{meta}: at image time, not: {action}");
+                }
+                // The restore point and the trial are a running system's.
+                Action::Point(_) | Action::BeginApplying { .. } | Action::StartTrial { .. } => {}
             }
-        }
-        for action in image_time {
-            log::info!("{meta}: {action}");
-            apply(action, root, &Config::default())?;
         }
         Ok(())
     });
