@@ -463,10 +463,11 @@ fn plan_now(config: &Config, request: &Request) -> Result<Plan> {
 /// The steps that take the named restore point `name` of the running
 /// system, checked at rest, for a caller that runs them as steps of its own
 /// plan ([`crate::upgrade`]) and holds the lock.
-pub fn named_point_steps(config: &Config, name: &str) -> Result<Vec<Step>> {
+pub fn named_point_steps(config: &Config, name: &str, _dpkg: &DpkgLock) -> Result<Vec<Step>> {
     let plan = plan_now(config, &Request::Named(name.to_string()))?;
     check_running_root(config)?;
-    check_at_rest(config)?;
+    // The caller holds dpkg's front-end lock: dpkg's own is left to check.
+    check_at_rest(config, &DPKG_LOCKS[1..])?;
     Ok(plan.steps)
 }
 
@@ -490,7 +491,7 @@ fn take(config: &Config, request: &Request, dry_run: bool, report: &mut Report) 
     report.plan = Some(plan.clone());
     check_running_root(config)?;
     if request.takes_one() {
-        check_at_rest(config)?;
+        check_at_rest(config, &DPKG_LOCKS)?;
     }
     let mut exec = Executor::new(
         PathBuf::from("/"),
@@ -519,14 +520,14 @@ fn take(config: &Config, request: &Request, dry_run: bool, report: &mut Report) 
 
 /// Only a system at rest is kept: a boot marked good, dpkg not at work,
 /// the running kernel's /boot mounted.
-fn check_at_rest(config: &Config) -> Result<()> {
+fn check_at_rest(config: &Config, dpkg_locks: &[&str]) -> Result<()> {
     if !health::boot_marked_good(config) {
         return Err(TryLater(
             "this boot is not marked good (zshield-boot-ok.service has not passed the health checks): no backup of a system that may be broken; the old backup is kept, and the backup tries again later".into(),
         )
         .into());
     }
-    check_packages_at_rest()?;
+    check_packages_at_rest(dpkg_locks)?;
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .context("cannot read the running kernel's release")?;
     check_boot(Path::new("/"), release.trim())
@@ -536,8 +537,8 @@ fn check_at_rest(config: &Config) -> Result<()> {
 /// first for its whole run.
 const DPKG_LOCKS: [&str; 2] = ["/var/lib/dpkg/lock-frontend", "/var/lib/dpkg/lock"];
 
-fn check_packages_at_rest() -> Result<()> {
-    for lock in DPKG_LOCKS {
+fn check_packages_at_rest(locks: &[&str]) -> Result<()> {
+    for &lock in locks {
         if let Some(pid) = fcntl_lock_holder(Path::new(lock))? {
             return Err(TryLater(format!(
                 "dpkg is changing packages (process {pid} holds {lock}): no backup of a half-installed system; the old backup is kept, and the backup tries again later"
@@ -555,13 +556,47 @@ fn fcntl_lock_holder(path: &Path) -> Result<Option<i32>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).with_context(|| format!("cannot open {}", path.display())),
     };
-    // SAFETY: flock is plain data; all zeros is a valid value of it.
-    let mut probe: nix::libc::flock = unsafe { std::mem::zeroed() };
-    probe.l_type = nix::libc::F_WRLCK as i16;
-    probe.l_whence = nix::libc::SEEK_SET as i16;
+    let mut probe = whole_file_write_lock();
     nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_GETLK(&mut probe))
         .with_context(|| format!("cannot ask who locks {}", path.display()))?;
     Ok((probe.l_type != nix::libc::F_UNLCK as i16).then_some(probe.l_pid))
+}
+
+fn whole_file_write_lock() -> nix::libc::flock {
+    // SAFETY: flock is plain data; all zeros is a valid value of it.
+    let mut lock: nix::libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = nix::libc::F_WRLCK as i16;
+    lock.l_whence = nix::libc::SEEK_SET as i16;
+    lock
+}
+
+/// dpkg's front-end lock, held as apt holds it while it lives, so that no
+/// package changes meanwhile; dpkg run with `DPKG_FRONTEND_LOCKED=1` then
+/// takes only its own. An open-file-description lock: it conflicts with
+/// dpkg's and apt's, and no other open and close of the file in this process
+/// (the at-rest check's) lets it go, as it would a POSIX record lock.
+pub struct DpkgLock(#[allow(dead_code)] std::fs::File);
+
+/// Takes [`DpkgLock`], or says who holds it.
+pub fn lock_dpkg() -> Result<DpkgLock, String> {
+    let path = DPKG_LOCKS[0];
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| format!("cannot open {path}: {e}"))?;
+    let lock = whole_file_write_lock();
+    if nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_OFD_SETLK(&lock)).is_err() {
+        let holder = fcntl_lock_holder(Path::new(path))
+            .ok()
+            .flatten()
+            .map_or_else(String::new, |pid| format!(" (process {pid})"));
+        return Err(format!(
+            "dpkg's lock {path} is held{holder}: packages are being changed; run the upgrade when that is done"
+        ));
+    }
+    Ok(DpkgLock(file))
 }
 
 /// The backup keeps a copy of /boot for the rollback: it must be the running

@@ -227,18 +227,7 @@ pub fn verify(path: &Path, keys: &Keys) -> Result<Verified, String> {
     let text = read_member(&mut file, &found[0])?;
     let signature = read_member(&mut file, &found[1])?;
     let (key, signed_comment) =
-        signing::verify(text.as_bytes(), &signature, keys).map_err(|e| match e {
-            signing::Mismatch::Unreadable(e) => {
-                format!("its {SIGNATURE} is not a minisign signature: {e}")
-            }
-            signing::Mismatch::UnknownKey(keys) => {
-                format!("it is signed with a key that is not among the vendor's keys ({keys})")
-            }
-            signing::Mismatch::Bad => {
-                "bad signature: the bundle was changed after it was signed, or signed wrongly"
-                    .into()
-            }
-        })?;
+        signing::verify(text.as_bytes(), &signature, keys).map_err(|e| format!("it is {e}"))?;
     let meta = Metadata::parse(&text)?;
     if meta.payload_size != found[2].size {
         return Err(format!(

@@ -160,6 +160,7 @@ pub fn blank_probe() -> Probe {
             block_map: Err("no block map in this fixture".into()),
             boot_map: Err("no block map in this fixture".into()),
             map_damage: None,
+            signed_map_required: false,
             efi: Ok(()),
         },
         content: Content::Blank,

@@ -13,7 +13,9 @@ use anyhow::{Context, Result};
 use crate::config::Config;
 use crate::disk::mounts::is_running_root;
 use crate::events::{self, Event};
-use crate::layout::{mapper_path, GRUB_ENV, TAG_UPGRADE_APPLYING, TAG_UPGRADE_TRIAL};
+use crate::layout::{
+    mapper_path, GRUB_ENV, TAG_UPGRADE_APPLYING, TAG_UPGRADE_TRIAL, UPGRADE_STAGING,
+};
 use crate::logging::RUN_DIR;
 use crate::lvm::Lvm;
 use crate::runner::Cmd;
@@ -26,6 +28,9 @@ pub const BOOT_OK_UNIT: &str = "zshield-boot-ok.service";
 
 /// Under [`RUN_DIR`] (a tmpfs): this boot was marked good.
 const BOOT_GOOD: &str = "boot-good";
+/// Under [`RUN_DIR`]: an upgrade was applied in this boot (`zshield upgrade
+/// --no-reboot`); its trial is the next boot, not this one.
+pub const TRIAL_PENDING: &str = "upgrade-trial-pending";
 
 /// GRUB's variables in the disk's grubenv (grub/40_zshield).
 const TRIES_VAR: &str = "zshield_boot_tries";
@@ -289,13 +294,22 @@ pub fn boot_ok(config: &Config) -> Result<BootOk> {
                 .with_context(|| format!("cannot write {RUN_DIR}/{BOOT_GOOD}"))?;
             let detail = format!("{words}{after_fallback}");
             record(config, &Event::now("boot", "good", detail.clone()));
-            if let Some(point) = trial {
+            let pending = Path::new(RUN_DIR).join(TRIAL_PENDING).exists();
+            if let (Some(point), true) = (&trial, pending) {
+                log::info!(
+                    "the upgrade under the restore point {point} was applied in this boot: its trial is the next boot, after a restart"
+                );
+            }
+            if let (Some(point), false) = (trial, pending) {
                 Lvm.lv_del_tag(&config.vg, &point, TAG_UPGRADE_TRIAL)?;
                 let committed = format!(
                     "the health checks of its trial boot passed; its restore point {point} is kept"
                 );
                 log::info!("upgrade committed: {committed}");
                 record(config, &Event::now("upgrade", "committed", committed));
+            }
+            if !pending {
+                remove_leftover_staging();
             }
             Ok(BootOk::Good(detail))
         }
@@ -327,6 +341,20 @@ pub fn boot_ok(config: &Config) -> Result<BootOk> {
 }
 
 /// The restore point (LV) of the upgrade on trial, if one is.
+/// A bundle unpacked by an upgrade that a rollback brought back with its
+/// restore point (called with no upgrade being applied).
+fn remove_leftover_staging() {
+    let staging = Path::new(UPGRADE_STAGING);
+    if staging.exists() {
+        match std::fs::remove_dir_all(staging) {
+            Ok(()) => {
+                log::info!("removed {UPGRADE_STAGING}, left by an upgrade that was rolled back")
+            }
+            Err(e) => log::warn!("cannot remove {UPGRADE_STAGING}: {e}"),
+        }
+    }
+}
+
 /// The restore points (LVs) of an upgrade on trial and of one being
 /// applied, if any.
 fn upgrade_in_progress(config: &Config) -> Result<(Option<String>, Option<String>)> {
@@ -339,12 +367,30 @@ fn upgrade_in_progress(config: &Config) -> Result<(Option<String>, Option<String
     Ok((tagged(TAG_UPGRADE_TRIAL), tagged(TAG_UPGRADE_APPLYING)))
 }
 
+/// The number of tries the disk's menu counts up to (grub/40_zshield made
+/// it from GRUB_ZSHIELD_BOOT_TRIES), from its text.
+fn menu_tries(grub_cfg: &str) -> Option<u32> {
+    let test = format!("\"${{{TRIES_VAR}}}\" != ");
+    grub_cfg.lines().find_map(|line| {
+        let rest = &line[line.find(&test)? + test.len()..];
+        rest.split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    })
+}
+
 /// Sets GRUB's count of boot tries to used up: its next start rolls back
-/// (grub/40_zshield), as after `[boot] tries` failed boots.
+/// (grub/40_zshield), as after that many failed boots. The number is the
+/// menu's own, which `[boot] tries` may no longer be.
 pub fn use_up_tries(config: &Config) -> Result<()> {
+    let tries = std::fs::read_to_string(disk_grub_cfg())
+        .ok()
+        .and_then(|cfg| menu_tries(&cfg))
+        .unwrap_or(config.boot.tries);
     Cmd::new("grub-editenv")
         .arg(grub_env().as_os_str())
-        .args(["set", &format!("{TRIES_VAR}={}", config.boot.tries)])
+        .args(["set", &format!("{TRIES_VAR}={tries}")])
         .run()?;
     Cmd::new("grub-editenv")
         .arg(grub_env().as_os_str())
@@ -469,6 +515,13 @@ mod tests {
         )
         .unwrap();
         assert!(menu_counts(&cfg));
+    }
+
+    #[test]
+    fn the_menu_says_how_many_tries_it_counts() {
+        let cfg = "\tload_env --file \"${zshield_env}\" zshield_boot_tries zshield_fallback\n\tif [ \"${zshield_boot_tries}\" != 5 ]; then\n";
+        assert_eq!(menu_tries(cfg), Some(5));
+        assert_eq!(menu_tries("menuentry 'Debian' {\n}\n"), None);
     }
 
     #[test]

@@ -67,6 +67,11 @@ pub const TAG_UPGRADE_APPLYING: &str = "zshield_upgrade_applying";
 /// GRUB's automatic rollback brings this point back.
 pub const TAG_UPGRADE_TRIAL: &str = "zshield_upgrade_trial";
 
+/// Where `zshield upgrade` unpacks a bundle, on the root: the upgrade's
+/// restore point holds it too, so a rollback brings it back, and the next
+/// boot marked good with no upgrade under way removes it.
+pub const UPGRADE_STAGING: &str = "/var/lib/zshield/upgrade";
+
 /// The name a thin rollback gives the new root until the old one is set aside.
 pub fn restoring_root_name(root: &str) -> String {
     format!("{root}_restoring")

@@ -496,7 +496,7 @@ fn upgrade_command(
     options: &zshield::upgrade::Options,
     no_reboot: bool,
 ) -> ExitCode {
-    use zshield::upgrade::{Applied, Failed, Refused};
+    use zshield::upgrade::{Applied, Failed, Refused, Stopped};
     let log = (!options.dry_run).then(|| PathBuf::from(UPGRADE_LOG));
     init_logging(log.as_deref(), Console::Stderr);
     log::info!(
@@ -531,6 +531,10 @@ fn upgrade_command(
         Err(e) if e.downcast_ref::<Failed>().is_some() => {
             log::error!("{e:#}");
             ExitCode::FAILURE
+        }
+        Err(e) if e.downcast_ref::<Stopped>().is_some() => {
+            log::error!("{e:#}");
+            return ExitCode::FAILURE;
         }
         Err(e) => {
             log::error!("{e:#}; nothing was changed");
@@ -633,7 +637,10 @@ fn verify_golden_command(card: &std::path::Path, keys: Option<&std::path::Path>)
                 key.display()
             ),
             Err(why) => {
-                log::error!("{}: {why}; nothing was written", card.display());
+                log::error!(
+                    "{}: {why}; nothing was written; use a card written from the vendor's image",
+                    card.display()
+                );
                 return ExitCode::FAILURE;
             }
         }

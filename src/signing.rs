@@ -57,7 +57,7 @@ impl fmt::Display for Mismatch {
                     "signed with a key that is not among the vendor's keys ({keys})"
                 )
             }
-            Mismatch::Bad => f.write_str("bad signature: changed after it was signed"),
+            Mismatch::Bad => f.write_str("signed, but changed after it was signed (bad signature)"),
         }
     }
 }

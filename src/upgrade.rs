@@ -27,7 +27,8 @@ use crate::disk::mounts::is_running_root;
 use crate::events::{self, Event};
 use crate::failpoint::Failpoints;
 use crate::health;
-use crate::layout::{mapper_path, TAG_UPGRADE_APPLYING, TAG_UPGRADE_TRIAL};
+use crate::layout::{mapper_path, TAG_UPGRADE_APPLYING, TAG_UPGRADE_TRIAL, UPGRADE_STAGING};
+use crate::logging::RUN_DIR;
 use crate::lvm::Lvm;
 use crate::points;
 use crate::recovery::execute::Executor;
@@ -37,17 +38,12 @@ use crate::runner::Cmd;
 use crate::signing;
 use crate::target::provision::{self, InstallFile, Provision};
 
-/// Where the bundle is unpacked, on the root (so that its room is the
-/// root's, and a rollback takes what is left of it away).
-const STAGING: &str = "/var/lib/zshield/upgrade";
+const STAGING: &str = UPGRADE_STAGING;
 /// The payload's `data/` tree, as the root's own programs see it.
 const STAGED_DATA: &str = "/var/lib/zshield/upgrade/data";
 /// The metadata of each bundle applied, by name: the installed version, on
 /// the root, so that a rollback brings back the record with the system.
 const INSTALLED: &str = "/var/lib/zshield/bundles";
-/// dpkg's lock for front-ends (apt holds it for its whole run): held from
-/// the checks to the end, so that no package changes under the upgrade.
-const DPKG_FRONTEND_LOCK: &str = "/var/lib/dpkg/lock-frontend";
 /// Room left on the root besides twice the payload (its copy and its tree).
 const SPARE_ROOM: u64 = 64 << 20;
 
@@ -242,32 +238,6 @@ fn list(dir: &Path, keep: impl Fn(&Path) -> bool) -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// A write lock on dpkg's front-end lock, held while it lives.
-struct DpkgLock(#[allow(dead_code)] std::fs::File);
-
-fn lock_dpkg() -> Result<DpkgLock, Refused> {
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(DPKG_FRONTEND_LOCK)
-        .map_err(|e| Refused(format!("cannot open {DPKG_FRONTEND_LOCK}: {e}")))?;
-    // SAFETY: flock is plain data; all zeros is a valid value of it.
-    let mut lock: nix::libc::flock = unsafe { std::mem::zeroed() };
-    lock.l_type = nix::libc::F_WRLCK as i16;
-    lock.l_whence = nix::libc::SEEK_SET as i16;
-    if nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_SETLK(&lock)).is_err() {
-        let mut probe = lock;
-        let holder = nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_GETLK(&mut probe))
-            .ok()
-            .map_or_else(String::new, |_| format!(" (process {})", probe.l_pid));
-        return Err(Refused(format!(
-            "dpkg's lock {DPKG_FRONTEND_LOCK} is held{holder}: packages are being changed; run the upgrade when that is done"
-        )));
-    }
-    Ok(DpkgLock(file))
-}
-
 /// What the running system must be for an upgrade, or why it is not.
 fn check_system(config: &Config) -> Result<(), Refused> {
     let refuse = |e: anyhow::Error| Refused(format!("{e:#}"));
@@ -388,6 +358,12 @@ pub enum Applied {
     DryRun,
 }
 
+/// An upgrade that stopped while it took its restore point: the running
+/// system is as it was; the message says what is left.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Stopped(pub String);
+
 /// An upgrade that failed after it began to change the system: the caller
 /// restarts the unit, whose GRUB rolls back to the upgrade's point.
 #[derive(Debug, thiserror::Error)]
@@ -418,13 +394,13 @@ pub fn upgrade(config: &Config, bundle_path: &Path, options: &Options) -> Result
     .map_err(Refused)?;
     check_system(config)?;
     let _backup_lock = backup::lock().map_err(|e| Refused(format!("{e:#}")))?;
-    let _dpkg_lock = lock_dpkg()?;
+    let dpkg_lock = backup::lock_dpkg().map_err(Refused)?;
     check_room(&verified)?;
     let root = Path::new("/");
-    unpack(&verified, root)?;
     let point = free_point_name(config, &meta.point_name())?;
-    let planned = backup::named_point_steps(config, &point)
-        .map_err(|e| Refused(format!("{e:#}")))
+    unpack(&verified, root)?;
+    let planned = backup::named_point_steps(config, &point, &dpkg_lock)
+        .map_err(|e| Refused(format!("its restore point cannot be taken: {e:#}")))
         .and_then(|steps| {
             plan(root, steps, &point, meta, config)
                 .map_err(|e| Refused(format!("its data/ tree: {e:#}")))
@@ -437,6 +413,10 @@ pub fn upgrade(config: &Config, bundle_path: &Path, options: &Options) -> Result
         }
     };
     let total = actions.len();
+    let applying_from = actions
+        .iter()
+        .position(|a| matches!(a, Action::BeginApplying { .. }))
+        .expect("every upgrade plan begins to apply");
     log::info!("plan: upgrade the running system to {meta}, under the restore point {point}");
     for (i, action) in actions.iter().enumerate() {
         log::info!("plan: {:2}. {action}", i + 1);
@@ -446,7 +426,6 @@ pub fn upgrade(config: &Config, bundle_path: &Path, options: &Options) -> Result
         log::info!("dry run: nothing was changed");
         return Ok(Applied::DryRun);
     }
-    let mut began = false;
     let mut executor = Executor::new(
         PathBuf::from("/"),
         Failpoints::default(),
@@ -456,6 +435,8 @@ pub fn upgrade(config: &Config, bundle_path: &Path, options: &Options) -> Result
     let mut report = Report::backup(false);
     for (i, action) in actions.iter().enumerate() {
         log::info!("[{}/{total}] {action}", i + 1);
+        // From the first write of the tag on: any stop ends in the rollback.
+        let began = i >= applying_from;
         let start = Instant::now();
         let result = match action {
             Action::Point(step) => executor.run_one(step, &mut report),
@@ -469,10 +450,11 @@ pub fn upgrade(config: &Config, bundle_path: &Path, options: &Options) -> Result
             ),
             Err(e) if !began => {
                 remove_staging(root);
-                return Err(e.context(format!(
-                    "the upgrade stopped in step {} of {total} ({action}), before it changed the running system (a restore point it took is kept: zshield backup --remove {point} removes it)",
+                return Err(Stopped(format!(
+                    "the upgrade to {meta} stopped in step {} of {total} ({action}): {e:#}; the running system was not changed (a restore point it took is kept: zshield backup --remove {point} removes it)",
                     i + 1
-                )));
+                ))
+                .into());
             }
             Err(e) => {
                 return Err(Failed(format!(
@@ -483,7 +465,6 @@ pub fn upgrade(config: &Config, bundle_path: &Path, options: &Options) -> Result
             }
         }
         if matches!(action, Action::BeginApplying { .. }) {
-            began = true;
             record(
                 config,
                 "applying",
@@ -617,6 +598,10 @@ fn apply(action: &Action, root: &Path, config: &Config) -> Result<()> {
         }
         Action::StartTrial { point } => {
             remove_staging(root);
+            // This boot is not the trial: boot-ok run again before a
+            // restart does not commit the upgrade.
+            std::fs::create_dir_all(RUN_DIR)?;
+            std::fs::write(Path::new(RUN_DIR).join(health::TRIAL_PENDING), point)?;
             nix::unistd::sync();
             Lvm.lv_tags(
                 &config.vg,

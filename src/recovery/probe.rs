@@ -69,6 +69,10 @@ pub struct GoldenRoot {
     /// The card carries a block map that does not check out or does not
     /// list the golden's file systems: a damaged or altered card.
     pub map_damage: Option<String>,
+    /// Only a card whose block map the vendor signed is taken
+    /// (`require_signed_map`): every byte copied must be checked against
+    /// that map, so nothing is copied file by file.
+    pub signed_map_required: bool,
     /// Whether a disk made from this golden can boot through UEFI with
     /// Secure Boot (its signed shim and GRUB, and mkfs.fat here), or why not.
     pub efi: Result<(), String>,
@@ -181,6 +185,11 @@ fn golden_block_maps(
             Ok(None) => Err(format!("{disk} carries no block map")),
             Err(e) => return altered(format!("{e:#}")),
         },
+        _ if signers.is_some() => {
+            return altered(
+                "the golden is not on one disk, so no signed block map can vouch for it (require_signed_map)".into(),
+            )
+        }
         _ => Err("the golden is not on one disk".into()),
     };
     if let (Ok((disk, stored)), Some(signers)) = (&card, signers) {
@@ -307,6 +316,7 @@ pub fn probe(
         block_map,
         boot_map,
         map_damage,
+        signed_map_required: signers.is_some(),
         efi,
     };
 

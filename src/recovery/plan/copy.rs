@@ -10,8 +10,16 @@ use crate::units::human;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FsCopy {
-    Blocks { map: FsMap, why: String },
-    Files { why: String },
+    Blocks {
+        map: FsMap,
+        why: String,
+    },
+    Files {
+        why: String,
+        /// The map the golden file system is checked against before it is
+        /// copied (`require_signed_map`: every byte copied is vouched for).
+        checked: Option<FsMap>,
+    },
 }
 
 /// The copy for a golden root onto a root volume of `root_bytes`.
@@ -24,12 +32,31 @@ pub fn choose(golden: &GoldenRoot, method: CopyMethod, root_bytes: u64) -> Resul
         target: "the root volume",
         bytes: root_bytes,
     };
-    match choose_for(&golden.block_map, method, &what) {
-        FsCopy::Files { why } if method == CopyMethod::Blocks => Err(Refusal(format!(
+    match choose_for(golden, &golden.block_map, method, &what)? {
+        FsCopy::Files { why, .. } if method == CopyMethod::Blocks => Err(Refusal(format!(
             "copy = \"blocks\", but {why}: rebuild the golden image with its block map, or set copy = \"auto\""
         ))),
         chosen => Ok(chosen),
     }
+}
+
+impl FsCopy {
+    /// The map the golden file system is read and checked against before
+    /// anything is copied or removed, if any: a block copy checks each range
+    /// as it copies, a file copy under `require_signed_map` first.
+    pub fn checked_map(&self) -> Option<&FsMap> {
+        match self {
+            FsCopy::Blocks { map, .. } => Some(map),
+            FsCopy::Files { checked, .. } => checked.as_ref(),
+        }
+    }
+}
+
+/// A copy file by file is not checked against the signed block map.
+fn signed_only(why: &str) -> Refusal {
+    Refusal(format!(
+        "this unit takes only what the vendor's signed block map vouches for (require_signed_map), so it copies block by block only, but {why}: use a card made by the vendor's image builder"
+    ))
 }
 
 /// A card whose block map does not check out is damaged or altered.
@@ -45,13 +72,17 @@ pub fn refuse_damaged_card(golden: &GoldenRoot) -> Result<(), Refusal> {
 /// The copy for the golden /boot onto a /boot partition of `boot_bytes`:
 /// `copy = "blocks"` is about the root; a /boot that cannot be copied by
 /// blocks is copied file by file.
-pub fn choose_boot(golden: &GoldenRoot, method: CopyMethod, boot_bytes: u64) -> FsCopy {
+pub fn choose_boot(
+    golden: &GoldenRoot,
+    method: CopyMethod,
+    boot_bytes: u64,
+) -> Result<FsCopy, Refusal> {
     let what = Place {
         golden: "the golden /boot",
         target: "the /boot partition",
         bytes: boot_bytes,
     };
-    choose_for(&golden.boot_map, method, &what)
+    choose_for(golden, &golden.boot_map, method, &what)
 }
 
 /// A golden file system and where it goes.
@@ -61,13 +92,25 @@ struct Place {
     bytes: u64,
 }
 
-fn choose_for(map: &Result<FsMap, String>, method: CopyMethod, to: &Place) -> FsCopy {
+/// With `require_signed_map`, only from a file system the signed map
+/// vouches for: by blocks, or by files once checked against it.
+fn choose_for(
+    golden: &GoldenRoot,
+    map: &Result<FsMap, String>,
+    method: CopyMethod,
+    to: &Place,
+) -> Result<FsCopy, Refusal> {
     if method == CopyMethod::Files {
-        return FsCopy::Files {
-            why: "asked for: copy = \"files\"".into(),
+        let checked = match golden.signed_map_required {
+            true => Some(map.clone().map_err(|why| signed_only(&why))?),
+            false => None,
         };
+        return Ok(FsCopy::Files {
+            why: "asked for: copy = \"files\"".into(),
+            checked,
+        });
     }
-    match usable_map(map, to) {
+    Ok(match usable_map(map, to) {
         Ok(map) => FsCopy::Blocks {
             why: format!(
                 "the card's block map lists {} ({} used of {}, in {} ranges)",
@@ -78,8 +121,9 @@ fn choose_for(map: &Result<FsMap, String>, method: CopyMethod, to: &Place) -> Fs
             ),
             map,
         },
-        Err(why) => FsCopy::Files { why },
-    }
+        Err(why) if golden.signed_map_required => return Err(signed_only(&why)),
+        Err(why) => FsCopy::Files { why, checked: None },
+    })
 }
 
 fn usable_map(map: &Result<FsMap, String>, to: &Place) -> Result<FsMap, String> {
@@ -200,7 +244,7 @@ mod tests {
         let mut golden = blank_probe().golden;
         let files = choose(&golden, CopyMethod::Auto, GIB).unwrap();
         assert!(
-            matches!(&files, FsCopy::Files { why } if why.contains("no block map")),
+            matches!(&files, FsCopy::Files { why, .. } if why.contains("no block map")),
             "{files:?}"
         );
         golden.block_map = Ok(golden_root_map());
@@ -210,11 +254,11 @@ mod tests {
             "{blocks:?}"
         );
         let forced = choose(&golden, CopyMethod::Files, GIB).unwrap();
-        assert!(matches!(forced, FsCopy::Files { why } if why.contains("copy = \"files\"")));
+        assert!(matches!(forced, FsCopy::Files { why, .. } if why.contains("copy = \"files\"")));
 
         let small = choose(&golden, CopyMethod::Auto, 256 * MIB).unwrap();
         assert!(
-            matches!(&small, FsCopy::Files { why } if why.contains("larger than the root volume (256 MiB)")),
+            matches!(&small, FsCopy::Files { why, .. } if why.contains("larger than the root volume (256 MiB)")),
             "{small:?}"
         );
         let refused = choose(&golden, CopyMethod::Blocks, 256 * MIB).unwrap_err();
@@ -226,7 +270,9 @@ mod tests {
         map.features.retain(|f| f != "metadata_csum_seed");
         golden.block_map = Ok(map);
         let unseeded = choose(&golden, CopyMethod::Auto, GIB).unwrap();
-        assert!(matches!(unseeded, FsCopy::Files { why } if why.contains("metadata_csum_seed")));
+        assert!(
+            matches!(unseeded, FsCopy::Files { why, .. } if why.contains("metadata_csum_seed"))
+        );
     }
 
     #[test]
@@ -261,19 +307,19 @@ mod tests {
 
         // Too large for the partition, or copy = "files": mkfs and rsync.
         let mut golden = probe.golden.clone();
-        let files = choose_boot(&golden, CopyMethod::Auto, 32 * MIB);
+        let files = choose_boot(&golden, CopyMethod::Auto, 32 * MIB).unwrap();
         assert!(
-            matches!(&files, FsCopy::Files { why } if why.contains("larger than the /boot partition (32 MiB)")),
+            matches!(&files, FsCopy::Files { why, .. } if why.contains("larger than the /boot partition (32 MiB)")),
             "{files:?}"
         );
         assert!(matches!(
             choose_boot(&golden, CopyMethod::Files, GIB),
-            FsCopy::Files { .. }
+            Ok(FsCopy::Files { .. })
         ));
         golden.boot_map = Err("the golden /boot is a directory of its root".into());
         assert!(matches!(
             choose_boot(&golden, CopyMethod::Blocks, GIB),
-            FsCopy::Files { why } if why.contains("directory")
+            Ok(FsCopy::Files { why, .. }) if why.contains("directory")
         ));
 
         let mut complete = complete_probe();
@@ -288,5 +334,53 @@ mod tests {
             .collect();
         assert_eq!(checked.len(), 2, "{checked:?}");
         assert!(checked[1].starts_with("check golden-boot /dev/sda1 against the card's block map"));
+    }
+
+    #[test]
+    fn with_signed_maps_required_only_what_the_map_vouches_for_is_copied() {
+        let mut probe = blank_probe();
+        probe.golden.signed_map_required = true;
+        probe.golden.block_map = Ok(golden_root_map());
+        probe.golden.boot_map = Ok(golden_boot_map());
+        // copy = "files": each file system is checked against the map first.
+        let mut files = crate::fixtures::config();
+        files.copy = CopyMethod::Files;
+        let p = crate::recovery::plan::plan(
+            &probe,
+            &files,
+            &Options::default(),
+            &mut crate::fixtures::uuids(),
+        )
+        .unwrap();
+        let n = names(&p);
+        let at = |name: &str| n.iter().position(|s| s == name).unwrap();
+        let checks: Vec<&Step> = p
+            .steps
+            .iter()
+            .filter(|s| matches!(s, Step::VerifyGolden { .. }))
+            .collect();
+        assert_eq!(checks.len(), 2, "{n:?}");
+        assert!(at("verify-golden") < at("mkfs-boot"), "{n:?}");
+        assert!(
+            n.iter().rposition(|s| s == "verify-golden").unwrap() < at("copy-root"),
+            "{n:?}"
+        );
+        // What the map does not list, or cannot be copied by blocks, is refused.
+        for (root, boot) in [
+            (Err("no block map".to_string()), Ok(golden_boot_map())),
+            (
+                Ok(golden_root_map()),
+                Err("the golden /boot is a directory of its root".into()),
+            ),
+        ] {
+            probe.golden.block_map = root;
+            probe.golden.boot_map = boot;
+            let r = super::super::tests::refusal(&probe);
+            assert!(r.contains("require_signed_map"), "{r}");
+        }
+        let mut golden = probe.golden.clone();
+        golden.block_map = Ok(golden_root_map());
+        let r = choose(&golden, CopyMethod::Auto, 256 * MIB).unwrap_err();
+        assert!(r.0.contains("larger than the root volume"), "{}", r.0);
     }
 }

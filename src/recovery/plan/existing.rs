@@ -12,7 +12,7 @@ use crate::points;
 use crate::recovery::step::{Refusal, Step};
 use crate::units::human;
 
-use super::{copy, firmware, refuse, Demand, FsCopy, Planner, Volumes};
+use super::{copy, firmware, refuse, Demand, Planner, Volumes};
 
 impl Planner<'_> {
     /// A zshield layout, complete or cut off: finish it, keeping the data volumes.
@@ -65,7 +65,7 @@ impl Planner<'_> {
         };
         let demand = Demand::new(c, total, extent_size);
         let root_copy = copy::choose(&probe.golden, c.copy, demand.root * extent_size)?;
-        let boot_copy = copy::choose_boot(&probe.golden, c.copy, layout.boot.size);
+        let boot_copy = copy::choose_boot(&probe.golden, c.copy, layout.boot.size)?;
 
         // The thin layout's pool: the configured one, or the one the root is in.
         let mut pools: Vec<&str> = vec![c.pool.name.as_str()];
@@ -159,13 +159,13 @@ impl Planner<'_> {
         let complete = vg.is_some_and(|v| v.has_tag(TAG_COMPLETE));
         if complete {
             // A damaged card must not cost the unit its working system.
-            if let FsCopy::Blocks { map, .. } = &root_copy {
+            if let Some(map) = root_copy.checked_map() {
                 self.steps.push(Step::VerifyGolden {
                     from: probe.golden.dev.clone(),
                     map: map.clone(),
                 });
             }
-            if let (FsCopy::Blocks { map, .. }, Some(from)) = (&boot_copy, &probe.golden.boot_dev) {
+            if let (Some(map), Some(from)) = (boot_copy.checked_map(), &probe.golden.boot_dev) {
                 self.steps.push(Step::VerifyGolden {
                     from: from.clone(),
                     map: map.clone(),

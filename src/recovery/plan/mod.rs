@@ -9,6 +9,7 @@ mod system;
 
 use crate::cmdline::Wipe;
 use crate::config::{Config, Label, RootLayout};
+use crate::disk::blockmap::FsMap;
 use crate::disk::content::{Content, ExistingLayout, PvArea};
 use crate::disk::identity::Identity;
 use crate::layout::{
@@ -338,9 +339,29 @@ impl Planner<'_> {
     /// /boot's file system on `dev`: the golden's copied block by block, or
     /// an empty one for the file copy. Returns its UUID and whether it holds
     /// the copy.
+    /// Checks the golden file system `from` against `map` before a file
+    /// copy of it (once: a complete layout's plan checks it first of all).
+    fn verify_golden(&mut self, from: &str, map: &FsMap) {
+        let done = self
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::VerifyGolden { from: f, .. } if f == from));
+        if !done {
+            self.steps.push(Step::VerifyGolden {
+                from: from.to_string(),
+                map: map.clone(),
+            });
+        }
+    }
+
     fn make_boot(&mut self, dev: &str, copy: FsCopy) -> (String, bool) {
         let uuid = (self.new_uuid)();
         let golden_boot = self.probe.golden.boot_dev.clone();
+        if let (Some(map), Some(from), FsCopy::Files { .. }) =
+            (copy.checked_map(), &golden_boot, &copy)
+        {
+            self.verify_golden(from, map);
+        }
         let step = match (copy, golden_boot) {
             (FsCopy::Blocks { map, why }, Some(from)) => Step::CopyBootBlocks {
                 from,
@@ -393,7 +414,7 @@ impl Planner<'_> {
             .iter()
             .find(|p| p.number == boot_number)
             .map_or(0, |p| p.size);
-        let boot_copy = copy::choose_boot(&self.probe.golden, c.copy, boot_bytes);
+        let boot_copy = copy::choose_boot(&self.probe.golden, c.copy, boot_bytes)?;
         let pv = parts
             .iter()
             .find(|p| p.number == pv_number)
@@ -521,7 +542,12 @@ impl Planner<'_> {
                 });
                 None
             }
-            FsCopy::Files { why } => Some(why.clone()),
+            FsCopy::Files { why, checked } => {
+                if let Some(map) = checked {
+                    self.verify_golden(&probe.golden.dev, map);
+                }
+                Some(why.clone())
+            }
         };
 
         self.steps.extend(system::steps(probe, c, &v, copy_files));

@@ -60,8 +60,16 @@ echo "ztest: upgrade.sh of web 2.0 ran"'
 echo "listen 8080" >"$d/upgrade/web/2.0/web.conf"
 # The component's way back to its first version: not run by an upgrade.
 script "$d/upgrade/web/origin/upgrade.sh" 'echo "ztest: origin ran"; exit 1'
-script "$d/hooks/10_note.sh" 'echo "acme 2.0" >/var/lib/ztest-acme/hook
-echo "ztest: hook of acme 2.0 ran"'
+# The hook also tries dpkg's front-end lock, which the upgrade holds.
+cat >"$d/hooks/10_note.sh" <<'HOOK'
+#!/bin/sh
+set -e
+echo "acme 2.0" >/var/lib/ztest-acme/hook
+if perl -MFcntl -e 'open(my $f, ">>", $ARGV[0]) or die; fcntl($f, F_SETLK, pack("s s x4 q q l x4", F_WRLCK, 0, 0, 0, 0)) or exit 1' /var/lib/dpkg/lock-frontend
+then echo free; else echo held; fi >/var/lib/ztest-acme/dpkg-lock
+echo "ztest: hook of acme 2.0 ran"
+HOOK
+chmod 755 "$d/hooks/10_note.sh"
 bundle good 2.0
 cp "$bundles/good.zsb" "$bundles/tampered.zsb"
 offset=$(grep -abo 'listen 8080' "$bundles/tampered.zsb" | cut -d: -f1)
@@ -138,6 +146,7 @@ good)
     check deb-installed expect_eq "ztest-acme" "$(dpkg-query -W -f '${Version} ${Status}' ztest-acme)" "2.0 install ok installed"
     check upgrade-sh-ran grep -qx "listen 8080" /var/lib/ztest-acme/web.conf
     check hook-ran grep -qx "acme 2.0" /var/lib/ztest-acme/hook
+    check dpkg-locked-throughout grep -qx held /var/lib/ztest-acme/dpkg-lock
     check version-recorded grep -qx 'version = "2.0"' /var/lib/zshield/bundles/acme.toml
     check staging-removed test ! -e /var/lib/zshield/upgrade
     check same-again-refused bash -c 'out=$(zshield upgrade --dry-run /run/ztest-good.zsb 2>&1); [ $? = 1 ] && grep -q "acme 2.0 is installed, and 2.0 is not newer: pass --allow-downgrade" <<<"$out"'
@@ -158,6 +167,8 @@ bad)
     check user-file-kept grep -qx "user data before acme 3.0" /home/ztest-user-file
     check version-back-to-2.0 grep -qx 'version = "2.0"' /var/lib/zshield/bundles/acme.toml
     check no-upgrade-in-status bash -c '! zshield status | grep -q "^upgrade:"'
+    # The point held the unpacked bundle; the boot marked good removed it.
+    check leftover-staging-removed test ! -e /var/lib/zshield/upgrade
     next_stage cut
     zshield upgrade /run/ztest-cut.zsb
     sleep 600
