@@ -54,8 +54,8 @@ lint:
 	cargo clippy --locked --all-targets -- -D warnings
 	cargo clippy --locked --all-targets --features failpoints -- -D warnings
 	shellcheck -x qemu/*.sh tests/qemu/*.sh tests/qemu/scenarios/*.sh tests/qemu/checks/*.sh \
-		initramfs/90zshield/*.sh scripts/*.sh .ci/run grub/40_zshield grub/05_zshield_card grub/01_zshield_password \
-		qemu/image-overlay/etc/grub.d/02_efi_console \
+		initramfs/90zshield/*.sh scripts/*.sh scripts/zshield-bundle .ci/run grub/40_zshield grub/05_zshield_card grub/01_zshield_password \
+		qemu/image-overlay/etc/grub.d/02_efi_console qemu/test-bundle/data/hooks/*.sh \
 		qemu/test-overlay/etc/zshield/provision/hooks/*.sh qemu/test-overlay/usr/local/share/zshield-test/*/hooks/*.sh
 
 test-unit:
