@@ -340,7 +340,6 @@ pub fn boot_ok(config: &Config) -> Result<BootOk> {
     }
 }
 
-/// The restore point (LV) of the upgrade on trial, if one is.
 /// A bundle unpacked by an upgrade that a rollback brought back with its
 /// restore point (called with no upgrade being applied).
 fn remove_leftover_staging() {
